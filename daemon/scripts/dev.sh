@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The README's two commands:
+#   bash daemon/scripts/dev.sh run    install everything, then run the daemon on the embedded default
+#                                     (SoftHSM2 token + SQLite under ./.data, created on first run)
+#   bash daemon/scripts/dev.sh test   install everything, then run the full test suite
+set -euo pipefail
+cmd="${1:-}"; shift || true
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/bootstrap.sh"
+cd "$KB_ROOT"
+case "$cmd" in
+  run)
+    data="${KB_DATA_DIR:-$KB_ROOT/.data}"
+    if [ ! -f "$data/keybroker.json" ]; then node daemon/src/cli/main.ts init --data-dir "$data"; fi
+    exec node daemon/src/cli/main.ts serve --config "$data/keybroker.json" "$@"
+    ;;
+  test)
+    echo "== typecheck"; npx tsc -p tsconfig.json
+    echo "== lint"; npm run -s lint
+    if [ -f daemon/scripts/check-protos.sh ]; then echo "== protos"; bash daemon/scripts/check-protos.sh; fi
+    echo "== tests"
+    # Each test file is its own process with its own SoftHSM2 token.
+    exec node --test --test-reporter=spec --test-timeout=600000 "test/**/*.test.ts" "$@"
+    ;;
+  *) echo "usage: dev.sh run|test [args]" >&2; exit 2 ;;
+esac

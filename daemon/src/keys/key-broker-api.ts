@@ -1,0 +1,183 @@
+/**
+ * The contract between the key hierarchy (keys/) and the gRPC layer (api/): the API is a thin
+ * layer over this. Tenant and org always come from the authenticated identity, never from a
+ * request body; that is the caller's job, and these methods trust the TenantRef they are given.
+ * All errors thrown are KbError (errors.ts).
+ */
+import type { KbError } from '../errors.ts';
+import type { CustomerId, KeyVersion, OrgId, TenantId, TenantRef } from '../ids.ts';
+
+export type KeyLevel = 'org' | 'tenant' | 'customer';
+export type KeyVersionState = 'enabled' | 'disabled' | 'destroyed';
+
+export interface KeyVersionInfo {
+  readonly version: KeyVersion;
+  readonly state: KeyVersionState;
+  readonly createdAt: string; // RFC 3339
+  /** Operations performed under this version (usage-limit rotation counts these). */
+  readonly uses: number;
+}
+
+/** Rotation and version window of one key (one level of one entity). */
+export interface KeyPolicy {
+  /** Rotate when the primary is older than this; 0 disables scheduled rotation. Default 90 days. */
+  readonly rotationPeriodSeconds: number;
+  /** Rotate after this many operations on the primary; 0 disables. */
+  readonly usageLimit: number;
+  readonly minEncryptVersion: KeyVersion;
+  readonly minDecryptVersion: KeyVersion;
+}
+
+export interface KeyInfo {
+  readonly level: KeyLevel;
+  readonly primary: KeyVersion;
+  readonly versions: readonly KeyVersionInfo[];
+  readonly policy: KeyPolicy;
+}
+
+export interface OrgInfo {
+  readonly org: OrgId;
+  readonly enabled: boolean;
+  readonly createdAt: string;
+  readonly key: KeyInfo;
+}
+export interface TenantInfo {
+  readonly org: OrgId;
+  readonly tenant: TenantId;
+  readonly enabled: boolean;
+  readonly createdAt: string;
+  readonly key: KeyInfo;
+}
+export interface CustomerInfo {
+  readonly org: OrgId;
+  readonly tenant: TenantId;
+  readonly customer: CustomerId;
+  readonly enabled: boolean;
+  readonly createdAt: string;
+  readonly key: KeyInfo;
+}
+
+export interface EncryptRequest {
+  /** Defaults to DEFAULT_CUSTOMER. */
+  readonly customer?: CustomerId;
+  readonly plaintext: Uint8Array;
+  /** Caller's encryption context, bound to the ciphertext. May be empty. */
+  readonly aad: Uint8Array;
+}
+export interface EncryptResult {
+  readonly ciphertext: Uint8Array;
+  readonly keyVersion: KeyVersion;
+}
+export interface DecryptRequest {
+  readonly ciphertext: Uint8Array;
+  readonly aad: Uint8Array;
+}
+export interface DecryptResult {
+  readonly plaintext: Uint8Array;
+  readonly customer: CustomerId;
+  readonly keyVersion: KeyVersion;
+}
+export interface DataKeyRequest {
+  readonly customer?: CustomerId;
+  readonly aad: Uint8Array;
+  /** 16 or 32 (default 32). */
+  readonly length?: number;
+}
+export interface DataKeyResult {
+  /** The caller's copy; the broker keeps none. */
+  readonly plaintextKey: Uint8Array;
+  readonly wrappedKey: Uint8Array;
+  readonly keyVersion: KeyVersion;
+}
+export interface RewrapResult {
+  readonly ciphertext: Uint8Array;
+  readonly keyVersion: KeyVersion;
+}
+
+/** Per-item result of a batch: user errors per item; internal errors abort the call instead. */
+export type ItemResult<T> =
+  { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: KbError };
+
+/** Chunked AEAD stream (wire/FORMAT.md): header first, then sealed chunks, the last one marked final. */
+export interface StreamEncryptor {
+  readonly header: Uint8Array;
+  /** Seal one chunk (≤ the format's max chunk size). `final` must be set on the last chunk only. */
+  seal(chunk: Uint8Array, final: boolean): Uint8Array;
+}
+export interface StreamDecryptor {
+  /** Open one sealed chunk in order. Returns the plaintext and whether it was the final chunk. */
+  open(sealedChunk: Uint8Array): { plaintext: Uint8Array; final: boolean };
+  /** Throws DECRYPTION_FAILED if the final chunk was never seen (truncation). */
+  finish(): void;
+}
+
+export interface ShredReceipt {
+  /** Canonical JSON of the receipt body (what was destroyed, when, HSM key labels/versions, audit position). */
+  readonly body: string;
+  readonly signatureAlgorithm: string;
+  /** Base64 signature over the UTF-8 bytes of `body`. */
+  readonly signature: string;
+  /** PEM SPKI of the broker signing key; receipts verify offline with this alone. */
+  readonly publicKeyPem: string;
+}
+
+export interface KeyBrokerApi {
+  // --- lifecycle (admin) ---
+  createOrg(org: OrgId): Promise<OrgInfo>;
+  listOrgs(): Promise<readonly OrgInfo[]>;
+  describeOrg(org: OrgId): Promise<OrgInfo>;
+  setOrgEnabled(org: OrgId, enabled: boolean): Promise<OrgInfo>;
+
+  createTenant(org: OrgId, tenant: TenantId, policy?: Partial<KeyPolicy>): Promise<TenantInfo>;
+  listTenants(org: OrgId): Promise<readonly TenantInfo[]>;
+  describeTenant(ref: TenantRef): Promise<TenantInfo>;
+  setTenantEnabled(ref: TenantRef, enabled: boolean): Promise<TenantInfo>;
+
+  createCustomer(ref: TenantRef, customer: CustomerId, policy?: Partial<KeyPolicy>): Promise<CustomerInfo>;
+  listCustomers(ref: TenantRef): Promise<readonly CustomerInfo[]>;
+  describeCustomer(ref: TenantRef, customer: CustomerId): Promise<CustomerInfo>;
+  setCustomerEnabled(ref: TenantRef, customer: CustomerId, enabled: boolean): Promise<CustomerInfo>;
+
+  /** Rotating a level rewraps the level below; data ciphertexts are untouched. */
+  rotateOrgKey(org: OrgId): Promise<OrgInfo>;
+  rotateTenantKey(ref: TenantRef): Promise<TenantInfo>;
+  rotateCustomerKey(ref: TenantRef, customer: CustomerId): Promise<CustomerInfo>;
+  /** Set rotation period, usage limit, min encrypt/decrypt versions of a tenant's or customer's key. */
+  setKeyPolicy(
+    ref: TenantRef,
+    customer: CustomerId | undefined,
+    policy: Partial<KeyPolicy>,
+  ): Promise<KeyInfo>;
+  setKeyVersionEnabled(
+    ref: TenantRef,
+    customer: CustomerId | undefined,
+    version: KeyVersion,
+    enabled: boolean,
+  ): Promise<KeyInfo>;
+  /** Scheduled rotation pass: rotates every due key; one failure does not stop the others. */
+  rotateDueKeys(now?: Date): Promise<{ rotated: number; failed: number }>;
+
+  /** Crypto-shredding: ends in C_DestroyObject in the HSM; returns a signed receipt. */
+  destroyTenant(ref: TenantRef): Promise<ShredReceipt>;
+  destroyCustomer(ref: TenantRef, customer: CustomerId): Promise<ShredReceipt>;
+
+  // --- data plane ---
+  encrypt(ref: TenantRef, req: EncryptRequest): Promise<EncryptResult>;
+  decrypt(ref: TenantRef, req: DecryptRequest): Promise<DecryptResult>;
+  encryptBatch(ref: TenantRef, items: readonly EncryptRequest[]): Promise<ItemResult<EncryptResult>[]>;
+  decryptBatch(ref: TenantRef, items: readonly DecryptRequest[]): Promise<ItemResult<DecryptResult>[]>;
+  generateDataKey(ref: TenantRef, req: DataKeyRequest): Promise<DataKeyResult>;
+  decryptDataKey(
+    ref: TenantRef,
+    req: { wrappedKey: Uint8Array; aad: Uint8Array },
+  ): Promise<{ plaintextKey: Uint8Array }>;
+  /** Move a ciphertext or wrapped data key to the primary version without returning plaintext. */
+  rewrap(ref: TenantRef, req: DecryptRequest): Promise<RewrapResult>;
+  encryptStream(ref: TenantRef, req: { customer?: CustomerId; aad: Uint8Array }): Promise<StreamEncryptor>;
+  decryptStream(ref: TenantRef, req: { header: Uint8Array; aad: Uint8Array }): Promise<StreamDecryptor>;
+
+  /** HSM reachable, registry open, degraded-mode state. */
+  health(): { ready: boolean; degraded: boolean; reason?: string };
+  /** Zero caches, close stores. Does not close the HSM (the owner of the Hsm does). */
+  close(): Promise<void>;
+}
