@@ -3,6 +3,7 @@
  * authenticated identity (never from request fields) and asks an Authorizer; the policy engine
  * implements it. Fail-closed: anything but an explicit allow is a deny.
  */
+import type { ErrorCode } from '../errors.ts';
 import type { CustomerId, OrgId, TenantId } from '../ids.ts';
 
 export type Role = 'viewer' | 'operator' | 'admin';
@@ -36,6 +37,11 @@ export interface Decision {
   readonly reason: string;
   /** Which rule decided, for the audit record. */
   readonly rule?: string;
+  /**
+   * For a deny: the error to return (PERMISSION_DENIED when absent; ALGORITHM_NOT_ALLOWED for
+   * FIPS refusals). Added by the policy engine; see `decisionError` in policy-engine.ts.
+   */
+  readonly code?: ErrorCode;
 }
 
 export interface Authorizer {

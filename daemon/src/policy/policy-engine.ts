@@ -1,0 +1,153 @@
+/**
+ * The policy engine: one pure function of (identity, tenant, RPC, customer, algorithm, key) to a
+ * Decision. Order of evaluation (first deny wins, anything else denies):
+ *   1. structural: cross-org and cross-tenant calls, inconsistent identities (before any policy)
+ *   2. no policy loaded
+ *   3. FIPS mode algorithm refusal            -> ALGORITHM_NOT_ALLOWED
+ *   4. Admin RPC role requirement (viewer < operator < admin)
+ *   5. explicit deny rules, in document order
+ *   6. the target tenant's ceiling (tenants[])
+ *   7. the first matching allow rule allows; no match denies
+ * Any exception while evaluating is a deny ("evaluator error").
+ */
+import { KbError } from '../errors.ts';
+import type { AuthzRequest, Authorizer, Decision, Role } from './authorizer.ts';
+import { highestRole, requiredRole, roleRank } from './admin-roles.ts';
+import { fipsRefusal } from './fips-policy.ts';
+import { matchesAny } from './glob.ts';
+import type { Constraints, Policy } from './policy-document.ts';
+
+const deny = (reason: string, rule: string, code?: Decision['code']): Decision =>
+  code === undefined ? { allow: false, reason, rule } : { allow: false, reason, rule, code };
+
+/** The role the policy grants `uri` on top of the roles its certificate carries. */
+export function effectiveRole(
+  policy: Policy | undefined,
+  uri: string,
+  certRoles: readonly Role[],
+): Role | undefined {
+  const roles: Role[] = [...certRoles];
+  for (const b of policy?.roleBindings ?? []) if (b.identity.test(uri)) roles.push(b.role);
+  return highestRole(roles);
+}
+
+/** Returns the name of the first constraint list the request falls outside of, or undefined. */
+function outside(c: Constraints, req: AuthzRequest, strict: boolean): string | undefined {
+  const checks: [keyof Constraints, string | undefined][] = [
+    ['rpcs', req.rpc],
+    ['orgs', req.org],
+    ['tenants', req.tenant],
+    ['customers', req.customer],
+    ['algorithms', req.algorithm],
+    ['keys', req.keyName],
+  ];
+  for (const [k, v] of checks) {
+    const list = c[k];
+    if (list === undefined) continue;
+    // A rule constraining a field the call does not carry does not apply (strict); a tenant
+    // ceiling only limits fields that are present.
+    if (v === undefined) {
+      if (strict) return k;
+      continue;
+    }
+    if (!matchesAny(list, v)) return k;
+  }
+  return undefined;
+}
+
+/** Structural checks that no policy can override. */
+function structural(req: AuthzRequest): Decision | undefined {
+  const id = req.identity;
+  if (typeof id?.uri !== 'string' || typeof req.rpc !== 'string' || req.rpc === '') {
+    return deny('malformed authorization request', 'structural:malformed');
+  }
+  if (id.uri.startsWith('spiffe://')) {
+    const segs = id.uri.slice('spiffe://'.length).split('/');
+    if (segs[0] !== id.org) return deny('identity URI does not match its org', 'structural:identity');
+    if (id.tenant !== undefined && segs[1] !== id.tenant) {
+      return deny('identity URI does not match its tenant', 'structural:identity');
+    }
+  }
+  if (req.org !== undefined && req.org !== id.org)
+    return deny('cross-org call refused', 'structural:cross-org');
+  if (id.tenant !== undefined && req.tenant !== undefined && req.tenant !== id.tenant) {
+    return deny('cross-tenant call refused', 'structural:cross-tenant');
+  }
+  return undefined;
+}
+
+/** Evaluate one request against one policy. Pure: same inputs, same decision. */
+export function evaluatePolicy(policy: Policy | undefined, req: AuthzRequest): Decision {
+  const s = structural(req);
+  if (s) return s;
+  if (policy === undefined) return deny('no policy loaded', 'no-policy');
+
+  if (policy.fipsMode && req.algorithm !== undefined) {
+    const why = fipsRefusal(req.algorithm);
+    if (why !== undefined) return deny(`FIPS mode: ${why}`, 'fips', 'ALGORITHM_NOT_ALLOWED');
+  }
+
+  const need = requiredRole(req.rpc, policy.adminRpcRoles);
+  if (need !== undefined) {
+    const have = effectiveRole(policy, req.identity.uri, req.identity.roles);
+    if (roleRank(have) < roleRank(need)) return deny(`${req.rpc} needs role ${need}`, `role:${need}`);
+  }
+
+  const uri = req.identity.uri;
+  for (const r of policy.rules) {
+    if (r.effect === 'deny' && matchesAny(r.identities, uri) && outside(r, req, true) === undefined) {
+      return deny(`denied by rule ${r.id}`, r.id);
+    }
+  }
+
+  if (req.org !== undefined && req.tenant !== undefined) {
+    const ceiling = policy.tenants.get(`${req.org}/${req.tenant}`);
+    const off = ceiling === undefined ? undefined : outside(ceiling, req, false);
+    if (off !== undefined)
+      return deny(`outside the tenant's allowed ${off}`, `tenant:${req.org}/${req.tenant}`);
+  }
+
+  for (const r of policy.rules) {
+    if (r.effect === 'allow' && matchesAny(r.identities, uri) && outside(r, req, true) === undefined) {
+      return { allow: true, reason: `allowed by rule ${r.id}`, rule: r.id };
+    }
+  }
+  return deny('no rule allows this call', 'no-match');
+}
+
+/** Where the engine gets the current policy (a PolicyStore, or a function for tests). */
+export interface PolicySource {
+  current(): Policy | undefined;
+}
+
+/** The Authorizer the daemon uses: evaluates every call against the source's current policy. */
+export class PolicyEngine implements Authorizer {
+  readonly #source: PolicySource;
+
+  constructor(source: PolicySource) {
+    this.#source = source;
+  }
+
+  authorize(req: AuthzRequest): Decision {
+    try {
+      return evaluatePolicy(this.#source.current(), req);
+    } catch {
+      // Fail closed; the cause is a bug or a corrupt policy object, never the caller's business.
+      return deny('policy evaluation failed', 'evaluator-error');
+    }
+  }
+
+  /** Whether FIPS mode is on in the current policy (for health and metrics). */
+  get fipsMode(): boolean {
+    try {
+      return this.#source.current()?.fipsMode ?? false;
+    } catch {
+      return false;
+    }
+  }
+}
+
+/** The KbError for a deny decision (PERMISSION_DENIED unless the decision names another code). */
+export function decisionError(d: Decision): KbError {
+  return new KbError(d.code ?? 'PERMISSION_DENIED', d.reason);
+}

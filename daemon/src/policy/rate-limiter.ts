@@ -1,0 +1,129 @@
+/**
+ * Token buckets per identity and per tenant, so one noisy caller or tenant cannot starve the
+ * others. A call passes only if both its buckets have a token; tokens are taken from both only
+ * then. Memory is bounded: buckets live in an LRU map; evicting the least recently used bucket is
+ * harmless once it has been idle for burst/rate seconds (it would be full again anyway).
+ */
+import { KbError } from '../errors.ts';
+
+/** Refill rate (tokens per second) and bucket size. */
+export interface BucketSpec {
+  readonly ratePerSec: number;
+  readonly burst: number;
+}
+
+export interface RateLimiterOptions {
+  readonly perIdentity?: BucketSpec;
+  readonly perTenant?: BucketSpec;
+  /** Overrides by identity URI or by "org/tenant" key. */
+  readonly identityOverrides?: ReadonlyMap<string, BucketSpec>;
+  readonly tenantOverrides?: ReadonlyMap<string, BucketSpec>;
+  /** Most buckets kept (identity and tenant buckets together). */
+  readonly maxBuckets?: number;
+  /** Milliseconds clock; injectable for tests. */
+  readonly now?: () => number;
+}
+
+export type RateDecision =
+  | { readonly allow: true }
+  | { readonly allow: false; readonly scope: 'identity' | 'tenant'; readonly retryAfterMs: number };
+
+/** A RATE_LIMITED KbError carrying the retry hint (the API layer sends it as `retry-after-ms`). */
+export class RateLimitedError extends KbError {
+  readonly retryAfterMs: number;
+  constructor(scope: 'identity' | 'tenant', retryAfterMs: number) {
+    super('RATE_LIMITED', `${scope} limit, retry after ${retryAfterMs} ms`);
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+export const DEFAULT_IDENTITY_BUCKET: BucketSpec = { ratePerSec: 2_000, burst: 4_000 };
+export const DEFAULT_TENANT_BUCKET: BucketSpec = { ratePerSec: 5_000, burst: 10_000 };
+
+interface Bucket {
+  tokens: number;
+  last: number;
+  readonly spec: BucketSpec;
+}
+
+function checkSpec(name: string, s: BucketSpec): BucketSpec {
+  if (!(s.ratePerSec > 0 && Number.isFinite(s.ratePerSec)) || !(s.burst >= 1 && Number.isFinite(s.burst))) {
+    throw new KbError('INVALID_ARGUMENT', `${name}: ratePerSec must be > 0 and burst >= 1`);
+  }
+  return s;
+}
+
+export class RateLimiter {
+  readonly #identity: BucketSpec;
+  readonly #tenant: BucketSpec;
+  readonly #identityOverrides: ReadonlyMap<string, BucketSpec>;
+  readonly #tenantOverrides: ReadonlyMap<string, BucketSpec>;
+  readonly #max: number;
+  readonly #now: () => number;
+  readonly #buckets = new Map<string, Bucket>();
+
+  constructor(opts: RateLimiterOptions = {}) {
+    this.#identity = checkSpec('perIdentity', opts.perIdentity ?? DEFAULT_IDENTITY_BUCKET);
+    this.#tenant = checkSpec('perTenant', opts.perTenant ?? DEFAULT_TENANT_BUCKET);
+    this.#identityOverrides = opts.identityOverrides ?? new Map();
+    this.#tenantOverrides = opts.tenantOverrides ?? new Map();
+    for (const [k, v] of this.#identityOverrides) checkSpec(`identityOverrides[${k}]`, v);
+    for (const [k, v] of this.#tenantOverrides) checkSpec(`tenantOverrides[${k}]`, v);
+    this.#max = opts.maxBuckets ?? 100_000;
+    if (!(this.#max >= 2)) throw new KbError('INVALID_ARGUMENT', 'maxBuckets must be >= 2');
+    this.#now = opts.now ?? (() => performance.now());
+  }
+
+  /** Number of buckets held (bounded by maxBuckets). */
+  get size(): number {
+    return this.#buckets.size;
+  }
+
+  #bucket(key: string, spec: BucketSpec, now: number): Bucket {
+    let b = this.#buckets.get(key);
+    if (b === undefined) {
+      b = { tokens: spec.burst, last: now, spec };
+      if (this.#buckets.size >= this.#max) {
+        const oldest = this.#buckets.keys().next();
+        if (!oldest.done) this.#buckets.delete(oldest.value);
+      }
+    } else {
+      this.#buckets.delete(key); // re-insert below: Map order is the LRU order
+      b.tokens = Math.min(b.spec.burst, b.tokens + ((now - b.last) / 1000) * b.spec.ratePerSec);
+      b.last = now;
+    }
+    this.#buckets.set(key, b);
+    return b;
+  }
+
+  static #wait(b: Bucket, cost: number): number {
+    return Math.max(1, Math.ceil(((cost - b.tokens) / b.spec.ratePerSec) * 1000));
+  }
+
+  /**
+   * Take `cost` tokens for a call by `identity` on `tenantKey` ("org/tenant"; undefined for
+   * org-level calls), or say how long to wait.
+   */
+  take(identity: string, tenantKey: string | undefined, cost = 1): RateDecision {
+    const now = this.#now();
+    const ib = this.#bucket(`i:${identity}`, this.#identityOverrides.get(identity) ?? this.#identity, now);
+    const tb =
+      tenantKey === undefined
+        ? undefined
+        : this.#bucket(`t:${tenantKey}`, this.#tenantOverrides.get(tenantKey) ?? this.#tenant, now);
+    if (ib.tokens < cost)
+      return { allow: false, scope: 'identity', retryAfterMs: RateLimiter.#wait(ib, cost) };
+    if (tb !== undefined && tb.tokens < cost) {
+      return { allow: false, scope: 'tenant', retryAfterMs: RateLimiter.#wait(tb, cost) };
+    }
+    ib.tokens -= cost;
+    if (tb !== undefined) tb.tokens -= cost;
+    return { allow: true };
+  }
+
+  /** Like `take`, but throws RateLimitedError (RATE_LIMITED, gRPC RESOURCE_EXHAUSTED). */
+  enforce(identity: string, tenantKey: string | undefined, cost = 1): void {
+    const d = this.take(identity, tenantKey, cost);
+    if (!d.allow) throw new RateLimitedError(d.scope, d.retryAfterMs);
+  }
+}
