@@ -1,0 +1,465 @@
+/**
+ * The PKCS#11 implementation of `Hsm`, driven by a profile (hsm-profiles/*.json).
+ *
+ * Open it with:
+ *   const profile = loadProfile('softhsm2');              // or a path; from ./hsm-profile.ts
+ *   const hsm = await Pkcs11Hsm.open({ profile, pin, tokenLabel?, poolSize?, maxWaiters?, logger? });
+ *   ...; await hsm.close();
+ * `pin` is kept in memory for re-login after a reconnect; it is never logged nor put in an error.
+ * SoftHSM reads SOFTHSM2_CONF at C_Initialize: set it before `open` (test/support/softhsm-token.ts).
+ * Tests of "HSM goes away, then returns": `hsm.setFaultInjection(true|false)` + `hsm.whenHealthy(ms)`.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import pkcs11js from 'pkcs11js';
+import { KbError, decryptionFailed } from '../errors.ts';
+import type { Hsm, HsmCapabilities, HsmHealth, HsmKeyRef, HsmSigningAlgorithm } from './hsm.ts';
+import { resolveModulePath } from './hsm-profile.ts';
+import type { HsmProfile } from './hsm-profile.ts';
+import { ecdsaRawToDer } from './key-encoding.ts';
+import { Pkcs11Connection, call, callAsync, silentLogger } from './pkcs11-connection.ts';
+import type { HsmLogger, SessionCtx } from './pkcs11-connection.ts';
+import { Pkcs11Error, toPkcs11Error } from './pkcs11-error.ts';
+import { KeyHandles } from './key-handles.ts';
+import type { RootHandles, SigningHandles } from './key-handles.ts';
+import { omit, scratchSecretTemplate, unwrapScratchTemplate } from './pkcs11-templates.ts';
+
+const P = pkcs11js;
+
+export interface Pkcs11HsmOptions {
+  readonly profile: HsmProfile;
+  /** The CKU_USER PIN. */
+  readonly pin: string;
+  /** Overrides the profile's token selection. */
+  readonly tokenLabel?: string;
+  /** Overrides the profile's pool size / queue bound. */
+  readonly poolSize?: number;
+  readonly maxWaiters?: number;
+  readonly logger?: HsmLogger;
+  /** Reconnect backoff (defaults 100 ms doubling to 5 s). */
+  readonly reconnectInitialDelayMs?: number;
+  readonly reconnectMaxDelayMs?: number;
+}
+
+/** Bounds checked at this boundary. */
+export const HSM_LIMITS = {
+  minWrapKey: 16,
+  maxWrapKey: 64,
+  maxGcmPlaintext: 64 * 1024,
+  maxAad: 16 * 1024,
+  maxRandom: 64 * 1024,
+  maxLabel: 128,
+} as const;
+
+const GCM_IV = 12;
+const GCM_TAG = 16;
+const CBC_IV = 16;
+const HMAC_LEN = 32;
+// Domain separation for the encrypt-then-MAC wrap: the MAC covers tag ‖ iv ‖ ciphertext.
+const CBC_HMAC_TAG = Buffer.from('keybroker/wrap/aes-cbc-pad-hmac-sha256/v1', 'utf8');
+const LABEL_RE = /^[\x21-\x7e]+$/;
+
+export class Pkcs11Hsm implements Hsm {
+  readonly profileName: string;
+  readonly capabilities: HsmCapabilities;
+  readonly #profile: HsmProfile;
+  readonly #conn: Pkcs11Connection;
+  readonly #keys: KeyHandles;
+
+  private constructor(profile: HsmProfile, conn: Pkcs11Connection) {
+    this.#profile = profile;
+    this.#conn = conn;
+    this.profileName = profile.name;
+    this.capabilities = { wrap: profile.wrap, aesGcm: profile.aesGcm, signing: [...profile.signing] };
+    this.#keys = new KeyHandles(conn, profile);
+  }
+
+  /** Load the profile's module, C_Initialize (CKF_OS_LOCKING_OK), open the pool and log in. */
+  static async open(o: Pkcs11HsmOptions): Promise<Pkcs11Hsm> {
+    const { profile } = o;
+    const modulePath = resolveModulePath(profile);
+    if (modulePath === undefined) {
+      throw new KbError('HSM_UNAVAILABLE', `no PKCS#11 module of profile ${profile.name} found`, {
+        detail: `tried ${profile.module.paths.join(', ')}`,
+      });
+    }
+    for (const [k, v] of Object.entries(profile.module.env ?? {})) process.env[k] ??= v;
+    const logger = o.logger ?? silentLogger;
+    try {
+      const conn = new Pkcs11Connection({
+        profile,
+        modulePath,
+        pin: o.pin,
+        ...(o.tokenLabel !== undefined ? { tokenLabel: o.tokenLabel } : {}),
+        poolSize: o.poolSize ?? profile.pool.size,
+        maxWaiters: o.maxWaiters ?? profile.pool.maxWaiters,
+        logger,
+        reconnectInitialDelayMs: o.reconnectInitialDelayMs ?? 100,
+        reconnectMaxDelayMs: o.reconnectMaxDelayMs ?? 5000,
+      });
+      logger.info({ profile: profile.name, module: modulePath }, 'HSM session pool ready');
+      return new Pkcs11Hsm(profile, conn);
+    } catch (err) {
+      const e = toPkcs11Error(err, 'open');
+      if (e instanceof Pkcs11Error) {
+        const what = e.ckr === 'CKR_TOKEN_NOT_PRESENT' ? 'token not found' : `${e.ckr} in ${e.fn}`;
+        throw new KbError('HSM_UNAVAILABLE', `cannot open HSM (${what})`, { detail: e.message, cause: e });
+      }
+      throw new KbError('HSM_UNAVAILABLE', 'cannot open HSM', { cause: e });
+    }
+  }
+
+  /** The loaded module's connection (for doctor and benchmarks; not for the daemon's data path). */
+  get connection(): Pkcs11Connection {
+    return this.#conn;
+  }
+
+  /** Test-only fault switch: while on, every call fails as device-unavailable (HSM_UNAVAILABLE). */
+  setFaultInjection(on: boolean): void {
+    this.#conn.setFaultInjection(on);
+  }
+
+  /** Resolves when the HSM is reachable again (after a reconnect); rejects after `timeoutMs`. */
+  whenHealthy(timeoutMs: number): Promise<void> {
+    return this.#conn.whenHealthy(timeoutMs);
+  }
+
+  async generateRootKey(label: string): Promise<HsmKeyRef> {
+    checkLabel(label);
+    return this.#op(false, (s) => this.#keys.createRoot(s, label));
+  }
+
+  async findKey(label: string, kind: HsmKeyRef['kind']): Promise<HsmKeyRef | undefined> {
+    checkLabel(label);
+    return this.#op(false, async (s) => {
+      const found = kind === 'root' ? this.#keys.root(s, label) : this.#keys.signing(s, label);
+      return found ? { label, kind } : undefined;
+    });
+  }
+
+  async destroyKey(ref: HsmKeyRef): Promise<void> {
+    checkLabel(ref.label);
+    await this.#op(false, async (s) => this.#keys.destroy(s, ref));
+  }
+
+  async wrapKey(root: HsmKeyRef, key: Uint8Array): Promise<Uint8Array> {
+    checkRef(root, 'root');
+    if (key.length < HSM_LIMITS.minWrapKey || key.length > HSM_LIMITS.maxWrapKey) {
+      throw new KbError(
+        'INVALID_ARGUMENT',
+        `key to wrap must be ${HSM_LIMITS.minWrapKey}-${HSM_LIMITS.maxWrapKey} bytes`,
+      );
+    }
+    return this.#op(false, async (s) => {
+      const h = this.#keys.requireRoot(s, root.label);
+      const scratchValue = Buffer.from(key);
+      const needPrivate = this.#profile.quirks.sessionObjectsNeedPrivate ?? false;
+      const tmp = call('C_CreateObject', () =>
+        this.#conn.pkcs11.C_CreateObject(s.handle, scratchSecretTemplate(scratchValue, needPrivate)),
+      );
+      scratchValue.fill(0);
+      try {
+        if (this.#profile.wrap === 'aes-kwp') {
+          const out = Buffer.alloc(key.length + 16);
+          const mech = { mechanism: P.CKM_AES_KEY_WRAP_PAD };
+          return await callAsync('C_WrapKey', () =>
+            this.#conn.pkcs11.C_WrapKeyAsync(s.handle, mech, h.aes, tmp, out),
+          );
+        }
+        const iv = randomBytes(CBC_IV);
+        const out = Buffer.alloc(key.length + 16);
+        const mech = { mechanism: P.CKM_AES_CBC_PAD, parameter: iv };
+        const ct = await callAsync('C_WrapKey', () =>
+          this.#conn.pkcs11.C_WrapKeyAsync(s.handle, mech, h.aes, tmp, out),
+        );
+        const mac = await this.#hmac(s, h, Buffer.concat([CBC_HMAC_TAG, iv, ct]));
+        return Buffer.concat([iv, ct, mac]);
+      } finally {
+        this.#destroyScratch(s, tmp);
+      }
+    });
+  }
+
+  async unwrapKey(root: HsmKeyRef, wrapped: Uint8Array): Promise<Uint8Array> {
+    checkRef(root, 'root');
+    const kwp = this.#profile.wrap === 'aes-kwp';
+    // Shapes no wrap of 16-64 bytes can have are rejected before the HSM, with the same error.
+    const len = wrapped.length;
+    if (kwp ? len < 24 || len > 72 || len % 8 !== 0 : len < 80 || len > 128 || (len - 48) % 16 !== 0) {
+      throw decryptionFailed();
+    }
+    return this.#op(true, async (s) => {
+      const h = this.#keys.requireRoot(s, root.label);
+      const blob = Buffer.from(wrapped);
+      let mech: pkcs11js.Mechanism = { mechanism: P.CKM_AES_KEY_WRAP_PAD };
+      let ct = blob;
+      if (!kwp) {
+        const iv = blob.subarray(0, CBC_IV);
+        ct = blob.subarray(CBC_IV, len - HMAC_LEN);
+        await this.#verifyHmac(s, h, Buffer.concat([CBC_HMAC_TAG, iv, ct]), blob.subarray(len - HMAC_LEN));
+        mech = { mechanism: P.CKM_AES_CBC_PAD, parameter: Buffer.from(iv) };
+      }
+      const template = omit(unwrapScratchTemplate(undefined), this.#profile.quirks.unwrapTemplateOmit);
+      const tmp = await callAsync('C_UnwrapKey', () =>
+        this.#conn.pkcs11.C_UnwrapKeyAsync(s.handle, mech, h.aes, ct, template),
+      );
+      try {
+        const attrs = call('C_GetAttributeValue', () =>
+          this.#conn.pkcs11.C_GetAttributeValue(s.handle, tmp, [{ type: P.CKA_VALUE }]),
+        );
+        const value = attrs[0]?.value;
+        if (!value || value.length < HSM_LIMITS.minWrapKey || value.length > HSM_LIMITS.maxWrapKey) {
+          throw decryptionFailed();
+        }
+        return new Uint8Array(value.buffer, value.byteOffset, value.length);
+      } finally {
+        this.#destroyScratch(s, tmp);
+      }
+    });
+  }
+
+  async encryptGcm(root: HsmKeyRef, plaintext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
+    checkRef(root, 'root');
+    this.#requireGcm();
+    if (plaintext.length > HSM_LIMITS.maxGcmPlaintext) throw new KbError('TOO_LARGE', 'plaintext');
+    if (aad.length > HSM_LIMITS.maxAad) throw new KbError('TOO_LARGE', 'aad');
+    return this.#op(false, async (s) => {
+      const h = this.#keys.requireRoot(s, root.label);
+      // SoftHSM does not stop IV reuse: the broker makes a fresh random 96-bit IV per call.
+      const iv = randomBytes(GCM_IV);
+      const p = this.#conn.pkcs11;
+      call('C_EncryptInit', () => p.C_EncryptInit(s.handle, gcmMechanism(iv, aad), h.aes));
+      try {
+        const out = Buffer.alloc(plaintext.length + GCM_TAG);
+        const ct = await callAsync('C_Encrypt', () =>
+          p.C_EncryptAsync(s.handle, Buffer.from(plaintext), out),
+        );
+        return Buffer.concat([iv, ct]);
+      } catch (err) {
+        this.#endOperation(s, 'encrypt');
+        throw err;
+      }
+    });
+  }
+
+  async decryptGcm(root: HsmKeyRef, sealed: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
+    checkRef(root, 'root');
+    this.#requireGcm();
+    if (sealed.length < GCM_IV + GCM_TAG || sealed.length > HSM_LIMITS.maxGcmPlaintext + GCM_IV + GCM_TAG) {
+      throw decryptionFailed();
+    }
+    if (aad.length > HSM_LIMITS.maxAad) throw new KbError('TOO_LARGE', 'aad');
+    return this.#op(true, async (s) => {
+      const h = this.#keys.requireRoot(s, root.label);
+      const buf = Buffer.from(sealed);
+      const p = this.#conn.pkcs11;
+      call('C_DecryptInit', () =>
+        p.C_DecryptInit(s.handle, gcmMechanism(buf.subarray(0, GCM_IV), aad), h.aes),
+      );
+      try {
+        const out = Buffer.alloc(buf.length - GCM_IV);
+        const pt = await callAsync('C_Decrypt', () => p.C_DecryptAsync(s.handle, buf.subarray(GCM_IV), out));
+        return new Uint8Array(pt.buffer, pt.byteOffset, pt.length);
+      } catch (err) {
+        this.#endOperation(s, 'decrypt');
+        throw err;
+      }
+    });
+  }
+
+  async generateSigningKey(
+    label: string,
+    alg: HsmSigningAlgorithm,
+  ): Promise<{ ref: HsmKeyRef; spki: Uint8Array }> {
+    checkLabel(label);
+    if (!this.capabilities.signing.includes(alg)) {
+      throw new KbError('ALGORITHM_NOT_ALLOWED', `${alg} is not offered by HSM profile ${this.profileName}`);
+    }
+    return this.#op(false, async (s) => {
+      const spki = await this.#keys.createSigning(s, label, alg);
+      return { ref: { label, kind: 'signing' }, spki };
+    });
+  }
+
+  async publicKey(ref: HsmKeyRef): Promise<Uint8Array> {
+    checkRef(ref, 'signing');
+    return this.#op(false, async (s) => this.#keys.publicKey(s, ref.label));
+  }
+
+  async sign(
+    ref: HsmKeyRef,
+    message: Uint8Array,
+  ): Promise<{ alg: HsmSigningAlgorithm; signature: Uint8Array }> {
+    checkRef(ref, 'signing');
+    if (message.length > HSM_LIMITS.maxGcmPlaintext) throw new KbError('TOO_LARGE', 'message');
+    const digest = createHash('sha256').update(message).digest();
+    return this.#op(false, async (s) => {
+      const h = this.#keys.requireSigning(s, ref.label);
+      const signature = await this.#signDigest(s, h, digest, message);
+      return { alg: h.alg, signature };
+    });
+  }
+
+  async generateRandom(length: number): Promise<Uint8Array> {
+    if (!Number.isInteger(length) || length < 1 || length > HSM_LIMITS.maxRandom) {
+      throw new KbError('INVALID_ARGUMENT', `random length must be 1-${HSM_LIMITS.maxRandom}`);
+    }
+    return this.#op(false, async (s) =>
+      // C_GenerateRandom has no async variant; it costs microseconds for these sizes.
+      call('C_GenerateRandom', () => this.#conn.pkcs11.C_GenerateRandom(s.handle, Buffer.alloc(length))),
+    );
+  }
+
+  health(): HsmHealth {
+    return this.#conn.health();
+  }
+
+  async close(): Promise<void> {
+    this.#keys.clear();
+    await this.#conn.close();
+  }
+
+  async #signDigest(
+    s: SessionCtx,
+    h: SigningHandles,
+    digest: Buffer,
+    message: Uint8Array,
+  ): Promise<Uint8Array> {
+    const p = this.#conn.pkcs11;
+    let mech: pkcs11js.Mechanism;
+    let input = digest;
+    let outLen = 64;
+    if (h.alg === 'ecdsa-p256') {
+      mech = { mechanism: P.CKM_ECDSA };
+    } else {
+      const inHsmHash = this.#profile.rsaPssMechanism === 'CKM_SHA256_RSA_PKCS_PSS';
+      const parameter: pkcs11js.RsaPSS = {
+        type: P.CK_PARAMS_RSA_PSS,
+        hashAlg: P.CKM_SHA256,
+        mgf: P.CKG_MGF1_SHA256,
+        saltLen: 32,
+      };
+      mech = { mechanism: inHsmHash ? P.CKM_SHA256_RSA_PKCS_PSS : P.CKM_RSA_PKCS_PSS, parameter };
+      if (inHsmHash) input = Buffer.from(message);
+      outLen = 384;
+    }
+    call('C_SignInit', () => p.C_SignInit(s.handle, mech, h.priv));
+    try {
+      const sig = await callAsync('C_Sign', () => p.C_SignAsync(s.handle, input, Buffer.alloc(outLen)));
+      return h.alg === 'ecdsa-p256' ? ecdsaRawToDer(sig) : sig;
+    } catch (err) {
+      this.#endOperation(s, 'sign');
+      throw err;
+    }
+  }
+
+  async #hmac(s: SessionCtx, h: RootHandles, data: Buffer): Promise<Buffer> {
+    const p = this.#conn.pkcs11;
+    if (!h.hmac) throw new KbError('INTERNAL', undefined, { detail: 'root key has no HMAC companion' });
+    const hmac = h.hmac;
+    call('C_SignInit', () => p.C_SignInit(s.handle, { mechanism: P.CKM_SHA256_HMAC }, hmac));
+    try {
+      return await callAsync('C_Sign', () => p.C_SignAsync(s.handle, data, Buffer.alloc(HMAC_LEN)));
+    } catch (err) {
+      this.#endOperation(s, 'sign');
+      throw err;
+    }
+  }
+
+  async #verifyHmac(s: SessionCtx, h: RootHandles, data: Buffer, mac: Buffer): Promise<void> {
+    const p = this.#conn.pkcs11;
+    if (!h.hmac) throw new KbError('INTERNAL', undefined, { detail: 'root key has no HMAC companion' });
+    const hmac = h.hmac;
+    call('C_VerifyInit', () => p.C_VerifyInit(s.handle, { mechanism: P.CKM_SHA256_HMAC }, hmac));
+    let ok: boolean;
+    try {
+      // Verified inside the HSM (constant time there) before anything is unwrapped.
+      ok = await callAsync('C_Verify', () => p.C_VerifyAsync(s.handle, data, Buffer.from(mac)));
+    } catch (err) {
+      this.#endOperation(s, 'verify');
+      throw err;
+    }
+    if (!ok) throw decryptionFailed();
+  }
+
+  /**
+   * Close an operation an error may have left active (Init succeeded, the call did not finish it).
+   * Per PKCS#11 most failures already ended it (the Final then says OPERATION_NOT_INITIALIZED); if
+   * the Final fails any other way the session is replaced, so no stale operation survives.
+   */
+  #endOperation(s: SessionCtx, op: 'encrypt' | 'decrypt' | 'sign' | 'verify'): void {
+    const p = this.#conn.pkcs11;
+    const scratch = Buffer.alloc(1024);
+    try {
+      if (op === 'encrypt') p.C_EncryptFinal(s.handle, scratch);
+      else if (op === 'decrypt') p.C_DecryptFinal(s.handle, scratch);
+      else if (op === 'sign') p.C_SignFinal(s.handle, scratch);
+      else p.C_VerifyFinal(s.handle, scratch.subarray(0, HMAC_LEN));
+    } catch (err) {
+      const e = toPkcs11Error(err, `C_${op[0]?.toUpperCase()}${op.slice(1)}Final`);
+      if (!(e instanceof Pkcs11Error && e.ckr === 'CKR_OPERATION_NOT_INITIALIZED')) s.poisoned = true;
+    }
+  }
+
+  #destroyScratch(s: SessionCtx, obj: Buffer): void {
+    try {
+      this.#conn.pkcs11.C_DestroyObject(s.handle, obj);
+    } catch {
+      // A session object dies with its session: replacing the session destroys it for sure.
+      s.poisoned = true;
+    }
+  }
+
+  #requireGcm(): void {
+    if (!this.#profile.aesGcm) {
+      throw new KbError('UNIMPLEMENTED', `AES-GCM is not available in HSM profile ${this.profileName}`);
+    }
+  }
+
+  /** Run `fn` on a pooled session and map failures: decrypt paths get the one opaque error. */
+  async #op<T>(decrypt: boolean, fn: (s: SessionCtx) => Promise<T>): Promise<T> {
+    try {
+      return await this.#conn.withSession(fn);
+    } catch (err) {
+      if (err instanceof KbError) throw err;
+      if (err instanceof Pkcs11Error) {
+        if (err.kind === 'device-unavailable' || err.kind === 'locked') throw err.toKbError();
+        if (decrypt) throw decryptionFailed(err);
+        throw err.toKbError();
+      }
+      throw new KbError('INTERNAL', undefined, {
+        cause: err,
+        detail: err instanceof Error ? err.message : String(err),
+      });
+    }
+  }
+}
+
+function gcmMechanism(iv: Buffer, aad: Uint8Array): pkcs11js.Mechanism {
+  const parameter: pkcs11js.AesGCM = {
+    type: P.CK_PARAMS_AES_GCM,
+    iv: Buffer.from(iv),
+    aad: Buffer.from(aad),
+    ivBits: 96,
+    tagBits: 128,
+  };
+  return { mechanism: P.CKM_AES_GCM, parameter };
+}
+
+function checkLabel(label: string): void {
+  if (
+    typeof label !== 'string' ||
+    label.length < 1 ||
+    label.length > HSM_LIMITS.maxLabel ||
+    !LABEL_RE.test(label)
+  ) {
+    throw new KbError(
+      'INVALID_ARGUMENT',
+      `key label must be 1-${HSM_LIMITS.maxLabel} printable ASCII characters`,
+    );
+  }
+}
+
+function checkRef(ref: HsmKeyRef, kind: HsmKeyRef['kind']): void {
+  checkLabel(ref.label);
+  if (ref.kind !== kind) throw new KbError('INVALID_ARGUMENT', `expected a ${kind} key`);
+}
