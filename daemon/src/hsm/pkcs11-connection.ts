@@ -40,6 +40,8 @@ export interface ConnectionOptions {
   readonly logger: HsmLogger;
   readonly reconnectInitialDelayMs: number;
   readonly reconnectMaxDelayMs: number;
+  /** How often an idle connection checks its token (C_GetTokenInfo); 0 = never. */
+  readonly probeIntervalMs: number;
 }
 
 interface Link {
@@ -58,6 +60,12 @@ type State = 'up' | 'down' | 'failed' | 'closed';
 const initialised = new Map<string, number>();
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+
+/** Failures a vanished token produces on SoftHSM-like modules: worth a C_GetTokenInfo probe. */
+function mayHideDeviceLoss(e: unknown): boolean {
+  if (e instanceof Pkcs11Error) return e.kind === 'internal' || e.kind === 'not-found';
+  return e instanceof KbError && (e.code === 'NOT_FOUND' || e.code === 'INTERNAL');
+}
 
 /** Run a sync Cryptoki call, naming the function in any error. */
 export function call<T>(fn: string, f: () => T): T {
@@ -87,6 +95,7 @@ export class Pkcs11Connection {
   #fault = false;
   #holdsInit = false;
   #upWaiters: (() => void)[] = [];
+  #probeTimer: NodeJS.Timeout | undefined;
 
   /** Loads the module, initialises it with CKF_OS_LOCKING_OK, opens the pool and logs in (sync). */
   constructor(o: ConnectionOptions) {
@@ -100,6 +109,10 @@ export class Pkcs11Connection {
       throw err;
     }
     this.#state = 'up';
+    if (o.probeIntervalMs > 0) {
+      this.#probeTimer = setInterval(() => this.probeNow(), o.probeIntervalMs);
+      this.#probeTimer.unref();
+    }
   }
 
   get generation(): number {
@@ -148,7 +161,8 @@ export class Pkcs11Connection {
       if (this.#fault) throw deviceRemoved('fault-injection');
       return await fn(ctx);
     } catch (err) {
-      const e = toPkcs11Error(err, 'unknown');
+      let e = toPkcs11Error(err, 'unknown');
+      if (!isDeviceUnavailable(e) && mayHideDeviceLoss(e)) e = this.#probe(link) ?? e;
       if (isDeviceUnavailable(e)) this.#markDown(link, e as Pkcs11Error);
       throw e;
     } finally {
@@ -162,6 +176,7 @@ export class Pkcs11Connection {
   async close(): Promise<void> {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
+    clearInterval(this.#probeTimer);
     const link = this.#link;
     this.#link = undefined;
     if (link) {
@@ -249,6 +264,31 @@ export class Pkcs11Connection {
     throw err;
   }
 
+  /** Periodic check: C_GetTokenInfo; takes the connection down if the token is gone. */
+  probeNow(): boolean {
+    const link = this.#link;
+    if (this.#state !== 'up' || !link) return false;
+    const e = this.#probe(link);
+    if (e) this.#markDown(link, e);
+    return e === undefined;
+  }
+
+  /**
+   * Ask the token whether it is still there. SoftHSM never says CKR_DEVICE_REMOVED: when its token
+   * directory vanishes, handles turn invalid, finds come back empty and C_GetTokenInfo fails with
+   * CKR_GENERAL_ERROR until the module is re-initialised, so that failure counts as device loss.
+   */
+  #probe(link: Link): Pkcs11Error | undefined {
+    try {
+      this.pkcs11.C_GetTokenInfo(link.slot);
+      return undefined;
+    } catch (err) {
+      const e = toPkcs11Error(err, 'C_GetTokenInfo');
+      if (e instanceof Pkcs11Error) return new Pkcs11Error(e.ckr, e.code, e.fn, 'device-unavailable');
+      return deviceRemoved('C_GetTokenInfo');
+    }
+  }
+
   #replaceSession(link: Link, old: Buffer): Buffer {
     if (link !== this.#link || this.#state !== 'up') return old;
     this.#quiet('C_CloseSession', () => this.pkcs11.C_CloseSession(old));
@@ -306,7 +346,10 @@ export class Pkcs11Connection {
         }
         if (e instanceof Pkcs11Error && !this.#reason?.startsWith('token'))
           this.#reason = `${ckr} in ${e.fn}`;
-        this.#o.logger.warn({ ckr, attempt, nextDelayMs: delay * 2 }, 'HSM reconnect attempt failed');
+        this.#o.logger.warn(
+          { ckr, attempt, nextDelayMs: Math.min(delay * 2, this.#o.reconnectMaxDelayMs) },
+          'HSM reconnect attempt failed',
+        );
       }
       delay = Math.min(delay * 2, this.#o.reconnectMaxDelayMs);
     }

@@ -13,7 +13,12 @@ const KINDS: Record<string, Pkcs11ErrorKind> = {};
 function classify(kind: Pkcs11ErrorKind, names: readonly string[]): void {
   for (const n of names) KINDS[n] = kind;
 }
-classify('not-found', ['CKR_OBJECT_HANDLE_INVALID', 'CKR_KEY_HANDLE_INVALID']);
+classify('not-found', [
+  'CKR_OBJECT_HANDLE_INVALID',
+  'CKR_KEY_HANDLE_INVALID',
+  'CKR_WRAPPING_KEY_HANDLE_INVALID',
+  'CKR_UNWRAPPING_KEY_HANDLE_INVALID',
+]);
 classify('invalid-input', [
   'CKR_ARGUMENTS_BAD',
   'CKR_DATA_INVALID',
@@ -81,13 +86,14 @@ export class Pkcs11Error extends Error {
   readonly fn: string;
   readonly kind: Pkcs11ErrorKind;
 
-  constructor(ckr: string, code: number, fn: string) {
+  /** `kind` overrides the classification, e.g. when a failed probe shows the token is gone. */
+  constructor(ckr: string, code: number, fn: string, kind?: Pkcs11ErrorKind) {
     super(`${fn} failed: ${ckr}`);
     this.name = 'Pkcs11Error';
     this.ckr = ckr;
     this.code = code;
     this.fn = fn;
-    this.kind = KINDS[ckr] ?? 'internal';
+    this.kind = kind ?? KINDS[ckr] ?? 'internal';
   }
 
   /** The KbError a caller sees; the CKR name and function go to `detail` (the log) only. */

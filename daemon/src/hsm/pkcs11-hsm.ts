@@ -38,6 +38,8 @@ export interface Pkcs11HsmOptions {
   /** Reconnect backoff (defaults 100 ms doubling to 5 s). */
   readonly reconnectInitialDelayMs?: number;
   readonly reconnectMaxDelayMs?: number;
+  /** Idle token check interval (default 10 s; 0 = off): finds a vanished token without traffic. */
+  readonly probeIntervalMs?: number;
 }
 
 /** Bounds checked at this boundary. */
@@ -95,6 +97,7 @@ export class Pkcs11Hsm implements Hsm {
         logger,
         reconnectInitialDelayMs: o.reconnectInitialDelayMs ?? 100,
         reconnectMaxDelayMs: o.reconnectMaxDelayMs ?? 5000,
+        probeIntervalMs: o.probeIntervalMs ?? 10_000,
       });
       logger.info({ profile: profile.name, module: modulePath }, 'HSM session pool ready');
       return new Pkcs11Hsm(profile, conn);
