@@ -26,40 +26,39 @@ const table: Record<string, Role> = {};
 const add = (role: Role, methods: readonly string[]): void => {
   for (const m of methods) table[ADMIN_PREFIX + m] = role;
 };
+// Names from proto/keybroker/v1/admin.proto, plus methods planned by the audit/approval work.
 // Read-only views of the hierarchy, policy, approvals and audit.
 add('viewer', [
-  'GetOrg',
   'ListOrgs',
-  'GetTenant',
+  'DescribeOrg',
   'ListTenants',
-  'GetCustomer',
+  'DescribeTenant',
   'ListCustomers',
-  'GetKeyInfo',
+  'DescribeCustomer',
   'GetPolicy',
   'ListApprovals',
-  'GetApproval',
   'GetAuditHead',
   'ExportAuditCheckpoints',
 ]);
-// Day-to-day lifecycle that loses no data.
+// Day-to-day lifecycle that destroys nothing and creates no trust root.
 add('operator', [
   'CreateCustomer',
-  'DisableCustomer',
-  'EnableCustomer',
-  'DisableTenant',
-  'EnableTenant',
+  'SetCustomerEnabled',
+  'SetTenantEnabled',
   'RotateTenantKey',
   'RotateCustomerKey',
-  'SetMinimumVersion',
-  'RewrapTenant',
+  'SetKeyPolicy',
+  'SetKeyVersionEnabled',
+  'RotateDueKeys',
 ]);
-// Creation of trust roots, destruction, root-key rotation, policy, and the two-person workflow.
+// Orgs and tenants, destruction, root-key (OEK) rotation, policy, and the two-person workflow.
 add('admin', [
   'CreateOrg',
+  'SetOrgEnabled',
+  'RotateOrgKey',
   'CreateTenant',
   'DestroyTenant',
   'DestroyCustomer',
-  'RotateOrgKey',
   'SetPolicy',
   'ReloadPolicy',
   'RequestApproval',

@@ -1,0 +1,120 @@
+/**
+ * Reading audit files offline: lines with their byte offsets, tail, query, and the export of
+ * signed checkpoints (to keep elsewhere as anchors against truncation).
+ */
+import { createReadStream } from 'node:fs';
+import { parseEntryLine } from './audit-parse.ts';
+import type { AuditEntry, CheckpointEntry, RecordEntry } from './audit-record.ts';
+
+/** One line of the file: byte offset, text without "\n", and whether it had its "\n". */
+export interface RawLine {
+  readonly offset: number;
+  readonly text: string;
+  readonly bytes: number;
+  readonly complete: boolean;
+}
+
+/** Stream the lines of `path` with their byte offsets. */
+export async function* readAuditLines(path: string): AsyncGenerator<RawLine> {
+  let carry: Buffer = Buffer.alloc(0);
+  let offset = 0;
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
+    let buf = carry.length ? Buffer.concat([carry, chunk as Buffer]) : (chunk as Buffer);
+    let pos = 0;
+    for (let nl = buf.indexOf(0x0a); nl !== -1; nl = buf.indexOf(0x0a, pos)) {
+      yield { offset, text: buf.toString('utf8', pos, nl), bytes: nl - pos + 1, complete: true };
+      offset += nl - pos + 1;
+      pos = nl + 1;
+    }
+    buf = buf.subarray(pos);
+    carry = Buffer.from(buf);
+  }
+  if (carry.length > 0) yield { offset, text: carry.toString('utf8'), bytes: carry.length, complete: false };
+}
+
+/** Entries of a file that parse, skipping none silently: a bad line throws with its offset. */
+export async function* readAuditEntries(
+  path: string,
+): AsyncGenerator<{ entry: AuditEntry; hash: string; offset: number }> {
+  for await (const l of readAuditLines(path)) {
+    if (!l.complete) throw new Error(`torn last line at byte ${l.offset}`);
+    try {
+      yield { ...parseEntryLine(l.text), offset: l.offset };
+    } catch (err) {
+      throw new Error(`bad line at byte ${l.offset}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+}
+
+/** The last `n` entries. */
+export async function tailAudit(path: string, n: number): Promise<AuditEntry[]> {
+  const out: AuditEntry[] = [];
+  for await (const { entry } of readAuditEntries(path)) {
+    out.push(entry);
+    if (out.length > n) out.shift();
+  }
+  return out;
+}
+
+/** Filters for `audit query`; every given field must match. */
+export interface AuditQuery {
+  readonly tenant?: string;
+  readonly org?: string;
+  readonly rpc?: string;
+  readonly identity?: string;
+  readonly result?: RecordEntry['result'];
+  /** Epoch ms, inclusive. */
+  readonly sinceMs?: number;
+  readonly limit?: number;
+}
+
+/** Records matching `q`, oldest first. */
+export async function queryAudit(path: string, q: AuditQuery): Promise<RecordEntry[]> {
+  const out: RecordEntry[] = [];
+  for await (const { entry: e } of readAuditEntries(path)) {
+    if (e.type !== 'record') continue;
+    if (q.tenant !== undefined && e.tenant !== q.tenant) continue;
+    if (q.org !== undefined && e.org !== q.org) continue;
+    if (q.rpc !== undefined && e.rpc !== q.rpc && !e.rpc.endsWith(`/${q.rpc}`)) continue;
+    if (q.identity !== undefined && e.identity !== q.identity) continue;
+    if (q.result !== undefined && e.result !== q.result) continue;
+    if (q.sinceMs !== undefined && e.timeMs < q.sinceMs) continue;
+    out.push(e);
+    if (q.limit !== undefined && out.length >= q.limit) break;
+  }
+  return out;
+}
+
+/** A checkpoint as exported: the entry plus its own chain hash. */
+export type ExportedCheckpoint = Omit<CheckpointEntry, 'type'> & { readonly hash: string };
+
+/** The export document: keep it apart from the audit file (it anchors the chain's length). */
+export interface CheckpointExport {
+  readonly format: 'keybroker-audit-checkpoints-v1';
+  readonly checkpoints: readonly ExportedCheckpoint[];
+}
+
+/** All signed checkpoints of a file, for export. */
+export async function exportCheckpoints(path: string): Promise<CheckpointExport> {
+  const checkpoints: ExportedCheckpoint[] = [];
+  for await (const { entry, hash } of readAuditEntries(path)) {
+    if (entry.type !== 'checkpoint') continue;
+    const { type: _type, ...rest } = entry;
+    checkpoints.push({ ...rest, hash });
+  }
+  return { format: 'keybroker-audit-checkpoints-v1', checkpoints };
+}
+
+/** Parse an export document; throws naming what is wrong. */
+export function parseCheckpointExport(text: string): CheckpointExport {
+  const doc = JSON.parse(text) as Partial<CheckpointExport>;
+  if (doc.format !== 'keybroker-audit-checkpoints-v1' || !Array.isArray(doc.checkpoints)) {
+    throw new Error('not a keybroker-audit-checkpoints-v1 document');
+  }
+  for (const [i, c] of doc.checkpoints.entries()) {
+    if (!Number.isSafeInteger(c.seq) || typeof c.hash !== 'string' || !/^[0-9a-f]{64}$/.test(c.hash)) {
+      throw new Error(`checkpoints[${i}] needs an integer seq and a 64-hex-digit hash`);
+    }
+  }
+  return doc as CheckpointExport;
+}

@@ -1,0 +1,242 @@
+/**
+ * Audit entries, their canonical bytes and their one-line JSON form. The byte layout is drawn in
+ * FORMAT.md next to this file; change neither without a new layout version.
+ */
+import { createHash } from 'node:crypto';
+import { KbError } from '../errors.ts';
+import type { ErrorCode } from '../errors.ts';
+import type { AuditRecordInput } from './audit-sink.ts';
+
+/** Layout version of the canonical bytes and of the JSON line (`v`). */
+export const AUDIT_FORMAT_VERSION = 1;
+/** hash_0: SHA-256 of this ASCII string. */
+export const GENESIS_HASH: Buffer = createHash('sha256').update('keybroker audit chain v1 genesis').digest();
+
+/** Most bytes a stored line may have; longer lines are corrupt by definition. */
+export const MAX_LINE_BYTES = 16 * 1024;
+
+/** Per-field limits in UTF-16 code units; inputs are cut to these (audit must not fail on length). */
+export const FIELD_LIMITS = {
+  requestId: 128,
+  identity: 512,
+  org: 64,
+  tenant: 64,
+  rpc: 128,
+  customer: 64,
+  keyName: 128,
+  code: 64,
+  reason: 512,
+  note: 1024,
+  alg: 64,
+} as const;
+
+export type AuditResult = AuditRecordInput['result'];
+const RESULTS: readonly AuditResult[] = ['ok', 'denied', 'error'];
+
+interface EntryBase {
+  readonly seq: number;
+  /** Milliseconds since the epoch (UTC). */
+  readonly timeMs: number;
+}
+export interface RecordEntry extends EntryBase {
+  readonly type: 'record';
+  readonly requestId: string;
+  readonly identity: string;
+  readonly org?: string;
+  readonly tenant?: string;
+  readonly rpc: string;
+  readonly customer?: string;
+  readonly keyName?: string;
+  readonly keyVersion?: number;
+  readonly result: AuditResult;
+  readonly code?: string;
+  readonly reason?: string;
+}
+export interface CheckpointEntry extends EntryBase {
+  readonly type: 'checkpoint';
+  /** The entry this checkpoint signs: always seq - 1. */
+  readonly coveredSeq: number;
+  readonly coveredHash: string;
+  readonly alg: string;
+  /** SHA-256 (hex) of the signer's SubjectPublicKeyInfo DER. */
+  readonly keyId: string;
+  /** Base64 signature over the checkpoint statement (see checkpoint.ts). */
+  readonly signature: string;
+}
+export interface NoteEntry extends EntryBase {
+  readonly type: 'note';
+  readonly note: string;
+}
+export type AuditEntry = RecordEntry | CheckpointEntry | NoteEntry;
+/** An entry before it has a place in the chain. */
+export type UnsequencedEntry =
+  Omit<RecordEntry, 'seq'> | Omit<CheckpointEntry, 'seq'> | Omit<NoteEntry, 'seq'>;
+
+// Secrets must never reach the audit log; reasons are free text, so scrub what looks like one.
+const REDACTIONS: readonly [RegExp, string][] = [
+  [/\b(pin|password|passphrase|secret|token)\b(\s*[=:]\s*)\S+/gi, '$1$2[redacted]'],
+  [/[A-Za-z0-9+/_-]{32,}={0,2}/g, '[redacted]'],
+];
+
+/** Clean a free-text or identifier field: cut to `max`, no control characters, well-formed UTF-16. */
+export function cleanText(s: string, max: number): string {
+  // eslint-disable-next-line no-control-regex
+  return s
+    .slice(0, max)
+    .toWellFormed()
+    .replace(/[\u0000-\u001f\u007f]/g, ' ');
+}
+
+/** Reason text with anything that looks like key material, a PIN or a token replaced. */
+export function redactReason(reason: string): string {
+  let r = reason;
+  for (const [rx, sub] of REDACTIONS) r = r.replace(rx, sub);
+  return cleanText(r, FIELD_LIMITS.reason);
+}
+
+/** Validate and clean a sink input into an unsequenced record entry. */
+export function recordFromInput(input: AuditRecordInput): Omit<RecordEntry, 'seq'> {
+  const t = input.time instanceof Date ? input.time.getTime() : NaN;
+  if (!Number.isFinite(t)) throw new KbError('INVALID_ARGUMENT', 'audit time must be a valid Date');
+  if (!RESULTS.includes(input.result))
+    throw new KbError('INVALID_ARGUMENT', 'audit result must be ok|denied|error');
+  if (
+    typeof input.rpc !== 'string' ||
+    typeof input.identity !== 'string' ||
+    typeof input.requestId !== 'string'
+  ) {
+    throw new KbError('INVALID_ARGUMENT', 'audit rpc, identity and requestId must be strings');
+  }
+  const kv = input.keyVersion;
+  if (kv !== undefined && !(Number.isInteger(kv) && kv >= 0 && kv <= 0xffff_ffff)) {
+    throw new KbError('INVALID_ARGUMENT', 'audit keyVersion must be an integer in [0, 2^32-1]');
+  }
+  const opt = (k: 'org' | 'tenant' | 'customer' | 'keyName' | 'code', v: string | undefined) =>
+    v === undefined ? {} : { [k]: cleanText(String(v), FIELD_LIMITS[k]) };
+  return {
+    type: 'record',
+    timeMs: t,
+    requestId: cleanText(input.requestId, FIELD_LIMITS.requestId),
+    identity: cleanText(input.identity, FIELD_LIMITS.identity),
+    ...opt('org', input.org),
+    ...opt('tenant', input.tenant),
+    rpc: cleanText(input.rpc, FIELD_LIMITS.rpc),
+    ...opt('customer', input.customer),
+    ...opt('keyName', input.keyName),
+    ...(kv === undefined ? {} : { keyVersion: kv }),
+    result: input.result,
+    ...opt('code', input.code as ErrorCode | undefined),
+    ...(input.reason === undefined ? {} : { reason: redactReason(String(input.reason)) }),
+  };
+}
+
+const TYPE_BYTE = { record: 1, checkpoint: 2, note: 3 } as const;
+const RESULT_BYTE = { ok: 1, denied: 2, error: 3 } as const;
+
+/** Little writer for the canonical layout (big-endian integers, u16-length-prefixed strings). */
+class Canon {
+  readonly parts: Buffer[] = [];
+  u8(n: number): void {
+    this.parts.push(Buffer.of(n));
+  }
+  u64(n: number): void {
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64BE(BigInt(n));
+    this.parts.push(b);
+  }
+  i64(n: number): void {
+    const b = Buffer.alloc(8);
+    b.writeBigInt64BE(BigInt(n));
+    this.parts.push(b);
+  }
+  raw(b: Uint8Array): void {
+    this.parts.push(Buffer.from(b));
+  }
+  str(s: string | undefined): void {
+    const b = Buffer.alloc(2);
+    if (s === undefined) {
+      b.writeUInt16BE(0xffff);
+      this.parts.push(b);
+      return;
+    }
+    const bytes = Buffer.from(s, 'utf8');
+    if (bytes.length >= 0xffff) throw new KbError('INVALID_ARGUMENT', 'audit field too long');
+    b.writeUInt16BE(bytes.length);
+    this.parts.push(b, bytes);
+  }
+}
+
+function hex32(name: string, h: string): Buffer {
+  if (!/^[0-9a-f]{64}$/.test(h))
+    throw new KbError('INVALID_ARGUMENT', `${name} must be 64 lowercase hex digits`);
+  return Buffer.from(h, 'hex');
+}
+
+/** The canonical bytes of an entry (FORMAT.md, "Canonical entry bytes"). */
+export function canonicalBytes(e: AuditEntry): Buffer {
+  const c = new Canon();
+  c.u8(AUDIT_FORMAT_VERSION);
+  c.u8(TYPE_BYTE[e.type]);
+  c.u64(e.seq);
+  c.i64(e.timeMs);
+  if (e.type === 'record') {
+    for (const s of [e.requestId, e.identity, e.org, e.tenant, e.rpc, e.customer, e.keyName]) c.str(s);
+    if (e.keyVersion === undefined) c.u8(0);
+    else {
+      c.u8(1);
+      const b = Buffer.alloc(4);
+      b.writeUInt32BE(e.keyVersion);
+      c.raw(b);
+    }
+    c.u8(RESULT_BYTE[e.result]);
+    c.str(e.code);
+    c.str(e.reason);
+  } else if (e.type === 'checkpoint') {
+    c.u64(e.coveredSeq);
+    c.raw(hex32('coveredHash', e.coveredHash));
+    c.str(e.alg);
+    c.raw(hex32('keyId', e.keyId));
+    const sig = Buffer.from(e.signature, 'base64');
+    const len = Buffer.alloc(2);
+    len.writeUInt16BE(sig.length);
+    c.raw(len);
+    c.raw(sig);
+  } else {
+    c.str(e.note);
+  }
+  return Buffer.concat(c.parts);
+}
+
+/** hash_i = SHA-256(hash_{i-1} ‖ canonical bytes of entry i). */
+export function chainHash(prev: Uint8Array, canonical: Uint8Array): Buffer {
+  return createHash('sha256').update(prev).update(canonical).digest();
+}
+
+/** The stored line (JSON, fixed key order, no spaces, ends with "\n"). */
+export function entryLine(e: AuditEntry, hash: string): string {
+  const o: Record<string, unknown> = { v: AUDIT_FORMAT_VERSION, seq: e.seq, type: e.type };
+  o.time = new Date(e.timeMs).toISOString();
+  if (e.type === 'record') {
+    o.requestId = e.requestId;
+    o.identity = e.identity;
+    if (e.org !== undefined) o.org = e.org;
+    if (e.tenant !== undefined) o.tenant = e.tenant;
+    o.rpc = e.rpc;
+    if (e.customer !== undefined) o.customer = e.customer;
+    if (e.keyName !== undefined) o.keyName = e.keyName;
+    if (e.keyVersion !== undefined) o.keyVersion = e.keyVersion;
+    o.result = e.result;
+    if (e.code !== undefined) o.code = e.code;
+    if (e.reason !== undefined) o.reason = e.reason;
+  } else if (e.type === 'checkpoint') {
+    o.coveredSeq = e.coveredSeq;
+    o.coveredHash = e.coveredHash;
+    o.alg = e.alg;
+    o.keyId = e.keyId;
+    o.signature = e.signature;
+  } else {
+    o.note = e.note;
+  }
+  o.hash = hash;
+  return `${JSON.stringify(o)}\n`;
+}

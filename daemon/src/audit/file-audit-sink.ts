@@ -1,0 +1,381 @@
+/**
+ * The audit file sink: an append-only, hash-chained, fsynced JSON-lines file with group commit.
+ *
+ * `append` resolves only after its record's line is written and fsynced. Records arriving while a
+ * write+fsync runs wait and go together into the next one, so one fsync covers many records.
+ * Fail-closed: a write or fsync error rejects every pending append and every later one until a
+ * retry probe has cut the file back to its last durable size and written a note saying what
+ * happened. Chain state (seq, hash) only moves forward once a batch is durable.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, open } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { KbError } from '../errors.ts';
+import type { AuditPosition, AuditRecordInput, AuditSink } from './audit-sink.ts';
+import { readChainTail } from './audit-file-tail.ts';
+import {
+  FIELD_LIMITS,
+  canonicalBytes,
+  chainHash,
+  cleanText,
+  entryLine,
+  recordFromInput,
+} from './audit-record.ts';
+import type { AuditEntry, UnsequencedEntry } from './audit-record.ts';
+import { checkpointStatement, keyIdOf } from './checkpoint.ts';
+import type { CheckpointSigner } from './checkpoint.ts';
+
+/** The file operations the sink needs; injectable so tests can fail them on purpose. */
+export interface AuditFile {
+  /** Append `data` at the end; may write fewer bytes (returns how many). */
+  write(data: Uint8Array): Promise<number>;
+  sync(): Promise<void>;
+  truncate(length: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Opens the audit file for appending (O_APPEND). */
+export type AuditFileOpener = (path: string) => Promise<AuditFile>;
+
+/** The default opener: a real file, O_APPEND, fsync on sync(). */
+export const openAuditFile: AuditFileOpener = async (path) => {
+  const fh = await open(path, 'a');
+  return {
+    write: async (data) => (await fh.write(data)).bytesWritten,
+    sync: () => fh.sync(),
+    truncate: (len) => fh.truncate(len),
+    close: () => fh.close(),
+  };
+};
+
+export interface FileAuditSinkOptions {
+  readonly path: string;
+  /** Signs checkpoints; without one, no checkpoints are written. */
+  readonly signer?: CheckpointSigner;
+  /** Checkpoint after this many entries (default 10,000) ... */
+  readonly checkpointEvery?: number;
+  /** ... or this long after the last one if anything was appended since (default 60 s). */
+  readonly checkpointIntervalMs?: number;
+  /** How often a failed sink probes the disk again (default 1 s). */
+  readonly retryIntervalMs?: number;
+  /** Most records per write+fsync (default 8,192). */
+  readonly maxBatch?: number;
+  readonly now?: () => number;
+  readonly openFile?: AuditFileOpener;
+  /** Told about failures, recoveries, torn tails and checkpoint errors (for the log). */
+  readonly onEvent?: (event: { kind: string; detail: string }) => void;
+}
+
+interface Pending {
+  readonly entry: UnsequencedEntry;
+  readonly resolve: (p: AuditPosition) => void;
+  readonly reject: (e: unknown) => void;
+}
+
+export class FileAuditSink implements AuditSink {
+  readonly #o: FileAuditSinkOptions;
+  readonly #now: () => number;
+  readonly #keyId: string | undefined;
+  #file: AuditFile;
+  #seq: number;
+  #hash: Buffer;
+  #size: number;
+  #sinceCheckpoint: number;
+  #lastCheckpointAt: number;
+  #checkpointRetryAt = 0;
+  #forceCheckpoint = false;
+  #queue: Pending[] = [];
+  #checkpointWaiters: { resolve: (p: AuditPosition) => void; reject: (e: unknown) => void }[] = [];
+  #flushing: Promise<void> | undefined;
+  #failure: string | undefined;
+  #checkpointError: string | undefined;
+  #probe: NodeJS.Timeout | undefined;
+  #recovering: Promise<boolean> | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  private constructor(
+    o: FileAuditSinkOptions,
+    file: AuditFile,
+    tail: { seq: number; hash: Buffer; size: number },
+  ) {
+    this.#o = o;
+    this.#now = o.now ?? Date.now;
+    this.#keyId = o.signer ? keyIdOf(o.signer.publicKeyPem) : undefined;
+    this.#file = file;
+    this.#seq = tail.seq;
+    this.#hash = tail.hash;
+    this.#size = tail.size;
+    this.#sinceCheckpoint = 0;
+    this.#lastCheckpointAt = this.#now();
+  }
+
+  /**
+   * Open (or create) the audit file, check its tail, cut off a torn last line (recording a note),
+   * and continue the chain.
+   */
+  static async open(o: FileAuditSinkOptions): Promise<FileAuditSink> {
+    await mkdir(dirname(o.path), { recursive: true, mode: 0o700 });
+    const tail = await readChainTail(o.path);
+    const file = await (o.openFile ?? openAuditFile)(o.path);
+    const sink = new FileAuditSink(o, file, tail);
+    sink.#sinceCheckpoint = tail.sinceCheckpoint;
+    if (tail.torn) {
+      const digest = createHash('sha256').update(tail.torn.bytes).digest('hex');
+      const note = `torn tail discarded on open: ${tail.torn.bytes.length} bytes at offset ${tail.torn.offset} (sha256 ${digest})`;
+      await file.truncate(tail.size);
+      o.onEvent?.({ kind: 'torn-tail', detail: note });
+      await sink.#enqueue({ type: 'note', timeMs: sink.#now(), note });
+    }
+    if (tail.size === 0 && !tail.torn) {
+      // A new file: make its directory entry durable too, or a crash could lose the whole file.
+      const d = await open(dirname(o.path), 'r');
+      try {
+        await d.sync();
+      } finally {
+        await d.close();
+      }
+    }
+    if (o.signer) {
+      const every = o.checkpointIntervalMs ?? 60_000;
+      sink.#timer = setInterval(() => sink.#maybeTimedCheckpoint(), Math.max(10, Math.min(every, 1000)));
+      sink.#timer.unref();
+    }
+    return sink;
+  }
+
+  append(record: AuditRecordInput): Promise<AuditPosition> {
+    let entry: UnsequencedEntry;
+    try {
+      entry = recordFromInput(record);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.#enqueue(entry);
+  }
+
+  /** Write a signed checkpoint now (tests, shutdown, export); resolves with its position. */
+  checkpointNow(): Promise<AuditPosition> {
+    if (!this.#o.signer) return Promise.reject(new KbError('FAILED_PRECONDITION', 'no checkpoint signer'));
+    if (this.#closed) return Promise.reject(new KbError('SHUTTING_DOWN', 'audit sink closed'));
+    if (this.#failure !== undefined) return Promise.reject(new KbError('AUDIT_UNAVAILABLE', this.#failure));
+    this.#forceCheckpoint = true;
+    return new Promise<AuditPosition>((resolve, reject) => {
+      this.#checkpointWaiters.push({ resolve, reject });
+      this.#kick();
+    });
+  }
+
+  head(): AuditPosition {
+    return { seq: this.#seq, hash: this.#hash.toString('hex') };
+  }
+
+  health(): { readonly ok: boolean; readonly reason?: string } {
+    if (this.#closed) return { ok: false, reason: 'audit sink closed' };
+    if (this.#failure !== undefined) return { ok: false, reason: this.#failure };
+    if (this.#checkpointError !== undefined)
+      return { ok: true, reason: `checkpoint: ${this.#checkpointError}` };
+    return { ok: true };
+  }
+
+  /** Try to recover now instead of waiting for the next probe (tests, operator command). */
+  async probeNow(): Promise<boolean> {
+    await this.#flushing;
+    return this.#recoverOnce();
+  }
+
+  #recoverOnce(): Promise<boolean> {
+    this.#recovering ??= this.#recover().finally(() => {
+      this.#recovering = undefined;
+    });
+    return this.#recovering;
+  }
+
+  /** Flush, write a final checkpoint when records were added since the last one, and close. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    if (this.#o.signer && this.#failure === undefined && this.#sinceCheckpoint > 0) {
+      await this.checkpointNow().catch((err: unknown) => {
+        this.#o.onEvent?.({ kind: 'checkpoint-failed', detail: (err as Error).message });
+      });
+    }
+    this.#closed = true;
+    clearInterval(this.#timer);
+    clearTimeout(this.#probe);
+    await this.#flushing;
+    for (const p of this.#queue.splice(0)) p.reject(new KbError('SHUTTING_DOWN'));
+    await this.#file.close();
+  }
+
+  #enqueue(entry: UnsequencedEntry): Promise<AuditPosition> {
+    if (this.#closed) return Promise.reject(new KbError('SHUTTING_DOWN', 'audit sink closed'));
+    if (this.#failure !== undefined) return Promise.reject(new KbError('AUDIT_UNAVAILABLE', this.#failure));
+    return new Promise<AuditPosition>((resolve, reject) => {
+      this.#queue.push({ entry, resolve, reject });
+      this.#kick();
+    });
+  }
+
+  #kick(): void {
+    // Start a flush at the end of this tick, so appends made in the same tick share it.
+    if (this.#flushing === undefined) this.#flushing = Promise.resolve().then(() => this.#flushLoop());
+  }
+
+  async #flushLoop(): Promise<void> {
+    try {
+      while ((this.#queue.length > 0 || this.#forceCheckpoint) && this.#failure === undefined) {
+        const batch = this.#queue.splice(0, this.#o.maxBatch ?? 8192);
+        await this.#writeBatch(batch);
+      }
+    } finally {
+      this.#flushing = undefined;
+    }
+  }
+
+  async #writeBatch(batch: Pending[]): Promise<void> {
+    let seq = this.#seq;
+    let hash = this.#hash;
+    const lines: string[] = [];
+    const positions: AuditPosition[] = [];
+    const push = (e: UnsequencedEntry): AuditPosition => {
+      seq += 1;
+      const entry = { ...e, seq } as AuditEntry;
+      hash = chainHash(hash, canonicalBytes(entry));
+      const h = hash.toString('hex');
+      lines.push(entryLine(entry, h));
+      return { seq, hash: h };
+    };
+    let since = this.#sinceCheckpoint;
+    const checkpoint = await this.#checkpointFor(seq, hash);
+    const cpPos = checkpoint ? push(checkpoint) : undefined;
+    if (checkpoint) since = 0;
+    for (const p of batch) positions.push(push(p.entry));
+    if (lines.length === 0) return;
+    since += batch.length;
+    const data = Buffer.from(lines.join(''), 'utf8');
+    try {
+      let off = 0;
+      while (off < data.length) off += await this.#file.write(data.subarray(off));
+      await this.#file.sync();
+    } catch (err) {
+      this.#fail(err, batch);
+      return;
+    }
+    this.#seq = seq;
+    this.#hash = hash;
+    this.#size += data.length;
+    this.#sinceCheckpoint = since;
+    if (checkpoint) this.#lastCheckpointAt = checkpoint.timeMs;
+    batch.forEach((p, i) => p.resolve(positions[i] as AuditPosition));
+    if (cpPos) for (const w of this.#checkpointWaiters.splice(0)) w.resolve(cpPos);
+  }
+
+  /** A signed checkpoint over (seq, hash) when one is due, else undefined. */
+  async #checkpointFor(seq: number, hash: Buffer): Promise<UnsequencedEntry | undefined> {
+    const forced = this.#forceCheckpoint;
+    this.#forceCheckpoint = false; // cleared first: a failed forced checkpoint must not loop
+    const signer = this.#o.signer;
+    if (!signer || this.#keyId === undefined || seq === 0) {
+      const e = new KbError('FAILED_PRECONDITION', 'nothing to checkpoint');
+      for (const w of this.#checkpointWaiters.splice(0)) w.reject(e);
+      return undefined;
+    }
+    const now = this.#now();
+    const due =
+      forced ||
+      this.#sinceCheckpoint >= (this.#o.checkpointEvery ?? 10_000) ||
+      (this.#sinceCheckpoint > 0 && now - this.#lastCheckpointAt >= (this.#o.checkpointIntervalMs ?? 60_000));
+    if (!due || (!forced && now < this.#checkpointRetryAt)) return undefined;
+    const coveredHash = hash.toString('hex');
+    try {
+      const sig = await signer.sign(checkpointStatement(seq, coveredHash, now));
+      this.#checkpointError = undefined;
+      return {
+        type: 'checkpoint',
+        timeMs: now,
+        coveredSeq: seq,
+        coveredHash,
+        alg: cleanText(signer.alg, FIELD_LIMITS.alg),
+        keyId: this.#keyId,
+        signature: Buffer.from(sig).toString('base64'),
+      };
+    } catch (err) {
+      // Checkpoints add evidence but records stay chained without them: keep serving, say so in
+      // health, and retry after the probe interval rather than on every batch.
+      this.#checkpointError = `signing failed: ${(err as Error).message}`.slice(0, 200);
+      this.#checkpointRetryAt = now + (this.#o.retryIntervalMs ?? 1000);
+      this.#o.onEvent?.({ kind: 'checkpoint-failed', detail: this.#checkpointError });
+      const e = new KbError('INTERNAL', 'checkpoint signing failed', { cause: err });
+      for (const w of this.#checkpointWaiters.splice(0)) w.reject(e);
+      return undefined;
+    }
+  }
+
+  #maybeTimedCheckpoint(): void {
+    if (this.#closed || this.#failure !== undefined || this.#sinceCheckpoint === 0) return;
+    if (this.#now() - this.#lastCheckpointAt < (this.#o.checkpointIntervalMs ?? 60_000)) return;
+    this.#forceCheckpoint = true;
+    this.#kick();
+  }
+
+  #fail(err: unknown, batch: Pending[]): void {
+    const code = (err as NodeJS.ErrnoException).code;
+    this.#failure = `audit write failed (${code ?? 'error'}): ${(err as Error).message}`.slice(0, 300);
+    this.#o.onEvent?.({ kind: 'failed', detail: this.#failure });
+    const e = new KbError('AUDIT_UNAVAILABLE', this.#failure, { cause: err });
+    for (const p of batch) p.reject(e);
+    for (const p of this.#queue.splice(0)) p.reject(e);
+    for (const w of this.#checkpointWaiters.splice(0)) w.reject(e);
+    this.#forceCheckpoint = false;
+    this.#scheduleProbe();
+  }
+
+  #scheduleProbe(): void {
+    if (this.#closed || this.#probe !== undefined) return;
+    this.#probe = setTimeout(() => {
+      this.#probe = undefined;
+      void this.#recoverOnce().then((ok) => {
+        if (!ok) this.#scheduleProbe();
+      });
+    }, this.#o.retryIntervalMs ?? 1000);
+    this.#probe.unref();
+  }
+
+  /**
+   * Cut the file back to its last durable size (dropping any partial batch), then write and fsync
+   * a note recording the outage. Healthy again only if all of that succeeds.
+   */
+  async #recover(): Promise<boolean> {
+    if (this.#failure === undefined) return true;
+    if (this.#closed) return false;
+    const reason = this.#failure;
+    const entry = {
+      type: 'note' as const,
+      seq: this.#seq + 1,
+      timeMs: this.#now(),
+      note: cleanText(`audit resumed after failure: ${reason}`, FIELD_LIMITS.note),
+    };
+    const hash = chainHash(this.#hash, canonicalBytes(entry));
+    const data = Buffer.from(entryLine(entry, hash.toString('hex')), 'utf8');
+    try {
+      await this.#file.truncate(this.#size);
+      let off = 0;
+      while (off < data.length) off += await this.#file.write(data.subarray(off));
+      await this.#file.sync();
+    } catch (err) {
+      this.#failure =
+        `audit write failed (${(err as NodeJS.ErrnoException).code ?? 'error'}): ${(err as Error).message}`.slice(
+          0,
+          300,
+        );
+      return false;
+    }
+    this.#seq = entry.seq;
+    this.#hash = hash;
+    this.#size += data.length;
+    this.#sinceCheckpoint += 1;
+    this.#failure = undefined;
+    this.#o.onEvent?.({ kind: 'recovered', detail: entry.note });
+    return true;
+  }
+}
