@@ -1,0 +1,142 @@
+/**
+ * keybroker.v1.Admin: a thin layer over KeyBrokerApi. Every request names its org (and tenant);
+ * the authorizer decides whether this admin may act there.
+ */
+import type { UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { CustomerId, OrgId, TenantRef } from '../ids.ts';
+import type { KeyBrokerApi } from '../keys/key-broker-api.ts';
+import type { CallContext, CallGate, CallTarget } from './call-gate.ts';
+import { customerMessage, keyMessage, orgMessage, receiptMessage, tenantMessage } from './admin-messages.ts';
+import {
+  newTenantName,
+  optionalCustomer,
+  policyUpdate,
+  requiredCustomer,
+  requiredOrg,
+  tenantRefOf,
+  versionField,
+} from './request-bounds.ts';
+
+const RPC = 'keybroker.v1.Admin/';
+
+type Req = Record<string, unknown>;
+
+interface Parsed {
+  org?: OrgId;
+  ref?: TenantRef;
+  customer?: CustomerId;
+}
+
+/** Build the Admin service implementation. */
+export function adminService(gate: CallGate, broker: () => KeyBrokerApi): UntypedServiceImplementation {
+  // Each RPC parses its names once (in `target`, before authorisation) and reuses them.
+  const rpc = (
+    name: string,
+    parse: (r: Req) => Parsed,
+    run: (p: Parsed, r: Req, ctx: CallContext) => Promise<object>,
+  ) => {
+    const parsed = new WeakMap<Req, Parsed>();
+    return gate.unary<Req, object>(RPC + name, {
+      target: (_id, r) => {
+        const p = parse(r);
+        parsed.set(r, p);
+        const org = p.ref?.org ?? p.org;
+        const t: CallTarget = {
+          ...(org !== undefined ? { org } : {}),
+          ...(p.ref !== undefined ? { tenant: p.ref.tenant } : {}),
+          ...(p.customer !== undefined ? { customer: p.customer } : {}),
+        };
+        return t;
+      },
+      handle: (ctx, r) => run(parsed.get(r) ?? parse(r), r, ctx),
+    });
+  };
+  const org = (r: Req): Parsed => ({ org: requiredOrg(r.org) });
+  const tenant = (r: Req): Parsed => ({ ref: tenantRefOf(r.org, r.tenant) });
+  const customer = (r: Req): Parsed => ({
+    ref: tenantRefOf(r.org, r.tenant),
+    customer: requiredCustomer(r.customer),
+  });
+  const keyOwner = (r: Req): Parsed => {
+    const c = optionalCustomer(r.customer);
+    return { ref: tenantRefOf(r.org, r.tenant), ...(c !== undefined ? { customer: c } : {}) };
+  };
+  const b = broker;
+  const O = (p: Parsed) => p.org as OrgId;
+  const T = (p: Parsed) => p.ref as TenantRef;
+  const C = (p: Parsed) => p.customer as CustomerId;
+
+  return {
+    CreateOrg: rpc('CreateOrg', org, async (p) => ({ org: orgMessage(await b().createOrg(O(p))) })),
+    ListOrgs: rpc(
+      'ListOrgs',
+      () => ({}),
+      async (_p, _r, ctx) => ({
+        // The default policy scopes admins to their org, so they see only their org.
+        orgs: (await b().listOrgs()).filter((o) => o.org === ctx.identity.org).map(orgMessage),
+      }),
+    ),
+    DescribeOrg: rpc('DescribeOrg', org, async (p) => ({ org: orgMessage(await b().describeOrg(O(p))) })),
+    SetOrgEnabled: rpc('SetOrgEnabled', org, async (p, r) => ({
+      org: orgMessage(await b().setOrgEnabled(O(p), r.enabled === true)),
+    })),
+    RotateOrgKey: rpc('RotateOrgKey', org, async (p) => ({ org: orgMessage(await b().rotateOrgKey(O(p))) })),
+
+    CreateTenant: rpc(
+      'CreateTenant',
+      (r) => ({ ref: { org: requiredOrg(r.org), tenant: newTenantName(r.tenant) } }),
+      async (p, r) => {
+        const t = T(p);
+        return { tenant: tenantMessage(await b().createTenant(t.org, t.tenant, policyUpdate(r.policy))) };
+      },
+    ),
+    ListTenants: rpc('ListTenants', org, async (p) => ({
+      tenants: (await b().listTenants(O(p))).map(tenantMessage),
+    })),
+    DescribeTenant: rpc('DescribeTenant', tenant, async (p) => ({
+      tenant: tenantMessage(await b().describeTenant(T(p))),
+    })),
+    SetTenantEnabled: rpc('SetTenantEnabled', tenant, async (p, r) => ({
+      tenant: tenantMessage(await b().setTenantEnabled(T(p), r.enabled === true)),
+    })),
+    RotateTenantKey: rpc('RotateTenantKey', tenant, async (p) => ({
+      tenant: tenantMessage(await b().rotateTenantKey(T(p))),
+    })),
+    DestroyTenant: rpc('DestroyTenant', tenant, async (p) => ({
+      receipt: receiptMessage(await b().destroyTenant(T(p))),
+    })),
+
+    CreateCustomer: rpc('CreateCustomer', customer, async (p, r) => ({
+      customer: customerMessage(await b().createCustomer(T(p), C(p), policyUpdate(r.policy))),
+    })),
+    ListCustomers: rpc('ListCustomers', tenant, async (p) => ({
+      customers: (await b().listCustomers(T(p))).map(customerMessage),
+    })),
+    DescribeCustomer: rpc('DescribeCustomer', customer, async (p) => ({
+      customer: customerMessage(await b().describeCustomer(T(p), C(p))),
+    })),
+    SetCustomerEnabled: rpc('SetCustomerEnabled', customer, async (p, r) => ({
+      customer: customerMessage(await b().setCustomerEnabled(T(p), C(p), r.enabled === true)),
+    })),
+    RotateCustomerKey: rpc('RotateCustomerKey', customer, async (p) => ({
+      customer: customerMessage(await b().rotateCustomerKey(T(p), C(p))),
+    })),
+    DestroyCustomer: rpc('DestroyCustomer', customer, async (p) => ({
+      receipt: receiptMessage(await b().destroyCustomer(T(p), C(p))),
+    })),
+
+    SetKeyPolicy: rpc('SetKeyPolicy', keyOwner, async (p, r) => ({
+      key: keyMessage(await b().setKeyPolicy(T(p), p.customer, policyUpdate(r.policy))),
+    })),
+    SetKeyVersionEnabled: rpc('SetKeyVersionEnabled', keyOwner, async (p, r) => ({
+      key: keyMessage(
+        await b().setKeyVersionEnabled(T(p), p.customer, versionField(r.version), r.enabled === true),
+      ),
+    })),
+    RotateDueKeys: rpc(
+      'RotateDueKeys',
+      () => ({}),
+      async () => b().rotateDueKeys(),
+    ),
+  };
+}

@@ -1,0 +1,93 @@
+/**
+ * The gRPC server: Admin and Crypto behind the call gate, standard health checking and server
+ * reflection, mTLS only. Shutdown drains (no new calls, in-flight ones finish) within a grace
+ * period, then cancels what is left.
+ */
+import { Server } from '@grpc/grpc-js';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation } from 'grpc-health-check';
+import type { ServingStatus } from 'grpc-health-check';
+import type { KeyBrokerApi } from '../keys/key-broker-api.ts';
+import type { ReloadableServerCredentials } from '../tls/reloadable-server-credentials.ts';
+import { adminService } from './admin-service.ts';
+import type { CallGate } from './call-gate.ts';
+import { cryptoService } from './crypto-service.ts';
+import { loadKeybrokerPackage, safeService } from './proto-definitions.ts';
+import type { FieldLimits } from './request-bounds.ts';
+
+export const SERVICE_NAMES = ['keybroker.v1.Admin', 'keybroker.v1.Crypto'] as const;
+
+export interface ApiServerOptions {
+  readonly credentials: ReloadableServerCredentials;
+  readonly gate: CallGate;
+  readonly broker: () => KeyBrokerApi;
+  readonly limits: FieldLimits & { readonly maxMessageBytes: number };
+}
+
+export class ApiServer {
+  readonly #server: Server;
+  readonly #creds: ReloadableServerCredentials;
+  readonly #health: HealthImplementation;
+  #serving: boolean | undefined;
+
+  constructor(o: ApiServerOptions) {
+    this.#creds = o.credentials;
+    this.#server = new Server({
+      'grpc.max_receive_message_length': o.limits.maxMessageBytes,
+      'grpc.max_send_message_length': o.limits.maxMessageBytes * 2,
+    });
+    const pkg = loadKeybrokerPackage();
+    this.#server.addService(safeService(pkg, 'keybroker.v1.Admin'), adminService(o.gate, o.broker));
+    this.#server.addService(
+      safeService(pkg, 'keybroker.v1.Crypto'),
+      cryptoService(o.gate, o.broker, o.limits),
+    );
+    const initial: Record<string, ServingStatus> = { '': 'NOT_SERVING' };
+    for (const s of SERVICE_NAMES) initial[s] = 'NOT_SERVING';
+    this.#health = new HealthImplementation(initial);
+    this.#health.addToServer(this.#server);
+    new ReflectionService(pkg).addToServer(this.#server);
+  }
+
+  /** Bind host:port (0 picks a free port); resolves with the bound port. */
+  listen(host: string, port: number): Promise<number> {
+    const addr = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+    return new Promise((resolve, reject) => {
+      this.#server.bindAsync(addr, this.#creds, (err, bound) => (err ? reject(err) : resolve(bound)));
+    });
+  }
+
+  /** Mirror readiness into grpc.health.v1 (only on change, so watchers see transitions). */
+  setServing(serving: boolean): void {
+    if (this.#serving === serving) return;
+    this.#serving = serving;
+    const st: ServingStatus = serving ? 'SERVING' : 'NOT_SERVING';
+    this.#health.setStatus('', st);
+    for (const s of SERVICE_NAMES) this.#health.setStatus(s, st);
+  }
+
+  /** Swap TLS certificates for new handshakes; live connections are kept. */
+  reloadTls(): void {
+    this.#creds.reload();
+  }
+
+  /** Stop accepting, let in-flight calls finish for up to `graceMs`, then cancel the rest. */
+  shutdown(graceMs: number): Promise<{ forced: boolean }> {
+    this.setServing(false);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#server.forceShutdown();
+        resolve({ forced: true });
+      }, graceMs);
+      this.#server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve({ forced: false });
+      });
+    });
+  }
+
+  /** Cancel everything now (second signal). */
+  forceShutdown(): void {
+    this.#server.forceShutdown();
+  }
+}

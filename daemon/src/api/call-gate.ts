@@ -1,0 +1,309 @@
+/**
+ * The one place every call passes: identity from the client certificate, request id,
+ * authorisation, deadline, error mapping, audit (fail-closed), one log line and metrics.
+ * Handlers only see calls that were authenticated and allowed, and only throw KbError.
+ */
+import { randomUUID } from 'node:crypto';
+import { Metadata, status as GrpcCode } from '@grpc/grpc-js';
+import type {
+  ServerDuplexStream,
+  ServerUnaryCall,
+  handleBidiStreamingCall,
+  handleUnaryCall,
+  sendUnaryData,
+} from '@grpc/grpc-js';
+import { KbError, toKbError } from '../errors.ts';
+import type { CustomerId, OrgId, TenantId } from '../ids.ts';
+import type { AuditSink } from '../audit/audit-sink.ts';
+import type { Authorizer, CallerIdentity, Decision } from '../policy/authorizer.ts';
+import type { Logger } from '../obs/logger.ts';
+import type { Metrics } from '../obs/metrics.ts';
+import { callerIdentityOf } from './caller-identity.ts';
+import { MALFORMED } from './proto-definitions.ts';
+
+/** What an allowed handler gets to know about its call. */
+export interface CallContext {
+  readonly requestId: string;
+  readonly rpc: string;
+  readonly identity: CallerIdentity;
+  readonly log: Logger;
+  /** Epoch ms after which the caller has given up. */
+  readonly deadline: number;
+  /** Aborted when the caller cancels or the deadline passes. */
+  readonly signal: AbortSignal;
+}
+
+/** What a call acts on, for authorisation and audit; taken from the identity for data-plane calls. */
+export interface CallTarget {
+  readonly org?: OrgId;
+  readonly tenant?: TenantId;
+  readonly customer?: CustomerId;
+}
+
+/** Facts a handler reports for the audit record. */
+export interface AuditFacts {
+  customer?: string;
+  keyVersion?: number;
+}
+
+export interface UnarySpec<Req, Res> {
+  /** Resolve the target from identity and request; may throw INVALID_ARGUMENT for bad names. */
+  target(identity: CallerIdentity, req: Req): CallTarget;
+  handle(ctx: CallContext, req: Req, facts: AuditFacts): Promise<Res>;
+}
+
+export interface StreamSpec<Req, Res> {
+  target(identity: CallerIdentity): CallTarget;
+  handle(ctx: CallContext, call: ServerDuplexStream<Req, Res>, facts: AuditFacts): Promise<void>;
+}
+
+export interface CallGateOptions {
+  readonly authorizer: () => Authorizer;
+  readonly audit: AuditSink;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly defaultDeadlineMs: number;
+  readonly shuttingDown: () => boolean;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+
+type AnyCall = ServerUnaryCall<unknown, unknown> | ServerDuplexStream<unknown, unknown>;
+
+interface Begun {
+  readonly started: bigint;
+  readonly requestId: string;
+  readonly deadline: number;
+  readonly ac: AbortController;
+  readonly timer: NodeJS.Timeout;
+}
+
+export class CallGate {
+  readonly #o: CallGateOptions;
+
+  constructor(o: CallGateOptions) {
+    this.#o = o;
+  }
+
+  /** Count one batch item by outcome. */
+  countItem(rpc: string, ok: boolean): void {
+    this.#o.metrics.batchItems.inc({ rpc, outcome: ok ? 'ok' : 'error' });
+  }
+
+  /** Count bytes through a streaming RPC. */
+  countStreamBytes(rpc: string, direction: 'in' | 'out', n: number): void {
+    this.#o.metrics.streamBytes.inc({ rpc, direction }, n);
+  }
+
+  /** Wrap a unary handler. */
+  unary<Req, Res>(rpc: string, spec: UnarySpec<Req, Res>): handleUnaryCall<Req | typeof MALFORMED, Res> {
+    return (call, callback: sendUnaryData<Res>) => {
+      void this.#runUnary(rpc, spec, call as ServerUnaryCall<Req | typeof MALFORMED, Res>, callback);
+    };
+  }
+
+  /** Wrap a bidi-streaming handler. */
+  stream<Req, Res>(rpc: string, spec: StreamSpec<Req, Res>): handleBidiStreamingCall<Req, Res> {
+    return (call) => {
+      void this.#runStream(rpc, spec, call);
+    };
+  }
+
+  #begin(rpc: string, call: AnyCall): Begun {
+    const started = process.hrtime.bigint();
+    const given = call.metadata.get('x-request-id')[0];
+    const requestId = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    const dl = call.getDeadline();
+    const deadlineMs = dl instanceof Date ? dl.getTime() : Number(dl);
+    const deadline = Number.isFinite(deadlineMs) ? deadlineMs : Date.now() + this.#o.defaultDeadlineMs;
+    const ac = new AbortController();
+    const timer = setTimeout(
+      () => ac.abort(new KbError('DEADLINE_EXCEEDED')),
+      Math.max(0, deadline - Date.now()),
+    );
+    timer.unref();
+    call.on('cancelled', () => ac.abort(new KbError('DEADLINE_EXCEEDED', 'cancelled by the caller')));
+    this.#o.metrics.rpcInFlight.inc({ rpc });
+    return { started, requestId, deadline, ac, timer };
+  }
+
+  #identify(call: AnyCall): CallerIdentity {
+    if (this.#o.shuttingDown()) throw new KbError('SHUTTING_DOWN');
+    return callerIdentityOf(call.getAuthContext().sslPeerCertificate);
+  }
+
+  #authorize(rpc: string, identity: CallerIdentity, target: CallTarget): Decision {
+    const decision = this.#o.authorizer().authorize({ identity, rpc, ...target });
+    if (!decision.allow) throw new KbError('PERMISSION_DENIED', undefined, { detail: decision.reason });
+    return decision;
+  }
+
+  async #audit(
+    rpc: string,
+    requestId: string,
+    identity: CallerIdentity | undefined,
+    target: CallTarget | undefined,
+    facts: AuditFacts,
+    err: KbError | undefined,
+    reason: string | undefined,
+  ): Promise<KbError | undefined> {
+    const customer = facts.customer ?? target?.customer;
+    try {
+      await this.#o.audit.append({
+        time: new Date(),
+        requestId,
+        identity: identity?.uri ?? 'unauthenticated',
+        ...(target?.org !== undefined ? { org: target.org } : {}),
+        ...(target?.tenant !== undefined ? { tenant: target.tenant } : {}),
+        rpc,
+        ...(customer !== undefined ? { customer } : {}),
+        ...(facts.keyVersion !== undefined ? { keyVersion: facts.keyVersion } : {}),
+        result: err === undefined ? 'ok' : err.code === 'PERMISSION_DENIED' ? 'denied' : 'error',
+        ...(err !== undefined ? { code: err.code } : {}),
+        ...(reason !== undefined ? { reason } : {}),
+      });
+      return undefined;
+    } catch (auditErr) {
+      // Fail-closed: without a durable record the call fails, whatever its own outcome.
+      this.#o.log.error(
+        { requestId, rpc, err: toKbError(auditErr).detail ?? String(auditErr) },
+        'audit append failed',
+      );
+      return new KbError('AUDIT_UNAVAILABLE');
+    }
+  }
+
+  #finish(
+    rpc: string,
+    begun: Begun,
+    identity: CallerIdentity | undefined,
+    target: CallTarget | undefined,
+    err: KbError | undefined,
+  ): void {
+    clearTimeout(begun.timer);
+    const seconds = Number(process.hrtime.bigint() - begun.started) / 1e9;
+    const code = err === undefined ? 'OK' : (GrpcCode[err.status] ?? String(err.status));
+    this.#o.metrics.rpcInFlight.dec({ rpc });
+    this.#o.metrics.rpcRequests.inc({ rpc, code });
+    this.#o.metrics.rpcDuration.observe({ rpc, code }, seconds);
+    const line = {
+      requestId: begun.requestId,
+      rpc,
+      identity: identity?.uri,
+      org: target?.org,
+      tenant: target?.tenant,
+      code,
+      latencyMs: Math.round(seconds * 1e6) / 1e3,
+      ...(err !== undefined ? { error: err.code } : {}),
+    };
+    if (err !== undefined && !err.isUserError) {
+      const cause = err.cause instanceof Error ? err.cause.message : undefined;
+      this.#o.log.error({ ...line, detail: err.detail, cause }, 'rpc failed');
+    } else {
+      this.#o.log.info(line, 'rpc');
+    }
+  }
+
+  async #runUnary<Req, Res>(
+    rpc: string,
+    spec: UnarySpec<Req, Res>,
+    call: ServerUnaryCall<Req | typeof MALFORMED, Res>,
+    callback: sendUnaryData<Res>,
+  ): Promise<void> {
+    const begun = this.#begin(rpc, call);
+    let identity: CallerIdentity | undefined;
+    let target: CallTarget | undefined;
+    let decision: Decision | undefined;
+    let result: Res | undefined;
+    let err: KbError | undefined;
+    const facts: AuditFacts = {};
+    try {
+      identity = this.#identify(call);
+      const req = call.request;
+      if (req === MALFORMED) throw new KbError('INVALID_ARGUMENT', 'malformed request');
+      target = spec.target(identity, req);
+      decision = this.#authorize(rpc, identity, target);
+      const ctx = this.#context(rpc, begun, identity);
+      result = await withDeadline(spec.handle(ctx, req, facts), begun.ac.signal);
+    } catch (e) {
+      err = toKbError(e);
+    }
+    err = (await this.#audit(rpc, begun.requestId, identity, target, facts, err, decision?.reason)) ?? err;
+    this.#finish(rpc, begun, identity, target, err);
+    const md = new Metadata();
+    md.set('x-request-id', begun.requestId);
+    if (err === undefined) callback(null, result as Res, md);
+    else callback({ code: err.status, details: err.safeMessage, metadata: md });
+  }
+
+  async #runStream<Req, Res>(
+    rpc: string,
+    spec: StreamSpec<Req, Res>,
+    call: ServerDuplexStream<Req, Res>,
+  ): Promise<void> {
+    const begun = this.#begin(rpc, call as AnyCall);
+    let identity: CallerIdentity | undefined;
+    let target: CallTarget | undefined;
+    let decision: Decision | undefined;
+    let err: KbError | undefined;
+    const facts: AuditFacts = {};
+    const md = new Metadata();
+    md.set('x-request-id', begun.requestId);
+    try {
+      identity = this.#identify(call as AnyCall);
+      target = spec.target(identity);
+      decision = this.#authorize(rpc, identity, target);
+      // Fail-closed for streams too: the opening is on record before any output is sent.
+      const openErr = await this.#audit(
+        rpc,
+        begun.requestId,
+        identity,
+        target,
+        facts,
+        undefined,
+        'stream opened',
+      );
+      if (openErr) throw openErr;
+      call.sendMetadata(md);
+      const ctx = this.#context(rpc, begun, identity);
+      await withDeadline(spec.handle(ctx, call, facts), begun.ac.signal);
+    } catch (e) {
+      err = toKbError(e);
+    }
+    err = (await this.#audit(rpc, begun.requestId, identity, target, facts, err, decision?.reason)) ?? err;
+    this.#finish(rpc, begun, identity, target, err);
+    if (err === undefined) call.end();
+    else call.emit('error', { code: err.status, details: err.safeMessage, metadata: md });
+  }
+
+  #context(rpc: string, begun: Begun, identity: CallerIdentity): CallContext {
+    if (begun.ac.signal.aborted) throw begun.ac.signal.reason;
+    return {
+      requestId: begun.requestId,
+      rpc,
+      identity,
+      log: this.#o.log.child({ requestId: begun.requestId }),
+      deadline: begun.deadline,
+      signal: begun.ac.signal,
+    };
+  }
+}
+
+/** Settle with `work`, or with the abort reason when the signal fires first. */
+function withDeadline<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
+  });
+}

@@ -1,0 +1,51 @@
+/**
+ * Loads proto/keybroker/v1/*.proto at runtime with @grpc/proto-loader (no codegen). Request
+ * deserializers are wrapped so a message that is not valid protobuf becomes a MALFORMED marker
+ * the call gate turns into INVALID_ARGUMENT (grpc-js would otherwise answer INTERNAL).
+ */
+import { resolve } from 'node:path';
+import { loadSync } from '@grpc/proto-loader';
+import type { MethodDefinition, Options, PackageDefinition, ServiceDefinition } from '@grpc/proto-loader';
+
+export const PROTO_ROOT = resolve(import.meta.dirname, '../../../proto');
+export const PROTO_FILES = ['keybroker/v1/admin.proto', 'keybroker/v1/crypto.proto'];
+
+/** How messages look in JS: camelCase fields, enums as names, 64-bit ints as numbers, bytes as Buffer. */
+export const LOADER_OPTIONS: Options = {
+  keepCase: false,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+  includeDirs: [PROTO_ROOT],
+};
+
+/** Marker for a request that failed to decode. */
+export const MALFORMED: unique symbol = Symbol('malformed request');
+export type Malformed = typeof MALFORMED;
+
+/** Load the keybroker.v1 package definition (shared by server, reflection and clients). */
+export function loadKeybrokerPackage(): PackageDefinition {
+  return loadSync(PROTO_FILES, LOADER_OPTIONS);
+}
+
+/** A service definition whose request deserializers never throw. */
+export function safeService(pkg: PackageDefinition, name: string): ServiceDefinition {
+  const svc = pkg[name] as ServiceDefinition | undefined;
+  if (svc === undefined || 'format' in svc) throw new Error(`service ${name} not in the proto package`);
+  const out: ServiceDefinition = {};
+  for (const [method, def] of Object.entries(svc)) {
+    const decode = def.requestDeserialize;
+    out[method] = {
+      ...def,
+      requestDeserialize: (buf: Buffer): object => {
+        try {
+          return decode(buf);
+        } catch {
+          return MALFORMED as unknown as object;
+        }
+      },
+    } as MethodDefinition<object, object>;
+  }
+  return out;
+}

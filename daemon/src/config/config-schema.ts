@@ -1,0 +1,141 @@
+/**
+ * The daemon's configuration: one JSON file, overridable by KB_* environment variables.
+ * Every leaf here has a default, so a config file only needs what differs; the JSON Schema below
+ * is what `loadConfig` validates after merging, and it names the bad field on failure.
+ */
+
+/** Fully resolved configuration (paths absolute after loading). */
+export interface Config {
+  /** Where tenants' SQLite files, the registry and the SoftHSM2 token (dev) live. */
+  readonly dataDir: string;
+  readonly listen: { readonly host: string; readonly port: number };
+  readonly tls: {
+    /** CA bundle that client certificates must chain to. */
+    readonly caFile: string;
+    readonly certFile: string;
+    readonly keyFile: string;
+  };
+  readonly hsm: {
+    /** Profile name in hsm-profiles/ (e.g. "softhsm2") or a path to a profile file. */
+    readonly profile: string;
+    /** Overrides the profile's module path when set. */
+    readonly module: string;
+    readonly tokenLabel: string;
+    /** File holding the user PIN (0600). KB_HSM_PIN in the environment takes precedence. */
+    readonly pinFile: string;
+    /** SOFTHSM2_CONF for the SoftHSM2 profile; empty leaves the environment alone. */
+    readonly softhsmConf: string;
+    /** Retry interval while the HSM cannot be opened at start. */
+    readonly retryMs: number;
+  };
+  readonly metrics: { readonly enabled: boolean; readonly host: string; readonly port: number };
+  readonly limits: {
+    /** gRPC max receive message size; larger messages are refused by gRPC (RESOURCE_EXHAUSTED). */
+    readonly maxMessageBytes: number;
+    readonly maxPlaintextBytes: number;
+    readonly maxAadBytes: number;
+    readonly maxBatchItems: number;
+    readonly maxBatchBytes: number;
+    readonly maxWrappedKeyBytes: number;
+    readonly maxStreamMessageBytes: number;
+    /** Calls without a deadline get this one. */
+    readonly defaultDeadlineMs: number;
+  };
+  readonly keys: {
+    /** Unwrapped-key cache TTL and size bound. */
+    readonly cacheTtlMs: number;
+    readonly cacheMaxEntries: number;
+    /** While the HSM is away, cached keys keep serving for at most this long. */
+    readonly degradedServeMs: number;
+  };
+  readonly lifecycle: {
+    /** SIGTERM: in-flight calls get this long to finish before they are cancelled. */
+    readonly shutdownGraceMs: number;
+    /** Where to write {"grpc": "...", "metrics": "...", "pid": n} once ready; empty: nowhere. */
+    readonly readyFile: string;
+  };
+  readonly log: { readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' };
+  /** Created on the first serve when absent (dev/test convenience); empty org: nothing. */
+  readonly bootstrap: { readonly org: string; readonly tenants: readonly string[] };
+}
+
+/** Defaults; relative paths are resolved against the config file's directory. */
+export const DEFAULT_CONFIG: Config = {
+  dataDir: '.',
+  listen: { host: '127.0.0.1', port: 7443 },
+  tls: { caFile: 'pki/ca.pem', certFile: 'pki/server.pem', keyFile: 'pki/server-key.pem' },
+  hsm: {
+    profile: 'softhsm2',
+    module: '',
+    tokenLabel: 'keybroker',
+    pinFile: 'secrets/hsm-user.pin',
+    softhsmConf: '',
+    retryMs: 2000,
+  },
+  metrics: { enabled: true, host: '127.0.0.1', port: 9464 },
+  limits: {
+    maxMessageBytes: 16 * 1024 * 1024,
+    maxPlaintextBytes: 1024 * 1024,
+    maxAadBytes: 16 * 1024,
+    maxBatchItems: 1000,
+    maxBatchBytes: 8 * 1024 * 1024,
+    maxWrappedKeyBytes: 4096,
+    maxStreamMessageBytes: 1024 * 1024,
+    defaultDeadlineMs: 30_000,
+  },
+  keys: { cacheTtlMs: 300_000, cacheMaxEntries: 10_000, degradedServeMs: 300_000 },
+  lifecycle: { shutdownGraceMs: 10_000, readyFile: '' },
+  log: { level: 'info' },
+  bootstrap: { org: '', tenants: [] },
+};
+
+const str = { type: 'string' } as const;
+const path = { type: 'string', maxLength: 4096 } as const;
+const port = { type: 'integer', minimum: 0, maximum: 65535 } as const;
+const pos = (max: number) => ({ type: 'integer', minimum: 1, maximum: max }) as const;
+const NAME = '^[a-z0-9][a-z0-9_-]{0,62}$';
+
+function obj(properties: Record<string, unknown>): Record<string, unknown> {
+  return { type: 'object', additionalProperties: false, required: Object.keys(properties), properties };
+}
+
+/** JSON Schema of Config (draft-07, for ajv). Unknown fields are errors: typos fail fast. */
+export const CONFIG_SCHEMA = obj({
+  dataDir: path,
+  listen: obj({ host: str, port }),
+  tls: obj({ caFile: path, certFile: path, keyFile: path }),
+  hsm: obj({
+    profile: { type: 'string', minLength: 1 },
+    module: path,
+    tokenLabel: { type: 'string', minLength: 1, maxLength: 32 },
+    pinFile: path,
+    softhsmConf: path,
+    retryMs: pos(600_000),
+  }),
+  metrics: obj({ enabled: { type: 'boolean' }, host: str, port }),
+  limits: obj({
+    maxMessageBytes: pos(256 * 1024 * 1024),
+    maxPlaintextBytes: pos(64 * 1024 * 1024),
+    maxAadBytes: pos(1024 * 1024),
+    maxBatchItems: pos(100_000),
+    maxBatchBytes: pos(256 * 1024 * 1024),
+    maxWrappedKeyBytes: pos(1024 * 1024),
+    maxStreamMessageBytes: pos(64 * 1024 * 1024),
+    defaultDeadlineMs: pos(3_600_000),
+  }),
+  keys: obj({
+    cacheTtlMs: pos(86_400_000),
+    cacheMaxEntries: pos(10_000_000),
+    degradedServeMs: { type: 'integer', minimum: 0, maximum: 86_400_000 },
+  }),
+  lifecycle: obj({ shutdownGraceMs: pos(3_600_000), readyFile: path }),
+  log: obj({ level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] } }),
+  bootstrap: obj({
+    org: { anyOf: [{ const: '' }, { type: 'string', pattern: NAME }] },
+    tenants: {
+      type: 'array',
+      maxItems: 100,
+      items: { type: 'string', pattern: NAME, not: { const: 'admin' } },
+    },
+  }),
+});

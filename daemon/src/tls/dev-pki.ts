@@ -1,0 +1,120 @@
+/**
+ * A private CA and leaf certificates for development and tests (`keybroker init`, the test
+ * harness). Production deployments bring their own PKI; these files only need the same shape:
+ * a CA bundle, a server cert for the API address, and client certs with a spiffe:// SAN URI.
+ */
+import 'reflect-metadata';
+import { randomBytes } from 'node:crypto';
+import type { webcrypto } from 'node:crypto';
+import * as x509 from '@peculiar/x509';
+
+x509.cryptoProvider.set(globalThis.crypto);
+
+/** Signature algorithm of the dev PKI. ML-DSA-65 needs OpenSSL >= 3.5 on both ends. */
+export type PkiAlgorithm = 'ecdsa-p256' | 'mldsa65';
+
+export interface PemPair {
+  readonly certPem: string;
+  readonly keyPem: string;
+}
+
+export interface DevCa extends PemPair {
+  readonly algorithm: PkiAlgorithm;
+  /** Issue a leaf certificate signed by this CA. */
+  issue(opts: LeafOptions): Promise<PemPair>;
+}
+
+export interface LeafOptions {
+  readonly commonName: string;
+  /** SAN URIs, e.g. spiffe://acme/tenant-a/app. */
+  readonly uris?: readonly string[];
+  readonly dnsNames?: readonly string[];
+  readonly ips?: readonly string[];
+  readonly usage: 'server' | 'client';
+  readonly days?: number;
+  /** Leaf key algorithm; defaults to the CA's. */
+  readonly algorithm?: PkiAlgorithm;
+}
+
+const EC = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+const MLDSA = { name: 'ML-DSA-65' } as const;
+const algParams = (a: PkiAlgorithm) => (a === 'ecdsa-p256' ? EC : MLDSA);
+
+function serial(): string {
+  const b = randomBytes(16);
+  b[0] = (b[0] ?? 0) & 0x7f; // positive INTEGER
+  return b.toString('hex');
+}
+
+async function generateKeys(alg: PkiAlgorithm): Promise<webcrypto.CryptoKeyPair> {
+  return (await crypto.subtle.generateKey(algParams(alg), true, [
+    'sign',
+    'verify',
+  ])) as webcrypto.CryptoKeyPair;
+}
+
+async function keyPem(key: webcrypto.CryptoKey): Promise<string> {
+  const der = Buffer.from(await crypto.subtle.exportKey('pkcs8', key));
+  const b64 = der.toString('base64').replace(/(.{64})/g, '$1\n');
+  return `-----BEGIN PRIVATE KEY-----\n${b64.trimEnd()}\n-----END PRIVATE KEY-----\n`;
+}
+
+const window = (days: number) => {
+  const notBefore = new Date(Date.now() - 60_000); // tolerate small clock skew
+  return { notBefore, notAfter: new Date(notBefore.getTime() + days * 86_400_000) };
+};
+
+/** Create a self-signed CA valid for `days` (default 10 years). */
+export async function createDevCa(
+  name: string,
+  algorithm: PkiAlgorithm = 'ecdsa-p256',
+  days = 3650,
+): Promise<DevCa> {
+  const keys = await generateKeys(algorithm);
+  const ca = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: serial(),
+    name: `CN=${name}`,
+    ...window(days),
+    signingAlgorithm: algParams(algorithm),
+    keys,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  const caKey = keys.privateKey;
+  return {
+    algorithm,
+    certPem: ca.toString('pem') + '\n',
+    keyPem: await keyPem(caKey),
+    async issue(opts: LeafOptions): Promise<PemPair> {
+      const leafAlg = opts.algorithm ?? algorithm;
+      const leafKeys = await generateKeys(leafAlg);
+      const names: x509.JsonGeneralName[] = [
+        ...(opts.uris ?? []).map((value) => ({ type: 'url' as const, value })),
+        ...(opts.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })),
+        ...(opts.ips ?? []).map((value) => ({ type: 'ip' as const, value })),
+      ];
+      const eku =
+        opts.usage === 'server' ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth;
+      const leaf = await x509.X509CertificateGenerator.create({
+        serialNumber: serial(),
+        subject: `CN=${opts.commonName}`,
+        issuer: ca.subject,
+        ...window(opts.days ?? 825),
+        signingAlgorithm: algParams(algorithm),
+        publicKey: leafKeys.publicKey,
+        signingKey: caKey,
+        extensions: [
+          new x509.BasicConstraintsExtension(false, undefined, true),
+          new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+          new x509.ExtendedKeyUsageExtension([eku], false),
+          new x509.SubjectAlternativeNameExtension(names, false),
+          await x509.AuthorityKeyIdentifierExtension.create(ca, false),
+        ],
+      });
+      return { certPem: leaf.toString('pem') + '\n', keyPem: await keyPem(leafKeys.privateKey) };
+    },
+  };
+}
