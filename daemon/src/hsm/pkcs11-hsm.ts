@@ -223,6 +223,8 @@ export class Pkcs11Hsm implements Hsm {
   async encryptGcm(root: HsmKeyRef, plaintext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
     checkRef(root, 'root');
     this.#requireGcm();
+    // Empty plaintext: pkcs11js passes a NULL buffer and SoftHSM answers CKR_ARGUMENTS_BAD.
+    if (plaintext.length === 0) throw new KbError('INVALID_ARGUMENT', 'plaintext must not be empty');
     if (plaintext.length > HSM_LIMITS.maxGcmPlaintext) throw new KbError('TOO_LARGE', 'plaintext');
     if (aad.length > HSM_LIMITS.maxAad) throw new KbError('TOO_LARGE', 'aad');
     return this.#op(false, async (s) => {
@@ -247,7 +249,10 @@ export class Pkcs11Hsm implements Hsm {
   async decryptGcm(root: HsmKeyRef, sealed: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
     checkRef(root, 'root');
     this.#requireGcm();
-    if (sealed.length < GCM_IV + GCM_TAG || sealed.length > HSM_LIMITS.maxGcmPlaintext + GCM_IV + GCM_TAG) {
+    if (
+      sealed.length < GCM_IV + GCM_TAG + 1 ||
+      sealed.length > HSM_LIMITS.maxGcmPlaintext + GCM_IV + GCM_TAG
+    ) {
       throw decryptionFailed();
     }
     if (aad.length > HSM_LIMITS.maxAad) throw new KbError('TOO_LARGE', 'aad');
