@@ -79,16 +79,22 @@ function lock(timeoutMs = 300_000): void {
       return;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      let owner = NaN;
-      try {
-        owner = Number(readFileSync(join(LOCK_DIR, 'pid'), 'utf8'));
-      } catch {
-        owner = NaN; // pid file not yet written: treat as alive for now
-      }
+      const owner = lockOwner();
       if (Number.isInteger(owner) && !pidAlive(owner)) rmSync(LOCK_DIR, { recursive: true, force: true });
-      else if (Date.now() > deadline) throw new Error(`opencryptoki token lock held by ${owner}`);
+      else if (Date.now() > deadline)
+        throw new Error(`opencryptoki token lock held by ${owner}`, { cause: err });
       else Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200);
     }
+  }
+}
+
+/** The pid in the lock, or NaN while the owner has not written it yet (treated as alive). */
+function lockOwner(): number {
+  try {
+    return Number(readFileSync(join(LOCK_DIR, 'pid'), 'utf8'));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return NaN;
+    throw err;
   }
 }
 
