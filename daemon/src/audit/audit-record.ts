@@ -78,13 +78,13 @@ const REDACTIONS: readonly [RegExp, string][] = [
   [/[A-Za-z0-9+/_-]{32,}={0,2}/g, '[redacted]'],
 ];
 
+// Control characters would let a field forge terminal output or fake line structure.
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/g;
+
 /** Clean a free-text or identifier field: cut to `max`, no control characters, well-formed UTF-16. */
 export function cleanText(s: string, max: number): string {
-  // eslint-disable-next-line no-control-regex
-  return s
-    .slice(0, max)
-    .toWellFormed()
-    .replace(/[\u0000-\u001f\u007f]/g, ' ');
+  return s.slice(0, max).toWellFormed().replace(CONTROL, ' ');
 }
 
 /** Reason text with anything that looks like key material, a PIN or a token replaced. */
