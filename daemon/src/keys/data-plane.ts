@@ -1,0 +1,258 @@
+/**
+ * Encrypt, decrypt, data keys, rewrap and streams over the hierarchy. A warm call touches only
+ * in-memory caches (metadata and unwrapped CEKs): no SQLite, no HSM.
+ *
+ * Decrypt order: parse (bounds only) -> header names the caller's org/tenant -> CEK -> commitment
+ * + AEAD. Every failure up to there is the one decryptionFailed(); policy (disabled customer or
+ * version, version below the minimum) is checked only after authentication, so tampering cannot
+ * produce a different error.
+ */
+import { randomBytes } from 'node:crypto';
+import { decryptionFailed, KbError } from '../errors.ts';
+import { customerId, DEFAULT_CUSTOMER } from '../ids.ts';
+import type { CustomerId, KeyVersion, TenantRef } from '../ids.ts';
+import type { TenantRow } from '../store/registry-store.ts';
+import type { CustomerRow } from '../store/tenant-store.ts';
+import type { EnvelopeType } from '../wire/envelope-v1.ts';
+import {
+  BlobType,
+  MAX_AAD_BYTES,
+  MAX_PLAINTEXT_BYTES,
+  openEnvelope,
+  parseEnvelope,
+  sealEnvelope,
+} from '../wire/envelope-v1.ts';
+import { parseStreamHeader, StreamOpener, StreamSealer } from '../wire/stream-v1.ts';
+import type { Hierarchy } from './hierarchy.ts';
+import type {
+  DataKeyResult,
+  DecryptRequest,
+  DecryptResult,
+  EncryptResult,
+  StreamDecryptor,
+  StreamEncryptor,
+} from './key-broker-api.ts';
+import type { UsageCounter } from './usage-counter.ts';
+
+/** Envelope of a ciphertext or a wrapped data key bigger than this is refused before parsing. */
+const MAX_BLOB_BYTES = MAX_PLAINTEXT_BYTES + 512;
+
+export class DataPlane {
+  readonly #h: Hierarchy;
+  readonly #usage: UsageCounter;
+  readonly #rotateForUsage: (t: TenantRow, customer: string, fromVersion: number) => Promise<void>;
+
+  constructor(
+    h: Hierarchy,
+    usage: UsageCounter,
+    rotateForUsage: (t: TenantRow, customer: string, fromVersion: number) => Promise<void>,
+  ) {
+    this.#h = h;
+    this.#usage = usage;
+    this.#rotateForUsage = rotateForUsage;
+  }
+
+  /** The active, enabled tenant of an enabled org. */
+  tenant(ref: TenantRef): TenantRow {
+    const o = this.#h.orgRow(ref.org);
+    if (!o) throw new KbError('NOT_FOUND', 'tenant');
+    const t = this.#h.activeTenant(ref.org, ref.tenant);
+    if (!o.enabled || !t.enabled) throw new KbError('DISABLED', 'tenant');
+    return t;
+  }
+
+  #customer(t: TenantRow, customer: string): CustomerRow {
+    const c = this.#h.customerRow(t, customer);
+    if (!c || c.state !== 'active') throw new KbError('NOT_FOUND', 'customer');
+    if (!c.enabled) throw new KbError('DISABLED', 'customer');
+    return c;
+  }
+
+  /** The primary CEK for one encryption, rotating first when the usage limit is reached. */
+  async #primary(
+    ref: TenantRef,
+    customer: string,
+  ): Promise<{ t: TenantRow; version: number; cek: Uint8Array }> {
+    for (let attempt = 0; attempt < 4; attempt++) {
+      const t = this.tenant(ref);
+      const c = this.#customer(t, customer);
+      if (c.primaryCek < c.minEnc) throw new KbError('VERSION_BELOW_MINIMUM');
+      if (c.usageLimit > 0 && this.#usage.total(t, customer, c.primaryCek) >= c.usageLimit) {
+        await this.#rotateForUsage(t, customer, c.primaryCek);
+        continue;
+      }
+      const s = this.#h.peekCek(t, customer, c.primaryCek) ?? (await this.#h.cek(t, customer, c.primaryCek));
+      // A concurrent eviction may have zeroed it between the await and now: load again.
+      if (s.destroyed) continue;
+      return { t, version: c.primaryCek, cek: s.expose() };
+    }
+    throw new KbError('INTERNAL', undefined, { detail: 'primary CEK kept changing' });
+  }
+
+  /** A tenant destroyed while this request ran must not get a result. */
+  #stillThere(ref: TenantRef, customer: string): void {
+    const t = this.#h.activeTenant(ref.org, ref.tenant);
+    const c = this.#h.customerRow(t, customer);
+    if (!c || c.state !== 'active') throw new KbError('NOT_FOUND', 'customer');
+  }
+
+  async seal(
+    ref: TenantRef,
+    type: EnvelopeType,
+    customerIn: CustomerId | undefined,
+    plaintext: Uint8Array,
+    aad: Uint8Array,
+  ) {
+    const customer = customerIn === undefined ? DEFAULT_CUSTOMER : customerId(customerIn);
+    checkAad(aad);
+    if (plaintext.length > MAX_PLAINTEXT_BYTES)
+      throw new KbError('TOO_LARGE', `plaintext over ${MAX_PLAINTEXT_BYTES} bytes`);
+    const { t, version, cek } = await this.#primary(ref, customer);
+    const header = { type, org: t.org, tenant: t.tenant, customer, cekVersion: version };
+    const blob = sealEnvelope(cek, header, plaintext, aad);
+    this.#usage.add(t, customer, version);
+    this.#stillThere(ref, customer);
+    return { blob, version: version as KeyVersion };
+  }
+
+  async encrypt(
+    ref: TenantRef,
+    customer: CustomerId | undefined,
+    plaintext: Uint8Array,
+    aad: Uint8Array,
+  ): Promise<EncryptResult> {
+    const { blob, version } = await this.seal(ref, BlobType.ciphertext, customer, plaintext, aad);
+    return { ciphertext: blob, keyVersion: version };
+  }
+
+  /** Authenticate and open an envelope of `types`; policy checks only after authentication. */
+  async open(ref: TenantRef, types: readonly EnvelopeType[], blob: Uint8Array, aad: Uint8Array) {
+    checkAad(aad);
+    if (!(blob instanceof Uint8Array) || blob.length > MAX_BLOB_BYTES) throw decryptionFailed();
+    const t = this.tenant(ref);
+    const p = parseEnvelope(blob);
+    if (!types.includes(p.type) || p.org !== ref.org || p.tenant !== ref.tenant) throw decryptionFailed();
+    const c = this.#h.customerRow(t, p.customer);
+    if (!c || c.state !== 'active') throw decryptionFailed();
+    let plaintext: Uint8Array | undefined;
+    for (let attempt = 0; attempt < 3 && plaintext === undefined; attempt++) {
+      let s;
+      try {
+        s = this.#h.peekCek(t, p.customer, p.cekVersion) ?? (await this.#h.cek(t, p.customer, p.cekVersion));
+      } catch (err) {
+        throw passUnavailable(err);
+      }
+      if (s.destroyed) continue;
+      plaintext = openEnvelope(s.expose(), p, aad);
+    }
+    if (plaintext === undefined) throw decryptionFailed();
+    try {
+      if (!c.enabled) throw new KbError('DISABLED', 'customer');
+      if (this.#h.disabledCeks(t, p.customer).has(p.cekVersion)) throw new KbError('DISABLED', 'key version');
+      if (p.cekVersion < c.minDec) throw new KbError('VERSION_BELOW_MINIMUM');
+      this.#stillThere(ref, p.customer);
+    } catch (err) {
+      plaintext.fill(0);
+      throw err;
+    }
+    return {
+      plaintext,
+      type: p.type,
+      customer: p.customer as CustomerId,
+      version: p.cekVersion as KeyVersion,
+    };
+  }
+
+  async decrypt(ref: TenantRef, req: DecryptRequest): Promise<DecryptResult> {
+    const r = await this.open(ref, [BlobType.ciphertext], req.ciphertext, req.aad);
+    return { plaintext: r.plaintext, customer: r.customer, keyVersion: r.version };
+  }
+
+  async generateDataKey(
+    ref: TenantRef,
+    customer: CustomerId | undefined,
+    aad: Uint8Array,
+    length = 32,
+  ): Promise<DataKeyResult> {
+    if (length !== 16 && length !== 32) throw new KbError('INVALID_ARGUMENT', 'length must be 16 or 32');
+    const key = randomBytes(length);
+    const { blob, version } = await this.seal(ref, BlobType.wrappedDataKey, customer, key, aad);
+    return {
+      plaintextKey: new Uint8Array(key.buffer, key.byteOffset, key.length),
+      wrappedKey: blob,
+      keyVersion: version,
+    };
+  }
+
+  async decryptDataKey(
+    ref: TenantRef,
+    wrappedKey: Uint8Array,
+    aad: Uint8Array,
+  ): Promise<{ plaintextKey: Uint8Array }> {
+    const r = await this.open(ref, [BlobType.wrappedDataKey], wrappedKey, aad);
+    return { plaintextKey: r.plaintext };
+  }
+
+  /** Open and reseal under the primary version; the plaintext never leaves this function. */
+  async rewrap(
+    ref: TenantRef,
+    req: DecryptRequest,
+  ): Promise<{ ciphertext: Uint8Array; keyVersion: KeyVersion }> {
+    const r = await this.open(ref, [BlobType.ciphertext, BlobType.wrappedDataKey], req.ciphertext, req.aad);
+    try {
+      const { blob, version } = await this.seal(ref, r.type, r.customer, r.plaintext, req.aad);
+      return { ciphertext: blob, keyVersion: version };
+    } finally {
+      r.plaintext.fill(0);
+    }
+  }
+
+  async encryptStream(
+    ref: TenantRef,
+    customerIn: CustomerId | undefined,
+    aad: Uint8Array,
+  ): Promise<StreamEncryptor> {
+    const customer = customerIn === undefined ? DEFAULT_CUSTOMER : customerId(customerIn);
+    checkAad(aad);
+    const { t, version, cek } = await this.#primary(ref, customer);
+    const sealer = new StreamSealer(
+      cek,
+      { org: t.org, tenant: t.tenant, customer, cekVersion: version },
+      aad,
+    );
+    this.#usage.add(t, customer, version);
+    return { header: sealer.header, seal: (chunk, final) => sealer.seal(chunk, final) };
+  }
+
+  async decryptStream(ref: TenantRef, header: Uint8Array, aad: Uint8Array): Promise<StreamDecryptor> {
+    checkAad(aad);
+    const t = this.tenant(ref);
+    if (!(header instanceof Uint8Array) || header.length > 512) throw decryptionFailed();
+    const p = parseStreamHeader(header);
+    if (p.org !== ref.org || p.tenant !== ref.tenant) throw decryptionFailed();
+    const c = this.#h.customerRow(t, p.customer);
+    if (!c || c.state !== 'active') throw decryptionFailed();
+    let s;
+    try {
+      s = await this.#h.cek(t, p.customer, p.cekVersion);
+    } catch (err) {
+      throw passUnavailable(err);
+    }
+    const opener = new StreamOpener(s.expose(), p, aad);
+    if (!c.enabled || this.#h.disabledCeks(t, p.customer).has(p.cekVersion))
+      throw new KbError('DISABLED', 'customer or key version');
+    if (p.cekVersion < c.minDec) throw new KbError('VERSION_BELOW_MINIMUM');
+    return { open: (chunk) => opener.open(chunk), finish: () => opener.finish() };
+  }
+}
+
+function checkAad(aad: Uint8Array): void {
+  if (!(aad instanceof Uint8Array)) throw new KbError('INVALID_ARGUMENT', 'aad must be bytes');
+  if (aad.length > MAX_AAD_BYTES) throw new KbError('TOO_LARGE', `aad over ${MAX_AAD_BYTES} bytes`);
+}
+
+/** Key-loading failures are the opaque decrypt error, except an HSM outage (retryable, says so). */
+function passUnavailable(err: unknown): KbError {
+  if (err instanceof KbError && (err.code === 'HSM_UNAVAILABLE' || err.code === 'SHUTTING_DOWN')) return err;
+  return decryptionFailed(err);
+}

@@ -1,0 +1,347 @@
+/**
+ * KeyBroker: the KeyBrokerApi over the HSM-rooted hierarchy (see hierarchy.ts, data-plane.ts,
+ * shredder.ts, shred-epoch.ts and wire/FORMAT.md). Open with `KeyBroker.open(options)`.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { KbError, toKbError } from '../errors.ts';
+import type { Hsm } from '../hsm/hsm.ts';
+import { customerId, orgId, tenantId } from '../ids.ts';
+import type { CustomerId, KeyVersion, OrgId, TenantRef } from '../ids.ts';
+import { RegistryStore, StaleOekError } from '../store/registry-store.ts';
+import type { TenantRow } from '../store/registry-store.ts';
+import { TenantStorePool } from '../store/tenant-store-pool.ts';
+import { DataPlane } from './data-plane.ts';
+import { Hierarchy } from './hierarchy.ts';
+import type * as Api from './key-broker-api.ts';
+import { KeyCache } from './key-cache.ts';
+import { customerInfo, defaultPolicy, orgInfo, tenantInfo } from './key-info.ts';
+import { KeyedMutex } from './keyed-mutex.ts';
+import { ReceiptSigner } from './receipt-signer.ts';
+import { ShredEpochRunner } from './shred-epoch.ts';
+import { Shredder } from './shredder.ts';
+import { UsageCounter } from './usage-counter.ts';
+import { BatchRunner } from './batch-runner.ts';
+import { Lifecycle } from './lifecycle.ts';
+
+/** The pino subset KeyBroker logs through. Never given key bytes, plaintext or ciphertext. */
+export interface KeyBrokerLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface KeyBrokerOptions {
+  readonly hsm: Hsm;
+  readonly dataDir: string;
+  /** Unwrapped TEK/CEK cache: TTL (default 5 min) and entries (default 10,000). */
+  readonly cache?: { readonly ttlMs?: number; readonly maxEntries?: number };
+  /** How long past their TTL cached keys keep serving while the HSM is unavailable (default 5 min). */
+  readonly degradedServeMs?: number;
+  readonly clock?: () => Date;
+  readonly logger?: KeyBrokerLogger;
+  /** Audit chain head, recorded in shred receipts. */
+  readonly auditHead?: () => { seq: number; hash: string };
+  /** Open tenant files kept (LRU, default 256). */
+  readonly maxOpenTenantFiles?: number;
+  /** Tenant/customer metadata rows cached (LRU, default 50,000). */
+  readonly metadataCacheEntries?: number;
+  /** Shreds of one org arriving within this window share one shred epoch (default 20 ms). */
+  readonly shredBatchMs?: number;
+  /** Usage counters flushed to the stores this often (default 1 s). */
+  readonly usageFlushMs?: number;
+  /** Default rotation period for new tenants and customers (default 90 days). */
+  readonly defaultRotationPeriodSeconds?: number;
+  /** Run rotateDueKeys this often (0 = never; the daemon may call it itself). Default 0. */
+  readonly rotationScanMs?: number;
+}
+
+const NOOP_LOG: KeyBrokerLogger = { info: () => {}, warn: () => {}, error: () => {} };
+
+/** The HSM-rooted key hierarchy as a library: the gRPC layer is a thin wrapper over this. */
+export class KeyBroker implements Api.KeyBrokerApi {
+  readonly #h: Hierarchy;
+  readonly #dp: DataPlane;
+  readonly #life: Lifecycle;
+  readonly #shred: Shredder;
+  readonly #batch: BatchRunner;
+  readonly #usage: UsageCounter;
+  readonly #cache: KeyCache;
+  readonly #log: KeyBrokerLogger;
+  readonly #timers: NodeJS.Timeout[] = [];
+  #closed = false;
+  #lastHsmError = 0;
+
+  private constructor(o: KeyBrokerOptions, registry: RegistryStore) {
+    const clock = o.clock ?? (() => new Date());
+    this.#log = o.logger ?? NOOP_LOG;
+    this.#cache = new KeyCache({
+      ttlMs: o.cache?.ttlMs ?? 5 * 60_000,
+      maxEntries: o.cache?.maxEntries ?? 10_000,
+      degradedServeMs: o.degradedServeMs ?? 5 * 60_000,
+      now: () => clock().getTime(),
+    });
+    this.#h = new Hierarchy({
+      hsm: o.hsm,
+      registry,
+      pool: new TenantStorePool(o.dataDir, o.maxOpenTenantFiles ?? 256),
+      cache: this.#cache,
+      metaEntries: o.metadataCacheEntries ?? 50_000,
+      now: clock,
+    });
+    const tenantLock = new KeyedMutex();
+    const orgLock = new KeyedMutex();
+    this.#usage = new UsageCounter(this.#h, (err) =>
+      this.#log.warn({ err: toKbError(err).detail }, 'usage flush failed'),
+    );
+    const epochs = new ShredEpochRunner(this.#h, orgLock, o.shredBatchMs ?? 20);
+    this.#shred = new Shredder(
+      this.#h,
+      tenantLock,
+      epochs,
+      new ReceiptSigner(o.hsm, registry),
+      this.#usage,
+      o.auditHead,
+    );
+    this.#life = new Lifecycle(
+      this.#h,
+      tenantLock,
+      orgLock,
+      epochs,
+      this.#usage,
+      o.defaultRotationPeriodSeconds ?? defaultPolicy().rotationPeriodS,
+      this.#log,
+    );
+    this.#dp = new DataPlane(this.#h, this.#usage, (t, c, v) => this.#life.rotateCekIfPrimary(t, c, v));
+    this.#batch = new BatchRunner();
+  }
+
+  /** Open (creating) the data dir, resume interrupted shreds and epochs, start timers. */
+  static async open(o: KeyBrokerOptions): Promise<KeyBroker> {
+    mkdirSync(o.dataDir, { recursive: true, mode: 0o700 });
+    const registry = RegistryStore.open(join(o.dataDir, 'registry.db'));
+    const kb = new KeyBroker(o, registry);
+    try {
+      await kb.#shred.resume();
+    } catch (err) {
+      kb.#log.error({ err: toKbError(err).detail }, 'resuming shreds failed; will retry on the next shred');
+    }
+    const every = (ms: number, fn: () => void): void => {
+      const t = setInterval(fn, ms);
+      t.unref();
+      kb.#timers.push(t);
+    };
+    every(o.usageFlushMs ?? 1000, () => kb.#usage.flush());
+    every(30_000, () => kb.#cache.sweep());
+    if (o.rotationScanMs && o.rotationScanMs > 0)
+      every(o.rotationScanMs, () => void kb.rotateDueKeys().catch(() => undefined));
+    return kb;
+  }
+
+  async #guard<T>(fn: () => Promise<T> | T): Promise<T> {
+    if (this.#closed) throw new KbError('SHUTTING_DOWN');
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof StaleOekError)
+        throw new KbError('INTERNAL', undefined, { cause: err, detail: err.message });
+      const e = toKbError(err);
+      if (e.code === 'HSM_UNAVAILABLE') this.#lastHsmError = this.#h.d.now().getTime();
+      if (!e.isUserError) this.#log.error({ code: e.code, detail: e.detail }, 'key broker operation failed');
+      throw e;
+    }
+  }
+
+  // --- lifecycle ---
+  createOrg(org: OrgId): Promise<Api.OrgInfo> {
+    return this.#guard(() => this.#life.createOrg(orgId(org)));
+  }
+  listOrgs(): Promise<readonly Api.OrgInfo[]> {
+    return this.#guard(() =>
+      this.#h.d.registry.listOrgs().map((o) => orgInfo(o, this.#h.d.registry.listOeks(o.org))),
+    );
+  }
+  describeOrg(org: OrgId): Promise<Api.OrgInfo> {
+    return this.#guard(() => this.#life.describeOrg(orgId(org)));
+  }
+  setOrgEnabled(org: OrgId, enabled: boolean): Promise<Api.OrgInfo> {
+    return this.#guard(() => this.#life.setOrgEnabled(orgId(org), enabled));
+  }
+  createTenant(
+    org: OrgId,
+    tenant: Api.TenantInfo['tenant'],
+    policy?: Partial<Api.KeyPolicy>,
+  ): Promise<Api.TenantInfo> {
+    return this.#guard(() => this.#life.createTenant(orgId(org), tenantId(tenant), policy));
+  }
+  listTenants(org: OrgId): Promise<readonly Api.TenantInfo[]> {
+    return this.#guard(() =>
+      this.#h.d.registry
+        .listTenants(orgId(org))
+        .filter((t) => t.state === 'active')
+        .map((t) => tenantInfo(t, this.#h.d.registry.listTeks(t.org, t.tenant))),
+    );
+  }
+  describeTenant(ref: TenantRef): Promise<Api.TenantInfo> {
+    return this.#guard(() => {
+      const t = this.#active(ref);
+      return tenantInfo(t, this.#h.d.registry.listTeks(t.org, t.tenant));
+    });
+  }
+  setTenantEnabled(ref: TenantRef, enabled: boolean): Promise<Api.TenantInfo> {
+    return this.#guard(() => this.#life.setTenantEnabled(this.#active(ref), enabled));
+  }
+  createCustomer(
+    ref: TenantRef,
+    customer: CustomerId,
+    policy?: Partial<Api.KeyPolicy>,
+  ): Promise<Api.CustomerInfo> {
+    return this.#guard(() => this.#life.createCustomer(this.#active(ref), customerId(customer), policy));
+  }
+  listCustomers(ref: TenantRef): Promise<readonly Api.CustomerInfo[]> {
+    return this.#guard(() => {
+      const t = this.#active(ref);
+      const s = this.#h.store(t);
+      return s
+        .listCustomers()
+        .filter((c) => c.state === 'active')
+        .map((c) =>
+          customerInfo(t, c, s.listCeks(c.customer), (v) =>
+            this.#usage.pending(t.org, t.tenant, c.customer, v),
+          ),
+        );
+    });
+  }
+  describeCustomer(ref: TenantRef, customer: CustomerId): Promise<Api.CustomerInfo> {
+    return this.#guard(() => this.#life.describeCustomer(this.#active(ref), customerId(customer)));
+  }
+  setCustomerEnabled(ref: TenantRef, customer: CustomerId, enabled: boolean): Promise<Api.CustomerInfo> {
+    return this.#guard(() => this.#life.setCustomerEnabled(this.#active(ref), customerId(customer), enabled));
+  }
+  rotateOrgKey(org: OrgId): Promise<Api.OrgInfo> {
+    return this.#guard(() => this.#life.rotateOrgKey(orgId(org)));
+  }
+  rotateTenantKey(ref: TenantRef): Promise<Api.TenantInfo> {
+    return this.#guard(() => this.#life.rotateTenantKey(this.#active(ref)));
+  }
+  rotateCustomerKey(ref: TenantRef, customer: CustomerId): Promise<Api.CustomerInfo> {
+    return this.#guard(() => this.#life.rotateCustomerKey(this.#active(ref), customerId(customer)));
+  }
+  setKeyPolicy(
+    ref: TenantRef,
+    customer: CustomerId | undefined,
+    policy: Partial<Api.KeyPolicy>,
+  ): Promise<Api.KeyInfo> {
+    return this.#guard(() =>
+      this.#life.setKeyPolicy(
+        this.#active(ref),
+        customer === undefined ? undefined : customerId(customer),
+        policy,
+      ),
+    );
+  }
+  setKeyVersionEnabled(
+    ref: TenantRef,
+    customer: CustomerId | undefined,
+    version: KeyVersion,
+    enabled: boolean,
+  ): Promise<Api.KeyInfo> {
+    return this.#guard(() =>
+      this.#life.setKeyVersionEnabled(
+        this.#active(ref),
+        customer === undefined ? undefined : customerId(customer),
+        version,
+        enabled,
+      ),
+    );
+  }
+  rotateDueKeys(now?: Date): Promise<{ rotated: number; failed: number }> {
+    return this.#guard(() => this.#life.rotateDueKeys(now ?? this.#h.d.now()));
+  }
+  destroyTenant(ref: TenantRef): Promise<Api.ShredReceipt> {
+    return this.#guard(() => this.#shred.destroyTenant(orgId(ref.org), tenantId(ref.tenant)));
+  }
+  destroyCustomer(ref: TenantRef, customer: CustomerId): Promise<Api.ShredReceipt> {
+    return this.#guard(() =>
+      this.#shred.destroyCustomer(orgId(ref.org), tenantId(ref.tenant), customerId(customer)),
+    );
+  }
+
+  // --- data plane ---
+  encrypt(ref: TenantRef, req: Api.EncryptRequest): Promise<Api.EncryptResult> {
+    return this.#guard(() => this.#dp.encrypt(ref, req.customer, req.plaintext, req.aad));
+  }
+  decrypt(ref: TenantRef, req: Api.DecryptRequest): Promise<Api.DecryptResult> {
+    return this.#guard(() => this.#dp.decrypt(ref, req));
+  }
+  encryptBatch(
+    ref: TenantRef,
+    items: readonly Api.EncryptRequest[],
+  ): Promise<Api.ItemResult<Api.EncryptResult>[]> {
+    return this.#guard(() =>
+      this.#batch.run(items, (it) => this.#dp.encrypt(ref, it.customer, it.plaintext, it.aad)),
+    );
+  }
+  decryptBatch(
+    ref: TenantRef,
+    items: readonly Api.DecryptRequest[],
+  ): Promise<Api.ItemResult<Api.DecryptResult>[]> {
+    return this.#guard(() => this.#batch.run(items, (it) => this.#dp.decrypt(ref, it)));
+  }
+  generateDataKey(ref: TenantRef, req: Api.DataKeyRequest): Promise<Api.DataKeyResult> {
+    return this.#guard(() => this.#dp.generateDataKey(ref, req.customer, req.aad, req.length));
+  }
+  decryptDataKey(
+    ref: TenantRef,
+    req: { wrappedKey: Uint8Array; aad: Uint8Array },
+  ): Promise<{ plaintextKey: Uint8Array }> {
+    return this.#guard(() => this.#dp.decryptDataKey(ref, req.wrappedKey, req.aad));
+  }
+  rewrap(ref: TenantRef, req: Api.DecryptRequest): Promise<Api.RewrapResult> {
+    return this.#guard(() => this.#dp.rewrap(ref, req));
+  }
+  encryptStream(
+    ref: TenantRef,
+    req: { customer?: CustomerId; aad: Uint8Array },
+  ): Promise<Api.StreamEncryptor> {
+    return this.#guard(() => this.#dp.encryptStream(ref, req.customer, req.aad));
+  }
+  decryptStream(ref: TenantRef, req: { header: Uint8Array; aad: Uint8Array }): Promise<Api.StreamDecryptor> {
+    return this.#guard(() => this.#dp.decryptStream(ref, req.header, req.aad));
+  }
+
+  health(): { ready: boolean; degraded: boolean; reason?: string } {
+    if (this.#closed) return { ready: false, degraded: false, reason: 'closed' };
+    const hsm = this.#h.d.hsm.health();
+    const recent =
+      this.#h.d.now().getTime() - Math.max(this.#lastHsmError, this.#cache.lastDegradedAt) < 10_000;
+    if (!hsm.ok || recent) {
+      return {
+        ready: true,
+        degraded: true,
+        reason: hsm.reason ?? 'HSM unavailable: serving cached keys only',
+      };
+    }
+    return { ready: true, degraded: false };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const t of this.#timers) clearInterval(t);
+    try {
+      this.#usage.flush();
+    } finally {
+      this.#cache.clear();
+      this.#h.d.pool.closeAll();
+      this.#h.d.registry.close();
+    }
+  }
+
+  #active(ref: TenantRef): TenantRow {
+    return this.#h.activeTenant(orgId(ref.org), tenantId(ref.tenant));
+  }
+}
+
+/** Offline verification of a shred receipt (re-exported for the daemon and tests). */
+export { verifyShredReceipt } from './receipt-signer.ts';

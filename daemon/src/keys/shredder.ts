@@ -1,0 +1,177 @@
+/**
+ * Crypto-shredding of tenants and customers. Each shred is a durable row in `shred_log`; its
+ * steps are idempotent so a crash at any point resumes at open:
+ *
+ *   tenant:   registry txn (tombstone, delete every wrapped TEK, log row 'epoch') -> zero caches ->
+ *             close + delete the tenant file (-wal, -shm) -> shred epoch (new OEK, rewrap the
+ *             survivors, C_DestroyObject the old OEK versions) -> signed receipt -> 'done'
+ *   customer: tenant-file txn (tombstone, delete every wrapped CEK) -> log row 'tek-rotation' ->
+ *             zero caches -> rotate the TEK (survivors' CEKs rewrapped) -> delete every older TEK
+ *             row -> 'epoch' -> shred epoch -> receipt -> 'done'
+ *
+ * The TEK rotation matters for customers: a backup of the tenant file holds the customer's
+ * wrapped CEKs, and a backup of the registry holds the TEK that opens them. The epoch destroys
+ * the OEK under which every such TEK copy was wrapped.
+ */
+import { KbError } from '../errors.ts';
+import type { RegistryStore, ShredRow } from '../store/registry-store.ts';
+import type { Hierarchy } from './hierarchy.ts';
+import { tenantKey } from './hierarchy.ts';
+import type { ShredReceipt } from './key-broker-api.ts';
+import type { KeyedMutex } from './keyed-mutex.ts';
+import type { ReceiptSigner } from './receipt-signer.ts';
+import type { EpochResult, ShredEpochRunner } from './shred-epoch.ts';
+import type { UsageCounter } from './usage-counter.ts';
+
+interface ShredDetail {
+  cekVersions?: number[];
+  tekVersions?: number[];
+  newTekVersion?: number;
+  tenantFile?: boolean;
+}
+
+export class Shredder {
+  readonly #h: Hierarchy;
+  readonly #reg: RegistryStore;
+  readonly #tenantLock: KeyedMutex;
+  readonly #epochs: ShredEpochRunner;
+  readonly #signer: ReceiptSigner;
+  readonly #usage: UsageCounter;
+  readonly #auditHead: (() => { seq: number; hash: string }) | undefined;
+
+  constructor(
+    h: Hierarchy,
+    tenantLock: KeyedMutex,
+    epochs: ShredEpochRunner,
+    signer: ReceiptSigner,
+    usage: UsageCounter,
+    auditHead: (() => { seq: number; hash: string }) | undefined,
+  ) {
+    this.#h = h;
+    this.#reg = h.d.registry;
+    this.#tenantLock = tenantLock;
+    this.#epochs = epochs;
+    this.#signer = signer;
+    this.#usage = usage;
+    this.#auditHead = auditHead;
+  }
+
+  async destroyTenant(org: string, tenant: string): Promise<ShredReceipt> {
+    const id = await this.#tenantLock.run(tenantKey(org, tenant), async () => {
+      const t = this.#h.activeTenant(org, tenant);
+      const teks = this.#reg.listTeks(org, tenant).map((r) => r.version);
+      const detail: ShredDetail = { tekVersions: teks, tenantFile: true };
+      const shredId = this.#reg.markTenantDestroyed(
+        org,
+        tenant,
+        this.#h.d.now().toISOString(),
+        JSON.stringify(detail),
+      );
+      this.#h.evictTenant(org, tenant);
+      this.#usage.drop(`${org}/${tenant}/`);
+      this.#h.d.pool.deleteFiles(t.fileName);
+      return shredId;
+    });
+    return this.#finish(id);
+  }
+
+  async destroyCustomer(org: string, tenant: string, customer: string): Promise<ShredReceipt> {
+    const id = await this.#tenantLock.run(tenantKey(org, tenant), async () => {
+      const t = this.#h.activeTenant(org, tenant);
+      const c = this.#h.customerRow(t, customer);
+      if (!c || c.state !== 'active') throw new KbError('NOT_FOUND', 'customer');
+      // Log first: if we crash after the CEK delete, resume still rotates the TEK.
+      const shredId = this.#reg.insertShred({
+        kind: 'customer',
+        org,
+        tenant,
+        customer,
+        state: 'tek-rotation',
+        requestedAt: this.#h.d.now().toISOString(),
+        detail: '{}',
+      });
+      await this.#customerSteps(shredId);
+      return shredId;
+    });
+    return this.#finish(id);
+  }
+
+  /** Tombstone + delete CEKs (idempotent), rotate the TEK, drop older TEK rows, move to 'epoch'. */
+  async #customerSteps(shredId: number): Promise<void> {
+    const s = this.#reg.getShred(shredId) as ShredRow;
+    const customer = s.customer as string;
+    const t = this.#h.activeTenant(s.org, s.tenant);
+    const ceks = this.#h.store(t).destroyCustomer(customer);
+    this.#h.evictCustomer(t, customer);
+    this.#usage.drop(`${s.org}/${s.tenant}/${customer}/`);
+    const prev = JSON.parse(s.detail) as ShredDetail;
+    const cekVersions = [...new Set([...(prev.cekVersions ?? []), ...ceks])].sort((a, b) => a - b);
+    this.#reg.updateShred(shredId, {
+      state: 'tek-rotation',
+      detail: JSON.stringify({ ...prev, cekVersions }),
+    });
+    const newTek = await this.#h.rotateTek(t);
+    const gone = this.#reg.tx(() => this.#reg.deleteTeksBelow(s.org, s.tenant, newTek));
+    this.#h.evictTeks(s.org, s.tenant, newTek);
+    const tekVersions = [...new Set([...(prev.tekVersions ?? []), ...gone])].sort((a, b) => a - b);
+    this.#reg.updateShred(shredId, {
+      state: 'epoch',
+      detail: JSON.stringify({ cekVersions, tekVersions, newTekVersion: newTek }),
+    });
+  }
+
+  /** Run (or join) the org's epoch, then sign and store the receipt. */
+  async #finish(shredId: number): Promise<ShredReceipt> {
+    const s = this.#reg.getShred(shredId) as ShredRow;
+    const result = await this.#epochs.requestShredEpoch(s.org);
+    const receipt = await this.#receipt(s, result);
+    this.#reg.updateShred(shredId, {
+      state: 'done',
+      epochId: result.epoch.id,
+      receipt: JSON.stringify(receipt),
+    });
+    return receipt;
+  }
+
+  async #receipt(s: ShredRow, r: EpochResult): Promise<ShredReceipt> {
+    const d = JSON.parse(s.detail) as ShredDetail;
+    const head = this.#auditHead?.();
+    return this.#signer.sign({
+      type: 'keybroker.shred-receipt',
+      v: 1,
+      shredId: s.id,
+      kind: s.kind,
+      org: s.org,
+      tenant: s.tenant,
+      customer: s.customer ?? undefined,
+      requestedAt: s.requestedAt,
+      completedAt: this.#h.d.now().toISOString(),
+      destroyed: {
+        customerKeyVersions: d.cekVersions ?? undefined,
+        tenantKeyVersions: d.tekVersions ?? undefined,
+        tenantFile: d.tenantFile ?? undefined,
+      },
+      replacementTenantKeyVersion: d.newTekVersion ?? undefined,
+      epoch: {
+        id: r.epoch.id,
+        newOrgKeyVersion: r.epoch.newOek,
+        newOrgKeyLabel: r.epoch.newLabel,
+        destroyedOrgKeys: r.destroyed.map((x) => ({ version: x.version, hsmLabel: x.label })),
+      },
+      hsmProfile: this.#h.d.hsm.profileName,
+      auditPosition: head ? { seq: head.seq, hash: head.hash } : undefined,
+    });
+  }
+
+  /** At open: finish what a crash interrupted (file deletes, TEK rotations, epochs, receipts). */
+  async resume(): Promise<void> {
+    for (const t of this.#reg.listDestroyedTenants()) this.#h.d.pool.deleteFiles(t.fileName);
+    await this.#epochs.resumeAll();
+    for (const s of this.#reg.listUnfinishedShreds()) {
+      if (s.kind === 'customer' && s.state === 'tek-rotation') {
+        await this.#tenantLock.run(tenantKey(s.org, s.tenant), () => this.#customerSteps(s.id));
+      }
+      await this.#finish(s.id);
+    }
+  }
+}

@@ -1,0 +1,503 @@
+/**
+ * The registry database: orgs, OEK versions (the HSM label behind each), tenants, wrapped TEK
+ * versions, shred epochs and the shred log, and the broker's own HSM keys. One file, WAL,
+ * synchronous=FULL: a key is acknowledged only once its row is durable.
+ */
+import Database from 'better-sqlite3';
+import { applyDurablePragmas, migrate } from './migrations.ts';
+import type { Migration } from './migrations.ts';
+
+const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    sql: `
+CREATE TABLE orgs (
+  org TEXT PRIMARY KEY, enabled INTEGER NOT NULL, created_at TEXT NOT NULL, primary_oek INTEGER NOT NULL,
+  rotation_period_s INTEGER NOT NULL, usage_limit INTEGER NOT NULL, min_enc INTEGER NOT NULL, min_dec INTEGER NOT NULL);
+CREATE TABLE oek_versions (
+  org TEXT NOT NULL REFERENCES orgs(org), version INTEGER NOT NULL, hsm_label TEXT NOT NULL UNIQUE,
+  state TEXT NOT NULL CHECK (state IN ('enabled','retired','destroyed')),
+  created_at TEXT NOT NULL, destroyed_at TEXT, PRIMARY KEY (org, version));
+CREATE TABLE tenants (
+  org TEXT NOT NULL REFERENCES orgs(org), tenant TEXT NOT NULL, enabled INTEGER NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('active','destroyed')), created_at TEXT NOT NULL,
+  primary_tek INTEGER NOT NULL, file_name TEXT NOT NULL,
+  rotation_period_s INTEGER NOT NULL, usage_limit INTEGER NOT NULL, min_enc INTEGER NOT NULL, min_dec INTEGER NOT NULL,
+  PRIMARY KEY (org, tenant));
+CREATE TABLE tek_versions (
+  org TEXT NOT NULL, tenant TEXT NOT NULL, version INTEGER NOT NULL, oek_version INTEGER NOT NULL,
+  wrapped BLOB NOT NULL, state TEXT NOT NULL CHECK (state IN ('enabled','disabled')),
+  created_at TEXT NOT NULL, uses INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (org, tenant, version), FOREIGN KEY (org, tenant) REFERENCES tenants(org, tenant));
+CREATE INDEX tek_by_oek ON tek_versions (org, oek_version);
+CREATE TABLE shred_epochs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, org TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('generating','rewrapping','destroying','done')),
+  destroy_old INTEGER NOT NULL, new_oek INTEGER NOT NULL, new_label TEXT NOT NULL, old_oeks TEXT NOT NULL,
+  created_at TEXT NOT NULL, completed_at TEXT);
+CREATE TABLE shred_log (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL CHECK (kind IN ('tenant','customer')),
+  org TEXT NOT NULL, tenant TEXT NOT NULL, customer TEXT,
+  state TEXT NOT NULL CHECK (state IN ('tek-rotation','epoch','done')),
+  requested_at TEXT NOT NULL, detail TEXT NOT NULL, epoch_id INTEGER, receipt TEXT);
+CREATE TABLE broker_keys (name TEXT PRIMARY KEY, hsm_label TEXT NOT NULL, alg TEXT NOT NULL, spki BLOB NOT NULL);
+`,
+  },
+];
+
+export interface PolicyRow {
+  readonly rotationPeriodS: number;
+  readonly usageLimit: number;
+  readonly minEnc: number;
+  readonly minDec: number;
+}
+export interface OrgRow extends PolicyRow {
+  readonly org: string;
+  readonly enabled: boolean;
+  readonly createdAt: string;
+  readonly primaryOek: number;
+}
+export interface OekRow {
+  readonly org: string;
+  readonly version: number;
+  readonly hsmLabel: string;
+  readonly state: 'enabled' | 'retired' | 'destroyed';
+  readonly createdAt: string;
+  readonly destroyedAt: string | null;
+}
+export interface TenantRow extends PolicyRow {
+  readonly org: string;
+  readonly tenant: string;
+  readonly enabled: boolean;
+  readonly state: 'active' | 'destroyed';
+  readonly createdAt: string;
+  readonly primaryTek: number;
+  readonly fileName: string;
+}
+export interface TekRow {
+  readonly org: string;
+  readonly tenant: string;
+  readonly version: number;
+  readonly oekVersion: number;
+  readonly wrapped: Uint8Array;
+  readonly state: 'enabled' | 'disabled';
+  readonly createdAt: string;
+  readonly uses: number;
+}
+export interface EpochRow {
+  readonly id: number;
+  readonly org: string;
+  readonly state: 'generating' | 'rewrapping' | 'destroying' | 'done';
+  readonly destroyOld: boolean;
+  readonly newOek: number;
+  readonly newLabel: string;
+  /** OEK versions this epoch retires (and destroys when destroyOld). */
+  readonly oldOeks: readonly number[];
+  readonly createdAt: string;
+  readonly completedAt: string | null;
+}
+export interface ShredRow {
+  readonly id: number;
+  readonly kind: 'tenant' | 'customer';
+  readonly org: string;
+  readonly tenant: string;
+  readonly customer: string | null;
+  readonly state: 'tek-rotation' | 'epoch' | 'done';
+  readonly requestedAt: string;
+  /** JSON: what was destroyed (versions), filled by the shredder. */
+  readonly detail: string;
+  readonly epochId: number | null;
+  readonly receipt: string | null;
+}
+
+type Raw = Record<string, unknown>;
+const policyOf = (r: Raw): PolicyRow => ({
+  rotationPeriodS: r.rotation_period_s as number,
+  usageLimit: r.usage_limit as number,
+  minEnc: r.min_enc as number,
+  minDec: r.min_dec as number,
+});
+const orgOf = (r: Raw): OrgRow => ({
+  ...policyOf(r),
+  org: r.org as string,
+  enabled: r.enabled === 1,
+  createdAt: r.created_at as string,
+  primaryOek: r.primary_oek as number,
+});
+const oekOf = (r: Raw): OekRow => ({
+  org: r.org as string,
+  version: r.version as number,
+  hsmLabel: r.hsm_label as string,
+  state: r.state as OekRow['state'],
+  createdAt: r.created_at as string,
+  destroyedAt: (r.destroyed_at as string | null) ?? null,
+});
+const tenantOf = (r: Raw): TenantRow => ({
+  ...policyOf(r),
+  org: r.org as string,
+  tenant: r.tenant as string,
+  enabled: r.enabled === 1,
+  state: r.state as TenantRow['state'],
+  createdAt: r.created_at as string,
+  primaryTek: r.primary_tek as number,
+  fileName: r.file_name as string,
+});
+const tekOf = (r: Raw): TekRow => ({
+  org: r.org as string,
+  tenant: r.tenant as string,
+  version: r.version as number,
+  oekVersion: r.oek_version as number,
+  wrapped: new Uint8Array(r.wrapped as Buffer),
+  state: r.state as TekRow['state'],
+  createdAt: r.created_at as string,
+  uses: r.uses as number,
+});
+const epochOf = (r: Raw): EpochRow => ({
+  id: r.id as number,
+  org: r.org as string,
+  state: r.state as EpochRow['state'],
+  destroyOld: r.destroy_old === 1,
+  newOek: r.new_oek as number,
+  newLabel: r.new_label as string,
+  oldOeks: JSON.parse(r.old_oeks as string) as number[],
+  createdAt: r.created_at as string,
+  completedAt: (r.completed_at as string | null) ?? null,
+});
+const shredOf = (r: Raw): ShredRow => ({
+  id: r.id as number,
+  kind: r.kind as ShredRow['kind'],
+  org: r.org as string,
+  tenant: r.tenant as string,
+  customer: (r.customer as string | null) ?? null,
+  state: r.state as ShredRow['state'],
+  requestedAt: r.requested_at as string,
+  detail: r.detail as string,
+  epochId: (r.epoch_id as number | null) ?? null,
+  receipt: (r.receipt as string | null) ?? null,
+});
+
+/** Thrown inside a transaction when the OEK a TEK was wrapped under is no longer the primary. */
+export class StaleOekError extends Error {}
+
+/** Synchronous access to the registry; every write is one durable transaction. */
+export class RegistryStore {
+  readonly db: Database.Database;
+
+  private constructor(db: Database.Database) {
+    this.db = db;
+  }
+
+  static open(path: string): RegistryStore {
+    const db = new Database(path);
+    applyDurablePragmas(db);
+    migrate(db, MIGRATIONS);
+    return new RegistryStore(db);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  tx<T>(fn: () => T): T {
+    return this.db.transaction(fn).immediate();
+  }
+
+  // --- orgs and OEK versions ---
+  insertOrg(o: OrgRow, oek: OekRow): void {
+    this.tx(() => {
+      this.db
+        .prepare(
+          `INSERT INTO orgs (org, enabled, created_at, primary_oek, rotation_period_s, usage_limit, min_enc, min_dec)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          o.org,
+          o.enabled ? 1 : 0,
+          o.createdAt,
+          o.primaryOek,
+          o.rotationPeriodS,
+          o.usageLimit,
+          o.minEnc,
+          o.minDec,
+        );
+      this.insertOek(oek);
+    });
+  }
+  getOrg(org: string): OrgRow | undefined {
+    const r = this.db.prepare('SELECT * FROM orgs WHERE org = ?').get(org) as Raw | undefined;
+    return r && orgOf(r);
+  }
+  listOrgs(): OrgRow[] {
+    return (this.db.prepare('SELECT * FROM orgs ORDER BY org').all() as Raw[]).map(orgOf);
+  }
+  setOrgEnabled(org: string, enabled: boolean): void {
+    this.db.prepare('UPDATE orgs SET enabled = ? WHERE org = ?').run(enabled ? 1 : 0, org);
+  }
+  insertOek(o: OekRow): void {
+    this.db
+      .prepare(
+        'INSERT INTO oek_versions (org, version, hsm_label, state, created_at, destroyed_at) VALUES (?, ?, ?, ?, ?, ?)',
+      )
+      .run(o.org, o.version, o.hsmLabel, o.state, o.createdAt, o.destroyedAt);
+  }
+  listOeks(org: string): OekRow[] {
+    return (
+      this.db.prepare('SELECT * FROM oek_versions WHERE org = ? ORDER BY version').all(org) as Raw[]
+    ).map(oekOf);
+  }
+  getOek(org: string, version: number): OekRow | undefined {
+    const r = this.db
+      .prepare('SELECT * FROM oek_versions WHERE org = ? AND version = ?')
+      .get(org, version) as Raw | undefined;
+    return r && oekOf(r);
+  }
+  setOekState(org: string, version: number, state: OekRow['state'], at: string | null): void {
+    this.db
+      .prepare(
+        'UPDATE oek_versions SET state = ?, destroyed_at = COALESCE(?, destroyed_at) WHERE org = ? AND version = ?',
+      )
+      .run(state, at, org, version);
+  }
+  setPrimaryOek(org: string, version: number): void {
+    this.db.prepare('UPDATE orgs SET primary_oek = ? WHERE org = ?').run(version, org);
+  }
+
+  // --- tenants and TEK versions ---
+  insertTenant(t: TenantRow, tek: TekRow): void {
+    this.tx(() => {
+      this.#assertPrimaryOek(t.org, tek.oekVersion);
+      this.db
+        .prepare(
+          `INSERT INTO tenants (org, tenant, enabled, state, created_at, primary_tek, file_name,
+             rotation_period_s, usage_limit, min_enc, min_dec) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          t.org,
+          t.tenant,
+          t.enabled ? 1 : 0,
+          t.state,
+          t.createdAt,
+          t.primaryTek,
+          t.fileName,
+          t.rotationPeriodS,
+          t.usageLimit,
+          t.minEnc,
+          t.minDec,
+        );
+      this.#insertTek(tek);
+    });
+  }
+  getTenant(org: string, tenant: string): TenantRow | undefined {
+    const r = this.db.prepare('SELECT * FROM tenants WHERE org = ? AND tenant = ?').get(org, tenant) as
+      Raw | undefined;
+    return r && tenantOf(r);
+  }
+  listTenants(org: string): TenantRow[] {
+    return (this.db.prepare('SELECT * FROM tenants WHERE org = ? ORDER BY tenant').all(org) as Raw[]).map(
+      tenantOf,
+    );
+  }
+  listActiveTenants(): TenantRow[] {
+    return (this.db.prepare("SELECT * FROM tenants WHERE state = 'active'").all() as Raw[]).map(tenantOf);
+  }
+  listDestroyedTenants(): TenantRow[] {
+    return (this.db.prepare("SELECT * FROM tenants WHERE state = 'destroyed'").all() as Raw[]).map(tenantOf);
+  }
+  setTenantEnabled(org: string, tenant: string, enabled: boolean): void {
+    this.db
+      .prepare('UPDATE tenants SET enabled = ? WHERE org = ? AND tenant = ?')
+      .run(enabled ? 1 : 0, org, tenant);
+  }
+  setTenantPolicy(org: string, tenant: string, p: PolicyRow): void {
+    this.db
+      .prepare(
+        'UPDATE tenants SET rotation_period_s = ?, usage_limit = ?, min_enc = ?, min_dec = ? WHERE org = ? AND tenant = ?',
+      )
+      .run(p.rotationPeriodS, p.usageLimit, p.minEnc, p.minDec, org, tenant);
+  }
+  getTek(org: string, tenant: string, version: number): TekRow | undefined {
+    const r = this.db
+      .prepare('SELECT * FROM tek_versions WHERE org = ? AND tenant = ? AND version = ?')
+      .get(org, tenant, version) as Raw | undefined;
+    return r && tekOf(r);
+  }
+  listTeks(org: string, tenant: string): TekRow[] {
+    return (
+      this.db
+        .prepare('SELECT * FROM tek_versions WHERE org = ? AND tenant = ? ORDER BY version')
+        .all(org, tenant) as Raw[]
+    ).map(tekOf);
+  }
+  /** Add a TEK version (not yet primary). Throws StaleOekError if its OEK is no longer primary. */
+  insertTek(tek: TekRow): void {
+    this.tx(() => {
+      this.#assertPrimaryOek(tek.org, tek.oekVersion);
+      this.#insertTek(tek);
+    });
+  }
+  setPrimaryTek(org: string, tenant: string, version: number): void {
+    this.db
+      .prepare('UPDATE tenants SET primary_tek = ? WHERE org = ? AND tenant = ?')
+      .run(version, org, tenant);
+  }
+  setTekState(org: string, tenant: string, version: number, state: TekRow['state']): void {
+    this.db
+      .prepare('UPDATE tek_versions SET state = ? WHERE org = ? AND tenant = ? AND version = ?')
+      .run(state, org, tenant, version);
+  }
+  deleteTeksBelow(org: string, tenant: string, version: number): number[] {
+    const gone = (
+      this.db
+        .prepare('SELECT version FROM tek_versions WHERE org = ? AND tenant = ? AND version < ?')
+        .all(org, tenant, version) as { version: number }[]
+    ).map((r) => r.version);
+    this.db
+      .prepare('DELETE FROM tek_versions WHERE org = ? AND tenant = ? AND version < ?')
+      .run(org, tenant, version);
+    return gone;
+  }
+  addTekUses(rows: readonly { org: string; tenant: string; version: number; n: number }[]): void {
+    const st = this.db.prepare(
+      'UPDATE tek_versions SET uses = uses + ? WHERE org = ? AND tenant = ? AND version = ?',
+    );
+    this.tx(() => {
+      for (const r of rows) st.run(r.n, r.org, r.tenant, r.version);
+    });
+  }
+  /** TEK rows of an org still wrapped under some other OEK version than `oekVersion`. */
+  listTeksNotUnder(org: string, oekVersion: number, limit: number): TekRow[] {
+    return (
+      this.db
+        .prepare('SELECT * FROM tek_versions WHERE org = ? AND oek_version != ? LIMIT ?')
+        .all(org, oekVersion, limit) as Raw[]
+    ).map(tekOf);
+  }
+  countTeksNotUnder(org: string, oekVersion: number): number {
+    return (
+      this.db
+        .prepare('SELECT COUNT(*) AS n FROM tek_versions WHERE org = ? AND oek_version != ?')
+        .get(org, oekVersion) as {
+        n: number;
+      }
+    ).n;
+  }
+  /** Replace wrapped TEKs (one transaction); only rows still under the OEK they were read under. */
+  rewrapTeks(
+    rows: readonly {
+      org: string;
+      tenant: string;
+      version: number;
+      fromOek: number;
+      toOek: number;
+      wrapped: Uint8Array;
+    }[],
+  ): void {
+    const st = this.db.prepare(
+      'UPDATE tek_versions SET oek_version = ?, wrapped = ? WHERE org = ? AND tenant = ? AND version = ? AND oek_version = ?',
+    );
+    this.tx(() => {
+      for (const r of rows) st.run(r.toOek, r.wrapped, r.org, r.tenant, r.version, r.fromOek);
+    });
+  }
+  #insertTek(t: TekRow): void {
+    this.db
+      .prepare(
+        'INSERT INTO tek_versions (org, tenant, version, oek_version, wrapped, state, created_at, uses) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      )
+      .run(t.org, t.tenant, t.version, t.oekVersion, t.wrapped, t.state, t.createdAt, t.uses);
+  }
+  #assertPrimaryOek(org: string, oekVersion: number): void {
+    const o = this.getOrg(org);
+    if (!o || o.primaryOek !== oekVersion) throw new StaleOekError('OEK rotated while wrapping');
+  }
+
+  // --- shred epochs and the shred log ---
+  insertEpoch(e: Omit<EpochRow, 'id' | 'completedAt'>): number {
+    const r = this.db
+      .prepare(
+        'INSERT INTO shred_epochs (org, state, destroy_old, new_oek, new_label, old_oeks, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      )
+      .run(
+        e.org,
+        e.state,
+        e.destroyOld ? 1 : 0,
+        e.newOek,
+        e.newLabel,
+        JSON.stringify(e.oldOeks),
+        e.createdAt,
+      );
+    return Number(r.lastInsertRowid);
+  }
+  getEpoch(id: number): EpochRow | undefined {
+    const r = this.db.prepare('SELECT * FROM shred_epochs WHERE id = ?').get(id) as Raw | undefined;
+    return r && epochOf(r);
+  }
+  listUnfinishedEpochs(): EpochRow[] {
+    return (
+      this.db.prepare("SELECT * FROM shred_epochs WHERE state != 'done' ORDER BY id").all() as Raw[]
+    ).map(epochOf);
+  }
+  setEpochState(id: number, state: EpochRow['state'], completedAt: string | null): void {
+    this.db
+      .prepare('UPDATE shred_epochs SET state = ?, completed_at = ? WHERE id = ?')
+      .run(state, completedAt, id);
+  }
+  insertShred(s: Omit<ShredRow, 'id' | 'epochId' | 'receipt'>): number {
+    const r = this.db
+      .prepare(
+        'INSERT INTO shred_log (kind, org, tenant, customer, state, requested_at, detail) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      )
+      .run(s.kind, s.org, s.tenant, s.customer, s.state, s.requestedAt, s.detail);
+    return Number(r.lastInsertRowid);
+  }
+  updateShred(
+    id: number,
+    u: { state: ShredRow['state']; detail?: string; epochId?: number; receipt?: string },
+  ): void {
+    this.db
+      .prepare(
+        'UPDATE shred_log SET state = ?, detail = COALESCE(?, detail), epoch_id = COALESCE(?, epoch_id), receipt = COALESCE(?, receipt) WHERE id = ?',
+      )
+      .run(u.state, u.detail ?? null, u.epochId ?? null, u.receipt ?? null, id);
+  }
+  listUnfinishedShreds(): ShredRow[] {
+    return (this.db.prepare("SELECT * FROM shred_log WHERE state != 'done' ORDER BY id").all() as Raw[]).map(
+      shredOf,
+    );
+  }
+  getShred(id: number): ShredRow | undefined {
+    const r = this.db.prepare('SELECT * FROM shred_log WHERE id = ?').get(id) as Raw | undefined;
+    return r && shredOf(r);
+  }
+  /** Destroy a tenant in the registry: tombstone + every wrapped TEK row + shred-log entry, atomically. */
+  markTenantDestroyed(org: string, tenant: string, requestedAt: string, detail: string): number {
+    return this.tx(() => {
+      this.db
+        .prepare("UPDATE tenants SET state = 'destroyed', enabled = 0 WHERE org = ? AND tenant = ?")
+        .run(org, tenant);
+      this.db.prepare('DELETE FROM tek_versions WHERE org = ? AND tenant = ?').run(org, tenant);
+      return this.insertShred({
+        kind: 'tenant',
+        org,
+        tenant,
+        customer: null,
+        state: 'epoch',
+        requestedAt,
+        detail,
+      });
+    });
+  }
+
+  // --- broker keys ---
+  getBrokerKey(name: string): { hsmLabel: string; alg: string; spki: Uint8Array } | undefined {
+    const r = this.db.prepare('SELECT * FROM broker_keys WHERE name = ?').get(name) as Raw | undefined;
+    return (
+      r && { hsmLabel: r.hsm_label as string, alg: r.alg as string, spki: new Uint8Array(r.spki as Buffer) }
+    );
+  }
+  insertBrokerKey(name: string, hsmLabel: string, alg: string, spki: Uint8Array): void {
+    this.db
+      .prepare('INSERT INTO broker_keys (name, hsm_label, alg, spki) VALUES (?, ?, ?, ?)')
+      .run(name, hsmLabel, alg, spki);
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * A bounded LRU of open tenant files: 100,000 tenants must not mean 100,000 open handles.
+ * `evict` closes a tenant's handle before its file is deleted (an open handle keeps deleted data
+ * readable), and `deleteFiles` removes the .db, -wal and -shm files.
+ */
+import { mkdirSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { TenantStore } from './tenant-store.ts';
+
+export class TenantStorePool {
+  readonly #root: string;
+  readonly #max: number;
+  readonly #open = new Map<string, TenantStore>();
+
+  constructor(dataDir: string, maxOpen: number) {
+    this.#root = dataDir;
+    this.#max = Math.max(1, maxOpen);
+  }
+
+  get openCount(): number {
+    return this.#open.size;
+  }
+
+  pathOf(fileName: string): string {
+    return join(this.#root, fileName);
+  }
+
+  /** The store for a tenant's file, opening it (and closing the least recently used) as needed. */
+  get(fileName: string, create = false): TenantStore {
+    const hit = this.#open.get(fileName);
+    if (hit) {
+      this.#open.delete(fileName);
+      this.#open.set(fileName, hit);
+      return hit;
+    }
+    const path = this.pathOf(fileName);
+    if (create) mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    const store = TenantStore.open(path, create);
+    this.#open.set(fileName, store);
+    while (this.#open.size > this.#max) {
+      const [oldest, s] = this.#open.entries().next().value as [string, TenantStore];
+      this.#open.delete(oldest);
+      s.close();
+    }
+    return store;
+  }
+
+  evict(fileName: string): void {
+    const s = this.#open.get(fileName);
+    this.#open.delete(fileName);
+    s?.close();
+  }
+
+  /** Close the handle, then delete the file and its WAL and shared-memory files. */
+  deleteFiles(fileName: string): void {
+    this.evict(fileName);
+    const path = this.pathOf(fileName);
+    for (const suffix of ['', '-wal', '-shm', '-journal']) rmSync(path + suffix, { force: true });
+  }
+
+  closeAll(): void {
+    for (const s of this.#open.values()) s.close();
+    this.#open.clear();
+  }
+}

@@ -1,0 +1,226 @@
+/**
+ * One SQLite file per tenant: customers, wrapped CEK versions, and a generic `tenant_keys` table
+ * for the tenant's own (later: asymmetric) keys wrapped under its TEK. Deleting the file (after
+ * every handle is closed) removes the rows; cryptographic erasure comes from the shred epoch.
+ */
+import Database from 'better-sqlite3';
+import { applyDurablePragmas, migrate } from './migrations.ts';
+import type { Migration } from './migrations.ts';
+
+const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    sql: `
+CREATE TABLE customers (
+  customer TEXT PRIMARY KEY, enabled INTEGER NOT NULL, state TEXT NOT NULL CHECK (state IN ('active','destroyed')),
+  created_at TEXT NOT NULL, primary_cek INTEGER NOT NULL,
+  rotation_period_s INTEGER NOT NULL, usage_limit INTEGER NOT NULL, min_enc INTEGER NOT NULL, min_dec INTEGER NOT NULL);
+CREATE TABLE cek_versions (
+  customer TEXT NOT NULL REFERENCES customers(customer), version INTEGER NOT NULL, tek_version INTEGER NOT NULL,
+  wrapped BLOB NOT NULL, state TEXT NOT NULL CHECK (state IN ('enabled','disabled')),
+  created_at TEXT NOT NULL, uses INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (customer, version));
+-- Tenant-owned keys (asymmetric private keys of the post-quantum issue): wrapped under the TEK
+-- with wrapped-key-v1 type 0x11; a TEK rotation rewraps them like CEKs.
+CREATE TABLE tenant_keys (
+  key_id TEXT NOT NULL, version INTEGER NOT NULL, kind TEXT NOT NULL, alg TEXT NOT NULL,
+  tek_version INTEGER NOT NULL, wrapped BLOB NOT NULL, public_key BLOB, state TEXT NOT NULL,
+  created_at TEXT NOT NULL, meta TEXT NOT NULL DEFAULT '{}', PRIMARY KEY (key_id, version));
+`,
+  },
+];
+
+export interface CustomerRow {
+  readonly customer: string;
+  readonly enabled: boolean;
+  readonly state: 'active' | 'destroyed';
+  readonly createdAt: string;
+  readonly primaryCek: number;
+  readonly rotationPeriodS: number;
+  readonly usageLimit: number;
+  readonly minEnc: number;
+  readonly minDec: number;
+}
+export interface CekRow {
+  readonly customer: string;
+  readonly version: number;
+  readonly tekVersion: number;
+  readonly wrapped: Uint8Array;
+  readonly state: 'enabled' | 'disabled';
+  readonly createdAt: string;
+  readonly uses: number;
+}
+export interface TenantKeyRow {
+  readonly keyId: string;
+  readonly version: number;
+  readonly tekVersion: number;
+  readonly wrapped: Uint8Array;
+}
+
+type Raw = Record<string, unknown>;
+const customerOf = (r: Raw): CustomerRow => ({
+  customer: r.customer as string,
+  enabled: r.enabled === 1,
+  state: r.state as CustomerRow['state'],
+  createdAt: r.created_at as string,
+  primaryCek: r.primary_cek as number,
+  rotationPeriodS: r.rotation_period_s as number,
+  usageLimit: r.usage_limit as number,
+  minEnc: r.min_enc as number,
+  minDec: r.min_dec as number,
+});
+const cekOf = (r: Raw): CekRow => ({
+  customer: r.customer as string,
+  version: r.version as number,
+  tekVersion: r.tek_version as number,
+  wrapped: new Uint8Array(r.wrapped as Buffer),
+  state: r.state as CekRow['state'],
+  createdAt: r.created_at as string,
+  uses: r.uses as number,
+});
+
+/** A tenant's own database file. Handles are owned by TenantStorePool. */
+export class TenantStore {
+  readonly db: Database.Database;
+  readonly path: string;
+
+  private constructor(db: Database.Database, path: string) {
+    this.db = db;
+    this.path = path;
+  }
+
+  /** Open (creating when `create`) a tenant file; opening a missing file without `create` throws. */
+  static open(path: string, create: boolean): TenantStore {
+    const db = new Database(path, { fileMustExist: !create });
+    applyDurablePragmas(db);
+    migrate(db, MIGRATIONS);
+    return new TenantStore(db, path);
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  tx<T>(fn: () => T): T {
+    return this.db.transaction(fn).immediate();
+  }
+
+  insertCustomer(c: CustomerRow, cek: CekRow): void {
+    this.tx(() => {
+      this.db
+        .prepare(
+          `INSERT INTO customers (customer, enabled, state, created_at, primary_cek, rotation_period_s, usage_limit, min_enc, min_dec)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          c.customer,
+          c.enabled ? 1 : 0,
+          c.state,
+          c.createdAt,
+          c.primaryCek,
+          c.rotationPeriodS,
+          c.usageLimit,
+          c.minEnc,
+          c.minDec,
+        );
+      this.#insertCek(cek);
+    });
+  }
+  getCustomer(customer: string): CustomerRow | undefined {
+    const r = this.db.prepare('SELECT * FROM customers WHERE customer = ?').get(customer) as Raw | undefined;
+    return r && customerOf(r);
+  }
+  listCustomers(): CustomerRow[] {
+    return (this.db.prepare('SELECT * FROM customers ORDER BY customer').all() as Raw[]).map(customerOf);
+  }
+  setCustomerEnabled(customer: string, enabled: boolean): void {
+    this.db.prepare('UPDATE customers SET enabled = ? WHERE customer = ?').run(enabled ? 1 : 0, customer);
+  }
+  setCustomerPolicy(
+    customer: string,
+    p: { rotationPeriodS: number; usageLimit: number; minEnc: number; minDec: number },
+  ): void {
+    this.db
+      .prepare(
+        'UPDATE customers SET rotation_period_s = ?, usage_limit = ?, min_enc = ?, min_dec = ? WHERE customer = ?',
+      )
+      .run(p.rotationPeriodS, p.usageLimit, p.minEnc, p.minDec, customer);
+  }
+  getCek(customer: string, version: number): CekRow | undefined {
+    const r = this.db
+      .prepare('SELECT * FROM cek_versions WHERE customer = ? AND version = ?')
+      .get(customer, version) as Raw | undefined;
+    return r && cekOf(r);
+  }
+  listCeks(customer: string): CekRow[] {
+    return (
+      this.db.prepare('SELECT * FROM cek_versions WHERE customer = ? ORDER BY version').all(customer) as Raw[]
+    ).map(cekOf);
+  }
+  listAllCeks(): CekRow[] {
+    return (this.db.prepare('SELECT * FROM cek_versions').all() as Raw[]).map(cekOf);
+  }
+  listTenantKeys(): TenantKeyRow[] {
+    return (
+      this.db.prepare('SELECT key_id, version, tek_version, wrapped FROM tenant_keys').all() as Raw[]
+    ).map((r) => ({
+      keyId: r.key_id as string,
+      version: r.version as number,
+      tekVersion: r.tek_version as number,
+      wrapped: new Uint8Array(r.wrapped as Buffer),
+    }));
+  }
+  /** Add a CEK version and make it primary, in one transaction. */
+  addPrimaryCek(cek: CekRow): void {
+    this.tx(() => {
+      this.#insertCek(cek);
+      this.db
+        .prepare('UPDATE customers SET primary_cek = ? WHERE customer = ?')
+        .run(cek.version, cek.customer);
+    });
+  }
+  setCekState(customer: string, version: number, state: CekRow['state']): void {
+    this.db
+      .prepare('UPDATE cek_versions SET state = ? WHERE customer = ? AND version = ?')
+      .run(state, customer, version);
+  }
+  addCekUses(rows: readonly { customer: string; version: number; n: number }[]): void {
+    const st = this.db.prepare('UPDATE cek_versions SET uses = uses + ? WHERE customer = ? AND version = ?');
+    this.tx(() => {
+      for (const r of rows) st.run(r.n, r.customer, r.version);
+    });
+  }
+  /** Replace every wrapped CEK and tenant key with its rewrapped form, atomically. */
+  rewrapAll(
+    ceks: readonly { customer: string; version: number; tekVersion: number; wrapped: Uint8Array }[],
+    keys: readonly TenantKeyRow[],
+  ): void {
+    const c = this.db.prepare(
+      'UPDATE cek_versions SET tek_version = ?, wrapped = ? WHERE customer = ? AND version = ?',
+    );
+    const k = this.db.prepare(
+      'UPDATE tenant_keys SET tek_version = ?, wrapped = ? WHERE key_id = ? AND version = ?',
+    );
+    this.tx(() => {
+      for (const r of ceks) c.run(r.tekVersion, r.wrapped, r.customer, r.version);
+      for (const r of keys) k.run(r.tekVersion, r.wrapped, r.keyId, r.version);
+    });
+  }
+  /** Tombstone a customer and delete every wrapped CEK version of it; returns the versions deleted. */
+  destroyCustomer(customer: string): number[] {
+    return this.tx(() => {
+      const gone = this.listCeks(customer).map((r) => r.version);
+      this.db.prepare('DELETE FROM cek_versions WHERE customer = ?').run(customer);
+      this.db
+        .prepare("UPDATE customers SET state = 'destroyed', enabled = 0 WHERE customer = ?")
+        .run(customer);
+      return gone;
+    });
+  }
+  #insertCek(c: CekRow): void {
+    this.db
+      .prepare(
+        'INSERT INTO cek_versions (customer, version, tek_version, wrapped, state, created_at, uses) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      )
+      .run(c.customer, c.version, c.tekVersion, c.wrapped, c.state, c.createdAt, c.uses);
+  }
+}
