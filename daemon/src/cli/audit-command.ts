@@ -1,0 +1,131 @@
+/**
+ * `keybroker audit verify|tail|query|export-checkpoints`: offline tools over an audit file.
+ * verify exits 1 and names the first bad entry (seq, byte offset, what is wrong) on failure.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import type { Argv, CommandModule } from 'yargs';
+import { exportCheckpoints, parseCheckpointExport, queryAudit, tailAudit } from '../audit/audit-reader.ts';
+import type { AuditQuery } from '../audit/audit-reader.ts';
+import type { AuditEntry } from '../audit/audit-record.ts';
+import { verifyAuditFile } from '../audit/audit-verifier.ts';
+
+const RESULTS = ['ok', 'denied', 'error'] as const;
+
+function printable(e: AuditEntry): Record<string, unknown> {
+  const { timeMs, ...rest } = e;
+  return { ...rest, time: new Date(timeMs).toISOString() };
+}
+
+/** A PEM given inline or as a file path. */
+function readPem(v: string): string {
+  return v.startsWith('-----BEGIN') ? v : readFileSync(v, 'utf8');
+}
+
+/** "2026-01-01T00:00:00Z", or a duration back from now: "15m", "2h", "7d". */
+export function parseSince(v: string, now = Date.now()): number {
+  const d = /^(\d+)([smhd])$/.exec(v);
+  if (d) return now - Number(d[1]) * { s: 1e3, m: 6e4, h: 3.6e6, d: 8.64e7 }[d[2] as 's' | 'm' | 'h' | 'd'];
+  const t = Date.parse(v);
+  if (!Number.isFinite(t)) throw new Error(`--since: not a time or duration: ${v}`);
+  return t;
+}
+
+const withFile = <T>(y: Argv<T>) =>
+  y.option('file', { type: 'string', demandOption: true, describe: 'audit file (audit.log)' });
+
+const verify: CommandModule = {
+  command: 'verify',
+  describe: 'check the hash chain and signed checkpoints of an audit file, offline',
+  builder: (y) =>
+    withFile(y)
+      .option('public-key', {
+        type: 'string',
+        array: true,
+        describe: 'PEM file (or PEM text) of a checkpoint key',
+      })
+      .option('checkpoints', { type: 'string', describe: 'exported checkpoints that must all be present' })
+      .option('json', { type: 'boolean', default: false }),
+  handler: async (a) => {
+    const args = a as unknown as { file: string; publicKey?: string[]; checkpoints?: string; json: boolean };
+    const publicKeys = (args.publicKey ?? []).map(readPem);
+    const anchors = args.checkpoints
+      ? parseCheckpointExport(readFileSync(args.checkpoints, 'utf8')).checkpoints
+      : [];
+    const r = await verifyAuditFile(args.file, { publicKeys, anchors });
+    if (args.json) process.stdout.write(`${JSON.stringify(r)}\n`);
+    else if (r.ok) {
+      process.stdout.write(
+        `OK: ${r.entries} entries (${r.records} records, ${r.checkpoints} checkpoints, ` +
+          `${r.checkpointsVerified} signatures verified), head seq ${r.head.seq} hash ${r.head.hash}\n`,
+      );
+      for (const w of r.warnings) process.stdout.write(`warning: ${w}\n`);
+    } else if (r.firstBad) {
+      const b = r.firstBad;
+      process.stdout.write(
+        `FAILED at seq ${b.seq}, byte offset ${b.offset}: ${b.problem}\n` +
+          `  last good entry: seq ${r.head.seq} hash ${r.head.hash}\n`,
+      );
+    }
+    if (!r.ok) process.exitCode = 1;
+  },
+};
+
+const tail: CommandModule = {
+  command: 'tail',
+  describe: 'print the last entries as JSON lines',
+  builder: (y) => withFile(y).option('n', { type: 'number', default: 20, describe: 'how many entries' }),
+  handler: async (a) => {
+    const args = a as unknown as { file: string; n: number };
+    if (!Number.isInteger(args.n) || args.n < 1 || args.n > 1_000_000)
+      throw new Error('-n must be in [1, 1000000]');
+    for (const e of await tailAudit(args.file, args.n))
+      process.stdout.write(`${JSON.stringify(printable(e))}\n`);
+  },
+};
+
+const query: CommandModule = {
+  command: 'query',
+  describe: 'print the records matching every given filter, as JSON lines',
+  builder: (y) =>
+    withFile(y)
+      .option('tenant', { type: 'string' })
+      .option('org', { type: 'string' })
+      .option('rpc', { type: 'string', describe: 'full name or method, e.g. Encrypt' })
+      .option('identity', { type: 'string' })
+      .option('result', { choices: RESULTS })
+      .option('since', { type: 'string', describe: 'ISO time, or a duration back from now: 15m, 2h, 7d' })
+      .option('limit', { type: 'number' }),
+  handler: async (a) => {
+    const args = a as unknown as Record<string, string | number | undefined>;
+    const q: { -readonly [K in keyof AuditQuery]: AuditQuery[K] } = {};
+    for (const k of ['tenant', 'org', 'rpc', 'identity'] as const) {
+      const v = args[k];
+      if (typeof v === 'string') q[k] = v;
+    }
+    if (typeof args.result === 'string') q.result = args.result as (typeof RESULTS)[number];
+    if (typeof args.since === 'string') q.sinceMs = parseSince(args.since);
+    if (typeof args.limit === 'number') q.limit = args.limit;
+    for (const e of await queryAudit(String(args.file), q))
+      process.stdout.write(`${JSON.stringify(printable(e))}\n`);
+  },
+};
+
+const exportCmd: CommandModule = {
+  command: 'export-checkpoints',
+  describe: 'write the signed checkpoints as JSON, to keep apart from the audit file',
+  builder: (y) => withFile(y).option('out', { type: 'string', describe: 'output file (default stdout)' }),
+  handler: async (a) => {
+    const args = a as unknown as { file: string; out?: string };
+    const text = `${JSON.stringify(await exportCheckpoints(args.file), null, 2)}\n`;
+    if (args.out) writeFileSync(args.out, text, { mode: 0o644 });
+    else process.stdout.write(text);
+  },
+};
+
+/** The `audit` command group. */
+export const auditCommand: CommandModule = {
+  command: 'audit <command>',
+  describe: 'verify, tail, query and export the audit log',
+  builder: (y) => y.command([verify, tail, query, exportCmd]).demandCommand(1),
+  handler: () => undefined,
+};
