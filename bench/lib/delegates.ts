@@ -1,0 +1,112 @@
+/**
+ * The per-area benchmark scripts other owners write (hsm, hierarchy, pqc, audit), run as child
+ * processes with `--json`. Whatever they print is kept unmodified; a missing, failing or slow
+ * script is recorded as such and never stops the suite.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { DelegatedResult } from './result-types.ts';
+import { NODE } from './child-process.ts';
+
+/** The scripts the suite runs, in order, and the issue each belongs to. */
+export const DELEGATED_SCRIPTS = [
+  'hsm-bench.ts',
+  'hierarchy-bench.ts',
+  'pqc-bench.ts',
+  'audit-bench.ts',
+] as const;
+
+/** Parse a script's stdout: one JSON document (array or object), or one JSON value per line. */
+export function parseJsonRecords(stdout: string): unknown[] {
+  const text = stdout.trim();
+  if (text === '') return [];
+  try {
+    const v: unknown = JSON.parse(text);
+    return Array.isArray(v) ? v : [v];
+  } catch {
+    const out: unknown[] = [];
+    for (const line of text.split('\n')) {
+      const t = line.trim();
+      if (!t.startsWith('{') && !t.startsWith('[')) continue;
+      try {
+        const v: unknown = JSON.parse(t);
+        if (Array.isArray(v)) out.push(...(v as unknown[]));
+        else out.push(v);
+      } catch {
+        // a non-JSON line among JSON lines: not a record
+        continue;
+      }
+    }
+    return out;
+  }
+}
+
+/** Run one script (bounded by `timeoutMs`, SIGTERM then SIGKILL); never throws. */
+export async function runDelegate(
+  benchDir: string,
+  script: string,
+  opts: { quick: boolean; timeoutMs: number; env?: NodeJS.ProcessEnv },
+): Promise<DelegatedResult> {
+  const path = join(benchDir, script);
+  if (!existsSync(path)) {
+    return {
+      script,
+      status: 'missing',
+      durationS: 0,
+      records: [],
+      detail: `bench/${script} does not exist yet`,
+    };
+  }
+  const t0 = Date.now();
+  const args = [path, '--json', ...(opts.quick ? ['--quick'] : [])];
+  return new Promise((resolve) => {
+    const child = spawn(NODE, args, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: opts.env ?? process.env,
+      cwd: join(benchDir, '..'),
+    });
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    child.stdout.on('data', (d: Buffer) => {
+      if (stdout.length < 8 * 1024 * 1024) stdout += d.toString('utf8');
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr = (stderr + d.toString('utf8')).slice(-2000);
+    });
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGTERM');
+      setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+    }, opts.timeoutMs);
+    const finish = (code: number | null, signal: NodeJS.Signals | null, spawnError?: Error): void => {
+      clearTimeout(timer);
+      const durationS = (Date.now() - t0) / 1000;
+      const records = parseJsonRecords(stdout);
+      const tail = stderr.trim().split('\n').slice(-6).join('\n');
+      if (spawnError) resolve({ script, status: 'failed', durationS, records, detail: spawnError.message });
+      else if (timedOut)
+        resolve({
+          script,
+          status: 'timeout',
+          durationS,
+          records,
+          detail: `killed after ${opts.timeoutMs / 1000} s. ${tail}`,
+        });
+      else if (code !== 0)
+        resolve({ script, status: 'failed', durationS, records, detail: `exit ${code ?? signal}. ${tail}` });
+      else if (records.length === 0)
+        resolve({
+          script,
+          status: 'failed',
+          durationS,
+          records,
+          detail: `exit 0 but no JSON records on stdout. ${tail}`,
+        });
+      else resolve({ script, status: 'ok', durationS, records });
+    };
+    child.on('error', (err) => finish(null, null, err));
+    child.on('close', (code, signal) => finish(code, signal));
+  });
+}

@@ -1,0 +1,95 @@
+/** `summary.md`: machine and revision, target checks, one table per group, delegated scripts. */
+import type { DelegatedResult, ResultsFile, ScenarioRecord, Spread } from './result-types.ts';
+
+/** A number with thousands separators and a precision that suits its size. */
+export function fmtNum(x: number | undefined): string {
+  if (x === undefined || !Number.isFinite(x)) return '–';
+  const abs = Math.abs(x);
+  const d = abs >= 100 ? 0 : abs >= 10 ? 1 : 2;
+  return x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+}
+
+/** Median with its min–max spread when there was more than one run. */
+export function fmtSpread(s: Spread | undefined, scale = 1): string {
+  if (s === undefined || s.n === 0) return '–';
+  const m = fmtNum(s.median / scale);
+  return s.n > 1 ? `${m} (${fmtNum(s.min / scale)}–${fmtNum(s.max / scale)})` : m;
+}
+
+const ratio = (x: number | undefined): string => (x === undefined ? '–' : `${(x * 100).toFixed(0)}%`);
+const esc = (s: string): string => s.replace(/\|/g, '\\|');
+
+function recordRow(r: ScenarioRecord): string {
+  return `| ${esc(r.scenario)} | ${r.concurrency} | ${fmtSpread(r.throughput)} ${r.unit} | ${fmtNum(r.p50Us.median)} | ${fmtNum(r.p90Us.median)} | ${fmtNum(r.p99Us.median)} | ${fmtSpread(r.serverCpuUsPerOp)} | ${fmtSpread(r.clientCpuUsPerOp)} | ${fmtSpread(r.peakRssBytes, 1024 * 1024)} | ${ratio(r.ratios?.echo)} | ${ratio(r.ratios?.inProcess)} | ${ratio(r.ratios?.pkcs11)} |${r.notes ? ` ${esc(r.notes)}` : ''}`;
+}
+
+const HEADER =
+  '| scenario | c | throughput: median (min–max) | p50 µs | p90 µs | p99 µs | server CPU µs/op | client CPU µs/op | server peak RSS MiB | vs echo | vs in-process | vs PKCS#11 |\n' +
+  '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |';
+
+function delegatedSection(d: DelegatedResult): string {
+  const head = `### ${d.script}: ${d.status} (${d.durationS.toFixed(1)} s)`;
+  const detail = d.detail
+    ? `\n\n${d.detail
+        .split('\n')
+        .map((l) => `> ${l}`)
+        .join('\n')}`
+    : '';
+  if (d.records.length === 0) return head + detail;
+  const rows = d.records.slice(0, 60).map((r) => {
+    if (typeof r !== 'object' || r === null) return `| ${esc(JSON.stringify(r))} |`;
+    const entries = Object.entries(r as Record<string, unknown>).map(
+      ([k, v]) => `${k}=${typeof v === 'number' ? fmtNum(v) : esc(JSON.stringify(v)).slice(0, 80)}`,
+    );
+    return `| ${entries.join(', ')} |`;
+  });
+  const more = d.records.length > 60 ? `\n\n(${d.records.length - 60} more records in results.json)` : '';
+  return `${head}${detail}\n\n| record |\n| --- |\n${rows.join('\n')}${more}`;
+}
+
+/** The whole summary. */
+export function renderSummary(res: ResultsFile): string {
+  const m = res.machine;
+  const lines: string[] = [
+    `# keybroker bench: ${res.mode} run, ${res.startedAt.slice(0, 16).replace('T', ' ')} UTC`,
+    '',
+    `- machine: ${m.cpuModel}, ${m.cores} cores, ${(m.memoryBytes / 2 ** 30).toFixed(1)} GiB, kernel ${m.kernel}, ${m.platform}`,
+    `- runtime: Node ${m.node}, OpenSSL ${m.openssl}; server and load generator ${m.pinned ? 'pinned to separate cores (taskset)' : 'NOT pinned (no taskset or one core)'}`,
+    `- git: ${res.git.revision.slice(0, 12)}${res.git.dirty ? ' (uncommitted changes)' : ''}; duration ${(res.durationS / 60).toFixed(1)} min`,
+    `- TLS: ${
+      Object.entries(res.tls)
+        .map(([k, v]) => `${k} ${v}`)
+        .join('; ') || 'not probed'
+    }`,
+    `- each number is the median of ${Math.max(...res.records.map((r) => r.runs.length), 0)} run(s), (min–max) when there were several; c = calls in flight; latency is per call; CPU µs per op (per item for batches, per MiB for streams)`,
+    '',
+    '## Targets',
+    '',
+    '| check | target | measured | result |',
+    '| --- | --- | --- | --- |',
+    ...res.targets.map(
+      (t) =>
+        `| ${esc(t.name)} | ${esc(t.target)} | ${esc(t.measured)} | ${t.pass === undefined ? '–' : t.pass ? 'pass' : '**FAIL**'} |`,
+    ),
+    '',
+  ];
+  const groups = [...new Set(res.records.map((r) => r.group))];
+  for (const g of groups) {
+    lines.push(`## ${g}`, '', HEADER);
+    for (const r of res.records.filter((x) => x.group === g)) lines.push(recordRow(r));
+    lines.push('');
+  }
+  if (res.missing.length > 0) {
+    lines.push(
+      '## Not measured in this run',
+      '',
+      ...res.missing.map((x) => `- **${x.scenario}**: ${x.reason}`),
+      '',
+    );
+  }
+  if (res.delegated.length > 0) {
+    lines.push('## Per-area scripts (run as children with --json)', '');
+    for (const d of res.delegated) lines.push(delegatedSection(d), '');
+  }
+  return lines.join('\n');
+}

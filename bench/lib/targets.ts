@@ -1,0 +1,113 @@
+/**
+ * The targets from the issues, evaluated on one result set:
+ *  - Encrypt/Decrypt 1 KiB ≥ 70% of the echo's throughput (at the best concurrency of each);
+ *  - server CPU per request ≤ echo's + 1.5 × the in-process crypto cost (median over the sweep);
+ *  - EncryptBatch 100 × 1 KiB ≥ 60% of the in-process encrypt rate (items/s);
+ *  - streaming 64 MiB reported next to in-process AES-GCM (no numeric target; ratio shown).
+ */
+import type { ScenarioRecord, TargetCheck } from './result-types.ts';
+
+const fmt = (x: number, d = 0): string =>
+  x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+const pct = (x: number): string => `${(x * 100).toFixed(0)}%`;
+
+function of(records: readonly ScenarioRecord[], name: string): ScenarioRecord[] {
+  return records.filter((r) => r.scenario === name);
+}
+
+function best(records: readonly ScenarioRecord[]): ScenarioRecord | undefined {
+  return [...records].sort((a, b) => b.throughput.median - a.throughput.median)[0];
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+}
+
+function missing(name: string, target: string, what: string): TargetCheck {
+  return { name, target, measured: `not measured (${what} missing)`, pass: undefined };
+}
+
+/** Evaluate every target whose inputs are present; the others say which input is missing. */
+export function evaluateTargets(records: readonly ScenarioRecord[]): TargetCheck[] {
+  const out: TargetCheck[] = [];
+  const echo = of(records, 'echo-1k');
+  for (const op of ['encrypt', 'decrypt'] as const) {
+    const name = `${op}-1k throughput vs echo-1k`;
+    const target = '≥ 70% of echo throughput (best concurrency of each)';
+    const d = best(of(records, `${op}-1k`));
+    const e = best(echo);
+    if (!d || !e) {
+      out.push(missing(name, target, !d ? `${op}-1k` : 'echo-1k'));
+    } else {
+      const ratio = d.throughput.median / e.throughput.median;
+      out.push({
+        name,
+        target,
+        measured: `${fmt(d.throughput.median)} req/s (c=${d.concurrency}) vs ${fmt(e.throughput.median)} (c=${e.concurrency}) = ${pct(ratio)}`,
+        pass: ratio >= 0.7,
+      });
+    }
+    const cpuName = `${op}-1k server CPU per request`;
+    const cpuTarget = '≤ echo-1k CPU/req + 1.5 × in-process crypto CPU/op';
+    const dc = of(records, `${op}-1k`)
+      .map((r) => r.serverCpuUsPerOp?.median)
+      .filter((x): x is number => x !== undefined);
+    const ec = echo.map((r) => r.serverCpuUsPerOp?.median).filter((x): x is number => x !== undefined);
+    const ip = of(records, `inproc-${op}-1k`)[0]?.clientCpuUsPerOp.median;
+    if (dc.length === 0 || ec.length === 0 || ip === undefined) {
+      out.push(
+        missing(
+          cpuName,
+          cpuTarget,
+          dc.length === 0 ? `${op}-1k` : ec.length === 0 ? 'echo-1k' : `inproc-${op}-1k`,
+        ),
+      );
+    } else {
+      const limit = median(ec) + 1.5 * ip;
+      out.push({
+        name: cpuName,
+        target: cpuTarget,
+        measured: `${fmt(median(dc), 1)} µs vs limit ${fmt(limit, 1)} µs (echo ${fmt(median(ec), 1)} + 1.5 × ${fmt(ip, 1)}); medians over the sweep`,
+        pass: median(dc) <= limit,
+      });
+    }
+  }
+  {
+    const name = 'encrypt-batch-100x1k items/s vs in-process encrypt';
+    const target = '≥ 60% of the in-process 1 KiB encrypt rate';
+    const b = best(of(records, 'encrypt-batch-100x1k'));
+    const ip = of(records, 'inproc-encrypt-1k')[0];
+    if (!b || !ip) {
+      out.push(missing(name, target, !b ? 'encrypt-batch-100x1k' : 'inproc-encrypt-1k'));
+    } else {
+      const ratio = b.throughput.median / ip.throughput.median;
+      out.push({
+        name,
+        target,
+        measured: `${fmt(b.throughput.median)} items/s (c=${b.concurrency}) vs ${fmt(ip.throughput.median)} ops/s = ${pct(ratio)}`,
+        pass: ratio >= 0.6,
+      });
+    }
+  }
+  {
+    const name = 'encrypt-stream-64m MiB/s vs in-process AES-GCM';
+    const target = 'reported (no numeric target)';
+    const s = best(of(records, 'encrypt-stream-64m'));
+    const ip = of(records, 'inproc-stream-64m')[0];
+    const ec = best(of(records, 'echo-stream-64m'));
+    if (!s || !ip) {
+      out.push(missing(name, target, !s ? 'encrypt-stream-64m' : 'inproc-stream-64m'));
+    } else {
+      const echoPart = ec ? `, echo stream ${fmt(ec.throughput.median)} MiB/s` : '';
+      out.push({
+        name,
+        target,
+        measured: `${fmt(s.throughput.median)} MiB/s vs ${fmt(ip.throughput.median)} MiB/s in-process = ${pct(s.throughput.median / ip.throughput.median)}${echoPart}`,
+        pass: undefined,
+      });
+    }
+  }
+  return out;
+}

@@ -1,0 +1,61 @@
+/** What the runner asks a load-generator process to do (passed as a JSON file path). */
+
+/** Client side of mTLS: the CA that signed the server, and one or more client identities. */
+export interface ClientTls {
+  readonly caCert: string;
+  /** Channel i uses identity i % identities.length (one identity = one tenant for the daemon). */
+  readonly identities: readonly { readonly cert: string; readonly key: string }[];
+  /** Name to check the server certificate against when it differs from the target host. */
+  readonly serverNameOverride?: string;
+}
+
+/** The operation each call performs. `daemon` ops are resolved by bench/load/daemon-ops.ts. */
+export type OpSpec =
+  | { readonly kind: 'echo'; readonly bytes: number }
+  | { readonly kind: 'echo-batch'; readonly items: number; readonly bytes: number }
+  | { readonly kind: 'echo-stream'; readonly totalBytes: number; readonly chunkBytes: number }
+  | {
+      readonly kind: 'daemon';
+      readonly rpc: string;
+      readonly bytes: number;
+      /** Items per EncryptBatch call. */
+      readonly items?: number;
+      /** For streams: total bytes per call and bytes per chunk. */
+      readonly totalBytes?: number;
+      readonly chunkBytes?: number;
+      /** Distinct customers to spread calls over (cold-cache traffic). */
+      readonly customers?: number;
+    };
+
+export interface LoadSpec {
+  readonly target: string;
+  readonly tls: ClientTls;
+  readonly op: OpSpec;
+  readonly concurrencies: readonly number[];
+  readonly runs: number;
+  readonly warmupS: number;
+  readonly durationS: number;
+  /** A window never ends before this many calls completed... */
+  readonly minCalls: number;
+  /** ...nor runs past this many (bounded load). */
+  readonly maxCalls: number;
+  /** Long-lived channels (TCP+TLS connections) to spread calls over; min(this, concurrency). */
+  readonly maxChannels: number;
+  /** Proto directory of the daemon (for `daemon` ops). */
+  readonly protoDir?: string;
+  /** Server process to read CPU and peak RSS of. */
+  readonly serverPid?: number;
+  /** Per-call deadline. */
+  readonly callTimeoutMs: number;
+}
+
+/** One JSON line the load generator prints per measured run. */
+export interface RunLine {
+  readonly type: 'run';
+  /** Set by processes that measure several scenarios (the in-process ceilings). */
+  readonly scenario?: string;
+  readonly concurrency: number;
+  readonly run: number;
+  readonly sample: import('../lib/result-types.ts').RunSample;
+  readonly firstError?: string;
+}

@@ -1,0 +1,312 @@
+/**
+ * The scenario catalogue: every number the suite can produce, its phase (which process serves
+ * it), its concurrency sweep and the ceilings it is read against. `--only` names entries here.
+ */
+import type { InProcessOp } from './ceilings/in-process-crypto.ts';
+import type { RecordKind } from './lib/result-types.ts';
+import type { OpSpec } from './load/load-spec.ts';
+
+/** Phases run in this order; each daemon phase gets a fresh daemon, token and data dir. */
+export const PHASES = [
+  'in-process',
+  'pkcs11',
+  'echo',
+  'daemon',
+  'daemon-cold',
+  'daemon-tenants-10k',
+  'daemon-tenants-100k',
+] as const;
+export type PhaseName = (typeof PHASES)[number];
+
+export interface Sweep {
+  readonly full: readonly number[];
+  readonly quick: readonly number[];
+}
+
+export interface Scenario {
+  readonly name: string;
+  readonly kind: RecordKind;
+  readonly group: string;
+  readonly description: string;
+  readonly unit: 'req/s' | 'items/s' | 'MiB/s' | 'ops/s';
+  readonly payloadBytes: number;
+  readonly phase: PhaseName;
+  readonly concurrency: Sweep;
+  /** What the load generator calls (echo and daemon phases). */
+  readonly op?: OpSpec;
+  /** What the in-process ceiling process runs (in-process phase). */
+  readonly inProcess?: InProcessOp;
+  /** Ceiling scenarios this one is read against (ratio = this / ceiling). */
+  readonly ceilings?: { readonly echo?: string; readonly inProcess?: string; readonly pkcs11?: string };
+  /** Runs only in full mode (too slow for --quick). */
+  readonly fullOnly?: boolean;
+}
+
+const SWEEP: Sweep = { full: [1, 4, 16, 64, 256], quick: [1, 16] };
+const SMALL: Sweep = { full: [1, 4, 16, 64], quick: [1, 16] };
+const ONE: Sweep = { full: [1], quick: [1] };
+const MIB = 1024 * 1024;
+const STREAM = 64 * MIB;
+const CHUNK = 64 * 1024;
+
+const SIZES = [
+  { tag: '32', bytes: 32, group: '32 B' },
+  { tag: '1k', bytes: 1024, group: '1 KiB' },
+  { tag: '64k', bytes: 64 * 1024, group: '64 KiB' },
+] as const;
+
+function sized(): Scenario[] {
+  const out: Scenario[] = [];
+  for (const s of SIZES) {
+    out.push({
+      name: `echo-${s.tag}`,
+      kind: 'ceiling-echo',
+      group: s.group,
+      description: `empty gRPC echo of ${s.group} (same mTLS, payload, client)`,
+      unit: 'req/s',
+      payloadBytes: s.bytes,
+      phase: 'echo',
+      concurrency: SWEEP,
+      op: { kind: 'echo', bytes: s.bytes },
+    });
+    for (const dir of ['encrypt', 'decrypt'] as const) {
+      out.push({
+        name: `inproc-${dir}-${s.tag}`,
+        kind: 'ceiling-in-process',
+        group: s.group,
+        description: `in-process AES-256-GCM + HKDF-SHA256 ${dir} of ${s.group}, one core`,
+        unit: 'ops/s',
+        payloadBytes: s.bytes,
+        phase: 'in-process',
+        concurrency: ONE,
+        inProcess: { name: `inproc-${dir}-${s.tag}`, kind: dir, bytes: s.bytes },
+      });
+      out.push({
+        name: `${dir}-${s.tag}`,
+        kind: 'daemon',
+        group: s.group,
+        description: `Crypto.${dir === 'encrypt' ? 'Encrypt' : 'Decrypt'} of ${s.group}, warm cache`,
+        unit: 'req/s',
+        payloadBytes: s.bytes,
+        phase: 'daemon',
+        concurrency: SWEEP,
+        op: { kind: 'daemon', rpc: dir, bytes: s.bytes },
+        ceilings: { echo: `echo-${s.tag}`, inProcess: `inproc-${dir}-${s.tag}` },
+      });
+    }
+  }
+  return out;
+}
+
+/** Every scenario, ceilings first within each group. */
+export const SCENARIOS: readonly Scenario[] = [
+  ...sized(),
+  {
+    name: 'echo-batch-100x1k',
+    kind: 'ceiling-echo',
+    group: 'batch 100 × 1 KiB',
+    description: 'echo of 100 × 1 KiB items in one message',
+    unit: 'items/s',
+    payloadBytes: 1024,
+    phase: 'echo',
+    concurrency: SMALL,
+    op: { kind: 'echo-batch', items: 100, bytes: 1024 },
+  },
+  {
+    name: 'encrypt-batch-100x1k',
+    kind: 'daemon',
+    group: 'batch 100 × 1 KiB',
+    description: 'Crypto.EncryptBatch of 100 × 1 KiB',
+    unit: 'items/s',
+    payloadBytes: 1024,
+    phase: 'daemon',
+    concurrency: SMALL,
+    op: { kind: 'daemon', rpc: 'encrypt-batch', bytes: 1024, items: 100 },
+    ceilings: { echo: 'echo-batch-100x1k', inProcess: 'inproc-encrypt-1k' },
+  },
+  {
+    name: 'inproc-data-key',
+    kind: 'ceiling-in-process',
+    group: 'data keys and rewrap',
+    description: 'in-process: 32 random bytes sealed under an HKDF-derived key',
+    unit: 'ops/s',
+    payloadBytes: 32,
+    phase: 'in-process',
+    concurrency: ONE,
+    inProcess: { name: 'inproc-data-key', kind: 'data-key' },
+  },
+  {
+    name: 'generate-data-key',
+    kind: 'daemon',
+    group: 'data keys and rewrap',
+    description: 'Crypto.GenerateDataKey (32-byte key), warm cache',
+    unit: 'req/s',
+    payloadBytes: 32,
+    phase: 'daemon',
+    concurrency: SMALL,
+    op: { kind: 'daemon', rpc: 'generate-data-key', bytes: 32 },
+    ceilings: { echo: 'echo-32', inProcess: 'inproc-data-key' },
+  },
+  {
+    name: 'inproc-rewrap-1k',
+    kind: 'ceiling-in-process',
+    group: 'data keys and rewrap',
+    description: 'in-process decrypt + encrypt of 1 KiB',
+    unit: 'ops/s',
+    payloadBytes: 1024,
+    phase: 'in-process',
+    concurrency: ONE,
+    inProcess: { name: 'inproc-rewrap-1k', kind: 'rewrap', bytes: 1024 },
+  },
+  {
+    name: 'rewrap-1k',
+    kind: 'daemon',
+    group: 'data keys and rewrap',
+    description: 'Crypto.Rewrap of a 1 KiB ciphertext',
+    unit: 'req/s',
+    payloadBytes: 1024,
+    phase: 'daemon',
+    concurrency: SMALL,
+    op: { kind: 'daemon', rpc: 'rewrap', bytes: 1024 },
+    ceilings: { echo: 'echo-1k', inProcess: 'inproc-rewrap-1k' },
+  },
+  {
+    name: 'inproc-stream-64m',
+    kind: 'ceiling-in-process',
+    group: 'stream 64 MiB',
+    description: 'in-process AES-256-GCM over 64 MiB in 64 KiB chunks',
+    unit: 'MiB/s',
+    payloadBytes: STREAM,
+    phase: 'in-process',
+    concurrency: ONE,
+    inProcess: { name: 'inproc-stream-64m', kind: 'stream', totalBytes: STREAM, chunkBytes: CHUNK },
+  },
+  {
+    name: 'echo-stream-64m',
+    kind: 'ceiling-echo',
+    group: 'stream 64 MiB',
+    description: 'bidirectional echo stream of 64 MiB in 64 KiB messages',
+    unit: 'MiB/s',
+    payloadBytes: STREAM,
+    phase: 'echo',
+    concurrency: { full: [1, 2], quick: [1] },
+    op: { kind: 'echo-stream', totalBytes: STREAM, chunkBytes: CHUNK },
+  },
+  {
+    name: 'encrypt-stream-64m',
+    kind: 'daemon',
+    group: 'stream 64 MiB',
+    description: 'Crypto.EncryptStream of 64 MiB in 64 KiB messages',
+    unit: 'MiB/s',
+    payloadBytes: STREAM,
+    phase: 'daemon',
+    concurrency: { full: [1, 2], quick: [1] },
+    op: { kind: 'daemon', rpc: 'encrypt-stream', bytes: CHUNK, totalBytes: STREAM, chunkBytes: CHUNK },
+    ceilings: { echo: 'echo-stream-64m', inProcess: 'inproc-stream-64m' },
+  },
+  {
+    name: 'pkcs11-wrap',
+    kind: 'ceiling-pkcs11',
+    group: 'HSM',
+    description: 'raw pkcs11js: C_CreateObject + C_WrapKey (AES-KWP) + C_DestroyObject, sync',
+    unit: 'ops/s',
+    payloadBytes: 32,
+    phase: 'pkcs11',
+    concurrency: ONE,
+  },
+  {
+    name: 'pkcs11-unwrap',
+    kind: 'ceiling-pkcs11',
+    group: 'HSM',
+    description: 'raw pkcs11js: C_UnwrapKey (AES-KWP) + read CKA_VALUE + C_DestroyObject, sync',
+    unit: 'ops/s',
+    payloadBytes: 32,
+    phase: 'pkcs11',
+    concurrency: ONE,
+  },
+  {
+    name: 'pkcs11-unwrap-async',
+    kind: 'ceiling-pkcs11',
+    group: 'HSM',
+    description: 'raw pkcs11js: the unwrap with C_UnwrapKeyAsync, one session per worker',
+    unit: 'ops/s',
+    payloadBytes: 32,
+    phase: 'pkcs11',
+    concurrency: { full: [1, 2, 4], quick: [1, 4] },
+  },
+  {
+    name: 'pkcs11-gcm-1k',
+    kind: 'ceiling-pkcs11',
+    group: 'HSM',
+    description: 'raw pkcs11js: AES-GCM encrypt of 1 KiB with a token key, sync',
+    unit: 'ops/s',
+    payloadBytes: 1024,
+    phase: 'pkcs11',
+    concurrency: ONE,
+  },
+  {
+    name: 'encrypt-1k-cold',
+    kind: 'daemon',
+    group: 'HSM',
+    description: 'Crypto.Encrypt of 1 KiB with the key cache defeated (every call unwraps in the HSM)',
+    unit: 'req/s',
+    payloadBytes: 1024,
+    phase: 'daemon-cold',
+    concurrency: SMALL,
+    op: { kind: 'daemon', rpc: 'encrypt', bytes: 1024, customers: 1000 },
+    ceilings: { echo: 'echo-1k', pkcs11: 'pkcs11-unwrap' },
+  },
+  {
+    name: 'encrypt-1k-warm-1000-customers',
+    kind: 'daemon',
+    group: 'HSM',
+    description: 'Crypto.Encrypt of 1 KiB over the same 1000 customers, cache large enough (warm)',
+    unit: 'req/s',
+    payloadBytes: 1024,
+    phase: 'daemon',
+    concurrency: SMALL,
+    op: { kind: 'daemon', rpc: 'encrypt', bytes: 1024, customers: 1000 },
+    ceilings: { echo: 'echo-1k', inProcess: 'inproc-encrypt-1k' },
+  },
+  {
+    name: 'tenants-10k-encrypt-1k',
+    kind: 'daemon',
+    group: 'many tenants',
+    description: 'Crypto.Encrypt of 1 KiB, 10,000 tenants, each channel a random tenant identity',
+    unit: 'req/s',
+    payloadBytes: 1024,
+    phase: 'daemon-tenants-10k',
+    concurrency: SMALL,
+    op: { kind: 'daemon', rpc: 'encrypt', bytes: 1024 },
+    ceilings: { echo: 'echo-1k', inProcess: 'inproc-encrypt-1k' },
+  },
+  {
+    name: 'tenants-100k-encrypt-1k',
+    kind: 'daemon',
+    group: 'many tenants',
+    description: 'Crypto.Encrypt of 1 KiB, 100,000 tenants, each channel a random tenant identity',
+    unit: 'req/s',
+    payloadBytes: 1024,
+    phase: 'daemon-tenants-100k',
+    concurrency: SMALL,
+    op: { kind: 'daemon', rpc: 'encrypt', bytes: 1024 },
+    ceilings: { echo: 'echo-1k', inProcess: 'inproc-encrypt-1k' },
+    fullOnly: true,
+  },
+];
+
+/** Scenarios selected by `--only` (exact names or `prefix*`), minus full-only ones in quick mode. */
+export function selectScenarios(only: readonly string[] | undefined, quick: boolean): Scenario[] {
+  const matches = (name: string): boolean =>
+    only === undefined || only.some((o) => (o.endsWith('*') ? name.startsWith(o.slice(0, -1)) : name === o));
+  return SCENARIOS.filter((s) => matches(s.name) && !(quick && s.fullOnly === true));
+}
+
+/** Names in `only` that match nothing (a typo should fail loudly, not run an empty suite). */
+export function unknownScenarioNames(only: readonly string[]): string[] {
+  return only.filter((o) =>
+    o.endsWith('*')
+      ? !SCENARIOS.some((s) => s.name.startsWith(o.slice(0, -1)))
+      : !SCENARIOS.some((s) => s.name === o),
+  );
+}
