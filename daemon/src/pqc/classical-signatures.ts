@@ -72,7 +72,8 @@ export function ecdsaP256PublicKey(publicKey: Uint8Array): KeyObject {
 
 /** The uncompressed point of a P-256 key. */
 export function ecdsaP256RawPublicKey(key: KeyObject): Uint8Array {
-  return u8(createPublicKey(key).export({ format: 'raw-public' }));
+  const pub = key.type === 'public' ? key : createPublicKey(key);
+  return u8(pub.export({ format: 'raw-public' }));
 }
 
 /** ECDSA P-256 / SHA-256 verify; `encoding` 'der' (X9.62 Ecdsa-Sig-Value) or 'p1363' (r ‖ s). */
