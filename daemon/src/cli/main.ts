@@ -7,9 +7,10 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import type { CommandModule } from 'yargs';
 import { auditCommand } from './audit-command.ts';
+import { doctorCommand } from './doctor-command.ts';
 
 // Each command file exports one CommandModule; add new ones to this list.
-const commands: CommandModule[] = [auditCommand];
+const commands: CommandModule[] = [doctorCommand as CommandModule, auditCommand];
 
 await yargs(hideBin(process.argv))
   .scriptName('keybroker')
