@@ -60,7 +60,10 @@ want="$(sed -n 's/^  "version": "\(.*\)",$/\1/p' "$KB_ROOT/daemon/scripts/runtim
 have="$("$RUNTIME/bin/node" -p process.versions.node)"
 [ "$have" = "$want" ] || die "runtime at $RUNTIME is Node $have, the lock file pins $want"
 [ -d "$KB_ROOT/node_modules" ] || die "no node_modules (run: bash daemon/scripts/bootstrap.sh)"
-command -v npm >/dev/null || die "npm is needed to prune dev dependencies"
+command -v npm >/dev/null || die "npm is needed to list the production dependencies"
+if [ "$OWNER" = yes ] && [ -n "$DESTDIR" ] && ! getent passwd keybroker >/dev/null; then
+  die "--owner: user keybroker does not exist on this host"
+fi
 
 # --- stage the application tree next to its destination, then swap it in ---
 dest_lib="$DESTDIR$LIBDIR"
@@ -68,21 +71,21 @@ stage="$dest_lib.new.$$"
 trap 'rm -rf "$stage"' EXIT
 rm -rf "$stage" && mkdir -p "$stage"
 log "staging $LIBDIR"
-app=(daemon/src package.json package-lock.json .npmrc daemon/scripts/runtime.lock.json)
+app=(daemon/src package.json package-lock.json daemon/scripts/runtime.lock.json)
 for p in proto hsm-profiles softhsm-fixtures daemon/bin README.md LICENSE; do
   [ -e "$KB_ROOT/$p" ] && app+=("$p")
 done
 tar -C "$KB_ROOT" --exclude='*.test.ts' --exclude='.DS_Store' -cf - "${app[@]}" | tar -C "$stage" -xf -
 
-# Production dependencies: the checkout's node_modules (native addons already built against
-# the pinned runtime), pruned of dev dependencies from the lock file. Nothing is downloaded.
-cp -a "$KB_ROOT/node_modules" "$stage/node_modules"
-rm -rf "$stage/node_modules/.kb-installed" "$stage/node_modules/.cache"
-(cd "$stage" && PATH="$RUNTIME/bin:$PATH" npm prune --omit=dev --ignore-scripts --no-audit --no-fund \
-  --offline --loglevel=error >/dev/null)
-rm -f "$stage/.npmrc"
-# npm leaves the emptied scope folders of pruned packages (@eslint/, @typescript-eslint/, ...).
-find "$stage/node_modules" -mindepth 1 -maxdepth 1 -type d -empty -delete
+# Production dependencies: the packages of the checkout's node_modules that the lock file's
+# production tree needs (native addons already built against the pinned runtime). Nothing is
+# downloaded; a package missing from the checkout fails here (npm ls exits non-zero).
+prod="$(cd "$KB_ROOT" && PATH="$RUNTIME/bin:$PATH" npm ls --omit=dev --all --parseable --loglevel=error)" ||
+  die "npm ls --omit=dev failed: node_modules does not match package-lock.json (run bootstrap.sh)"
+printf '%s\n' "$prod" | sed -n "s#^$KB_ROOT/##p" | grep '^node_modules/' | sort -u |
+  awk 'NR == 1 || index($0, last "/") != 1 { print; last = $0 }' >"$stage/.prod-packages"
+tar -C "$KB_ROOT" --exclude='node_modules/.cache' -cf - -T "$stage/.prod-packages" | tar -C "$stage" -xf -
+rm -f "$stage/.prod-packages"
 
 # The runtime: the node binary and its licence; headers and docs are only for building addons.
 mkdir -p "$stage/runtime/bin"
