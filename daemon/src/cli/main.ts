@@ -8,9 +8,22 @@ import { hideBin } from 'yargs/helpers';
 import type { CommandModule } from 'yargs';
 import { auditCommand } from './audit-command.ts';
 import { doctorCommand } from './doctor-command.ts';
+import { adminCommand } from './admin-command.ts';
+import { dataKeyCommand } from './data-key-command.ts';
+import { decryptCommand, encryptCommand } from './encrypt-command.ts';
+import { initCommand } from './init-command.ts';
+import { serveCommand } from './serve-command.ts';
 
 // Each command file exports one CommandModule; add new ones to this list.
-const commands: CommandModule[] = [doctorCommand as CommandModule, auditCommand];
+const commands: CommandModule[] = [
+  doctorCommand as CommandModule,
+  serveCommand as CommandModule,
+  initCommand as CommandModule,
+  adminCommand as CommandModule,
+  encryptCommand as CommandModule,
+  decryptCommand as CommandModule,
+  dataKeyCommand as CommandModule,
+  auditCommand];
 
 await yargs(hideBin(process.argv))
   .scriptName('keybroker')

@@ -1,0 +1,203 @@
+/**
+ * `keybroker admin <org|tenant|customer|key-policy|key-version|rotate-due> ...`: the Admin API
+ * from the shell, as the data dir's admin identity (or --cert/--key). Prints JSON on stdout.
+ */
+import { status as GrpcCode } from '@grpc/grpc-js';
+import type { ServiceError } from '@grpc/grpc-js';
+import type { Argv, CommandModule } from 'yargs';
+import { clientOptionsFromFiles, connectKeybroker } from '../api/api-client.ts';
+import { CLIENT_OPTIONS, resolveClientConfig } from '../config/client-config.ts';
+
+interface ConnArgs {
+  'data-dir'?: string;
+  addr?: string;
+  ca?: string;
+  cert?: string;
+  key?: string;
+}
+type Args = ConnArgs & Record<string, unknown>;
+
+/** Call one Admin RPC, print the JSON answer; exit 1 with the status on stderr on failure. */
+export async function runClientCall(
+  a: ConnArgs,
+  as: 'admin' | 'service',
+  service: 'admin' | 'crypto',
+  method: string,
+  req: object,
+): Promise<Record<string, unknown>> {
+  const c = resolveClientConfig({
+    as,
+    ...(a['data-dir'] !== undefined ? { dataDir: a['data-dir'] } : {}),
+    ...(a.addr !== undefined ? { addr: a.addr } : {}),
+    ...(a.ca !== undefined ? { ca: a.ca } : {}),
+    ...(a.cert !== undefined ? { cert: a.cert } : {}),
+    ...(a.key !== undefined ? { key: a.key } : {}),
+  });
+  const client = connectKeybroker(clientOptionsFromFiles(c.address, c.caFile, c.certFile, c.keyFile));
+  try {
+    return await client[service].unary(method, req);
+  } catch (err) {
+    const e = err as ServiceError;
+    const code = typeof e.code === 'number' ? (GrpcCode[e.code] ?? e.code) : 'ERROR';
+    process.stderr.write(`keybroker: ${method} failed: ${code}: ${e.details ?? e.message}\n`);
+    process.exit(1);
+  } finally {
+    client.close();
+  }
+}
+
+const print = (v: unknown) => process.stdout.write(JSON.stringify(v, null, 2) + '\n');
+
+type Positional = 'org' | 'tenant' | 'customer';
+const POS: Record<Positional, string> = { org: 'org name', tenant: 'tenant name', customer: 'customer name' };
+
+/** One leaf subcommand: `<verb> <positionals...>` calling `method` with the positionals (+ extra). */
+function leaf(
+  verb: string,
+  positionals: readonly Positional[],
+  method: string,
+  describe: string,
+  extra: (a: Args) => object = () => ({}),
+  options: (y: Argv<Args>) => Argv<Args> = (y) => y,
+): CommandModule<Args, Args> {
+  return {
+    command: [verb, ...positionals.map((p) => `<${p}>`)].join(' '),
+    describe,
+    builder: (y) => {
+      let out = y as Argv<Args>;
+      for (const p of positionals)
+        out = out.positional(p, { type: 'string', describe: POS[p] }) as Argv<Args>;
+      return options(out);
+    },
+    handler: async (a) => {
+      const req: Record<string, unknown> = { ...extra(a) };
+      for (const p of positionals) req[p] = a[p];
+      print(await runClientCall(a, 'admin', 'admin', method, req));
+    },
+  };
+}
+
+const enable = (on: boolean) => () => ({ enabled: on });
+
+function group(
+  name: string,
+  describe: string,
+  leaves: CommandModule<Args, Args>[],
+): CommandModule<Args, Args> {
+  return {
+    command: name,
+    describe,
+    builder: (y) => y.command(leaves).demandCommand(1, `name an ${name} action`),
+    handler: () => undefined,
+  };
+}
+
+const policyOptions = (y: Argv<Args>) =>
+  y
+    .option('customer', { type: 'string', describe: 'customer key instead of the tenant key' })
+    .option('rotation-period-days', { type: 'number', describe: 'scheduled rotation period (0: off)' })
+    .option('usage-limit', { type: 'number', describe: 'rotate after this many operations (0: off)' })
+    .option('min-encrypt-version', { type: 'number' })
+    .option('min-decrypt-version', { type: 'number' }) as Argv<Args>;
+
+function policyOf(a: Args): object {
+  const p: Record<string, number> = {};
+  if (typeof a['rotation-period-days'] === 'number')
+    p.rotationPeriodSeconds = Math.round(a['rotation-period-days'] * 86400);
+  if (typeof a['usage-limit'] === 'number') p.usageLimit = a['usage-limit'];
+  if (typeof a['min-encrypt-version'] === 'number') p.minEncryptVersion = a['min-encrypt-version'];
+  if (typeof a['min-decrypt-version'] === 'number') p.minDecryptVersion = a['min-decrypt-version'];
+  return { policy: p, customer: typeof a.customer === 'string' ? a.customer : '' };
+}
+
+export const adminCommand: CommandModule<object, Args> = {
+  command: 'admin',
+  describe: 'Administer orgs, tenants, customers and keys of a running daemon (admin identity)',
+  builder: (y) =>
+    (y.options(CLIENT_OPTIONS) as unknown as Argv<Args>)
+      .command([
+        group('org', 'Orgs and their root keys (in the HSM)', [
+          leaf('create', ['org'], 'CreateOrg', 'create an org and its root key'),
+          leaf('list', [], 'ListOrgs', 'list orgs'),
+          leaf('describe', ['org'], 'DescribeOrg', 'show an org and its key versions'),
+          leaf('rotate', ['org'], 'RotateOrgKey', 'new root key version; rewrap tenant keys'),
+          leaf('enable', ['org'], 'SetOrgEnabled', 'enable an org', enable(true)),
+          leaf('disable', ['org'], 'SetOrgEnabled', 'disable an org', enable(false)),
+        ]),
+        group('tenant', 'Tenants and their keys', [
+          leaf('create', ['org', 'tenant'], 'CreateTenant', 'create a tenant'),
+          leaf('list', ['org'], 'ListTenants', "list an org's tenants"),
+          leaf('describe', ['org', 'tenant'], 'DescribeTenant', 'show a tenant and its key versions'),
+          leaf('rotate', ['org', 'tenant'], 'RotateTenantKey', 'new tenant key version'),
+          leaf('enable', ['org', 'tenant'], 'SetTenantEnabled', 'enable a tenant', enable(true)),
+          leaf('disable', ['org', 'tenant'], 'SetTenantEnabled', 'disable a tenant', enable(false)),
+          leaf(
+            'destroy',
+            ['org', 'tenant'],
+            'DestroyTenant',
+            'crypto-shred a tenant; prints the signed receipt',
+          ),
+        ]),
+        group('customer', 'Customers of a tenant and their keys', [
+          leaf('create', ['org', 'tenant', 'customer'], 'CreateCustomer', 'create a customer'),
+          leaf('list', ['org', 'tenant'], 'ListCustomers', "list a tenant's customers"),
+          leaf(
+            'describe',
+            ['org', 'tenant', 'customer'],
+            'DescribeCustomer',
+            'show a customer and its key versions',
+          ),
+          leaf('rotate', ['org', 'tenant', 'customer'], 'RotateCustomerKey', 'new customer key version'),
+          leaf(
+            'enable',
+            ['org', 'tenant', 'customer'],
+            'SetCustomerEnabled',
+            'enable a customer',
+            enable(true),
+          ),
+          leaf(
+            'disable',
+            ['org', 'tenant', 'customer'],
+            'SetCustomerEnabled',
+            'disable a customer',
+            enable(false),
+          ),
+          leaf(
+            'destroy',
+            ['org', 'tenant', 'customer'],
+            'DestroyCustomer',
+            'crypto-shred a customer; prints the receipt',
+          ),
+        ]),
+        leaf(
+          'key-policy',
+          ['org', 'tenant'],
+          'SetKeyPolicy',
+          'set rotation policy / version window',
+          policyOf,
+          policyOptions,
+        ),
+        leaf(
+          'key-version',
+          ['org', 'tenant'],
+          'SetKeyVersionEnabled',
+          'enable or disable one key version',
+          (a) => ({
+            version: a.version,
+            enabled: a.enabled,
+            customer: typeof a.customer === 'string' ? a.customer : '',
+          }),
+          (y) =>
+            y
+              .option('version', { type: 'number', demandOption: true })
+              .option('enabled', { type: 'boolean', demandOption: true })
+              .option('customer', { type: 'string' }) as Argv<Args>,
+        ),
+        leaf('rotate-due', [], 'RotateDueKeys', 'run the scheduled rotation pass now'),
+      ])
+      .demandCommand(
+        1,
+        'name a resource: org, tenant, customer, key-policy, key-version, rotate-due',
+      ) as Argv<Args>,
+  handler: () => undefined,
+};

@@ -1,0 +1,35 @@
+/** `keybroker serve`: run the daemon until SIGTERM/SIGINT (SIGHUP reloads certs and config). */
+import type { Argv, CommandModule } from 'yargs';
+import { ConfigError } from '../config/load-config.ts';
+import { runDaemon } from '../main.ts';
+
+interface Args {
+  config?: string;
+}
+
+export const serveCommand: CommandModule<object, Args> = {
+  command: 'serve',
+  describe: 'Run the key broker daemon (gRPC over mTLS, /metrics /healthz /readyz)',
+  builder: (y) =>
+    (y as Argv<object>)
+      .option('config', {
+        type: 'string',
+        describe: 'config file (JSON); KB_* environment variables override it',
+      })
+      .epilogue(
+        'Signals: SIGTERM/SIGINT drain and stop (a second one forces), SIGHUP reloads TLS certificates and config.\n' +
+          'Exit codes: 0 clean stop, 1 failure or forced stop, 2 invalid config.',
+      ) as unknown as Argv<Args>,
+  handler: async (argv) => {
+    try {
+      const code = await runDaemon(argv.config !== undefined ? { configPath: argv.config } : {});
+      process.exit(code);
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        process.stderr.write(`keybroker serve: ${err.message}\n`);
+        process.exit(2);
+      }
+      throw err;
+    }
+  },
+};

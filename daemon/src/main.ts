@@ -1,0 +1,288 @@
+/**
+ * Composition root: config -> log -> metrics/health -> TLS -> API listener -> HSM -> KeyBroker
+ * -> ready; and the signals. The API listens before the HSM is open so that an HSM unreachable
+ * at start shows as "not ready" (health, /readyz, UNAVAILABLE) instead of a crash loop.
+ */
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { KbError, toKbError } from './errors.ts';
+import { orgId, tenantId } from './ids.ts';
+import type { AuditSink } from './audit/audit-sink.ts';
+import { ApiServer } from './api/api-server.ts';
+import { CallGate } from './api/call-gate.ts';
+import { DefaultAuthorizer } from './api/default-authorizer.ts';
+import { PlaceholderNoopAuditSink } from './api/placeholder-audit-sink.ts';
+import type { Config } from './config/config-schema.ts';
+import { loadConfig, readHsmPin } from './config/load-config.ts';
+import { loadProfile } from './hsm/hsm-profile.ts';
+import { Pkcs11Hsm } from './hsm/pkcs11-hsm.ts';
+import { KeyBroker } from './keys/key-broker.ts';
+import type { KeyBrokerApi } from './keys/key-broker-api.ts';
+import { HealthServer } from './obs/health-server.ts';
+import type { Readiness } from './obs/health-server.ts';
+import { InstrumentedHsm } from './obs/instrumented-hsm.ts';
+import { createLogger } from './obs/logger.ts';
+import type { Logger } from './obs/logger.ts';
+import { Metrics } from './obs/metrics.ts';
+import type { BrokerStats } from './obs/metrics.ts';
+import { SdNotify } from './obs/sd-notify.ts';
+import type { Authorizer } from './policy/authorizer.ts';
+import { ReloadableServerCredentials } from './tls/reloadable-server-credentials.ts';
+
+export interface DaemonOptions {
+  readonly configPath?: string;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+/** The running daemon's moving parts, as main() and the signal handlers see them. */
+class Daemon {
+  cfg: Config;
+  readonly log: Logger;
+  readonly env: NodeJS.ProcessEnv;
+  readonly configPath: string | undefined;
+  readonly sd: SdNotify;
+  readonly metrics: Metrics;
+  readonly audit: AuditSink = new PlaceholderNoopAuditSink();
+  authorizer: Authorizer = new DefaultAuthorizer();
+  readonly creds: ReloadableServerCredentials;
+  readonly api: ApiServer;
+  readonly ops: HealthServer;
+  hsm: Pkcs11Hsm | undefined;
+  broker: KeyBroker | undefined;
+  shuttingDown = false;
+  #readyOnce = false;
+  #hsmError: string | undefined = 'HSM not open yet';
+  #poll: NodeJS.Timeout | undefined;
+
+  constructor(cfg: Config, log: Logger, o: DaemonOptions) {
+    this.cfg = cfg;
+    this.log = log;
+    this.env = o.env ?? process.env;
+    this.configPath = o.configPath;
+    this.sd = new SdNotify(log, this.env);
+    this.metrics = new Metrics({
+      hsmSessions: () => {
+        const h = this.hsm?.health();
+        return h === undefined ? undefined : { inUse: h.sessionsInUse, total: h.sessionsTotal };
+      },
+      brokerStats: () => (this.broker as { stats?: () => BrokerStats } | undefined)?.stats?.(),
+      ready: () => this.readiness().ready,
+      degraded: () => this.readiness().degraded,
+    });
+    this.ops = new HealthServer(this.metrics.registry, () => this.readiness());
+    this.creds = new ReloadableServerCredentials(cfg.tls);
+    const gate = new CallGate({
+      authorizer: () => this.authorizer,
+      audit: this.audit,
+      log,
+      metrics: this.metrics,
+      defaultDeadlineMs: cfg.limits.defaultDeadlineMs,
+      shuttingDown: () => this.shuttingDown,
+    });
+    this.api = new ApiServer({
+      credentials: this.creds,
+      gate,
+      broker: () => this.brokerOrThrow(),
+      limits: cfg.limits,
+    });
+  }
+
+  brokerOrThrow(): KeyBrokerApi {
+    if (this.shuttingDown) throw new KbError('SHUTTING_DOWN');
+    if (this.broker === undefined)
+      throw new KbError('HSM_UNAVAILABLE', undefined, { detail: this.#hsmError ?? 'not open' });
+    return this.broker;
+  }
+
+  readiness(): Readiness {
+    if (this.shuttingDown) return { ready: false, degraded: false, reason: 'shutting down' };
+    if (this.broker === undefined)
+      return { ready: false, degraded: false, reason: this.#hsmError ?? 'starting' };
+    const b = this.broker.health();
+    const a = this.audit.health();
+    if (!a.ok) return { ready: false, degraded: b.degraded, reason: `audit: ${a.reason ?? 'unavailable'}` };
+    return { ready: b.ready, degraded: b.degraded, ...(b.reason !== undefined ? { reason: b.reason } : {}) };
+  }
+
+  async start(): Promise<void> {
+    const grpcPort = await this.api.listen(this.cfg.listen.host, this.cfg.listen.port);
+    const metricsPort = this.cfg.metrics.enabled
+      ? await this.ops.listen(this.cfg.metrics.host, this.cfg.metrics.port)
+      : 0;
+    const grpc = `${this.cfg.listen.host}:${grpcPort}`;
+    const metrics = this.cfg.metrics.enabled ? `${this.cfg.metrics.host}:${metricsPort}` : '';
+    if (this.cfg.lifecycle.readyFile !== '') {
+      const f = this.cfg.lifecycle.readyFile;
+      mkdirSync(dirname(f), { recursive: true });
+      writeFileSync(
+        `${f}.tmp`,
+        JSON.stringify({ pid: process.pid, grpc, grpcPort, metrics, metricsPort }) + '\n',
+      );
+      renameSync(`${f}.tmp`, f);
+    }
+    this.log.info({ grpc, grpcPort, metrics, metricsPort }, 'listening');
+    this.#poll = setInterval(() => this.#checkReady(), 500);
+    void this.#openHsmLoop();
+  }
+
+  async #openHsmLoop(): Promise<void> {
+    while (!this.shuttingDown && this.broker === undefined) {
+      try {
+        await this.#openHsm();
+        this.#hsmError = undefined;
+        this.#checkReady();
+        return;
+      } catch (err) {
+        const e = toKbError(err);
+        this.#hsmError = `HSM not reachable: ${e.safeMessage}`;
+        this.log.error(
+          { err: e.safeMessage, detail: e.detail, retryMs: this.cfg.hsm.retryMs },
+          'cannot open HSM; retrying',
+        );
+        await new Promise((r) => setTimeout(r, this.cfg.hsm.retryMs));
+      }
+    }
+  }
+
+  async #openHsm(): Promise<void> {
+    const { hsm: h } = this.cfg;
+    if (h.softhsmConf !== '') process.env.SOFTHSM2_CONF = h.softhsmConf;
+    let profile = loadProfile(h.profile);
+    if (h.module !== '') profile = { ...profile, module: { ...profile.module, paths: [h.module] } };
+    const hsm = await Pkcs11Hsm.open({
+      profile,
+      pin: readHsmPin(this.cfg, this.env),
+      tokenLabel: h.tokenLabel,
+      logger: this.log,
+    });
+    this.hsm = hsm;
+    try {
+      const broker = await KeyBroker.open({
+        hsm: new InstrumentedHsm(hsm, this.metrics),
+        dataDir: this.cfg.dataDir,
+        cache: { ttlMs: this.cfg.keys.cacheTtlMs, maxEntries: this.cfg.keys.cacheMaxEntries },
+        degradedServeMs: this.cfg.keys.degradedServeMs,
+        logger: this.log,
+        auditHead: () => this.audit.head(),
+      });
+      await this.#bootstrap(broker);
+      this.broker = broker;
+    } catch (err) {
+      this.hsm = undefined;
+      await hsm.close().catch((e: unknown) => this.log.warn({ err: String(e) }, 'HSM close failed'));
+      throw err;
+    }
+  }
+
+  /** Create the configured org and tenants when absent (dev and test convenience). */
+  async #bootstrap(broker: KeyBroker): Promise<void> {
+    const { org, tenants } = this.cfg.bootstrap;
+    if (org === '') return;
+    const o = orgId(org);
+    const exists = async (f: () => Promise<unknown>) =>
+      f().then(
+        () => true,
+        (e: unknown) => {
+          if (toKbError(e).code === 'NOT_FOUND') return false;
+          throw e;
+        },
+      );
+    if (!(await exists(() => broker.describeOrg(o)))) await broker.createOrg(o);
+    for (const t of tenants) {
+      const ref = { org: o, tenant: tenantId(t) };
+      if (!(await exists(() => broker.describeTenant(ref)))) await broker.createTenant(o, ref.tenant);
+    }
+    this.log.info({ org, tenants }, 'bootstrap org and tenants present');
+  }
+
+  #checkReady(): void {
+    const r = this.readiness();
+    this.api.setServing(r.ready);
+    if (r.ready && !this.#readyOnce) {
+      this.#readyOnce = true;
+      this.log.info({ degraded: r.degraded }, 'ready');
+      void this.sd.notify('READY=1', 'STATUS=serving');
+    }
+  }
+
+  /** SIGHUP: re-read config and TLS files; a bad new config keeps the old one running. */
+  async reload(): Promise<void> {
+    await this.sd.notify('RELOADING=1');
+    try {
+      const next = loadConfig(this.configPath, this.env);
+      this.creds.reload(next.tls);
+      this.log.level = next.log.level;
+      this.cfg = next;
+      this.log.info({}, 'reloaded config and TLS certificates');
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'reload failed; keeping the previous config');
+    }
+    await this.sd.notify('READY=1');
+  }
+
+  /** SIGTERM: drain, then close the broker (zeroes caches), the audit sink and the HSM. */
+  async stop(): Promise<boolean> {
+    this.shuttingDown = true;
+    if (this.#poll) clearInterval(this.#poll);
+    await this.sd.notify('STOPPING=1');
+    this.log.info({ graceMs: this.cfg.lifecycle.shutdownGraceMs }, 'shutting down: draining');
+    const { forced } = await this.api.shutdown(this.cfg.lifecycle.shutdownGraceMs);
+    await this.broker?.close();
+    await this.audit.close();
+    await this.hsm?.close();
+    await this.ops.close();
+    this.log.info({ forced }, 'stopped');
+    return !forced;
+  }
+}
+
+/** Run the daemon until a signal stops it; resolves with the exit code. */
+export async function runDaemon(o: DaemonOptions): Promise<number> {
+  const cfg = loadConfig(o.configPath, o.env ?? process.env);
+  const log = createLogger(cfg.log.level);
+  const d = new Daemon(cfg, log, o);
+  installTestHooks(d);
+  await d.start();
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const onStop = (sig: string) => {
+      if (stopping) {
+        log.warn({ sig }, 'second signal: forcing shutdown');
+        d.api.forceShutdown();
+        log.flush();
+        resolve(1);
+        return;
+      }
+      stopping = true;
+      log.info({ sig }, 'signal received');
+      d.stop().then(
+        () => {
+          log.flush();
+          resolve(0);
+        },
+        (err: unknown) => {
+          log.error({ err: String(err) }, 'shutdown failed');
+          log.flush();
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', () => onStop('SIGTERM'));
+    process.on('SIGINT', () => onStop('SIGINT'));
+    process.on('SIGHUP', () => void d.reload());
+  });
+}
+
+/**
+ * Test-only hooks, enabled only by KB_TEST_HOOKS=1 in the environment (never by the config
+ * file): SIGUSR2 toggles the HSM fault switch, so e2e tests can take the HSM away and back.
+ */
+function installTestHooks(d: Daemon): void {
+  if (d.env.KB_TEST_HOOKS !== '1') return;
+  let faulty = false;
+  process.on('SIGUSR2', () => {
+    faulty = !faulty;
+    d.hsm?.setFaultInjection(faulty);
+    d.log.warn({ faulty }, 'test hook: HSM fault injection toggled');
+  });
+}
