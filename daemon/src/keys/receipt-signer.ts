@@ -33,8 +33,18 @@ export function verifyShredReceipt(r: ShredReceipt): boolean {
     const key = createPublicKey(r.publicKeyPem);
     const sig = Buffer.from(r.signature, 'base64');
     const body = Buffer.from(r.body, 'utf8');
-    if (r.signatureAlgorithm === 'ecdsa-p256-sha256') return verify('sha256', body, key, sig);
+    // The named algorithm must match the key, or a PSS label on an EC key would verify as ECDSA.
+    const d = key.asymmetricKeyDetails;
+    if (r.signatureAlgorithm === 'ecdsa-p256-sha256') {
+      if (key.asymmetricKeyType !== 'ec' || d?.namedCurve !== 'prime256v1') return false;
+      return verify('sha256', body, key, sig);
+    }
     if (r.signatureAlgorithm === 'rsa-pss-sha256-3072') {
+      if (
+        (key.asymmetricKeyType !== 'rsa' && key.asymmetricKeyType !== 'rsa-pss') ||
+        d?.modulusLength !== 3072
+      )
+        return false;
       return verify(
         'sha256',
         body,
