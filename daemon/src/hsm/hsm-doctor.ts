@@ -212,7 +212,12 @@ function checkMechanisms(hsm: Pkcs11Hsm, profile: HsmProfile, add: Add): Set<str
     );
     if (lacking.length > 0) {
       missing.add(req.mechanism);
-      add('fail', `mechanism ${req.mechanism}`, `present but not for ${lacking.join(', ')}`, req.why);
+      add(
+        'fail',
+        `mechanism ${req.mechanism}`,
+        `present but not for ${lacking.join(', ').toLowerCase()}`,
+        req.why,
+      );
     } else if (req.minKeyBits !== undefined && info.maxKeySize < req.minKeyBits) {
       missing.add(req.mechanism);
       add(
@@ -240,67 +245,74 @@ async function roundTrips(
 ): Promise<void> {
   const tag = randomBytes(6).toString('hex');
   const scratch: HsmKeyRef[] = [];
-  const step = async (name: string, needs: readonly string[], why: string, f: () => Promise<string>) => {
+  const run = async (name: string, needs: readonly string[], why: string, f: () => Promise<string>) => {
     const absent = needs.filter((m) => missing.has(m));
     if (absent.length > 0) return add('skip', name, `needs ${absent.join(', ')}`);
     try {
       add('pass', name, await f());
     } catch (err) {
-      const e = err instanceof KbError ? `${err.code}${err.detail ? ` (${err.detail})` : ''}` : String(err);
-      add('fail', name, e, why);
+      add(
+        'fail',
+        name,
+        err instanceof KbError ? `${err.code}${err.detail ? ` (${err.detail})` : ''}` : String(err),
+        why,
+      );
     }
   };
-  const wrapMechs =
-    profile.wrap === 'aes-kwp'
-      ? ['CKM_AES_KEY_WRAP_PAD']
-      : ['CKM_AES_CBC_PAD', 'CKM_SHA256_HMAC', 'CKM_GENERIC_SECRET_KEY_GEN'];
+  const cbc = profile.wrap === 'aes-cbc-pad-hmac-sha256';
+  const wrapMechs = cbc ? ['CKM_AES_CBC_PAD', 'CKM_SHA256_HMAC'] : ['CKM_AES_KEY_WRAP_PAD'];
+  const genMechs = cbc ? ['CKM_AES_KEY_GEN', 'CKM_GENERIC_SECRET_KEY_GEN'] : ['CKM_AES_KEY_GEN'];
   let root: HsmKeyRef | undefined;
-  try {
-    await step(
-      'root key',
-      ['CKM_AES_KEY_GEN', ...wrapMechs],
-      'root keys must be generated non-extractable in the token',
-      async () => {
-        root = await hsm.generateRootKey(`kb-doctor-root-${tag}`);
-        scratch.push(root);
-        const a = await inspectRootKey(hsm, root.label);
-        const bad = [
-          a.sensitive ? '' : 'CKA_SENSITIVE is false',
-          a.extractable ? 'CKA_EXTRACTABLE is true' : '',
-          a.neverExtractable ? '' : 'CKA_NEVER_EXTRACTABLE is false',
-          a.alwaysSensitive ? '' : 'CKA_ALWAYS_SENSITIVE is false',
-          a.valueRead === 'CKR_OK' ? 'CKA_VALUE was readable' : '',
-        ].filter(Boolean);
-        if (bad.length) throw new Error(bad.join('; '));
-        return `generated; sensitive, never extractable, CKA_VALUE read gives ${a.valueRead}`;
-      },
-    );
+  // Steps that use the root key are skipped (with the reason) when it could not be made.
+  const withRoot = (
+    name: string,
+    needs: readonly string[],
+    why: string,
+    f: (r: HsmKeyRef) => Promise<string>,
+  ) => {
     const r = root;
-    await step('wrap/unwrap', wrapMechs, "wrapping tenant keys is the HSM's main job", async () => {
-      if (!r) throw new Error('no root key');
+    return r
+      ? run(name, needs, why, () => f(r))
+      : add('skip', name, 'needs the root key, which could not be made');
+  };
+  const codeOf = (p: Promise<unknown>) =>
+    p.then(
+      () => 'accepted',
+      (e: unknown) => (e instanceof KbError ? e.code : String(e)),
+    );
+  try {
+    await run('root key', genMechs, 'root keys must be generated non-extractable in the token', async () => {
+      const made = await hsm.generateRootKey(`kb-doctor-root-${tag}`);
+      scratch.push(made);
+      const a = await inspectRootKey(hsm, made.label);
+      const bad = [
+        a.sensitive ? '' : 'CKA_SENSITIVE is false',
+        a.extractable ? 'CKA_EXTRACTABLE is true' : '',
+        a.neverExtractable ? '' : 'CKA_NEVER_EXTRACTABLE is false',
+        a.alwaysSensitive ? '' : 'CKA_ALWAYS_SENSITIVE is false',
+        a.valueRead === 'CKR_OK' ? 'CKA_VALUE was readable' : '',
+      ].filter(Boolean);
+      if (bad.length) throw new Error(bad.join('; '));
+      root = made;
+      return `generated; sensitive, never extractable, CKA_VALUE read gives ${a.valueRead}`;
+    });
+    await withRoot('wrap/unwrap', wrapMechs, "wrapping tenant keys is the HSM's main job", async (r) => {
       const key = randomBytes(32);
       const wrapped = Buffer.from(await hsm.wrapKey(r, key));
       if (!Buffer.from(await hsm.unwrapKey(r, wrapped)).equals(key))
         throw new Error('unwrapped bytes differ');
       wrapped[wrapped.length - 1] = (wrapped[wrapped.length - 1] ?? 0) ^ 1;
-      const tampered = await hsm.unwrapKey(r, wrapped).then(
-        () => 'accepted',
-        (e: unknown) => (e instanceof KbError ? e.code : String(e)),
-      );
+      const tampered = await codeOf(hsm.unwrapKey(r, wrapped));
       if (tampered !== 'DECRYPTION_FAILED') throw new Error(`tampered wrap: ${tampered}`);
       return `${profile.wrap}: 32-byte key round trip, tampered wrap rejected`;
     });
     if (profile.aesGcm) {
-      await step('aes-gcm', ['CKM_AES_GCM'], 'profile declares aesGcm: true', async () => {
-        if (!r) throw new Error('no root key');
+      await withRoot('aes-gcm', ['CKM_AES_GCM'], 'profile declares aesGcm: true', async (r) => {
         const pt = randomBytes(1024);
         const sealed = await hsm.encryptGcm(r, pt, Buffer.from('aad'));
-        if (!Buffer.from(await hsm.decryptGcm(r, sealed, Buffer.from('aad'))).equals(pt))
-          throw new Error('round trip differs');
-        const wrongAad = await hsm.decryptGcm(r, sealed, Buffer.from('aaX')).then(
-          () => 'accepted',
-          (e: unknown) => (e instanceof KbError ? e.code : String(e)),
-        );
+        const back = Buffer.from(await hsm.decryptGcm(r, sealed, Buffer.from('aad')));
+        if (!back.equals(pt)) throw new Error('round trip differs');
+        const wrongAad = await codeOf(hsm.decryptGcm(r, sealed, Buffer.from('aaX')));
         if (wrongAad !== 'DECRYPTION_FAILED') throw new Error(`wrong AAD: ${wrongAad}`);
         return '1 KiB round trip, wrong AAD rejected';
       });
@@ -312,7 +324,7 @@ async function roundTrips(
         alg === 'ecdsa-p256'
           ? ['CKM_EC_KEY_PAIR_GEN', 'CKM_ECDSA']
           : ['CKM_RSA_PKCS_KEY_PAIR_GEN', profile.rsaPssMechanism ?? 'CKM_RSA_PKCS_PSS'];
-      await step(`sign ${alg}`, needs, `profile declares signing ${alg}`, async () => {
+      await run(`sign ${alg}`, needs, `profile declares signing ${alg}`, async () => {
         const { ref, spki } = await hsm.generateSigningKey(`kb-doctor-sign-${alg}-${tag}`, alg);
         scratch.push(ref);
         const msg = randomBytes(64);
@@ -328,12 +340,8 @@ async function roundTrips(
       await hsm.destroyKey(ref);
       if (await hsm.findKey(ref.label, ref.kind)) left++;
     }
-    add(
-      left === 0 ? 'pass' : 'fail',
-      'cleanup',
-      `${scratch.length} scratch key(s) destroyed${left ? `, ${left} left behind` : ''}`,
-      'doctor must leave the token as it found it',
-    );
+    const detail = `${scratch.length} scratch key(s) destroyed${left ? `, ${left} left behind` : ''}`;
+    add(left === 0 ? 'pass' : 'fail', 'cleanup', detail, 'doctor must leave the token as it found it');
   }
 }
 
