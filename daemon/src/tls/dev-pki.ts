@@ -83,11 +83,20 @@ export async function createDevCa(
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
-  const caKey = keys.privateKey;
+  return caFrom(ca, keys.privateKey, algorithm, ca.toString('pem') + '\n', await keyPem(keys.privateKey));
+}
+
+function caFrom(
+  ca: x509.X509Certificate,
+  caKey: webcrypto.CryptoKey,
+  algorithm: PkiAlgorithm,
+  certPem: string,
+  caKeyPem: string,
+): DevCa {
   return {
     algorithm,
-    certPem: ca.toString('pem') + '\n',
-    keyPem: await keyPem(caKey),
+    certPem,
+    keyPem: caKeyPem,
     async issue(opts: LeafOptions): Promise<PemPair> {
       const leafAlg = opts.algorithm ?? algorithm;
       const leafKeys = await generateKeys(leafAlg);
@@ -117,4 +126,13 @@ export async function createDevCa(
       return { certPem: leaf.toString('pem') + '\n', keyPem: await keyPem(leafKeys.privateKey) };
     },
   };
+}
+
+/** Load a CA written by `keybroker init` (pki/ca.pem + pki/ca-key.pem) to issue more certificates. */
+export async function loadDevCa(certPem: string, keyPem: string): Promise<DevCa> {
+  const cert = new x509.X509Certificate(certPem);
+  const algorithm: PkiAlgorithm = cert.publicKey.algorithm.name === 'ECDSA' ? 'ecdsa-p256' : 'mldsa65';
+  const der = Buffer.from(keyPem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64');
+  const key = await crypto.subtle.importKey('pkcs8', der, algParams(algorithm), true, ['sign']);
+  return caFrom(cert, key, algorithm, certPem, keyPem);
 }
