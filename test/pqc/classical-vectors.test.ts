@@ -22,7 +22,7 @@ function run(file: string, check: (g: WycheproofGroup, t: WycheproofTest) => boo
   const tally = new Tally(file, 'openssl');
   for (const g of wycheproof(file).testGroups) {
     for (const t of g.tests) {
-      let ok: boolean | 'not-applicable' = false;
+      let ok = false as boolean | 'not-applicable';
       const err = thrown(() => (ok = check(g, t)));
       if (ok === 'not-applicable') tally.skip('parameter shape keybroker does not use');
       else if (t.result === 'acceptable') tally.pass();
