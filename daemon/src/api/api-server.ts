@@ -5,7 +5,8 @@
  */
 import { Server } from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
-import { HealthImplementation } from 'grpc-health-check';
+import { loadSync } from '@grpc/proto-loader';
+import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import type { ServingStatus } from 'grpc-health-check';
 import type { KeyBrokerApi } from '../keys/key-broker-api.ts';
 import type { ReloadableServerCredentials } from '../tls/reloadable-server-credentials.ts';
@@ -46,7 +47,8 @@ export class ApiServer {
     for (const s of SERVICE_NAMES) initial[s] = 'NOT_SERVING';
     this.#health = new HealthImplementation(initial);
     this.#health.addToServer(this.#server);
-    new ReflectionService(pkg).addToServer(this.#server);
+    // Reflection describes the health service too, so grpcurl can call it by name.
+    new ReflectionService({ ...pkg, ...loadSync(healthProtoPath) }).addToServer(this.#server);
   }
 
   /** Bind host:port (0 picks a free port); resolves with the bound port. */
