@@ -125,6 +125,17 @@ export class DataPlane {
     return { ciphertext: blob, keyVersion: version };
   }
 
+  /** Run a request; if its tenant was destroyed meanwhile, whatever failed becomes a clean NOT_FOUND. */
+  async cleanly<T>(ref: TenantRef, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      const t = this.#h.tenantRow(ref.org, ref.tenant);
+      if (t && t.state !== 'active') throw new KbError('NOT_FOUND', 'tenant');
+      throw err;
+    }
+  }
+
   /** Authenticate and open an envelope of `types`; policy checks only after authentication. */
   async open(ref: TenantRef, types: readonly EnvelopeType[], blob: Uint8Array, aad: Uint8Array) {
     checkAad(aad);

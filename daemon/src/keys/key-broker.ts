@@ -152,6 +152,11 @@ export class KeyBroker implements Api.KeyBrokerApi {
     }
   }
 
+  /** Data-plane calls: a request whose tenant was destroyed meanwhile fails with NOT_FOUND. */
+  #data<T>(ref: TenantRef, fn: () => Promise<T>): Promise<T> {
+    return this.#guard(() => this.#dp.cleanly(ref, fn));
+  }
+
   // --- lifecycle ---
   createOrg(org: OrgId): Promise<Api.OrgInfo> {
     return this.#guard(() => this.#life.createOrg(orgId(org)));
@@ -269,45 +274,49 @@ export class KeyBroker implements Api.KeyBrokerApi {
 
   // --- data plane ---
   encrypt(ref: TenantRef, req: Api.EncryptRequest): Promise<Api.EncryptResult> {
-    return this.#guard(() => this.#dp.encrypt(ref, req.customer, req.plaintext, req.aad));
+    return this.#data(ref, () => this.#dp.encrypt(ref, req.customer, req.plaintext, req.aad));
   }
   decrypt(ref: TenantRef, req: Api.DecryptRequest): Promise<Api.DecryptResult> {
-    return this.#guard(() => this.#dp.decrypt(ref, req));
+    return this.#data(ref, () => this.#dp.decrypt(ref, req));
   }
   encryptBatch(
     ref: TenantRef,
     items: readonly Api.EncryptRequest[],
   ): Promise<Api.ItemResult<Api.EncryptResult>[]> {
     return this.#guard(() =>
-      this.#batch.run(items, (it) => this.#dp.encrypt(ref, it.customer, it.plaintext, it.aad)),
+      this.#batch.run(items, (it) =>
+        this.#dp.cleanly(ref, () => this.#dp.encrypt(ref, it.customer, it.plaintext, it.aad)),
+      ),
     );
   }
   decryptBatch(
     ref: TenantRef,
     items: readonly Api.DecryptRequest[],
   ): Promise<Api.ItemResult<Api.DecryptResult>[]> {
-    return this.#guard(() => this.#batch.run(items, (it) => this.#dp.decrypt(ref, it)));
+    return this.#guard(() =>
+      this.#batch.run(items, (it) => this.#dp.cleanly(ref, () => this.#dp.decrypt(ref, it))),
+    );
   }
   generateDataKey(ref: TenantRef, req: Api.DataKeyRequest): Promise<Api.DataKeyResult> {
-    return this.#guard(() => this.#dp.generateDataKey(ref, req.customer, req.aad, req.length));
+    return this.#data(ref, () => this.#dp.generateDataKey(ref, req.customer, req.aad, req.length));
   }
   decryptDataKey(
     ref: TenantRef,
     req: { wrappedKey: Uint8Array; aad: Uint8Array },
   ): Promise<{ plaintextKey: Uint8Array }> {
-    return this.#guard(() => this.#dp.decryptDataKey(ref, req.wrappedKey, req.aad));
+    return this.#data(ref, () => this.#dp.decryptDataKey(ref, req.wrappedKey, req.aad));
   }
   rewrap(ref: TenantRef, req: Api.DecryptRequest): Promise<Api.RewrapResult> {
-    return this.#guard(() => this.#dp.rewrap(ref, req));
+    return this.#data(ref, () => this.#dp.rewrap(ref, req));
   }
   encryptStream(
     ref: TenantRef,
     req: { customer?: CustomerId; aad: Uint8Array },
   ): Promise<Api.StreamEncryptor> {
-    return this.#guard(() => this.#dp.encryptStream(ref, req.customer, req.aad));
+    return this.#data(ref, () => this.#dp.encryptStream(ref, req.customer, req.aad));
   }
   decryptStream(ref: TenantRef, req: { header: Uint8Array; aad: Uint8Array }): Promise<Api.StreamDecryptor> {
-    return this.#guard(() => this.#dp.decryptStream(ref, req.header, req.aad));
+    return this.#data(ref, () => this.#dp.decryptStream(ref, req.header, req.aad));
   }
 
   health(): { ready: boolean; degraded: boolean; reason?: string } {
