@@ -1,0 +1,112 @@
+/**
+ * Worker-thread entry for PqcWorkerPool: owns its own engines (OpenSSL and liboqs), runs the
+ * power-on self-test on them, then serves batches of operations. Loaded private keys are cached
+ * by a digest of (engine, alg, form, bytes), so repeated signing with one key skips re-import;
+ * evicted keys are destroyed.
+ */
+import { createHash } from 'node:crypto';
+import { parentPort } from 'node:worker_threads';
+import { KbError } from '../errors.ts';
+import { LiboqsEngine } from './liboqs-engine.ts';
+import { OpenSslEngine } from './openssl-engine.ts';
+import type { EngineName, PqcEngine, PqcPrivateKey } from './pqc-engine.ts';
+import type { PqcWorkerOp, PqcWorkerReady, PqcWorkerReply, PqcWorkerRequest, PqcWorkerResult, WirePrivateKey } from './pqc-worker-protocol.ts';
+import type { PqcAlgorithm } from './pqc-params.ts';
+import { runSelfTest } from './self-test.ts';
+
+const KEY_CACHE_MAX = 64;
+const port = parentPort;
+if (port === null) throw new Error('pqc-worker.ts must run in a worker thread');
+
+const openssl = new OpenSslEngine();
+const engines: Record<EngineName, PqcEngine> = { openssl, liboqs: await LiboqsEngine.create() };
+const keys = new Map<string, PqcPrivateKey>();
+
+function loadKey(engine: PqcEngine, alg: PqcAlgorithm, k: WirePrivateKey): PqcPrivateKey {
+  const id = createHash('sha256').update(`${engine.name}|${alg}|${k.form}|`).update(k.bytes).digest('base64');
+  const hit = keys.get(id);
+  if (hit !== undefined) {
+    keys.delete(id);
+    keys.set(id, hit);
+    return hit;
+  }
+  let key: PqcPrivateKey;
+  if (k.form === 'seed' && !engine.capabilities.keygenFromSeed) {
+    const pair = openssl.generateKeyPair(alg, k.bytes);
+    key = engine.loadPrivateKey(alg, 'expanded', pair.secretKey.expose(), k.publicKey);
+    pair.secretKey.destroy();
+    pair.seed?.destroy();
+  } else {
+    key = engine.loadPrivateKey(alg, k.form, k.bytes, k.publicKey);
+  }
+  keys.set(id, key);
+  if (keys.size > KEY_CACHE_MAX) {
+    const [oldestId, oldest] = keys.entries().next().value as [string, PqcPrivateKey];
+    keys.delete(oldestId);
+    oldest.destroy();
+  }
+  return key;
+}
+
+function run(w: PqcWorkerOp): { result: PqcWorkerResult; transfer: ArrayBuffer[] } {
+  const engine = engines[w.engine];
+  if (engine === undefined) throw new KbError('INVALID_ARGUMENT', `engine must be openssl or liboqs`);
+  const t = (...arrays: Uint8Array[]): ArrayBuffer[] => arrays.map((a) => a.buffer as ArrayBuffer);
+  // Results leave in fresh buffers so transferring them never detaches engine-owned memory.
+  const own = (a: Uint8Array): Uint8Array => Uint8Array.from(a);
+  switch (w.op) {
+    case 'generateKeyPair': {
+      const kp = engine.generateKeyPair(w.alg, w.seed);
+      const publicKey = own(kp.publicKey);
+      const secretKey = own(kp.secretKey.expose());
+      kp.secretKey.destroy();
+      const seed = kp.seed === undefined ? undefined : own(kp.seed.expose());
+      kp.seed?.destroy();
+      const result = seed === undefined ? { op: w.op, publicKey, secretKey } : { op: w.op, publicKey, secretKey, seed };
+      return { result, transfer: t(publicKey, secretKey, ...(seed ? [seed] : [])) };
+    }
+    case 'encapsulate': {
+      const e = engine.encapsulate(w.alg, w.publicKey);
+      const cipherText = own(e.cipherText);
+      const sharedSecret = own(e.sharedSecret);
+      e.sharedSecret.fill(0);
+      return { result: { op: w.op, cipherText, sharedSecret }, transfer: t(cipherText, sharedSecret) };
+    }
+    case 'decapsulate': {
+      const ss = engine.decapsulate(loadKey(engine, w.alg, w.key), w.cipherText);
+      const sharedSecret = own(ss);
+      ss.fill(0);
+      return { result: { op: w.op, sharedSecret }, transfer: t(sharedSecret) };
+    }
+    case 'sign': {
+      const signature = own(engine.sign(loadKey(engine, w.alg, w.key), w.message, w.context));
+      return { result: { op: w.op, signature }, transfer: t(signature) };
+    }
+    case 'verify':
+      return { result: { op: w.op, valid: engine.verify(w.alg, w.publicKey, w.message, w.signature, w.context) }, transfer: [] };
+  }
+}
+
+const report = await runSelfTest([engines.openssl, engines.liboqs]);
+const ready: PqcWorkerReady = {
+  ready: true,
+  selfTestOk: report.ok,
+  failed: report.results.filter((r) => !r.ok).map((r) => `${r.engine}/${r.algorithm}/${r.check}`),
+};
+port.postMessage(ready);
+
+port.on('message', (batch: PqcWorkerRequest[]) => {
+  const replies: PqcWorkerReply[] = [];
+  const transfer: ArrayBuffer[] = [];
+  for (const req of batch) {
+    try {
+      const r = run(req.work);
+      replies.push({ id: req.id, ok: true, result: r.result });
+      transfer.push(...r.transfer);
+    } catch (err) {
+      const kb = err instanceof KbError ? err : new KbError('INTERNAL');
+      replies.push({ id: req.id, ok: false, code: kb.code, message: kb.safeMessage });
+    }
+  }
+  port.postMessage(replies, transfer);
+});

@@ -1,0 +1,84 @@
+/**
+ * PqcWorkerPool: every operation round-trips through real worker threads running the .ts worker
+ * (type stripping), results interoperate with in-process engines, errors keep their code and safe
+ * detail, the queue is bounded, caller buffers are never detached, close() drains.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { KbError } from '../../daemon/src/errors.ts';
+import { PqcWorkerPool } from '../../daemon/src/pqc/pqc-worker-pool.ts';
+import { liboqs, openssl } from './engines.ts';
+import { eq } from './vectors.ts';
+
+describe('pqc worker pool', () => {
+  let pool: PqcWorkerPool;
+  before(async () => {
+    pool = await PqcWorkerPool.create({ size: 2 });
+  });
+  after(async () => {
+    await pool.close();
+  });
+
+  for (const engine of ['openssl', 'liboqs'] as const) {
+    it(`ML-DSA-65 keygen/sign/verify through the pool on ${engine}; signatures verify in-process`, async () => {
+      const kp = await pool.generateKeyPair('openssl', 'ml-dsa-65');
+      const key = { form: 'seed' as const, bytes: kp.seed!.expose(), publicKey: kp.publicKey };
+      const msg = new TextEncoder().encode('pooled');
+      const sigs = await Promise.all([1, 2, 3, 4, 5].map(() => pool.sign(engine, 'ml-dsa-65', key, msg)));
+      for (const sig of sigs) {
+        assert.ok(openssl.verify('ml-dsa-65', kp.publicKey, msg, sig) && liboqs.verify('ml-dsa-65', kp.publicKey, msg, sig));
+        assert.equal(await pool.verify(engine, 'ml-dsa-65', kp.publicKey, msg, sig), true);
+      }
+      assert.equal(await pool.verify(engine, 'ml-dsa-65', kp.publicKey, new Uint8Array(1), sigs[0]!), false);
+    });
+
+    it(`ML-KEM-768 encapsulate/decapsulate through the pool on ${engine}`, async () => {
+      const kp = openssl.generateKeyPair('ml-kem-768');
+      const key = { form: 'seed' as const, bytes: kp.seed!.expose(), publicKey: kp.publicKey };
+      const enc = await pool.encapsulate(engine, 'ml-kem-768', kp.publicKey);
+      assert.ok(eq(await pool.decapsulate(engine, 'ml-kem-768', key, enc.cipherText), enc.sharedSecret));
+      const inProc = openssl.loadPrivateKey('ml-kem-768', 'seed', kp.seed!.expose());
+      assert.ok(eq(openssl.decapsulate(inProc, enc.cipherText), enc.sharedSecret));
+    });
+  }
+
+  it('a context string is refused by liboqs in the worker, served by openssl', async () => {
+    const kp = openssl.generateKeyPair('ml-dsa-65');
+    const key = { form: 'seed' as const, bytes: kp.seed!.expose(), publicKey: kp.publicKey };
+    const ctx = new Uint8Array([1, 2]);
+    await assert.rejects(pool.sign('liboqs', 'ml-dsa-65', key, new Uint8Array(1), ctx), (e: unknown) => e instanceof KbError && e.code === 'UNIMPLEMENTED');
+    const sig = await pool.sign('openssl', 'ml-dsa-65', key, new Uint8Array(1), ctx);
+    assert.ok(openssl.verify('ml-dsa-65', kp.publicKey, new Uint8Array(1), sig, ctx));
+  });
+
+  it('errors keep their code and safe detail', async () => {
+    await assert.rejects(
+      pool.verify('openssl', 'ml-dsa-65', new Uint8Array(3), new Uint8Array(1), new Uint8Array(3309)),
+      (e: unknown) => e instanceof KbError && e.code === 'INVALID_ARGUMENT' && /publicKey must be 1952 bytes/.test(e.message),
+    );
+    await assert.rejects(pool.generateKeyPair('liboqs', 'ml-kem-768', new Uint8Array(64)), (e: unknown) => e instanceof KbError && e.code === 'UNIMPLEMENTED');
+  });
+
+  it("does not detach or modify the caller's buffers", async () => {
+    const kp = openssl.generateKeyPair('ml-kem-768');
+    const pk = Uint8Array.from(kp.publicKey);
+    await pool.encapsulate('openssl', 'ml-kem-768', pk);
+    assert.equal(pk.byteLength, 1184);
+    assert.ok(eq(pk, kp.publicKey));
+  });
+
+  it('the queue is bounded: excess work fails fast with POOL_EXHAUSTED', async () => {
+    const small = await PqcWorkerPool.create({ size: 1, maxQueue: 4, maxBatch: 1 });
+    try {
+      const kp = openssl.generateKeyPair('ml-dsa-65');
+      const key = { form: 'seed' as const, bytes: kp.seed!.expose(), publicKey: kp.publicKey };
+      const results = await Promise.allSettled(Array.from({ length: 40 }, () => small.sign('openssl', 'ml-dsa-65', key, new Uint8Array(8))));
+      const exhausted = results.filter((r) => r.status === 'rejected' && r.reason instanceof KbError && r.reason.code === 'POOL_EXHAUSTED');
+      assert.ok(exhausted.length > 0, 'some calls must be refused');
+      assert.ok(results.some((r) => r.status === 'fulfilled'), 'the rest are served');
+    } finally {
+      await small.close();
+    }
+    await assert.rejects(small.verify('openssl', 'ml-dsa-65', new Uint8Array(1952), new Uint8Array(1), new Uint8Array(1)), (e: unknown) => e instanceof KbError && e.code === 'SHUTTING_DOWN');
+  });
+});
