@@ -9,12 +9,12 @@ export { GrpcCode };
 
 /** Await `p`, expect it to fail with `code`; returns the error for more checks. */
 export async function expectCode(p: Promise<unknown>, code: number, what: string): Promise<ServiceError> {
+  let v: unknown;
   try {
-    const v = await p;
-    assert.fail(`${what}: expected ${GrpcCode[code]}, got success ${JSON.stringify(v)?.slice(0, 200)}`);
+    v = await p;
   } catch (err) {
     const e = err as ServiceError;
-    if (e.code === undefined) throw err;
+    if (typeof e.code !== 'number') throw err;
     assert.equal(
       e.code,
       code,
@@ -22,6 +22,7 @@ export async function expectCode(p: Promise<unknown>, code: number, what: string
     );
     return e;
   }
+  assert.fail(`${what}: expected ${GrpcCode[code]}, got success ${JSON.stringify(v)?.slice(0, 200)}`);
 }
 
 /** Run a bidi stream: send `msgs`, half-close, collect responses; rejects with the status error. */
