@@ -56,10 +56,10 @@ export async function readChainTail(path: string): Promise<ChainTail> {
     // Lines fully inside the window; the first may be partial when the window starts mid-file.
     let pos = 0;
     if (start > 0) pos = buf.indexOf(0x0a) + 1;
-    const lines: { offset: number; text: string }[] = [];
+    const lines: { offset: number; text: string; raw: Buffer }[] = [];
     while (pos < completeEnd) {
       const nl = buf.indexOf(0x0a, pos);
-      lines.push({ offset: start + pos, text: buf.toString('utf8', pos, nl) });
+      lines.push({ offset: start + pos, text: buf.toString('utf8', pos, nl), raw: buf.subarray(pos, nl) });
       pos = nl + 1;
     }
     const recent = lines.slice(-TAIL_ENTRIES);
@@ -68,6 +68,7 @@ export async function readChainTail(path: string): Promise<ChainTail> {
     let sinceCheckpoint = 0;
     for (const l of recent) {
       let parsed;
+      if (!Buffer.from(l.text, 'utf8').equals(l.raw)) throw damaged(l.offset, 'line is not valid UTF-8');
       try {
         parsed = parseEntryLine(l.text);
       } catch (err) {

@@ -90,7 +90,10 @@ export function parseEntryLine(text: string): ParsedLine {
         throw new LineError('field "coveredHash" must be 64 hex digits');
       if (!/^[0-9a-f]{64}$/.test(keyId)) throw new LineError('field "keyId" must be 64 hex digits');
       const signature = must(str(r, 'signature'));
-      if (!/^[A-Za-z0-9+/]*={0,2}$/.test(signature)) throw new LineError('field "signature" must be base64');
+      // Canonical base64 only: unused low bits of the last character would otherwise be editable.
+      if (Buffer.from(signature, 'base64').toString('base64') !== signature) {
+        throw new LineError('field "signature" must be canonical base64');
+      }
       entry = {
         type: 'checkpoint',
         seq,

@@ -12,6 +12,19 @@ export interface RawLine {
   readonly text: string;
   readonly bytes: number;
   readonly complete: boolean;
+  /** False when the bytes are not valid UTF-8 (`text` then holds replacement characters). */
+  readonly utf8: boolean;
+}
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+function decode(buf: Buffer): { text: string; utf8: boolean } {
+  try {
+    return { text: strictUtf8.decode(buf), utf8: true };
+  } catch {
+    // Lossy decoding would let an edit hide behind U+FFFD: report it instead.
+    return { text: buf.toString('utf8'), utf8: false };
+  }
 }
 
 /** Stream the lines of `path` with their byte offsets. */
@@ -22,14 +35,14 @@ export async function* readAuditLines(path: string): AsyncGenerator<RawLine> {
     let buf = carry.length ? Buffer.concat([carry, chunk as Buffer]) : (chunk as Buffer);
     let pos = 0;
     for (let nl = buf.indexOf(0x0a); nl !== -1; nl = buf.indexOf(0x0a, pos)) {
-      yield { offset, text: buf.toString('utf8', pos, nl), bytes: nl - pos + 1, complete: true };
+      yield { offset, ...decode(buf.subarray(pos, nl)), bytes: nl - pos + 1, complete: true };
       offset += nl - pos + 1;
       pos = nl + 1;
     }
     buf = buf.subarray(pos);
     carry = Buffer.from(buf);
   }
-  if (carry.length > 0) yield { offset, text: carry.toString('utf8'), bytes: carry.length, complete: false };
+  if (carry.length > 0) yield { offset, ...decode(carry), bytes: carry.length, complete: false };
 }
 
 /** Entries of a file that parse, skipping none silently: a bad line throws with its offset. */
@@ -38,6 +51,7 @@ export async function* readAuditEntries(
 ): AsyncGenerator<{ entry: AuditEntry; hash: string; offset: number }> {
   for await (const l of readAuditLines(path)) {
     if (!l.complete) throw new Error(`torn last line at byte ${l.offset}`);
+    if (!l.utf8) throw new Error(`bad line at byte ${l.offset}: not valid UTF-8`);
     try {
       yield { ...parseEntryLine(l.text), offset: l.offset };
     } catch (err) {

@@ -71,6 +71,7 @@ export async function verifyAuditFile(path: string, opts: VerifyOptions = {}): P
     const bad = (problem: string) => report({ seq: seq + 1, offset: line.offset, problem });
     if (!line.complete) return bad(`torn last line: ${line.bytes} bytes without a line end`);
     if (line.bytes > MAX_LINE_BYTES) return bad(`line of ${line.bytes} bytes exceeds ${MAX_LINE_BYTES}`);
+    if (!line.utf8) return bad('line is not valid UTF-8');
     let parsed;
     try {
       parsed = parseEntryLine(line.text);
