@@ -27,10 +27,21 @@ export class FakeHsm implements Hsm {
   readonly calls = new Map<string, number>();
   /** Artificial latency (ms) of unwrapKey, to make concurrent misses overlap. */
   unwrapDelayMs = 0;
+  /** Crash simulation: once `method` has been called `after` more times, it throws (until cleared). */
+  crash: { method: string; after: number } | undefined;
 
   #enter(name: string): void {
     this.calls.set(name, (this.calls.get(name) ?? 0) + 1);
     if (this.down) throw new KbError('HSM_UNAVAILABLE');
+    if (this.crash?.method === name) {
+      if (this.crash.after <= 0) throw new Error(`injected crash in ${name}`);
+      this.crash.after--;
+    }
+  }
+
+  /** Number of root keys held (for tests that check destruction). */
+  get rootKeyCount(): number {
+    return this.#roots.size;
   }
   #root(ref: HsmKeyRef): Buffer {
     const k = this.#roots.get(ref.label);

@@ -39,11 +39,17 @@ const tekCacheKey = (org: string, tenant: string, v: number): string => `t/${org
 const cekCacheKey = (org: string, tenant: string, customer: string, v: number): string =>
   `c/${org}/${tenant}/${customer}/${v}`;
 
+interface CustomerMeta {
+  readonly row: CustomerRow;
+  disabled?: ReadonlySet<number>;
+}
+const MAX_CUSTOMERS_CACHED_PER_TENANT = 10_000;
+
 export class Hierarchy {
   readonly d: HierarchyDeps;
   readonly #tenants: LruMap<string, TenantRow>;
-  readonly #customers: LruMap<string, CustomerRow>;
-  readonly #disabled: LruMap<string, ReadonlySet<number>>;
+  /** Per tenant: its customers' rows and disabled CEK versions (forgotten with the tenant). */
+  readonly #customers: LruMap<string, Map<string, CustomerMeta>>;
   readonly #orgs = new Map<string, OrgRow>();
   readonly #oekRefs = new Map<string, HsmKeyRef>();
 
@@ -51,7 +57,6 @@ export class Hierarchy {
     this.d = d;
     this.#tenants = new LruMap(d.metaEntries);
     this.#customers = new LruMap(d.metaEntries);
-    this.#disabled = new LruMap(d.metaEntries);
   }
 
   /** An org row (cached; orgs are few). */
@@ -85,39 +90,44 @@ export class Hierarchy {
   }
   forgetTenant(org: string, tenant: string): void {
     this.#tenants.delete(tenantKey(org, tenant));
-    this.#customers.deletePrefix(`${tenantKey(org, tenant)}/`);
-    this.#disabled.deletePrefix(`${tenantKey(org, tenant)}/`);
+    this.#customers.delete(tenantKey(org, tenant));
   }
   store(t: TenantRow): TenantStore {
     return this.d.pool.get(t.fileName);
   }
-  customerRow(t: TenantRow, customer: string): CustomerRow | undefined {
-    const k = `${tenantKey(t.org, t.tenant)}/${customer}`;
-    let c = this.#customers.get(k);
+  #customerMeta(t: TenantRow, customer: string): CustomerMeta | undefined {
+    const tk = tenantKey(t.org, t.tenant);
+    let m = this.#customers.get(tk);
+    let c = m?.get(customer);
     if (!c) {
-      c = this.store(t).getCustomer(customer);
-      if (c) this.#customers.set(k, c);
+      const row = this.store(t).getCustomer(customer);
+      if (!row) return undefined;
+      c = { row };
+      if (!m || m.size >= MAX_CUSTOMERS_CACHED_PER_TENANT) {
+        m = new Map();
+        this.#customers.set(tk, m);
+      }
+      m.set(customer, c);
     }
     return c;
   }
+  customerRow(t: TenantRow, customer: string): CustomerRow | undefined {
+    return this.#customerMeta(t, customer)?.row;
+  }
   /** CEK versions of a customer that are disabled (cached with the customer row). */
   disabledCeks(t: TenantRow, customer: string): ReadonlySet<number> {
-    const k = `${tenantKey(t.org, t.tenant)}/${customer}`;
-    let d = this.#disabled.get(k);
-    if (!d) {
-      d = new Set(
-        this.store(t)
-          .listCeks(customer)
-          .filter((r) => r.state === 'disabled')
-          .map((r) => r.version),
-      );
-      this.#disabled.set(k, d);
-    }
-    return d;
+    const c = this.#customerMeta(t, customer);
+    if (!c) return new Set();
+    c.disabled ??= new Set(
+      this.store(t)
+        .listCeks(customer)
+        .filter((r) => r.state === 'disabled')
+        .map((r) => r.version),
+    );
+    return c.disabled;
   }
   forgetCustomer(t: TenantRow, customer: string): void {
-    this.#customers.delete(`${tenantKey(t.org, t.tenant)}/${customer}`);
-    this.#disabled.delete(`${tenantKey(t.org, t.tenant)}/${customer}`);
+    this.#customers.get(tenantKey(t.org, t.tenant))?.delete(customer);
   }
 
   // --- OEK ---

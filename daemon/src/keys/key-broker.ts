@@ -124,7 +124,10 @@ export class KeyBroker implements Api.KeyBrokerApi {
     try {
       await kb.#shred.resume();
     } catch (err) {
-      kb.#log.error({ err: toKbError(err).detail }, 'resuming shreds failed; will retry on the next shred');
+      kb.#log.error(
+        { err: toKbError(err).detail },
+        'resuming shreds failed; they are retried at the next open',
+      );
     }
     const every = (ms: number, fn: () => void): void => {
       const t = setInterval(fn, ms);

@@ -100,7 +100,13 @@ export class Shredder {
   async #customerSteps(shredId: number): Promise<void> {
     const s = this.#reg.getShred(shredId) as ShredRow;
     const customer = s.customer as string;
-    const t = this.#h.activeTenant(s.org, s.tenant);
+    const live = this.#h.tenantRow(s.org, s.tenant);
+    if (!live || live.state !== 'active') {
+      // The whole tenant was shredded meanwhile: its epoch covers this customer too.
+      this.#reg.updateShred(shredId, { state: 'epoch' });
+      return;
+    }
+    const t = live;
     const ceks = this.#h.store(t).destroyCustomer(customer);
     this.#h.evictCustomer(t, customer);
     this.#usage.drop(`${s.org}/${s.tenant}/${customer}/`);
