@@ -51,6 +51,7 @@ class Daemon {
   broker: KeyBroker | undefined;
   shuttingDown = false;
   #readyOnce = false;
+  #lastReady = false;
   #hsmError: string | undefined = 'HSM not open yet';
   #poll: NodeJS.Timeout | undefined;
 
@@ -101,7 +102,13 @@ class Daemon {
     const b = this.broker.health();
     const a = this.audit.health();
     if (!a.ok) return { ready: false, degraded: b.degraded, reason: `audit: ${a.reason ?? 'unavailable'}` };
-    return { ready: b.ready, degraded: b.degraded, ...(b.reason !== undefined ? { reason: b.reason } : {}) };
+    // Degraded (HSM away, cached keys serving) is not ready: balancers should move new work
+    // elsewhere while in-flight callers with warm keys keep being served.
+    return {
+      ready: b.ready && !b.degraded,
+      degraded: b.degraded,
+      ...(b.reason !== undefined ? { reason: b.reason } : {}),
+    };
   }
 
   async start(): Promise<void> {
@@ -198,6 +205,10 @@ class Daemon {
   #checkReady(): void {
     const r = this.readiness();
     this.api.setServing(r.ready);
+    if (this.#readyOnce && r.ready !== this.#lastReady) {
+      this.log.warn({ ready: r.ready, degraded: r.degraded, reason: r.reason }, 'readiness changed');
+    }
+    this.#lastReady = r.ready;
     if (r.ready && !this.#readyOnce) {
       this.#readyOnce = true;
       this.log.info({ degraded: r.degraded }, 'ready');
