@@ -107,6 +107,7 @@ export function connectKeybroker(o: ClientOptions): {
   const opts = {
     'grpc.max_receive_message_length': max,
     'grpc.max_send_message_length': max,
+    'grpc-node.flow_control_window': 8 * 1024 * 1024,
     ...(serverName !== undefined ? { 'grpc.ssl_target_name_override': serverName } : {}),
   };
   const make = (name: string) => {

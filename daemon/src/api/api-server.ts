@@ -3,6 +3,7 @@
  * reflection, mTLS only. Shutdown drains (no new calls, in-flight ones finish) within a grace
  * period, then cancels what is left.
  */
+import type { Http2SecureServer, ServerHttp2Session } from 'node:http2';
 import { Server } from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { loadSync } from '@grpc/proto-loader';
@@ -15,6 +16,9 @@ import type { CallGate } from './call-gate.ts';
 import { cryptoService } from './crypto-service.ts';
 import { loadKeybrokerPackage, safeService } from './proto-definitions.ts';
 import type { FieldLimits } from './request-bounds.ts';
+
+const FLOW_CONTROL_WINDOW = 8 * 1024 * 1024;
+const WIDENED = new WeakSet<Http2SecureServer>();
 
 export const SERVICE_NAMES = ['keybroker.v1.Admin', 'keybroker.v1.Crypto'] as const;
 
@@ -55,8 +59,31 @@ export class ApiServer {
   listen(host: string, port: number): Promise<number> {
     const addr = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
     return new Promise((resolve, reject) => {
-      this.#server.bindAsync(addr, this.#creds, (err, bound) => (err ? reject(err) : resolve(bound)));
+      this.#server.bindAsync(addr, this.#creds, (err, bound) => {
+        if (err) return reject(err);
+        this.#widenFlowControl();
+        resolve(bound);
+      });
     });
+  }
+
+  /**
+   * grpc-js servers keep HTTP/2's default 64 KiB receive window, which caps a client stream
+   * (EncryptStream uploads) at one window per round trip. grpc-js has no server option for it,
+   * so widen each new session's windows here. Reaches into a grpc-js internal (`http2Servers`);
+   * if that ever disappears this is a no-op and only streaming throughput suffers.
+   */
+  #widenFlowControl(): void {
+    const servers = (this.#server as unknown as { http2Servers?: Map<Http2SecureServer, unknown> })
+      .http2Servers;
+    for (const h2 of servers?.keys() ?? []) {
+      if (WIDENED.has(h2)) continue;
+      WIDENED.add(h2);
+      h2.on('session', (session: ServerHttp2Session) => {
+        session.settings({ initialWindowSize: FLOW_CONTROL_WINDOW });
+        session.setLocalWindowSize(FLOW_CONTROL_WINDOW);
+      });
+    }
   }
 
   /** Mirror readiness into grpc.health.v1 (only on change, so watchers see transitions). */
