@@ -13,6 +13,7 @@ export const PHASES = [
   'echo',
   'daemon',
   'daemon-cold',
+  'daemon-tenants-1k',
   'daemon-tenants-10k',
   'daemon-tenants-100k',
 ] as const;
@@ -40,6 +41,10 @@ export interface Scenario {
   readonly ceilings?: { readonly echo?: string; readonly inProcess?: string; readonly pkcs11?: string };
   /** Runs only in full mode (too slow for --quick). */
   readonly fullOnly?: boolean;
+  /** Runs only in quick mode (a smaller stand-in for a full-only scenario). */
+  readonly quickOnly?: boolean;
+  /** An Admin operation the runner times itself (tenants phases). */
+  readonly admin?: 'create-tenant' | 'rotate-org-key' | 'destroy-tenant';
 }
 
 const SWEEP: Sweep = { full: [1, 4, 16, 64, 256], quick: [1, 16] };
@@ -48,6 +53,57 @@ const ONE: Sweep = { full: [1], quick: [1] };
 const MIB = 1024 * 1024;
 const STREAM = 64 * MIB;
 const CHUNK = 64 * 1024;
+
+/** The many-tenant scenarios for one tenant count: traffic, provisioning, OEK rotation, destroy. */
+function manyTenants(
+  tag: string,
+  count: number,
+  phase: PhaseName,
+  mode: 'quick' | 'full' | 'both',
+): Scenario[] {
+  const n = count.toLocaleString('en-US');
+  const flags = mode === 'quick' ? { quickOnly: true } : mode === 'full' ? { fullOnly: true } : {};
+  const common = { kind: 'daemon', group: `many tenants (${n})`, phase, ...flags } as const;
+  return [
+    {
+      ...common,
+      name: `tenants-${tag}-create-tenant`,
+      description: `Admin.CreateTenant while provisioning ${n} tenants (TEK wrapped in the HSM, tenant SQLite file)`,
+      unit: 'ops/s',
+      payloadBytes: 0,
+      concurrency: { full: [8], quick: [8] },
+      admin: 'create-tenant',
+    },
+    {
+      ...common,
+      name: `tenants-${tag}-encrypt-1k`,
+      description: `Crypto.Encrypt of 1 KiB over ${n} tenants: each connection serves 50 calls, then reconnects as another random tenant (handshake included)`,
+      unit: 'req/s',
+      payloadBytes: 1024,
+      concurrency: SMALL,
+      op: { kind: 'daemon', rpc: 'encrypt', bytes: 1024 },
+      ceilings: { echo: 'echo-1k', inProcess: 'inproc-encrypt-1k' },
+    },
+    {
+      ...common,
+      name: `tenants-${tag}-rotate-org-key`,
+      description: `Admin.RotateOrgKey with ${n} tenants (every TEK rewrapped under the new OEK version)`,
+      unit: 'ops/s',
+      payloadBytes: 0,
+      concurrency: ONE,
+      admin: 'rotate-org-key',
+    },
+    {
+      ...common,
+      name: `tenants-${tag}-destroy-tenant`,
+      description: `Admin.DestroyTenant with ${n} tenants (shred epoch: OEK rotation, survivors rewrapped, C_DestroyObject); concurrent destroys share epochs`,
+      unit: 'ops/s',
+      payloadBytes: 0,
+      concurrency: { full: [1, 8], quick: [1, 8] },
+      admin: 'destroy-tenant',
+    },
+  ];
+}
 
 const SIZES = [
   { tag: '32', bytes: 32, group: '32 B' },
@@ -268,38 +324,18 @@ export const SCENARIOS: readonly Scenario[] = [
     op: { kind: 'daemon', rpc: 'encrypt', bytes: 1024, customers: 1000 },
     ceilings: { echo: 'echo-1k', inProcess: 'inproc-encrypt-1k' },
   },
-  {
-    name: 'tenants-10k-encrypt-1k',
-    kind: 'daemon',
-    group: 'many tenants',
-    description: 'Crypto.Encrypt of 1 KiB, 10,000 tenants, each channel a random tenant identity',
-    unit: 'req/s',
-    payloadBytes: 1024,
-    phase: 'daemon-tenants-10k',
-    concurrency: SMALL,
-    op: { kind: 'daemon', rpc: 'encrypt', bytes: 1024 },
-    ceilings: { echo: 'echo-1k', inProcess: 'inproc-encrypt-1k' },
-  },
-  {
-    name: 'tenants-100k-encrypt-1k',
-    kind: 'daemon',
-    group: 'many tenants',
-    description: 'Crypto.Encrypt of 1 KiB, 100,000 tenants, each channel a random tenant identity',
-    unit: 'req/s',
-    payloadBytes: 1024,
-    phase: 'daemon-tenants-100k',
-    concurrency: SMALL,
-    op: { kind: 'daemon', rpc: 'encrypt', bytes: 1024 },
-    ceilings: { echo: 'echo-1k', inProcess: 'inproc-encrypt-1k' },
-    fullOnly: true,
-  },
+  ...manyTenants('1k', 1_000, 'daemon-tenants-1k', 'quick'),
+  ...manyTenants('10k', 10_000, 'daemon-tenants-10k', 'full'),
+  ...manyTenants('100k', 100_000, 'daemon-tenants-100k', 'full'),
 ];
 
 /** Scenarios selected by `--only` (exact names or `prefix*`), minus full-only ones in quick mode. */
 export function selectScenarios(only: readonly string[] | undefined, quick: boolean): Scenario[] {
   const matches = (name: string): boolean =>
     only === undefined || only.some((o) => (o.endsWith('*') ? name.startsWith(o.slice(0, -1)) : name === o));
-  return SCENARIOS.filter((s) => matches(s.name) && !(quick && s.fullOnly === true));
+  return SCENARIOS.filter(
+    (s) => matches(s.name) && !(quick && s.fullOnly === true) && !(!quick && s.quickOnly === true),
+  );
 }
 
 /** Names in `only` that match nothing (a typo should fail loudly, not run an empty suite). */

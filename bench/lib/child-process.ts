@@ -14,6 +14,8 @@ export const CORES = {
   pinned: hasTaskset && cpus().length >= 2,
   server: '0',
   client: String(Math.min(1, cpus().length - 1)),
+  /** Children that should use the whole machine (the per-area scripts) undo the runner's pin. */
+  all: `0-${cpus().length - 1}`,
 } as const;
 
 /** The node binary running the harness (the pinned Node 24): children use the same one. */
@@ -40,26 +42,28 @@ export class JsonLineChild {
   constructor(
     name: string,
     argv: readonly string[],
-    opts: { core?: string; env?: NodeJS.ProcessEnv; cwd?: string },
+    opts: { core?: string; env?: NodeJS.ProcessEnv; cwd?: string; stdout?: 'pipe' | 'ignore' },
   ) {
     this.name = name;
     const [cmd, args] = pinnedArgv(opts.core, argv);
     this.proc = spawn(cmd, args, {
-      stdio: ['ignore', 'pipe', 'pipe'],
+      // A daemon's request log is not read by the harness: 'ignore' sends it to /dev/null.
+      stdio: ['ignore', opts.stdout ?? 'pipe', 'pipe'],
       env: opts.env ?? process.env,
       ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
     });
-    createInterface({ input: this.proc.stdout! }).on('line', (line) => {
-      const t = line.trim();
-      if (!t.startsWith('{') && !t.startsWith('[')) return;
-      try {
-        this.lines.push(JSON.parse(t));
-      } catch {
-        // a log line that merely starts with '{' but is not JSON: keep it for diagnostics only
-        this.stderrTail = (this.stderrTail + '\n[stdout] ' + t).slice(-4000);
-      }
-      this.wake();
-    });
+    if (this.proc.stdout)
+      createInterface({ input: this.proc.stdout }).on('line', (line) => {
+        const t = line.trim();
+        if (!t.startsWith('{') && !t.startsWith('[')) return;
+        try {
+          this.lines.push(JSON.parse(t));
+        } catch {
+          // a log line that merely starts with '{' but is not JSON: keep it for diagnostics only
+          this.stderrTail = (this.stderrTail + '\n[stdout] ' + t).slice(-4000);
+        }
+        this.wake();
+      });
     this.proc.stderr!.on('data', (d: Buffer) => {
       this.stderrTail = (this.stderrTail + d.toString('utf8')).slice(-4000);
     });

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DelegatedResult } from './result-types.ts';
-import { NODE } from './child-process.ts';
+import { CORES, NODE, pinnedArgv } from './child-process.ts';
 
 /** The scripts the suite runs, in order, and the issue each belongs to. */
 export const DELEGATED_SCRIPTS = [
@@ -61,7 +61,8 @@ export async function runDelegate(
   const t0 = Date.now();
   const args = [path, '--json', ...(opts.quick ? ['--quick'] : [])];
   return new Promise((resolve) => {
-    const child = spawn(NODE, args, {
+    const [cmd, argv] = pinnedArgv(CORES.all, [NODE, ...args]);
+    const child = spawn(cmd, argv, {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: opts.env ?? process.env,
       cwd: join(benchDir, '..'),

@@ -104,6 +104,8 @@ export interface ResultsFile {
   readonly durationS: number;
   readonly git: { readonly revision: string; readonly dirty: boolean };
   readonly machine: MachineInfo;
+  /** 1-minute load average when the run started and ended: other work on the machine shows here. */
+  readonly loadAverage: { readonly atStart: number; readonly atEnd: number };
   /** The negotiated TLS 1.3 group towards each server, e.g. X25519MLKEM768. */
   readonly tls: Readonly<Record<string, string>>;
   readonly records: readonly ScenarioRecord[];

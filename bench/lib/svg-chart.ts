@@ -7,8 +7,9 @@ import type { ResultsFile, ScenarioRecord } from './result-types.ts';
 import { fmtNum } from './markdown.ts';
 
 const W = 520;
-const H = 320;
-const M = { left: 64, right: 16, top: 34, bottom: 96 };
+const H = 380;
+const LEGEND_ROWS = 8;
+const M = { left: 64, right: 16, top: 34, bottom: 52 + LEGEND_ROWS * 14 };
 const COLS = 2;
 const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#e377c2', '#17becf'];
 const CEILING_STYLE = {
@@ -78,7 +79,10 @@ function panel(group: string, all: readonly ScenarioRecord[], ox: number, oy: nu
     x0 -= 0.5;
     x1 += 0.5;
   }
-  const yMax = Math.max(1e-9, ...shown.flatMap((s) => s.points.map((p) => p.hi)));
+  // Scale to the sweeps; a single-core ceiling far above them is marked at the top instead of
+  // squashing every curve into the bottom of the panel.
+  const scaled = sweep.length > 0 ? sweep : shown;
+  const yMax = Math.max(1e-9, ...scaled.flatMap((s) => s.points.map((p) => p.hi)));
   const step = niceStep(yMax * 1.08);
   const yTop = Math.ceil((yMax * 1.08) / step) * step;
   const pw = W - M.left - M.right;
@@ -92,7 +96,7 @@ function panel(group: string, all: readonly ScenarioRecord[], ox: number, oy: nu
   for (let y = 0; y <= yTop + step / 2; y += step) {
     out.push(
       `<line x1="${ox + M.left}" x2="${ox + M.left + pw}" y1="${py(y).toFixed(1)}" y2="${py(y).toFixed(1)}" stroke="#e6e6e6"/>`,
-      `<text x="${ox + M.left - 6}" y="${(py(y) + 4).toFixed(1)}" font-size="10" text-anchor="end">${fmtNum(y)}</text>`,
+      `<text x="${ox + M.left - 6}" y="${(py(y) + 4).toFixed(1)}" font-size="10" text-anchor="end">${step >= 1 ? Math.round(y).toLocaleString('en-US') : fmtNum(y)}</text>`,
     );
   }
   for (const c of xs) {
@@ -117,14 +121,15 @@ function panel(group: string, all: readonly ScenarioRecord[], ox: number, oy: nu
     const horizontal = isCeiling && s.kind !== 'ceiling-echo' && s.points.length >= 1 && !sweep.includes(s);
     if (horizontal) {
       const best = Math.max(...s.points.map((p) => p.y));
-      out.push(
-        `<line x1="${ox + M.left}" x2="${ox + M.left + pw}" y1="${py(best).toFixed(1)}" y2="${py(best).toFixed(1)}" stroke="${style.color}" stroke-width="1.5"${dash}/>`,
-      );
-      legend.push({
-        label: `${s.name} (ceiling, 1 core): ${fmtNum(best)}`,
-        color: style.color,
-        dash: style.dash,
-      });
+      const label = `${s.name} (ceiling, 1 core): ${fmtNum(best)} ${s.unit}`;
+      if (best <= yTop) {
+        out.push(
+          `<line x1="${ox + M.left}" x2="${ox + M.left + pw}" y1="${py(best).toFixed(1)}" y2="${py(best).toFixed(1)}" stroke="${style.color}" stroke-width="1.5"${dash}/>`,
+        );
+        legend.push({ label, color: style.color, dash: style.dash });
+      } else {
+        legend.push({ label: `${label} (above the plot)`, color: style.color, dash: style.dash });
+      }
       continue;
     }
     const pts = s.points.map((p) => `${px(p.c).toFixed(1)},${py(p.y).toFixed(1)}`).join(' ');
@@ -143,9 +148,9 @@ function panel(group: string, all: readonly ScenarioRecord[], ox: number, oy: nu
     }
     legend.push({ label: isCeiling ? `${s.name} (ceiling)` : s.name, color: style.color, dash: style.dash });
   }
-  legend.forEach((l, i) => {
-    const lx = ox + M.left + (i % 2) * (pw / 2);
-    const ly = oy + M.top + ph + 46 + Math.floor(i / 2) * 14;
+  legend.slice(0, LEGEND_ROWS).forEach((l, i) => {
+    const lx = ox + M.left;
+    const ly = oy + M.top + ph + 46 + i * 14;
     const dash = l.dash ? ` stroke-dasharray="${l.dash}"` : '';
     out.push(
       `<line x1="${lx}" x2="${lx + 18}" y1="${ly - 3}" y2="${ly - 3}" stroke="${l.color}" stroke-width="2"${dash}/>`,

@@ -121,3 +121,16 @@ export async function writeTlsMaterial(
   writeFileSync(files.clientKey, client.keyPem, { mode: 0o600 });
   return files;
 }
+
+/** A CA loaded from `keybroker init`'s PEM files, to mint extra client identities. */
+export async function loadCa(certPem: string, keyPem: string): Promise<BenchCa> {
+  const cert = new x509.X509Certificate(certPem);
+  const der = Buffer.from(keyPem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64');
+  const privateKey = await webcrypto.subtle.importKey('pkcs8', der, EC, false, ['sign']);
+  const publicKey = await cert.publicKey.export(
+    EC,
+    ['verify'],
+    webcrypto as unknown as Parameters<typeof cert.publicKey.export>[2],
+  );
+  return { certPem, cert, keys: { privateKey, publicKey } };
+}

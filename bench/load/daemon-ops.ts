@@ -7,7 +7,8 @@ import type * as grpc from '@grpc/grpc-js';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { loadProto, serviceConstructor } from '../lib/grpc-proto.ts';
-import { clientsFor, duplex, unary } from './grpc-calls.ts';
+import { benchCustomer } from './bench-names.ts';
+import { duplex, unary } from './grpc-calls.ts';
 import type { LoadOp, OpContext } from './load-generator.ts';
 import type { OpSpec } from './load-spec.ts';
 
@@ -26,11 +27,6 @@ interface ItemOutcome {
   error?: { reason: string; message: string };
 }
 
-/** Customer name i of the cold-cache population; the runner creates the same names. */
-export function benchCustomer(i: number): string {
-  return `c${String(i).padStart(6, '0')}`;
-}
-
 /** Customer for call `seq`: the default one, or a pseudo-random one of `customers`. */
 function customerFor(op: DaemonOp, seq: number): string {
   if (op.customers === undefined || op.customers <= 1) return '';
@@ -43,15 +39,17 @@ export async function createDaemonOp(ctx: OpContext, op: DaemonOp): Promise<Load
   const protoDir = ctx.spec.protoDir;
   if (protoDir === undefined) throw new Error('daemon op without protoDir');
   const root = loadProto([join(protoDir, 'keybroker/v1/crypto.proto')], [protoDir]);
-  const clients = clientsFor(ctx, serviceConstructor(root, 'keybroker.v1.Crypto'));
-  const client = (ch: number): grpc.Client => clients[ch] ?? (clients[0] as grpc.Client);
+  const ctor = serviceConstructor(root, 'keybroker.v1.Crypto');
+  const client = (ch: number): grpc.Client => ctx.channels.client(ch, ctor);
   const t = ctx.callTimeoutMs;
-  const close = (): void => clients.forEach((c) => c.close());
+  const close = (): void => undefined;
   const plaintext = randomBytes(op.bytes);
 
   const encryptPool = async (): Promise<Buffer[][]> =>
     Promise.all(
-      clients.map(async (c) => {
+      Array.from({ length: ctx.channels.size }, async (_, ch) => {
+        if (ctx.spec.rotation !== undefined) throw new Error('Decrypt/Rewrap pools need fixed identities');
+        const c = client(ch);
         const out: Buffer[] = [];
         for (let i = 0; i < POOL; i++) {
           const r = await unary<EncryptResponse>(c, 'encrypt', { customer: '', plaintext, aad: AAD }, t);

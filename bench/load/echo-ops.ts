@@ -2,7 +2,8 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { loadProto, serviceConstructor } from '../lib/grpc-proto.ts';
-import { clientsFor, duplex, unary } from './grpc-calls.ts';
+import type * as grpc from '@grpc/grpc-js';
+import { duplex, unary } from './grpc-calls.ts';
 import type { LoadOp, OpContext } from './load-generator.ts';
 import type { OpSpec } from './load-spec.ts';
 
@@ -12,10 +13,10 @@ const MIB = 1024 * 1024;
 /** Unary echo of a payload, a batch echo of items, or a streamed echo of totalBytes. */
 export async function createEchoOp(ctx: OpContext, op: Exclude<OpSpec, { kind: 'daemon' }>): Promise<LoadOp> {
   const root = loadProto([join(ECHO_DIR, 'echo.proto')], [ECHO_DIR]);
-  const clients = clientsFor(ctx, serviceConstructor(root, 'keybroker.bench.v1.EchoService'));
-  const client = (ch: number) => clients[ch] ?? (clients[0] as NonNullable<(typeof clients)[0]>);
+  const ctor = serviceConstructor(root, 'keybroker.bench.v1.EchoService');
+  const client = (ch: number): grpc.Client => ctx.channels.client(ch, ctor);
   const t = ctx.callTimeoutMs;
-  const close = (): void => clients.forEach((c) => c.close());
+  const close = (): void => undefined;
   switch (op.kind) {
     case 'echo': {
       const payload = randomBytes(op.bytes);

@@ -1,6 +1,5 @@
 /** Promise wrappers over grpc-js generated clients, shared by echo and daemon ops (same client). */
 import * as grpc from '@grpc/grpc-js';
-import type { OpContext } from './load-generator.ts';
 
 type UnaryFn = (
   req: unknown,
@@ -9,15 +8,6 @@ type UnaryFn = (
   cb: grpc.requestCallback<unknown>,
 ) => void;
 type DuplexFn = (meta: grpc.Metadata, opts: grpc.CallOptions) => grpc.ClientDuplexStream<unknown, unknown>;
-
-/** One client of `ctor` per channel of the context. */
-export function clientsFor(ctx: OpContext, ctor: grpc.ServiceClientConstructor): grpc.Client[] {
-  return ctx.channels.map((channel, i) => {
-    const creds = ctx.creds[i];
-    if (creds === undefined) throw new Error('missing channel credentials');
-    return new ctor(ctx.spec.target, creds, { channelOverride: channel });
-  });
-}
 
 /** Unary call `method` (lowerCamel, as proto-loader names it) on `client`. */
 export function unary<Res>(

@@ -6,12 +6,11 @@
  *
  * Usage: node bench/load/load-generator.ts SPEC.json
  */
-import * as grpc from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
 import { readCpuSeconds, readPeakRssBytes, resetPeakRss } from '../lib/proc-stats.ts';
 import { latencyPercentiles } from '../lib/stats.ts';
 import type { RunSample } from '../lib/result-types.ts';
-import { BENCH_MAX_MESSAGE_BYTES } from '../lib/grpc-proto.ts';
+import { ChannelSet } from './channel-set.ts';
 import { createEchoOp } from './echo-ops.ts';
 import type { LoadSpec, RunLine } from './load-spec.ts';
 
@@ -22,11 +21,10 @@ export interface LoadOp {
   close(): void;
 }
 
-/** What op factories get: one grpc.Channel per connection, built here so all ops share them. */
+/** What op factories get: the connections (built here so every op uses the same client setup). */
 export interface OpContext {
   readonly spec: LoadSpec;
-  readonly channels: readonly grpc.Channel[];
-  readonly creds: readonly grpc.ChannelCredentials[];
+  readonly channels: ChannelSet;
   readonly callTimeoutMs: number;
 }
 
@@ -39,30 +37,6 @@ const spec = JSON.parse(readFileSync(specPath, 'utf8')) as LoadSpec;
 
 function emit(line: object): void {
   process.stdout.write(JSON.stringify(line) + '\n');
-}
-
-function openChannels(count: number): { channels: grpc.Channel[]; creds: grpc.ChannelCredentials[] } {
-  const ca = readFileSync(spec.tls.caCert);
-  const channels: grpc.Channel[] = [];
-  const creds: grpc.ChannelCredentials[] = [];
-  for (let i = 0; i < count; i++) {
-    const id = spec.tls.identities[i % spec.tls.identities.length];
-    if (id === undefined) throw new Error('no client identity');
-    const c = grpc.credentials.createSsl(ca, readFileSync(id.key), readFileSync(id.cert));
-    const options: grpc.ChannelOptions = {
-      // A local subchannel pool and a distinct option per channel give each its own connection.
-      'grpc.use_local_subchannel_pool': 1,
-      'kb.bench.channel': i,
-      'grpc.max_receive_message_length': BENCH_MAX_MESSAGE_BYTES,
-      'grpc.max_send_message_length': BENCH_MAX_MESSAGE_BYTES,
-      ...(spec.tls.serverNameOverride === undefined
-        ? {}
-        : { 'grpc.ssl_target_name_override': spec.tls.serverNameOverride }),
-    };
-    channels.push(new grpc.Channel(spec.target, c, options));
-    creds.push(c);
-  }
-  return { channels, creds };
 }
 
 async function createOp(ctx: OpContext): Promise<LoadOp> {
@@ -85,6 +59,7 @@ interface WindowResult {
 /** Closed loop: `concurrency` workers each keep one call in flight until the window closes. */
 async function runWindow(
   op: LoadOp,
+  set: ChannelSet,
   concurrency: number,
   channels: number,
   durationS: number,
@@ -108,6 +83,7 @@ async function runWindow(
       try {
         await op.call(w % channels, seq);
         lat[done++] = Number(process.hrtime.bigint() - s) / 1000;
+        set.afterCall(w % channels);
       } catch (err) {
         errors++;
         firstError ??= (err as Error).message;
@@ -124,14 +100,15 @@ async function runWindow(
 async function main(): Promise<void> {
   const maxC = Math.max(...spec.concurrencies);
   const channelCount = Math.max(1, Math.min(spec.maxChannels, maxC));
-  const { channels, creds } = openChannels(channelCount);
-  const op = await createOp({ spec, channels, creds, callTimeoutMs: spec.callTimeoutMs });
+  const channels = await ChannelSet.create(spec, channelCount);
+  const op = await createOp({ spec, channels, callTimeoutMs: spec.callTimeoutMs });
   try {
     for (const concurrency of spec.concurrencies) {
       const chans = Math.min(channelCount, concurrency);
       for (let run = 0; run < spec.runs; run++) {
         const warm = await runWindow(
           op,
+          channels,
           concurrency,
           chans,
           spec.warmupS,
@@ -143,7 +120,7 @@ async function main(): Promise<void> {
         if (pid !== undefined) resetPeakRss(pid);
         const cpu0 = process.cpuUsage();
         const srv0 = pid === undefined ? 0 : readCpuSeconds(pid);
-        const w = await runWindow(op, concurrency, chans, spec.durationS, spec.minCalls);
+        const w = await runWindow(op, channels, concurrency, chans, spec.durationS, spec.minCalls);
         const srv1 = pid === undefined ? 0 : readCpuSeconds(pid);
         const cpu = process.cpuUsage(cpu0);
         if (w.calls === 0) throw new Error(`every call failed: ${w.firstError}`);
@@ -165,13 +142,14 @@ async function main(): Promise<void> {
           run,
           sample,
           ...(w.firstError === undefined ? {} : { firstError: w.firstError }),
+          ...(spec.rotation === undefined ? {} : { connections: channels.stats() }),
         };
         emit(line);
       }
     }
   } finally {
     op.close();
-    for (const c of channels) c.close();
+    channels.close();
   }
 }
 

@@ -47,6 +47,21 @@ export interface LoadSpec {
   readonly serverPid?: number;
   /** Per-call deadline. */
   readonly callTimeoutMs: number;
+  /** Random-tenant traffic: mint identities for random tenants and reconnect slots as them. */
+  readonly rotation?: TenantRotation;
+}
+
+export interface TenantRotation {
+  /** The daemon's CA (certificate and key) that signs tenant identities. */
+  readonly caCert: string;
+  readonly caKey: string;
+  readonly org: string;
+  /** Tenants 0..tenants-1 exist, named by benchTenant(i). */
+  readonly tenants: number;
+  /** How many random-tenant identities to mint before the windows (the pool rotated through). */
+  readonly identities: number;
+  /** Calls a connection serves before it is replaced by one for another random tenant. */
+  readonly callsPerConnection: number;
 }
 
 /** One JSON line the load generator prints per measured run. */
@@ -58,4 +73,6 @@ export interface RunLine {
   readonly run: number;
   readonly sample: import('../lib/result-types.ts').RunSample;
   readonly firstError?: string;
+  /** With tenant rotation: reconnections so far and distinct identities used. */
+  readonly connections?: { readonly rotations: number; readonly identitiesUsed: number };
 }

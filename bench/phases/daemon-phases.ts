@@ -1,0 +1,245 @@
+/**
+ * The daemon phases. Each starts `keybroker init` + `keybroker serve` afresh (new data dir, new
+ * SoftHSM2 token), provisions what its scenarios need through the Admin API, drives the load
+ * generator, reads /metrics around each scenario (HSM unwraps and cache misses per request), and
+ * stops the daemon with SIGTERM, checking it drains and exits 0.
+ */
+import { join } from 'node:path';
+import { AdminClient, forEachBounded, sumMetric } from '../daemon/admin-client.ts';
+import { httpText, initDaemonDir, startDaemon, type RunningDaemon } from '../daemon/daemon-process.ts';
+import { CORES } from '../lib/child-process.ts';
+import { measureAsync } from '../lib/loop-measure.ts';
+import { readCpuSeconds, readPeakRssBytes, resetPeakRss } from '../lib/proc-stats.ts';
+import type { RunSample } from '../lib/result-types.ts';
+import { probeTls } from '../lib/tls-probe.ts';
+import { benchCustomer, benchTenant } from '../load/bench-names.ts';
+import type { PhaseName, Scenario } from '../scenarios.ts';
+import type { PhaseContext } from './phase-context.ts';
+
+const ORG = 'bench';
+const TENANT = 'load';
+
+interface PhaseSetup {
+  /** KB_* overrides for this phase's daemon. */
+  readonly env: Readonly<Record<string, string>>;
+  readonly tenants?: number;
+  /** Provisioning deadline (tenants created past it are not waited for; the count is reported). */
+  readonly provisionS?: number;
+}
+
+const SETUP: Partial<Record<PhaseName, PhaseSetup>> = {
+  daemon: { env: {} },
+  // A one-entry cache whose entries expire after 1 ms, and traffic spread over 1000 customers:
+  // every call misses and unwraps its keys (the TEK in the HSM). /metrics confirms it per run.
+  'daemon-cold': { env: { KB_KEYS_CACHE_MAX_ENTRIES: '1', KB_KEYS_CACHE_TTL_MS: '1' } },
+  'daemon-tenants-1k': { env: {}, tenants: 1_000, provisionS: 60 },
+  'daemon-tenants-10k': { env: {}, tenants: 10_000, provisionS: 300 },
+  'daemon-tenants-100k': { env: {}, tenants: 100_000, provisionS: 480 },
+};
+
+async function scrape(
+  d: RunningDaemon,
+): Promise<{ rpcs: number; unwraps: number; misses: number } | undefined> {
+  try {
+    const text = await httpText(d.metricsPort, '/metrics');
+    return {
+      rpcs: sumMetric(text, 'keybroker_rpc_requests_total'),
+      unwraps: sumMetric(text, 'keybroker_hsm_call_duration_seconds_count', 'op="unwrap_key"'),
+      misses: sumMetric(text, 'keybroker_key_cache_misses'),
+    };
+  } catch (err) {
+    return void err;
+  }
+}
+
+/** Admin calls timed like a load window, with the daemon's CPU and peak RSS around them. */
+async function measureAdmin(
+  d: RunningDaemon,
+  concurrency: number,
+  count: number,
+  deadlineS: number,
+  fn: (i: number) => Promise<void>,
+): Promise<RunSample> {
+  resetPeakRss(d.pid);
+  const cpu0 = readCpuSeconds(d.pid);
+  const s = await measureAsync((_w, i) => fn(i), concurrency, {
+    durationS: deadlineS,
+    minOps: 0,
+    maxOps: count,
+  });
+  const cpu = readCpuSeconds(d.pid) - cpu0;
+  const rss = readPeakRssBytes(d.pid);
+  return {
+    ...s,
+    serverCpuUsPerOp: (cpu * 1e6) / Math.max(1, s.operations),
+    ...(rss === undefined ? {} : { peakRssBytes: rss }),
+  };
+}
+
+async function provisionCustomers(
+  ctx: PhaseContext,
+  admin: AdminClient,
+  scenarios: readonly Scenario[],
+): Promise<void> {
+  const n = Math.max(0, ...scenarios.map((s) => (s.op?.kind === 'daemon' ? (s.op.customers ?? 0) : 0)));
+  if (n === 0) return;
+  const t0 = Date.now();
+  const done = await forEachBounded(n, 8, Date.now() + 120_000, (i) =>
+    admin.createCustomer(ORG, TENANT, benchCustomer(i)),
+  );
+  ctx.log(`provisioned ${done} customers in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  if (done < n) throw new Error(`only ${done} of ${n} customers provisioned in 120 s`);
+}
+
+/** Run every selected scenario of one daemon phase. */
+export async function runDaemonPhase(
+  ctx: PhaseContext,
+  phase: PhaseName,
+  scenarios: readonly Scenario[],
+  unavailable: string | undefined,
+): Promise<void> {
+  if (scenarios.length === 0) return;
+  const setup = SETUP[phase];
+  if (unavailable !== undefined || setup === undefined) {
+    ctx.markMissing(scenarios, unavailable ?? `no setup for phase ${phase}`);
+    return;
+  }
+  if (ctx.overBudget()) {
+    ctx.markMissing(scenarios, 'suite time budget exhausted');
+    return;
+  }
+  const repo = ctx.o.repoRoot;
+  const protoDir = join(repo, 'proto');
+  let d: RunningDaemon;
+  try {
+    ctx.log(`${phase}: keybroker init (fresh SoftHSM2 token) + serve`);
+    const dir = await initDaemonDir(repo, join(ctx.o.workDir, phase), ORG, TENANT);
+    d = await startDaemon(repo, dir, { core: CORES.server, env: setup.env });
+  } catch (err) {
+    ctx.markMissing(scenarios, `daemon did not start: ${(err as Error).message.slice(0, 400)}`);
+    return;
+  }
+  const pki = d.dir.pki;
+  const admin = new AdminClient(
+    d.grpcPort,
+    { caCert: pki.caCert, cert: pki.adminCert, key: pki.adminKey },
+    protoDir,
+  );
+  const pending = new Set(scenarios.map((s) => s.name));
+  try {
+    ctx.tls[phase] = await probeTls(d.grpcPort, {
+      caCert: pki.caCert,
+      cert: pki.serviceCert,
+      key: pki.serviceKey,
+    });
+    await provisionCustomers(ctx, admin, scenarios);
+    let tenants = 0;
+    const create = scenarios.find((s) => s.admin === 'create-tenant');
+    if (setup.tenants !== undefined) {
+      const n = setup.tenants;
+      const sample = await measureAdmin(d, 8, n, setup.provisionS ?? 300, (i) =>
+        admin.createTenant(ORG, benchTenant(i)),
+      );
+      tenants = sample.operations;
+      ctx.log(`provisioned ${tenants} tenants at ${Math.round(sample.throughput)}/s`);
+      if (create) {
+        ctx.addRun(create.name, 8, sample);
+        if (tenants < n)
+          ctx.note(
+            create.name,
+            `only ${tenants} of ${n} tenants within the ${setup.provisionS} s provisioning budget`,
+          );
+        pending.delete(create.name);
+      }
+    }
+    for (const s of scenarios.filter((x) => x.op !== undefined)) {
+      pending.delete(s.name);
+      const before = await scrape(d);
+      const rotation =
+        setup.tenants === undefined
+          ? undefined
+          : {
+              caCert: pki.caCert,
+              caKey: pki.caKey,
+              org: ORG,
+              tenants,
+              identities: Math.min(tenants, ctx.o.quick ? 300 : 1500),
+              callsPerConnection: 50,
+            };
+      await ctx.runLoad(
+        s,
+        {
+          port: d.grpcPort,
+          serverPid: d.pid,
+          protoDir,
+          maxChannels: rotation ? 16 : 4,
+          tls: {
+            caCert: pki.caCert,
+            identities: [{ cert: pki.serviceCert, key: pki.serviceKey }],
+            serverNameOverride: 'localhost',
+          },
+        },
+        rotation ? { rotation } : {},
+      );
+      const after = await scrape(d);
+      if (before && after && after.rpcs > before.rpcs) {
+        const per = (x: number): string => (x / (after.rpcs - before.rpcs)).toFixed(2);
+        ctx.note(
+          s.name,
+          `per request (all windows, from /metrics): ${per(after.unwraps - before.unwraps)} HSM unwraps, ${per(after.misses - before.misses)} key-cache misses`,
+        );
+      }
+    }
+    await runAdminScenarios(ctx, d, admin, scenarios, tenants, pending);
+  } catch (err) {
+    ctx.markMissing(
+      [...pending].filter((n) => !ctx.runs.has(n)),
+      `${phase} failed: ${(err as Error).message.slice(0, 400)}`,
+    );
+  } finally {
+    admin.close();
+    const code = await d.stop();
+    if (code !== 0) {
+      for (const s of scenarios) ctx.note(s.name, `daemon exited ${code} on SIGTERM`);
+      ctx.log(`${phase}: daemon exited ${code} on SIGTERM: ${d.stderr().slice(-400)}`);
+    }
+  }
+}
+
+/** OEK rotation and tenant destruction at the phase's tenant count. */
+async function runAdminScenarios(
+  ctx: PhaseContext,
+  d: RunningDaemon,
+  admin: AdminClient,
+  scenarios: readonly Scenario[],
+  tenants: number,
+  pending: Set<string>,
+): Promise<void> {
+  const rotate = scenarios.find((s) => s.admin === 'rotate-org-key');
+  if (rotate) {
+    pending.delete(rotate.name);
+    for (let run = 0; run < ctx.o.runs; run++) {
+      const sample = await measureAdmin(d, 1, 1, 600, () => admin.rotateOrgKey(ORG));
+      ctx.addRun(rotate.name, 1, sample);
+      ctx.log(`${rotate.name} run ${run + 1}: ${(sample.p50Us / 1e6).toFixed(2)} s with ${tenants} tenants`);
+    }
+  }
+  const destroy = scenarios.find((s) => s.admin === 'destroy-tenant');
+  if (destroy) {
+    pending.delete(destroy.name);
+    // Destroy from the end of the population so the traffic above keeps its tenants.
+    let victim = tenants - 1;
+    for (const c of ctx.concurrencies(destroy)) {
+      for (let run = 0; run < ctx.o.runs; run++) {
+        const first = victim - c + 1;
+        victim -= c;
+        if (first < 1) throw new Error('not enough tenants left to destroy');
+        const sample = await measureAdmin(d, c, c, 600, (i) =>
+          admin.destroyTenant(ORG, benchTenant(first + i)),
+        );
+        ctx.addRun(destroy.name, c, sample);
+        ctx.log(`${destroy.name} c=${c} run ${run + 1}: ${c} destroys in ${sample.durationS.toFixed(2)} s`);
+      }
+    }
+  }
+}
