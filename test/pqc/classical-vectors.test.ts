@@ -18,7 +18,10 @@ after(() => {
 });
 
 /** valid must succeed; invalid must fail; acceptable may do either (counted as passed). */
-function run(file: string, check: (g: WycheproofGroup, t: WycheproofTest) => boolean | 'not-applicable'): Tally {
+function run(
+  file: string,
+  check: (g: WycheproofGroup, t: WycheproofTest) => boolean | 'not-applicable',
+): Tally {
   const tally = new Tally(file, 'openssl');
   for (const g of wycheproof(file).testGroups) {
     for (const t of g.tests) {
@@ -50,18 +53,27 @@ describe('Wycheproof classical vectors', () => {
 
   it('ecdsa_secp256r1_sha256_p1363_test via ecdsaP256Verify', () => {
     const tally = run('ecdsa_secp256r1_sha256_p1363_test', (g, t) =>
-      ecdsaP256Verify(hex((g['publicKey'] as { uncompressed: string }).uncompressed), msg(t), hex(t['sig']), 'p1363'),
+      ecdsaP256Verify(
+        hex((g['publicKey'] as { uncompressed: string }).uncompressed),
+        msg(t),
+        hex(t['sig']),
+        'p1363',
+      ),
     );
     assert.deepEqual(tally.failures, [], tally.summary());
   });
 
   it('ed25519_test via ed25519Verify', () => {
-    const tally = run('ed25519_test', (g, t) => ed25519Verify(hex((g['publicKey'] as { pk: string }).pk), msg(t), hex(t['sig'])));
+    const tally = run('ed25519_test', (g, t) =>
+      ed25519Verify(hex((g['publicKey'] as { pk: string }).pk), msg(t), hex(t['sig'])),
+    );
     assert.deepEqual(tally.failures, [], tally.summary());
   });
 
   it('x25519_test via x25519 (low-order peers give the all-zero output RFC 7748 defines)', () => {
-    const tally = run('x25519_test', (_g, t) => eq(x25519(hex(t['private']), hex(t['public'])), hex(t['shared'])));
+    const tally = run('x25519_test', (_g, t) =>
+      eq(x25519(hex(t['private']), hex(t['public'])), hex(t['shared'])),
+    );
     assert.deepEqual(tally.failures, [], tally.summary());
   });
 

@@ -10,7 +10,11 @@ import { describe, it } from 'node:test';
 import { p256 } from '@noble/curves/nist.js';
 import { ml_dsa65 } from '@noble/post-quantum/ml-dsa.js';
 import { KbError } from '../../daemon/src/errors.ts';
-import { ecdsaP256RawPublicKey, hsmEcdsaP256Signer, softwareEcdsaP256Signer } from '../../daemon/src/pqc/classical-signatures.ts';
+import {
+  ecdsaP256RawPublicKey,
+  hsmEcdsaP256Signer,
+  softwareEcdsaP256Signer,
+} from '../../daemon/src/pqc/classical-signatures.ts';
 import {
   COMPOSITE_LABEL,
   CompositeMlDsa65EcdsaP256,
@@ -41,19 +45,31 @@ describe('composite ML-DSA-65 + ECDSA-P256', () => {
       '0f89ee1fcb7b0a4f7809d1267a029719004c5a5e5ec323a7c3523a20974f9a3f202f56fadba4cd9e8d654ab9f2e96dc5c795ea176fa20ede8d854c342f903533';
     const m = Uint8Array.from([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     assert.equal(Buffer.from(compositeMessageRepresentative(m)).toString('hex'), expected);
-    const withCtx = compositeMessageRepresentative(m, Uint8Array.from(Buffer.from('0813061205162623', 'hex')));
-    assert.equal(Buffer.from(withCtx).toString('hex'), expected.replace(/00(0f89ee)/, '080813061205162623$1'));
+    const withCtx = compositeMessageRepresentative(
+      m,
+      Uint8Array.from(Buffer.from('0813061205162623', 'hex')),
+    );
+    assert.equal(
+      Buffer.from(withCtx).toString('hex'),
+      expected.replace(/00(0f89ee)/, '080813061205162623$1'),
+    );
   });
 
-  it('round trip; both halves verify independently with @noble (ML-DSA ctx = Label, ECDSA over M\')', async () => {
+  it("round trip; both halves verify independently with @noble (ML-DSA ctx = Label, ECDSA over M')", async () => {
     const { key, publicKey } = newKey();
     const msg = te('a document');
     const ctx = te('app-ctx');
     const sig = await composite.sign(key, msg, ctx);
     assert.ok(composite.verify(publicKey, msg, sig, ctx));
     const mPrime = compositeMessageRepresentative(msg, ctx);
-    assert.ok(ml_dsa65.verify(sig.subarray(0, ML_SIG), mPrime, publicKey.subarray(0, 1952), { context: COMPOSITE_LABEL }));
-    assert.ok(p256.verify(sig.subarray(ML_SIG), mPrime, publicKey.subarray(1952), { format: 'der', lowS: false }));
+    assert.ok(
+      ml_dsa65.verify(sig.subarray(0, ML_SIG), mPrime, publicKey.subarray(0, 1952), {
+        context: COMPOSITE_LABEL,
+      }),
+    );
+    assert.ok(
+      p256.verify(sig.subarray(ML_SIG), mPrime, publicKey.subarray(1952), { format: 'der', lowS: false }),
+    );
   });
 
   it('the ECDSA half can be an HSM key (signer returning r ‖ s or DER)', async () => {
@@ -63,7 +79,10 @@ describe('composite ML-DSA-65 + ECDSA-P256', () => {
       const port = {
         publicKey: () => Promise.resolve(spki),
         sign: (_ref: string, m: Uint8Array) =>
-          Promise.resolve({ alg: 'ecdsa-p256', signature: new Uint8Array(nodeSign('sha256', m, { key: ec.privateKey, dsaEncoding: encoding })) }),
+          Promise.resolve({
+            alg: 'ecdsa-p256',
+            signature: new Uint8Array(nodeSign('sha256', m, { key: ec.privateKey, dsaEncoding: encoding })),
+          }),
       };
       const ecdsa = await hsmEcdsaP256Signer(port, 'tenant-sign-1');
       assert.ok(eq(ecdsa.publicKey, ecdsaP256RawPublicKey(ec.publicKey)));
@@ -86,7 +105,12 @@ describe('composite ML-DSA-65 + ECDSA-P256', () => {
     const ecB = sigB.subarray(ML_SIG);
     const concat = (...p: Uint8Array[]): Uint8Array => Uint8Array.from(Buffer.concat(p));
     // A valid ECDSA signature over the same M' but with another label (relabelling attack).
-    const otherLabel = concat(te('CompositeAlgorithmSignatures2025'), te('COMPSIG-MLDSA44-ECDSA-P256-SHA256'), Uint8Array.of(0), createHash('sha512').update(a).digest());
+    const otherLabel = concat(
+      te('CompositeAlgorithmSignatures2025'),
+      te('COMPSIG-MLDSA44-ECDSA-P256-SHA256'),
+      Uint8Array.of(0),
+      createHash('sha512').update(a).digest(),
+    );
     const ecOther = await key.ecdsa.sign(otherLabel);
     const cases: [string, Uint8Array, Uint8Array, Uint8Array | undefined][] = [
       ['ML-DSA half only', mlA, a, undefined],
@@ -102,9 +126,17 @@ describe('composite ML-DSA-65 + ECDSA-P256', () => {
       assert.equal(composite.verify(publicKey, msg, sig, ctx), false, name);
     }
     // Components are bound to the composite: standalone use of the ML-DSA half fails.
-    assert.equal(openssl.verify('ml-dsa-65', publicKey.subarray(0, 1952), a, mlA), false, 'ML-DSA half over M standalone');
+    assert.equal(
+      openssl.verify('ml-dsa-65', publicKey.subarray(0, 1952), a, mlA),
+      false,
+      'ML-DSA half over M standalone',
+    );
     const mPrime = compositeMessageRepresentative(a);
-    assert.equal(openssl.verify('ml-dsa-65', publicKey.subarray(0, 1952), mPrime, mlA), false, "ML-DSA half over M' without Label ctx");
+    assert.equal(
+      openssl.verify('ml-dsa-65', publicKey.subarray(0, 1952), mPrime, mlA),
+      false,
+      "ML-DSA half over M' without Label ctx",
+    );
     assert.ok(composite.verify(publicKey, a, sigA), 'the untouched signature still verifies');
   });
 
@@ -120,10 +152,20 @@ describe('composite ML-DSA-65 + ECDSA-P256', () => {
   });
 
   it('refuses an engine without ML-DSA context strings, and bad inputs are INVALID_ARGUMENT', () => {
-    assert.throws(() => new CompositeMlDsa65EcdsaP256(liboqs), (e: unknown) => e instanceof KbError && e.code === 'FAILED_PRECONDITION');
-    const isInvalid = (param: string) => (e: unknown) => e instanceof KbError && e.code === 'INVALID_ARGUMENT' && e.message.includes(param);
-    assert.throws(() => composite.verify(new Uint8Array(10), te('m'), new Uint8Array(3400)), isInvalid('publicKey'));
+    assert.throws(
+      () => new CompositeMlDsa65EcdsaP256(liboqs),
+      (e: unknown) => e instanceof KbError && e.code === 'FAILED_PRECONDITION',
+    );
+    const isInvalid = (param: string) => (e: unknown) =>
+      e instanceof KbError && e.code === 'INVALID_ARGUMENT' && e.message.includes(param);
+    assert.throws(
+      () => composite.verify(new Uint8Array(10), te('m'), new Uint8Array(3400)),
+      isInvalid('publicKey'),
+    );
     assert.throws(() => compositeMessageRepresentative(te('m'), new Uint8Array(256)), isInvalid('context'));
-    assert.throws(() => compositePublicKey(new Uint8Array(1952), new Uint8Array(65)), isInvalid('ecdsaPublicKey'));
+    assert.throws(
+      () => compositePublicKey(new Uint8Array(1952), new Uint8Array(65)),
+      isInvalid('ecdsaPublicKey'),
+    );
   });
 });

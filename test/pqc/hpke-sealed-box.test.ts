@@ -7,7 +7,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { KbError } from '../../daemon/src/errors.ts';
-import { openBox, sealBox, SEALED_BOX_LENGTHS, type SealedBoxKem } from '../../daemon/src/pqc/hpke-sealed-box.ts';
+import {
+  openBox,
+  sealBox,
+  SEALED_BOX_LENGTHS,
+  type SealedBoxKem,
+} from '../../daemon/src/pqc/hpke-sealed-box.ts';
 import { XWing } from '../../daemon/src/pqc/xwing.ts';
 import { openssl } from './engines.ts';
 import { eq } from './vectors.ts';
@@ -26,7 +31,12 @@ function recipient(kem: SealedBoxKem): { seed: Uint8Array; publicKey: Uint8Array
 }
 
 async function failsOpaque(p: Promise<unknown>, what: string): Promise<void> {
-  await assert.rejects(p, (e: unknown) => e instanceof KbError && e.code === 'DECRYPTION_FAILED' && e.message === 'decryption failed', what);
+  await assert.rejects(
+    p,
+    (e: unknown) =>
+      e instanceof KbError && e.code === 'DECRYPTION_FAILED' && e.message === 'decryption failed',
+    what,
+  );
 }
 
 describe('HPKE sealed boxes', () => {
@@ -47,7 +57,8 @@ describe('HPKE sealed boxes', () => {
       const r = recipient(kem);
       const pt = te('secret payload');
       const box = await sealBox(kem, r.publicKey, pt, te('info'), te('aad'));
-      const open = (b: Uint8Array, info = te('info'), aad = te('aad'), seed = r.seed) => openBox(kem, seed, b, info, aad);
+      const open = (b: Uint8Array, info = te('info'), aad = te('aad'), seed = r.seed) =>
+        openBox(kem, seed, b, info, aad);
       for (let bit = 0; bit < box.length * 8; bit++) {
         // Every bit of the AEAD part; every 97th bit of enc (each costs a decapsulation).
         if (bit < len.enc * 8 && bit % 97 !== 0) continue;
@@ -55,7 +66,8 @@ describe('HPKE sealed boxes', () => {
         bad[bit >> 3]! ^= 1 << (bit & 7);
         await failsOpaque(open(bad), `flipped bit ${bit}`);
       }
-      for (let n = 0; n < box.length; n += n < len.enc ? 61 : 1) await failsOpaque(open(box.subarray(0, n)), `truncated to ${n}`);
+      for (let n = 0; n < box.length; n += n < len.enc ? 61 : 1)
+        await failsOpaque(open(box.subarray(0, n)), `truncated to ${n}`);
       await failsOpaque(open(Uint8Array.from(Buffer.concat([box, Uint8Array.of(0)]))), 'one byte appended');
       await failsOpaque(open(box, te('info'), te('aaD')), 'wrong AAD');
       await failsOpaque(open(box, te('inf0')), 'wrong info');
@@ -64,10 +76,20 @@ describe('HPKE sealed boxes', () => {
     });
 
     it(`${kem}: bad inputs are INVALID_ARGUMENT naming the parameter`, async () => {
-      const isInvalid = (param: string) => (e: unknown) => e instanceof KbError && e.code === 'INVALID_ARGUMENT' && e.message.includes(param);
-      await assert.rejects(sealBox(kem, new Uint8Array(len.publicKey - 1), te('x')), isInvalid('recipientPublicKey'));
-      await assert.rejects(openBox(kem, new Uint8Array(len.privateKey + 1), new Uint8Array(2000)), isInvalid('recipientPrivateKey'));
-      await assert.rejects(sealBox(kem, recipient(kem).publicKey, te('x'), new Uint8Array(2000)), isInvalid('info'));
+      const isInvalid = (param: string) => (e: unknown) =>
+        e instanceof KbError && e.code === 'INVALID_ARGUMENT' && e.message.includes(param);
+      await assert.rejects(
+        sealBox(kem, new Uint8Array(len.publicKey - 1), te('x')),
+        isInvalid('recipientPublicKey'),
+      );
+      await assert.rejects(
+        openBox(kem, new Uint8Array(len.privateKey + 1), new Uint8Array(2000)),
+        isInvalid('recipientPrivateKey'),
+      );
+      await assert.rejects(
+        sealBox(kem, recipient(kem).publicKey, te('x'), new Uint8Array(2000)),
+        isInvalid('info'),
+      );
     });
   }
 

@@ -27,12 +27,21 @@ describe('ML-KEM interop', () => {
         const theirs = peer.loadPrivateKey(alg, 'expanded', sk, kp.publicKey);
         // Ciphertext from the maker opens on the peer and on noble, and vice versa.
         const e1 = maker.encapsulate(alg, kp.publicKey);
-        assert.ok(eq(peer.decapsulate(theirs, e1.cipherText), e1.sharedSecret), `${peer.name} decapsulates ${maker.name}`);
+        assert.ok(
+          eq(peer.decapsulate(theirs, e1.cipherText), e1.sharedSecret),
+          `${peer.name} decapsulates ${maker.name}`,
+        );
         assert.ok(eq(NOBLE_KEM[alg].decapsulate(e1.cipherText, sk), e1.sharedSecret), 'noble decapsulates');
         const e2 = peer.encapsulate(alg, kp.publicKey);
-        assert.ok(eq(maker.decapsulate(mine, e2.cipherText), e2.sharedSecret), `${maker.name} decapsulates ${peer.name}`);
+        assert.ok(
+          eq(maker.decapsulate(mine, e2.cipherText), e2.sharedSecret),
+          `${maker.name} decapsulates ${peer.name}`,
+        );
         const e3 = NOBLE_KEM[alg].encapsulate(kp.publicKey);
-        assert.ok(eq(maker.decapsulate(mine, e3.cipherText), e3.sharedSecret) && eq(peer.decapsulate(theirs, e3.cipherText), e3.sharedSecret));
+        assert.ok(
+          eq(maker.decapsulate(mine, e3.cipherText), e3.sharedSecret) &&
+            eq(peer.decapsulate(theirs, e3.cipherText), e3.sharedSecret),
+        );
       });
     }
     it(`${alg}: a noble key pair works on both engines; the seed form matches openssl keygen`, () => {
@@ -61,7 +70,9 @@ describe('ML-DSA interop', () => {
         assert.ok(peer.verify(alg, kp.publicKey, msg, sig), `${peer.name} verifies`);
         assert.ok(NOBLE_SIG[alg].verify(sig, msg, kp.publicKey), 'noble verifies');
         const sig2 = peer.sign(peer.loadPrivateKey(alg, 'expanded', sk, kp.publicKey), msg);
-        assert.ok(maker.verify(alg, kp.publicKey, msg, sig2) && NOBLE_SIG[alg].verify(sig2, msg, kp.publicKey));
+        assert.ok(
+          maker.verify(alg, kp.publicKey, msg, sig2) && NOBLE_SIG[alg].verify(sig2, msg, kp.publicKey),
+        );
         const sig3 = NOBLE_SIG[alg].sign(msg, sk);
         assert.ok(maker.verify(alg, kp.publicKey, msg, sig3) && peer.verify(alg, kp.publicKey, msg, sig3));
         assert.ok(!peer.verify(alg, kp.publicKey, new Uint8Array(1), sig), 'other message must fail');
@@ -71,13 +82,27 @@ describe('ML-DSA interop', () => {
       const seed = crypto.getRandomValues(new Uint8Array(32));
       const kp = ENGINES[0]!.generateKeyPair(alg, seed);
       const noble = NOBLE_SIG[alg].keygen(seed);
-      assert.ok(eq(noble.publicKey, kp.publicKey) && eq(noble.secretKey, kp.secretKey.expose()), 'seed expansion agrees');
+      assert.ok(
+        eq(noble.publicKey, kp.publicKey) && eq(noble.secretKey, kp.secretKey.expose()),
+        'seed expansion agrees',
+      );
       const ctx = new TextEncoder().encode('ctx');
       const sig = ENGINES[0]!.sign(ENGINES[0]!.loadPrivateKey(alg, 'seed', seed), msg, ctx);
       assert.ok(NOBLE_SIG[alg].verify(sig, msg, kp.publicKey, { context: ctx }));
       assert.ok(!ENGINES[0]!.verify(alg, kp.publicKey, msg, sig), 'empty context must not verify');
-      assert.ok(ENGINES[0]!.verify(alg, kp.publicKey, msg, NOBLE_SIG[alg].sign(msg, noble.secretKey, { context: ctx }), ctx));
-      assert.throws(() => ENGINES[1]!.verify(alg, kp.publicKey, msg, sig, ctx), /does not support ML-DSA context/);
+      assert.ok(
+        ENGINES[0]!.verify(
+          alg,
+          kp.publicKey,
+          msg,
+          NOBLE_SIG[alg].sign(msg, noble.secretKey, { context: ctx }),
+          ctx,
+        ),
+      );
+      assert.throws(
+        () => ENGINES[1]!.verify(alg, kp.publicKey, msg, sig, ctx),
+        /does not support ML-DSA context/,
+      );
     });
   }
 });

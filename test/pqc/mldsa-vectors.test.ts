@@ -27,11 +27,14 @@ function signFile(file: 'mldsa_65_sign_seed_test' | 'mldsa_65_sign_noseed_test',
     const pk = optHex(g['publicKey']);
     const skBytes = hex(seeded ? g['privateSeed'] : g['privateKey']);
     if (seeded && !engine.capabilities.keygenFromSeed) {
-      for (let i = 0; i < g.tests.length; i++) tally.skip('engine cannot keygen from seed (same messages run via sign_noseed)');
+      for (let i = 0; i < g.tests.length; i++)
+        tally.skip('engine cannot keygen from seed (same messages run via sign_noseed)');
       continue;
     }
     let key: PqcPrivateKey | undefined;
-    const loadErr = thrown(() => (key = engine.loadPrivateKey(alg, seeded ? 'seed' : 'expanded', skBytes, pk)));
+    const loadErr = thrown(
+      () => (key = engine.loadPrivateKey(alg, seeded ? 'seed' : 'expanded', skBytes, pk)),
+    );
     for (const t of g.tests) {
       if (key === undefined) {
         if (t.result === 'invalid' && codeOf(loadErr) === 'INVALID_ARGUMENT') tally.pass();
@@ -85,7 +88,11 @@ function verifyFile(file: string, alg: SigAlgorithm, engine: PqcEngine): Tally {
         if (ok === true) tally.pass();
         else tally.fail(t.tcId, `verify gave ${ok ?? codeOf(err)}, wanted true`);
       } else if (ok === false || codeOf(err) === 'INVALID_ARGUMENT') tally.pass();
-      else tally.fail(t.tcId, `verify gave ${ok ?? codeOf(err)} for an invalid vector (${(t.flags ?? []).join(',')})`);
+      else
+        tally.fail(
+          t.tcId,
+          `verify gave ${ok ?? codeOf(err)} for an invalid vector (${(t.flags ?? []).join(',')})`,
+        );
     }
   }
   return tally;
@@ -97,9 +104,11 @@ describe('Wycheproof ML-DSA', () => {
       it(`${file} on ${engine.name}`, (t) => {
         const tally = signFile(file, engine);
         tallies.push(tally);
-        for (const [reason, n] of tally.notRun) t.diagnostic(`${n} vectors not run on ${engine.name}: ${reason}`);
+        for (const [reason, n] of tally.notRun)
+          t.diagnostic(`${n} vectors not run on ${engine.name}: ${reason}`);
         assert.deepEqual(tally.failures, [], tally.summary());
-        if (tally.passed === 0) t.skip(`no vector runnable on ${engine.name}: ${[...tally.notRun.keys()].join('; ')}`);
+        if (tally.passed === 0)
+          t.skip(`no vector runnable on ${engine.name}: ${[...tally.notRun.keys()].join('; ')}`);
       });
     }
     for (const [file, alg] of [
@@ -109,7 +118,8 @@ describe('Wycheproof ML-DSA', () => {
       it(`${file} on ${engine.name}`, (t) => {
         const tally = verifyFile(file, alg, engine);
         tallies.push(tally);
-        for (const [reason, n] of tally.notRun) t.diagnostic(`${n} vectors not run on ${engine.name}: ${reason}`);
+        for (const [reason, n] of tally.notRun)
+          t.diagnostic(`${n} vectors not run on ${engine.name}: ${reason}`);
         assert.deepEqual(tally.failures, [], tally.summary());
         assert.ok(tally.passed > 190, tally.summary());
       });

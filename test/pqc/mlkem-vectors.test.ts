@@ -33,7 +33,11 @@ function decapsFile(file: string, alg: 'ml-kem-768' | 'ml-kem-1024', engine: Pqc
         }
         const code = codeOf(thrown(() => engine.loadPrivateKey(alg, 'seed', seed)));
         if (t.result === 'invalid' && code === 'INVALID_ARGUMENT') tally.pass();
-        else tally.fail(t.tcId, `loadPrivateKey(seed of ${seed.length} B) gave ${code}, wanted INVALID_ARGUMENT`);
+        else
+          tally.fail(
+            t.tcId,
+            `loadPrivateKey(seed of ${seed.length} B) gave ${code}, wanted INVALID_ARGUMENT`,
+          );
         continue;
       }
       let key;
@@ -85,10 +89,15 @@ describe('Wycheproof ML-KEM', () => {
           let out: { cipherText: Uint8Array; sharedSecret: Uint8Array } | undefined;
           const err = thrown(() => (out = engine.encapsulate('ml-kem-768', ek)));
           if (t.result === 'valid') {
-            if (out !== undefined && out.cipherText.length === 1088 && out.sharedSecret.length === 32) tally.pass();
+            if (out !== undefined && out.cipherText.length === 1088 && out.sharedSecret.length === 32)
+              tally.pass();
             else tally.fail(t.tcId, `encapsulate gave ${codeOf(err)}, wanted a 1088-byte ciphertext`);
           } else if (codeOf(err) === 'INVALID_ARGUMENT') tally.pass();
-          else tally.fail(t.tcId, `encapsulate(${t.comment ?? ''}) gave ${codeOf(err)}, wanted INVALID_ARGUMENT`);
+          else
+            tally.fail(
+              t.tcId,
+              `encapsulate(${t.comment ?? ''}) gave ${codeOf(err)}, wanted INVALID_ARGUMENT`,
+            );
         }
       }
       tallies.push(tally);
@@ -110,7 +119,8 @@ describe('Wycheproof ML-KEM', () => {
         }
       }
       tallies.push(tally);
-      if (!engine.capabilities.keygenFromSeed) t.skip(`${tally.total} vectors not run: ${engine.name} cannot keygen from seed`);
+      if (!engine.capabilities.keygenFromSeed)
+        t.skip(`${tally.total} vectors not run: ${engine.name} cannot keygen from seed`);
       assert.deepEqual(tally.failures, [], tally.summary());
     });
 

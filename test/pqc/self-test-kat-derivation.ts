@@ -5,7 +5,9 @@ const h = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
 /** Deterministic filler seeds: SHAKE256("keybroker self-test " + label). */
 export function fixedSeed(label: string, length: number): Uint8Array {
-  return new Uint8Array(createHash('shake256', { outputLength: length }).update(`keybroker self-test ${label}`).digest());
+  return new Uint8Array(
+    createHash('shake256', { outputLength: length }).update(`keybroker self-test ${label}`).digest(),
+  );
 }
 
 interface NobleKem {
@@ -30,7 +32,14 @@ export interface MlKemKatEntry {
 }
 
 /** ML-KEM KAT: dk from seed, (c, K), and the implicit-rejection secret for c with bit 0 flipped. */
-export function mlKemKat(alg: string, noble: NobleKem, seed: Uint8Array, m: Uint8Array | undefined, source: string, c?: Uint8Array): MlKemKatEntry {
+export function mlKemKat(
+  alg: string,
+  noble: NobleKem,
+  seed: Uint8Array,
+  m: Uint8Array | undefined,
+  source: string,
+  c?: Uint8Array,
+): MlKemKatEntry {
   const kp = noble.keygen(seed);
   const ct = c ?? noble.encapsulate(kp.publicKey, m ?? new Uint8Array(32)).cipherText;
   const bad = Uint8Array.from(ct);
@@ -58,7 +67,14 @@ export interface MlDsaKatEntry {
 }
 
 /** ML-DSA KAT: keys from seed and a deterministic (or vector) signature over msg, empty context. */
-export function mlDsaKat(alg: string, noble: NobleSig, seed: Uint8Array, msg: Uint8Array, source: string, sig?: Uint8Array): MlDsaKatEntry {
+export function mlDsaKat(
+  alg: string,
+  noble: NobleSig,
+  seed: Uint8Array,
+  msg: Uint8Array,
+  source: string,
+  sig?: Uint8Array,
+): MlDsaKatEntry {
   const kp = noble.keygen(seed);
   return {
     alg,

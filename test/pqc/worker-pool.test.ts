@@ -26,7 +26,10 @@ describe('pqc worker pool', () => {
       const msg = new TextEncoder().encode('pooled');
       const sigs = await Promise.all([1, 2, 3, 4, 5].map(() => pool.sign(engine, 'ml-dsa-65', key, msg)));
       for (const sig of sigs) {
-        assert.ok(openssl.verify('ml-dsa-65', kp.publicKey, msg, sig) && liboqs.verify('ml-dsa-65', kp.publicKey, msg, sig));
+        assert.ok(
+          openssl.verify('ml-dsa-65', kp.publicKey, msg, sig) &&
+            liboqs.verify('ml-dsa-65', kp.publicKey, msg, sig),
+        );
         assert.equal(await pool.verify(engine, 'ml-dsa-65', kp.publicKey, msg, sig), true);
       }
       assert.equal(await pool.verify(engine, 'ml-dsa-65', kp.publicKey, new Uint8Array(1), sigs[0]!), false);
@@ -46,7 +49,10 @@ describe('pqc worker pool', () => {
     const kp = openssl.generateKeyPair('ml-dsa-65');
     const key = { form: 'seed' as const, bytes: kp.seed!.expose(), publicKey: kp.publicKey };
     const ctx = new Uint8Array([1, 2]);
-    await assert.rejects(pool.sign('liboqs', 'ml-dsa-65', key, new Uint8Array(1), ctx), (e: unknown) => e instanceof KbError && e.code === 'UNIMPLEMENTED');
+    await assert.rejects(
+      pool.sign('liboqs', 'ml-dsa-65', key, new Uint8Array(1), ctx),
+      (e: unknown) => e instanceof KbError && e.code === 'UNIMPLEMENTED',
+    );
     const sig = await pool.sign('openssl', 'ml-dsa-65', key, new Uint8Array(1), ctx);
     assert.ok(openssl.verify('ml-dsa-65', kp.publicKey, new Uint8Array(1), sig, ctx));
   });
@@ -54,9 +60,15 @@ describe('pqc worker pool', () => {
   it('errors keep their code and safe detail', async () => {
     await assert.rejects(
       pool.verify('openssl', 'ml-dsa-65', new Uint8Array(3), new Uint8Array(1), new Uint8Array(3309)),
-      (e: unknown) => e instanceof KbError && e.code === 'INVALID_ARGUMENT' && /publicKey must be 1952 bytes/.test(e.message),
+      (e: unknown) =>
+        e instanceof KbError &&
+        e.code === 'INVALID_ARGUMENT' &&
+        /publicKey must be 1952 bytes/.test(e.message),
     );
-    await assert.rejects(pool.generateKeyPair('liboqs', 'ml-kem-768', new Uint8Array(64)), (e: unknown) => e instanceof KbError && e.code === 'UNIMPLEMENTED');
+    await assert.rejects(
+      pool.generateKeyPair('liboqs', 'ml-kem-768', new Uint8Array(64)),
+      (e: unknown) => e instanceof KbError && e.code === 'UNIMPLEMENTED',
+    );
   });
 
   it("does not detach or modify the caller's buffers", async () => {
@@ -72,13 +84,23 @@ describe('pqc worker pool', () => {
     try {
       const kp = openssl.generateKeyPair('ml-dsa-65');
       const key = { form: 'seed' as const, bytes: kp.seed!.expose(), publicKey: kp.publicKey };
-      const results = await Promise.allSettled(Array.from({ length: 40 }, () => small.sign('openssl', 'ml-dsa-65', key, new Uint8Array(8))));
-      const exhausted = results.filter((r) => r.status === 'rejected' && r.reason instanceof KbError && r.reason.code === 'POOL_EXHAUSTED');
+      const results = await Promise.allSettled(
+        Array.from({ length: 40 }, () => small.sign('openssl', 'ml-dsa-65', key, new Uint8Array(8))),
+      );
+      const exhausted = results.filter(
+        (r) => r.status === 'rejected' && r.reason instanceof KbError && r.reason.code === 'POOL_EXHAUSTED',
+      );
       assert.ok(exhausted.length > 0, 'some calls must be refused');
-      assert.ok(results.some((r) => r.status === 'fulfilled'), 'the rest are served');
+      assert.ok(
+        results.some((r) => r.status === 'fulfilled'),
+        'the rest are served',
+      );
     } finally {
       await small.close();
     }
-    await assert.rejects(small.verify('openssl', 'ml-dsa-65', new Uint8Array(1952), new Uint8Array(1), new Uint8Array(1)), (e: unknown) => e instanceof KbError && e.code === 'SHUTTING_DOWN');
+    await assert.rejects(
+      small.verify('openssl', 'ml-dsa-65', new Uint8Array(1952), new Uint8Array(1), new Uint8Array(1)),
+      (e: unknown) => e instanceof KbError && e.code === 'SHUTTING_DOWN',
+    );
   });
 });

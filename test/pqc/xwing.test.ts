@@ -85,11 +85,18 @@ describe('X-Wing interop and rejection', () => {
       ['publicKey mismatch', () => xwing.loadPrivateKey(kp.seed.expose(), new Uint8Array(1216)), 'publicKey'],
     ];
     for (const [name, fn, param] of cases) {
-      assert.throws(fn, (e: unknown) => e instanceof KbError && e.code === 'INVALID_ARGUMENT' && e.message.includes(param), name);
+      assert.throws(
+        fn,
+        (e: unknown) => e instanceof KbError && e.code === 'INVALID_ARGUMENT' && e.message.includes(param),
+        name,
+      );
     }
   });
 
   it('refuses an expander engine without keygen from seed', () => {
-    assert.throws(() => new XWing(liboqs), (e: unknown) => e instanceof KbError && e.code === 'FAILED_PRECONDITION');
+    assert.throws(
+      () => new XWing(liboqs),
+      (e: unknown) => e instanceof KbError && e.code === 'FAILED_PRECONDITION',
+    );
   });
 });

@@ -5,7 +5,14 @@
  * The ECDSA signer interface lets the private half be a software key or a non-extractable key
  * in the HSM (see hsmEcdsaP256Signer).
  */
-import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import {
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  sign,
+  verify,
+  type KeyObject,
+} from 'node:crypto';
 import { KbError } from '../errors.ts';
 import { SecretBytes } from '../util/secret-bytes.ts';
 import { assertBytes, assertOneOf } from './pqc-assert.ts';
@@ -26,7 +33,11 @@ export function ed25519GenerateKeyPair(): { seed: SecretBytes; publicKey: Uint8A
 }
 
 export function ed25519PrivateKey(seed: Uint8Array): KeyObject {
-  return createPrivateKey({ key: buf(assertBytes('seed', seed, 32)), format: 'raw-private', asymmetricKeyType: 'ed25519' });
+  return createPrivateKey({
+    key: buf(assertBytes('seed', seed, 32)),
+    format: 'raw-private',
+    asymmetricKeyType: 'ed25519',
+  });
 }
 
 export function ed25519PublicKey(seed: Uint8Array | KeyObject): Uint8Array {
@@ -46,7 +57,9 @@ export function ed25519Verify(publicKey: Uint8Array, message: Uint8Array, signat
   if (signature.length !== 64) return false;
   let key: KeyObject;
   try {
-    key = edKeys.get('ed25519', pk, () => createPublicKey({ key: buf(pk), format: 'raw-public', asymmetricKeyType: 'ed25519' }));
+    key = edKeys.get('ed25519', pk, () =>
+      createPublicKey({ key: buf(pk), format: 'raw-public', asymmetricKeyType: 'ed25519' }),
+    );
   } catch (cause) {
     throw new KbError('INVALID_ARGUMENT', 'publicKey is not a valid Ed25519 key', { cause });
   }
@@ -60,7 +73,12 @@ export function ecdsaP256PublicKey(publicKey: Uint8Array): KeyObject {
     try {
       const key =
         publicKey.length === 65
-          ? createPublicKey({ key: buf(publicKey), format: 'raw-public', asymmetricKeyType: 'ec', namedCurve: 'prime256v1' })
+          ? createPublicKey({
+              key: buf(publicKey),
+              format: 'raw-public',
+              asymmetricKeyType: 'ec',
+              namedCurve: 'prime256v1',
+            })
           : createPublicKey({ key: buf(publicKey), format: 'der', type: 'spki' });
       if (key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') throw new Error('not a P-256 key');
       return key;
@@ -88,7 +106,12 @@ export function ecdsaP256Verify(
   assertBytes('signature', signature, { max: 1024 });
   assertOneOf('encoding', encoding, ['der', 'p1363'] as const);
   try {
-    return verify('sha256', message, { key, dsaEncoding: encoding === 'der' ? 'der' : 'ieee-p1363' }, signature);
+    return verify(
+      'sha256',
+      message,
+      { key, dsaEncoding: encoding === 'der' ? 'der' : 'ieee-p1363' },
+      signature,
+    );
   } catch {
     // OpenSSL throws on some undecodable DER; for a verifier that is simply "invalid".
     return false;
@@ -106,7 +129,8 @@ export interface EcdsaP256Signer {
 /** A software P-256 signer (fresh key, or an existing private KeyObject). */
 export function softwareEcdsaP256Signer(privateKey?: KeyObject): EcdsaP256Signer {
   const key = privateKey ?? generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
-  if (key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') throw new KbError('INVALID_ARGUMENT', 'privateKey must be P-256');
+  if (key.asymmetricKeyDetails?.namedCurve !== 'prime256v1')
+    throw new KbError('INVALID_ARGUMENT', 'privateKey must be P-256');
   return {
     publicKey: ecdsaP256RawPublicKey(key),
     sign: (message) => Promise.resolve(u8(sign('sha256', message, { key, dsaEncoding: 'der' }))),
@@ -127,7 +151,8 @@ export async function hsmEcdsaP256Signer<Ref>(hsm: HsmSigningPort<Ref>, ref: Ref
     publicKey,
     sign: async (message) => {
       const r = await hsm.sign(ref, message);
-      if (r.alg !== 'ecdsa-p256') throw new KbError('FAILED_PRECONDITION', `HSM key is ${r.alg}, not ecdsa-p256`);
+      if (r.alg !== 'ecdsa-p256')
+        throw new KbError('FAILED_PRECONDITION', `HSM key is ${r.alg}, not ecdsa-p256`);
       return r.signature;
     },
   };

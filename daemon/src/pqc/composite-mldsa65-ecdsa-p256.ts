@@ -31,7 +31,10 @@ export const COMPOSITE_LENGTHS = {
 } as const;
 
 /** M' for `message` and application context `ctx` (at most 255 bytes). */
-export function compositeMessageRepresentative(message: Uint8Array, ctx: Uint8Array = new Uint8Array(0)): Uint8Array {
+export function compositeMessageRepresentative(
+  message: Uint8Array,
+  ctx: Uint8Array = new Uint8Array(0),
+): Uint8Array {
   assertBytes('message', message);
   assertBytes('context', ctx, { max: 255 });
   const ph = createHash('sha512').update(message).digest();
@@ -66,7 +69,10 @@ export class CompositeMlDsa65EcdsaP256 {
   /** `engine` runs the ML-DSA half; it must support context strings (the Label is the ctx). */
   constructor(engine: PqcEngine) {
     if (!engine.capabilities.signContext) {
-      throw new KbError('FAILED_PRECONDITION', `engine ${engine.name} lacks ML-DSA context strings needed by composite`);
+      throw new KbError(
+        'FAILED_PRECONDITION',
+        `engine ${engine.name} lacks ML-DSA context strings needed by composite`,
+      );
     }
     this.#engine = engine;
   }
@@ -91,8 +97,18 @@ export class CompositeMlDsa65EcdsaP256 {
     const pk = assertBytes('publicKey', publicKey, COMPOSITE_LENGTHS.publicKey);
     assertBytes('signature', signature, { max: 64 * 1024 });
     const mPrime = compositeMessageRepresentative(message, ctx);
-    if (signature.length < COMPOSITE_LENGTHS.minSignature || signature.length > COMPOSITE_LENGTHS.maxSignature) return false;
-    const mlOk = this.#engine.verify('ml-dsa-65', pk.subarray(0, ML.publicKey), mPrime, signature.subarray(0, ML.signature), COMPOSITE_LABEL);
+    if (
+      signature.length < COMPOSITE_LENGTHS.minSignature ||
+      signature.length > COMPOSITE_LENGTHS.maxSignature
+    )
+      return false;
+    const mlOk = this.#engine.verify(
+      'ml-dsa-65',
+      pk.subarray(0, ML.publicKey),
+      mPrime,
+      signature.subarray(0, ML.signature),
+      COMPOSITE_LABEL,
+    );
     if (!mlOk) return false;
     return ecdsaP256Verify(pk.subarray(ML.publicKey), mPrime, signature.subarray(ML.signature), 'der');
   }

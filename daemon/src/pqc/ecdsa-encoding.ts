@@ -14,6 +14,7 @@ function derInteger(unsigned: Uint8Array): Uint8Array {
 
 /** r ‖ s (2 × 32 bytes for P-256) to DER. */
 export function ecdsaP1363ToDer(sig: Uint8Array, fieldBytes = 32): Uint8Array {
-  if (sig.length !== 2 * fieldBytes) throw new KbError('INVALID_ARGUMENT', `signature must be ${2 * fieldBytes} bytes`);
+  if (sig.length !== 2 * fieldBytes)
+    throw new KbError('INVALID_ARGUMENT', `signature must be ${2 * fieldBytes} bytes`);
   return tlv(TAG.SEQUENCE, derInteger(sig.subarray(0, fieldBytes)), derInteger(sig.subarray(fieldBytes)));
 }

@@ -39,7 +39,9 @@ export function mlKemHashCheck(alg: KemAlgorithm, dk: Uint8Array): boolean {
   if (dk.length !== KEM_LENGTHS[alg].secretKey) return false;
   const k = (KEM_LENGTHS[alg].publicKey - 32) / 384;
   const ek = mlKemEmbeddedPublicKey(alg, dk);
-  return constantTimeEqual(sha3_256(ek), dk.subarray(768 * k + 32, 768 * k + 64)) && mlKemModulusCheck(alg, ek);
+  return (
+    constantTimeEqual(sha3_256(ek), dk.subarray(768 * k + 32, 768 * k + 64)) && mlKemModulusCheck(alg, ek)
+  );
 }
 
 const DSA_SHAPE: Readonly<Record<SigAlgorithm, { k: number; l: number; eta: number }>> = {

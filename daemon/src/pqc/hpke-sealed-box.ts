@@ -63,7 +63,7 @@ export async function sealBox(
   assertBytes('info', info, { max: MAX_INFO });
   assertBytes('aad', aad, { max: MAX_AAD });
   const suite = suiteFor(kem);
-  let pk: Awaited<ReturnType<CipherSuite["kem"]["importKey"]>>;
+  let pk: Awaited<ReturnType<CipherSuite['kem']['importKey']>>;
   try {
     pk = await suite.kem.importKey('raw', ab(recipientPublicKey), true);
   } catch (cause) {

@@ -16,7 +16,12 @@ import {
 } from '@oqs/liboqs-js';
 import { KbError } from '../errors.ts';
 import { SecretBytes } from '../util/secret-bytes.ts';
-import { mlDsaSecretKeyCheck, mlKemEmbeddedPublicKey, mlKemHashCheck, mlKemModulusCheck } from './fips-key-checks.ts';
+import {
+  mlDsaSecretKeyCheck,
+  mlKemEmbeddedPublicKey,
+  mlKemHashCheck,
+  mlKemModulusCheck,
+} from './fips-key-checks.ts';
 import { assertBytes, assertOneOf } from './pqc-assert.ts';
 import type {
   EngineCapabilities,
@@ -118,7 +123,12 @@ export class LiboqsEngine implements PqcEngine {
     return { alg, publicKey: kp.publicKey, secretKey: new SecretBytes(kp.secretKey), seed: undefined };
   }
 
-  loadPrivateKey(alg: PqcAlgorithm, form: PrivateKeyForm, bytes: Uint8Array, publicKey?: Uint8Array): PqcPrivateKey {
+  loadPrivateKey(
+    alg: PqcAlgorithm,
+    form: PrivateKeyForm,
+    bytes: Uint8Array,
+    publicKey?: Uint8Array,
+  ): PqcPrivateKey {
     assertOneOf('alg', alg, ALL);
     assertOneOf('form', form, ['seed', 'expanded'] as const);
     if (form === 'seed') {
@@ -126,7 +136,8 @@ export class LiboqsEngine implements PqcEngine {
     }
     if (isKemAlgorithm(alg)) {
       const dk = assertBytes('secretKey', bytes, KEM_LENGTHS[alg].secretKey);
-      if (!mlKemHashCheck(alg, dk)) throw new KbError('INVALID_ARGUMENT', 'secretKey fails the FIPS 203 hash check');
+      if (!mlKemHashCheck(alg, dk))
+        throw new KbError('INVALID_ARGUMENT', 'secretKey fails the FIPS 203 hash check');
       const ek = Uint8Array.from(mlKemEmbeddedPublicKey(alg, dk));
       if (publicKey !== undefined) {
         assertBytes('publicKey', publicKey, KEM_LENGTHS[alg].publicKey);
@@ -150,27 +161,36 @@ export class LiboqsEngine implements PqcEngine {
   encapsulate(alg: KemAlgorithm, publicKey: Uint8Array): Encapsulation {
     assertOneOf('alg', alg, KEM_ALGORITHMS);
     const ek = assertBytes('publicKey', publicKey, KEM_LENGTHS[alg].publicKey);
-    if (!mlKemModulusCheck(alg, ek)) throw new KbError('INVALID_ARGUMENT', 'publicKey fails the FIPS 203 modulus check');
+    if (!mlKemModulusCheck(alg, ek))
+      throw new KbError('INVALID_ARGUMENT', 'publicKey fails the FIPS 203 modulus check');
     const r = this.#kems[alg].encapsulate(plain(ek));
     return { cipherText: r.ciphertext, sharedSecret: r.sharedSecret };
   }
 
   decapsulate(key: PqcPrivateKey, cipherText: Uint8Array): Uint8Array {
     const k = this.#own(key);
-    if (!isKemAlgorithm(k.alg)) throw new KbError('INVALID_ARGUMENT', `key must be an ML-KEM key, got ${k.alg}`);
+    if (!isKemAlgorithm(k.alg))
+      throw new KbError('INVALID_ARGUMENT', `key must be an ML-KEM key, got ${k.alg}`);
     const ct = assertBytes('cipherText', cipherText, KEM_LENGTHS[k.alg].cipherText);
     return this.#kems[k.alg].decapsulate(plain(ct), plain(k.secret.expose()));
   }
 
   sign(key: PqcPrivateKey, message: Uint8Array, context?: Uint8Array): Uint8Array {
     const k = this.#own(key);
-    if (isKemAlgorithm(k.alg)) throw new KbError('INVALID_ARGUMENT', `key must be an ML-DSA key, got ${k.alg}`);
+    if (isKemAlgorithm(k.alg))
+      throw new KbError('INVALID_ARGUMENT', `key must be an ML-DSA key, got ${k.alg}`);
     assertBytes('message', message);
     this.#checkContext(context);
     return this.#sigs[k.alg].sign(plain(message), plain(k.secret.expose()));
   }
 
-  verify(alg: SigAlgorithm, publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array, context?: Uint8Array): boolean {
+  verify(
+    alg: SigAlgorithm,
+    publicKey: Uint8Array,
+    message: Uint8Array,
+    signature: Uint8Array,
+    context?: Uint8Array,
+  ): boolean {
     assertOneOf('alg', alg, SIG_ALGORITHMS);
     const pk = assertBytes('publicKey', publicKey, SIG_LENGTHS[alg].publicKey);
     assertBytes('message', message);
@@ -190,7 +210,8 @@ export class LiboqsEngine implements PqcEngine {
   }
 
   #own(key: PqcPrivateKey): LiboqsPrivateKey {
-    if (!(key instanceof LiboqsPrivateKey)) throw new KbError('INVALID_ARGUMENT', 'key was not loaded by the liboqs engine');
+    if (!(key instanceof LiboqsPrivateKey))
+      throw new KbError('INVALID_ARGUMENT', 'key was not loaded by the liboqs engine');
     return key;
   }
 }

@@ -78,25 +78,36 @@ export class OpenSslEngine implements PqcEngine {
     sig: SIG_ALGORITHMS,
     keygenFromSeed: true,
     signContext: true,
-    notes: ['ML-KEM encapsulation randomness and ML-DSA signing randomness cannot be injected (no derandomized API)'],
+    notes: [
+      'ML-KEM encapsulation randomness and ML-DSA signing randomness cannot be injected (no derandomized API)',
+    ],
   };
   readonly #publicKeys = new PublicKeyCache<KeyObject>();
 
   generateKeyPair(alg: PqcAlgorithm, seed?: Uint8Array): PqcKeyPair {
     assertOneOf('alg', alg, ALL);
     const len = lengthsOf(alg);
-    const s = seed === undefined ? crypto.getRandomValues(new Uint8Array(len.seed)) : Uint8Array.from(assertBytes('seed', seed, len.seed));
+    const s =
+      seed === undefined
+        ? crypto.getRandomValues(new Uint8Array(len.seed))
+        : Uint8Array.from(assertBytes('seed', seed, len.seed));
     const key = this.#importSeed(alg, s);
     const der = toU8(key.export({ format: 'der', type: 'pkcs8' }));
     const { expanded } = parsePqcPkcs8(der, PQC_OIDS[alg]);
-    if (expanded === undefined) throw new KbError('INTERNAL', undefined, { detail: 'OpenSSL exported no expanded key' });
+    if (expanded === undefined)
+      throw new KbError('INTERNAL', undefined, { detail: 'OpenSSL exported no expanded key' });
     const secretKey = SecretBytes.copyOf(expanded);
     der.fill(0);
     const publicKey = toU8(createPublicKey(key).export({ format: 'raw-public' }));
     return { alg, publicKey, secretKey, seed: new SecretBytes(s) };
   }
 
-  loadPrivateKey(alg: PqcAlgorithm, form: PrivateKeyForm, bytes: Uint8Array, publicKey?: Uint8Array): PqcPrivateKey {
+  loadPrivateKey(
+    alg: PqcAlgorithm,
+    form: PrivateKeyForm,
+    bytes: Uint8Array,
+    publicKey?: Uint8Array,
+  ): PqcPrivateKey {
     assertOneOf('alg', alg, ALL);
     assertOneOf('form', form, ['seed', 'expanded'] as const);
     const len = lengthsOf(alg);
@@ -107,7 +118,11 @@ export class OpenSslEngine implements PqcEngine {
       assertBytes('secretKey', bytes, len.secretKey);
       const der = pkcs8(PQC_OIDS[alg], tlv(TAG.OCTET_STRING, bytes));
       try {
-        key = createPrivateKey({ key: Buffer.from(der.buffer, der.byteOffset, der.byteLength), format: 'der', type: 'pkcs8' });
+        key = createPrivateKey({
+          key: Buffer.from(der.buffer, der.byteOffset, der.byteLength),
+          format: 'der',
+          type: 'pkcs8',
+        });
       } catch (cause) {
         // OpenSSL rejects an expanded key whose embedded hash or public key does not match.
         throw new KbError('INVALID_ARGUMENT', 'secretKey is not a valid expanded key', { cause });
@@ -134,21 +149,30 @@ export class OpenSslEngine implements PqcEngine {
 
   decapsulate(key: PqcPrivateKey, cipherText: Uint8Array): Uint8Array {
     const k = this.#own(key);
-    if (!isKemAlgorithm(k.alg)) throw new KbError('INVALID_ARGUMENT', `key must be an ML-KEM key, got ${k.alg}`);
+    if (!isKemAlgorithm(k.alg))
+      throw new KbError('INVALID_ARGUMENT', `key must be an ML-KEM key, got ${k.alg}`);
     assertBytes('cipherText', cipherText, KEM_LENGTHS[k.alg].cipherText);
     return toU8(decapsulate(k.keyObject(), cipherText));
   }
 
   sign(key: PqcPrivateKey, message: Uint8Array, context?: Uint8Array): Uint8Array {
     const k = this.#own(key);
-    if (isKemAlgorithm(k.alg)) throw new KbError('INVALID_ARGUMENT', `key must be an ML-DSA key, got ${k.alg}`);
+    if (isKemAlgorithm(k.alg))
+      throw new KbError('INVALID_ARGUMENT', `key must be an ML-DSA key, got ${k.alg}`);
     assertBytes('message', message);
     const ctx = context === undefined ? undefined : assertBytes('context', context, { max: 255 });
-    const opts = ctx === undefined || ctx.length === 0 ? { key: k.keyObject() } : { key: k.keyObject(), context: ctx };
+    const opts =
+      ctx === undefined || ctx.length === 0 ? { key: k.keyObject() } : { key: k.keyObject(), context: ctx };
     return toU8(sign(null, message, opts));
   }
 
-  verify(alg: SigAlgorithm, publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array, context?: Uint8Array): boolean {
+  verify(
+    alg: SigAlgorithm,
+    publicKey: Uint8Array,
+    message: Uint8Array,
+    signature: Uint8Array,
+    context?: Uint8Array,
+  ): boolean {
     assertOneOf('alg', alg, SIG_ALGORITHMS);
     const pk = this.#publicKey(alg, assertBytes('publicKey', publicKey, SIG_LENGTHS[alg].publicKey));
     assertBytes('message', message);

@@ -11,7 +11,14 @@
  * them to their own KbError.
  */
 
-export const TAG = { INTEGER: 0x02, BIT_STRING: 0x03, OCTET_STRING: 0x04, OID: 0x06, SEQUENCE: 0x30, SEED: 0x80 } as const;
+export const TAG = {
+  INTEGER: 0x02,
+  BIT_STRING: 0x03,
+  OCTET_STRING: 0x04,
+  OID: 0x06,
+  SEQUENCE: 0x30,
+  SEED: 0x80,
+} as const;
 
 function encodeLength(n: number): Uint8Array {
   if (n < 0x80) return Uint8Array.of(n);
@@ -100,7 +107,11 @@ export function pkcs8(oidDotted: string, privateKeyChoice: Uint8Array): Uint8Arr
 
 /** SubjectPublicKeyInfo for `oidDotted` with the raw public key. */
 export function spki(oidDotted: string, publicKey: Uint8Array): Uint8Array {
-  return tlv(TAG.SEQUENCE, tlv(TAG.SEQUENCE, oid(oidDotted)), tlv(TAG.BIT_STRING, Uint8Array.of(0), publicKey));
+  return tlv(
+    TAG.SEQUENCE,
+    tlv(TAG.SEQUENCE, oid(oidDotted)),
+    tlv(TAG.BIT_STRING, Uint8Array.of(0), publicKey),
+  );
 }
 
 /** The raw public key inside an SPKI whose algorithm is `oidDotted` (no parameters). */
@@ -108,7 +119,8 @@ export function parseSpki(der: Uint8Array, oidDotted: string): Uint8Array {
   const outer = expect(der, 0, TAG.SEQUENCE);
   if (outer.end !== der.length) throw new Error('DER: trailing bytes');
   const alg = expect(der, outer.start, TAG.SEQUENCE);
-  if (!sameBytes(der.subarray(alg.start, alg.end), oid(oidDotted))) throw new Error('SPKI: unexpected algorithm');
+  if (!sameBytes(der.subarray(alg.start, alg.end), oid(oidDotted)))
+    throw new Error('SPKI: unexpected algorithm');
   const bits = expect(der, alg.end, TAG.BIT_STRING);
   if (bits.end !== outer.end || der[bits.start] !== 0) throw new Error('SPKI: malformed BIT STRING');
   return der.subarray(bits.start + 1, bits.end);
@@ -123,12 +135,14 @@ export function parsePqcPkcs8(
   if (outer.end !== der.length) throw new Error('DER: trailing bytes');
   const version = expect(der, outer.start, TAG.INTEGER);
   const alg = expect(der, version.end, TAG.SEQUENCE);
-  if (!sameBytes(der.subarray(alg.start, alg.end), oid(oidDotted))) throw new Error('PKCS#8: unexpected algorithm');
+  if (!sameBytes(der.subarray(alg.start, alg.end), oid(oidDotted)))
+    throw new Error('PKCS#8: unexpected algorithm');
   const wrapper = expect(der, alg.end, TAG.OCTET_STRING);
   const choice = readTlv(der, wrapper.start);
   if (choice.end !== wrapper.end) throw new Error('PKCS#8: trailing bytes in privateKey');
   if (choice.tag === TAG.SEED) return { seed: der.subarray(choice.start, choice.end), expanded: undefined };
-  if (choice.tag === TAG.OCTET_STRING) return { seed: undefined, expanded: der.subarray(choice.start, choice.end) };
+  if (choice.tag === TAG.OCTET_STRING)
+    return { seed: undefined, expanded: der.subarray(choice.start, choice.end) };
   if (choice.tag === TAG.SEQUENCE) {
     const s = expect(der, choice.start, TAG.OCTET_STRING);
     const e = expect(der, s.end, TAG.OCTET_STRING);

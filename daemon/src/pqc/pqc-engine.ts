@@ -66,7 +66,12 @@ export interface PqcEngine {
    * Prepare a private key. `publicKey`, when given, must match the private key (checked:
    * a mismatch is INVALID_ARGUMENT), which catches corrupted keys before first use.
    */
-  loadPrivateKey(alg: PqcAlgorithm, form: PrivateKeyForm, bytes: Uint8Array, publicKey?: Uint8Array): PqcPrivateKey;
+  loadPrivateKey(
+    alg: PqcAlgorithm,
+    form: PrivateKeyForm,
+    bytes: Uint8Array,
+    publicKey?: Uint8Array,
+  ): PqcPrivateKey;
 
   /** Encapsulate to `publicKey`; rejects keys that fail the FIPS 203 §7.2 modulus check. */
   encapsulate(alg: KemAlgorithm, publicKey: Uint8Array): Encapsulation;
@@ -76,5 +81,11 @@ export interface PqcEngine {
   /** ML-DSA.Sign (hedged). A non-empty `context` needs `signContext`. */
   sign(key: PqcPrivateKey, message: Uint8Array, context?: Uint8Array): Uint8Array;
   /** ML-DSA.Verify; false for any invalid signature. Malformed public keys are INVALID_ARGUMENT. */
-  verify(alg: SigAlgorithm, publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array, context?: Uint8Array): boolean;
+  verify(
+    alg: SigAlgorithm,
+    publicKey: Uint8Array,
+    message: Uint8Array,
+    signature: Uint8Array,
+    context?: Uint8Array,
+  ): boolean;
 }

@@ -89,7 +89,8 @@ export class PqcWorkerPool {
   /** Start the workers and wait until each has passed its self-test. */
   static async create(opts: PqcWorkerPoolOptions = {}): Promise<PqcWorkerPool> {
     const size = opts.size ?? availableParallelism();
-    if (!Number.isInteger(size) || size < 1 || size > 256) throw new KbError('INVALID_ARGUMENT', 'size must be 1..256');
+    if (!Number.isInteger(size) || size < 1 || size > 256)
+      throw new KbError('INVALID_ARGUMENT', 'size must be 1..256');
     const pool = new PqcWorkerPool(size, opts.maxQueue ?? 4096, opts.maxBatch ?? 32);
     try {
       for (let i = 0; i < size; i++) pool.#slots.push(await pool.#spawn());
@@ -107,30 +108,70 @@ export class PqcWorkerPool {
 
   async generateKeyPair(engine: EngineName, alg: PqcAlgorithm, seed?: Uint8Array): Promise<PqcKeyPair> {
     const transfer: ArrayBuffer[] = [];
-    const work: PqcWorkerOp = seed === undefined ? { op: 'generateKeyPair', engine, alg } : { op: 'generateKeyPair', engine, alg, seed: fresh(seed, transfer) };
+    const work: PqcWorkerOp =
+      seed === undefined
+        ? { op: 'generateKeyPair', engine, alg }
+        : { op: 'generateKeyPair', engine, alg, seed: fresh(seed, transfer) };
     const r = await this.#submit(work, transfer);
     if (r.op !== 'generateKeyPair') throw new KbError('INTERNAL');
-    return { alg, publicKey: r.publicKey, secretKey: new SecretBytes(r.secretKey), seed: r.seed === undefined ? undefined : new SecretBytes(r.seed) };
+    return {
+      alg,
+      publicKey: r.publicKey,
+      secretKey: new SecretBytes(r.secretKey),
+      seed: r.seed === undefined ? undefined : new SecretBytes(r.seed),
+    };
   }
 
   async encapsulate(engine: EngineName, alg: KemAlgorithm, publicKey: Uint8Array): Promise<Encapsulation> {
     const transfer: ArrayBuffer[] = [];
-    const r = await this.#submit({ op: 'encapsulate', engine, alg, publicKey: fresh(publicKey, transfer) }, transfer);
+    const r = await this.#submit(
+      { op: 'encapsulate', engine, alg, publicKey: fresh(publicKey, transfer) },
+      transfer,
+    );
     if (r.op !== 'encapsulate') throw new KbError('INTERNAL');
     return { cipherText: r.cipherText, sharedSecret: r.sharedSecret };
   }
 
-  async decapsulate(engine: EngineName, alg: KemAlgorithm, key: WirePrivateKey, cipherText: Uint8Array): Promise<Uint8Array> {
+  async decapsulate(
+    engine: EngineName,
+    alg: KemAlgorithm,
+    key: WirePrivateKey,
+    cipherText: Uint8Array,
+  ): Promise<Uint8Array> {
     const transfer: ArrayBuffer[] = [];
-    const r = await this.#submit({ op: 'decapsulate', engine, alg, key: wireKey(key, transfer), cipherText: fresh(cipherText, transfer) }, transfer);
+    const r = await this.#submit(
+      {
+        op: 'decapsulate',
+        engine,
+        alg,
+        key: wireKey(key, transfer),
+        cipherText: fresh(cipherText, transfer),
+      },
+      transfer,
+    );
     if (r.op !== 'decapsulate') throw new KbError('INTERNAL');
     return r.sharedSecret;
   }
 
-  async sign(engine: EngineName, alg: SigAlgorithm, key: WirePrivateKey, message: Uint8Array, context?: Uint8Array): Promise<Uint8Array> {
+  async sign(
+    engine: EngineName,
+    alg: SigAlgorithm,
+    key: WirePrivateKey,
+    message: Uint8Array,
+    context?: Uint8Array,
+  ): Promise<Uint8Array> {
     const transfer: ArrayBuffer[] = [];
-    const base = { op: 'sign', engine, alg, key: wireKey(key, transfer), message: fresh(message, transfer) } as const;
-    const r = await this.#submit(context === undefined ? base : { ...base, context: fresh(context, transfer) }, transfer);
+    const base = {
+      op: 'sign',
+      engine,
+      alg,
+      key: wireKey(key, transfer),
+      message: fresh(message, transfer),
+    } as const;
+    const r = await this.#submit(
+      context === undefined ? base : { ...base, context: fresh(context, transfer) },
+      transfer,
+    );
     if (r.op !== 'sign') throw new KbError('INTERNAL');
     return r.signature;
   }
@@ -152,7 +193,10 @@ export class PqcWorkerPool {
       message: fresh(message, transfer),
       signature: fresh(signature, transfer),
     } as const;
-    const r = await this.#submit(context === undefined ? base : { ...base, context: fresh(context, transfer) }, transfer);
+    const r = await this.#submit(
+      context === undefined ? base : { ...base, context: fresh(context, transfer) },
+      transfer,
+    );
     if (r.op !== 'verify') throw new KbError('INTERNAL');
     return r.valid;
   }
@@ -171,7 +215,8 @@ export class PqcWorkerPool {
 
   #submit(work: PqcWorkerOp, transfer: ArrayBuffer[]): Promise<PqcWorkerResult> {
     if (this.#closed) return Promise.reject(new KbError('SHUTTING_DOWN'));
-    if (this.#queue.length >= this.#maxQueue) return Promise.reject(new KbError('POOL_EXHAUSTED', 'pqc worker queue is full'));
+    if (this.#queue.length >= this.#maxQueue)
+      return Promise.reject(new KbError('POOL_EXHAUSTED', 'pqc worker queue is full'));
     return new Promise((resolve, reject) => {
       this.#queue.push({ req: { id: this.#nextId++, work }, transfer, resolve, reject });
       this.#pump();
@@ -183,7 +228,11 @@ export class PqcWorkerPool {
     while (this.#queue.length > 0) {
       let best: Slot | undefined;
       for (const s of this.#slots) {
-        if (s.batches < MAX_BATCHES_PER_WORKER && (best === undefined || s.inFlight.size < best.inFlight.size)) best = s;
+        if (
+          s.batches < MAX_BATCHES_PER_WORKER &&
+          (best === undefined || s.inFlight.size < best.inFlight.size)
+        )
+          best = s;
       }
       if (best === undefined) return;
       // Spread a burst over idle workers rather than giving it all to the first one.
@@ -214,7 +263,9 @@ export class PqcWorkerPool {
           if (ready.selfTestOk) resolve(slot);
           else {
             void worker.terminate();
-            reject(new KbError('FAILED_PRECONDITION', `pqc worker self-test failed: ${ready.failed.join('; ')}`));
+            reject(
+              new KbError('FAILED_PRECONDITION', `pqc worker self-test failed: ${ready.failed.join('; ')}`),
+            );
           }
           return;
         }
@@ -235,7 +286,8 @@ export class PqcWorkerPool {
         }
       });
       worker.on('exit', () => {
-        for (const p of slot.inFlight.values()) p.reject(new KbError('INTERNAL', undefined, { detail: 'pqc worker exited' }));
+        for (const p of slot.inFlight.values())
+          p.reject(new KbError('INTERNAL', undefined, { detail: 'pqc worker exited' }));
         slot.inFlight.clear();
         slot.batches = 0;
         const i = this.#slots.indexOf(slot);

@@ -14,8 +14,18 @@ export interface WirePrivateKey {
 }
 
 export type PqcWorkerOp =
-  | { readonly op: 'generateKeyPair'; readonly engine: EngineName; readonly alg: PqcAlgorithm; readonly seed?: Uint8Array }
-  | { readonly op: 'encapsulate'; readonly engine: EngineName; readonly alg: KemAlgorithm; readonly publicKey: Uint8Array }
+  | {
+      readonly op: 'generateKeyPair';
+      readonly engine: EngineName;
+      readonly alg: PqcAlgorithm;
+      readonly seed?: Uint8Array;
+    }
+  | {
+      readonly op: 'encapsulate';
+      readonly engine: EngineName;
+      readonly alg: KemAlgorithm;
+      readonly publicKey: Uint8Array;
+    }
   | {
       readonly op: 'decapsulate';
       readonly engine: EngineName;
@@ -42,7 +52,12 @@ export type PqcWorkerOp =
     };
 
 export type PqcWorkerResult =
-  | { readonly op: 'generateKeyPair'; readonly publicKey: Uint8Array; readonly secretKey: Uint8Array; readonly seed?: Uint8Array }
+  | {
+      readonly op: 'generateKeyPair';
+      readonly publicKey: Uint8Array;
+      readonly secretKey: Uint8Array;
+      readonly seed?: Uint8Array;
+    }
   | { readonly op: 'encapsulate'; readonly cipherText: Uint8Array; readonly sharedSecret: Uint8Array }
   | { readonly op: 'decapsulate'; readonly sharedSecret: Uint8Array }
   | { readonly op: 'sign'; readonly signature: Uint8Array }

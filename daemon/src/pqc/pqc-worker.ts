@@ -10,7 +10,14 @@ import { KbError } from '../errors.ts';
 import { LiboqsEngine } from './liboqs-engine.ts';
 import { OpenSslEngine } from './openssl-engine.ts';
 import type { EngineName, PqcEngine, PqcPrivateKey } from './pqc-engine.ts';
-import type { PqcWorkerOp, PqcWorkerReady, PqcWorkerReply, PqcWorkerRequest, PqcWorkerResult, WirePrivateKey } from './pqc-worker-protocol.ts';
+import type {
+  PqcWorkerOp,
+  PqcWorkerReady,
+  PqcWorkerReply,
+  PqcWorkerRequest,
+  PqcWorkerResult,
+  WirePrivateKey,
+} from './pqc-worker-protocol.ts';
 import type { PqcAlgorithm } from './pqc-params.ts';
 import { runSelfTest } from './self-test.ts';
 
@@ -62,7 +69,8 @@ function run(w: PqcWorkerOp): { result: PqcWorkerResult; transfer: ArrayBuffer[]
       kp.secretKey.destroy();
       const seed = kp.seed === undefined ? undefined : own(kp.seed.expose());
       kp.seed?.destroy();
-      const result = seed === undefined ? { op: w.op, publicKey, secretKey } : { op: w.op, publicKey, secretKey, seed };
+      const result =
+        seed === undefined ? { op: w.op, publicKey, secretKey } : { op: w.op, publicKey, secretKey, seed };
       return { result, transfer: t(publicKey, secretKey, ...(seed ? [seed] : [])) };
     }
     case 'encapsulate': {
@@ -83,7 +91,10 @@ function run(w: PqcWorkerOp): { result: PqcWorkerResult; transfer: ArrayBuffer[]
       return { result: { op: w.op, signature }, transfer: t(signature) };
     }
     case 'verify':
-      return { result: { op: w.op, valid: engine.verify(w.alg, w.publicKey, w.message, w.signature, w.context) }, transfer: [] };
+      return {
+        result: { op: w.op, valid: engine.verify(w.alg, w.publicKey, w.message, w.signature, w.context) },
+        transfer: [],
+      };
   }
 }
 

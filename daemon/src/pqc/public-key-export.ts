@@ -17,7 +17,15 @@ import { KbError } from '../errors.ts';
 import { COMPOSITE_LENGTHS, COMPOSITE_OID } from './composite-mldsa65-ecdsa-p256.ts';
 import { assertBytes, assertOneOf } from './pqc-assert.ts';
 import { TAG, oid, spki, tlv } from './pqc-der.ts';
-import { JOSE_ALG, KEM_LENGTHS, PQC_OIDS, SIG_LENGTHS, isKemAlgorithm, isSigAlgorithm, type PqcAlgorithm } from './pqc-params.ts';
+import {
+  JOSE_ALG,
+  KEM_LENGTHS,
+  PQC_OIDS,
+  SIG_LENGTHS,
+  isKemAlgorithm,
+  isSigAlgorithm,
+  type PqcAlgorithm,
+} from './pqc-params.ts';
 
 export const PUBLIC_KEY_KINDS = [
   'ml-kem-512',
@@ -71,7 +79,8 @@ function rawLength(kind: PublicKeyKind): number {
 function checked(kind: PublicKeyKind, publicKey: Uint8Array): Uint8Array {
   assertOneOf('kind', kind, PUBLIC_KEY_KINDS);
   const pk = assertBytes('publicKey', publicKey, rawLength(kind));
-  if (kind === 'ecdsa-p256' && pk[0] !== 0x04) throw new KbError('INVALID_ARGUMENT', 'publicKey must be an uncompressed point');
+  if (kind === 'ecdsa-p256' && pk[0] !== 0x04)
+    throw new KbError('INVALID_ARGUMENT', 'publicKey must be an uncompressed point');
   return pk;
 }
 
@@ -87,7 +96,11 @@ export function publicKeyToSpki(kind: PublicKeyKind, publicKey: Uint8Array): Uin
     case 'ed25519':
       return spki(ED25519_OID, pk);
     case 'ecdsa-p256':
-      return tlv(TAG.SEQUENCE, tlv(TAG.SEQUENCE, oid(EC_PUBLIC_KEY_OID), oid(P256_OID)), tlv(TAG.BIT_STRING, Uint8Array.of(0), pk));
+      return tlv(
+        TAG.SEQUENCE,
+        tlv(TAG.SEQUENCE, oid(EC_PUBLIC_KEY_OID), oid(P256_OID)),
+        tlv(TAG.BIT_STRING, Uint8Array.of(0), pk),
+      );
   }
   throw new KbError('INVALID_ARGUMENT', 'unknown key kind');
 }
@@ -102,7 +115,8 @@ export function publicKeyToPem(kind: PublicKeyKind, publicKey: Uint8Array): stri
 /** JWK (public members only). */
 export function publicKeyToJwk(kind: PublicKeyKind, publicKey: Uint8Array): Jwk {
   const pk = checked(kind, publicKey);
-  if (isKemAlgorithm(kind) || isSigAlgorithm(kind)) return { kty: 'AKP', alg: JOSE_ALG[kind as PqcAlgorithm], pub: b64url(pk) };
+  if (isKemAlgorithm(kind) || isSigAlgorithm(kind))
+    return { kty: 'AKP', alg: JOSE_ALG[kind as PqcAlgorithm], pub: b64url(pk) };
   switch (kind) {
     case 'x-wing':
       return { kty: 'AKP', alg: 'X-Wing', pub: b64url(pk) };

@@ -74,10 +74,17 @@ function flipped(b: Uint8Array): Uint8Array {
 class Recorder {
   readonly results: SelfTestResult[] = [];
 
-  async check(engine: string, algorithm: string, check: string, fn: () => boolean | Promise<boolean>): Promise<void> {
+  async check(
+    engine: string,
+    algorithm: string,
+    check: string,
+    fn: () => boolean | Promise<boolean>,
+  ): Promise<void> {
     try {
       const ok = await fn();
-      this.results.push(ok ? { engine, algorithm, check, ok } : { engine, algorithm, check, ok, detail: 'wrong answer' });
+      this.results.push(
+        ok ? { engine, algorithm, check, ok } : { engine, algorithm, check, ok, detail: 'wrong answer' },
+      );
     } catch (err) {
       const detail = err instanceof KbError ? err.safeMessage : err instanceof Error ? err.name : 'error';
       this.results.push({ engine, algorithm, check, ok: false, detail });
@@ -92,10 +99,16 @@ async function engineKats(r: Recorder, engine: PqcEngine, kats: SelfTestKats): P
     const alg = k.alg;
     const dk = hex(k.dk);
     if (engine.capabilities.keygenFromSeed) {
-      await r.check(e, alg, 'keygen from seed', () => same(engine.generateKeyPair(alg, hex(k.seed)).secretKey.expose(), dk));
+      await r.check(e, alg, 'keygen from seed', () =>
+        same(engine.generateKeyPair(alg, hex(k.seed)).secretKey.expose(), dk),
+      );
     }
-    await r.check(e, alg, 'decapsulate', () => same(engine.decapsulate(engine.loadPrivateKey(alg, 'expanded', dk), hex(k.c)), hex(k.K)));
-    await r.check(e, alg, 'implicit rejection', () => same(engine.decapsulate(engine.loadPrivateKey(alg, 'expanded', dk), hex(k.cBad)), hex(k.KBad)));
+    await r.check(e, alg, 'decapsulate', () =>
+      same(engine.decapsulate(engine.loadPrivateKey(alg, 'expanded', dk), hex(k.c)), hex(k.K)),
+    );
+    await r.check(e, alg, 'implicit rejection', () =>
+      same(engine.decapsulate(engine.loadPrivateKey(alg, 'expanded', dk), hex(k.cBad)), hex(k.KBad)),
+    );
     await r.check(e, alg, 'encapsulate/decapsulate pairwise', () => {
       const key = engine.loadPrivateKey(alg, 'expanded', dk);
       const enc = engine.encapsulate(alg, key.publicKey);
@@ -114,7 +127,9 @@ async function engineKats(r: Recorder, engine: PqcEngine, kats: SelfTestKats): P
     }
     await r.check(e, alg, 'verify known signature', () => engine.verify(alg, pk, msg, sig));
     await r.check(e, alg, 'reject flipped signature', () => !engine.verify(alg, pk, msg, flipped(sig)));
-    await r.check(e, alg, 'sign/verify pairwise', () => engine.verify(alg, pk, msg, engine.sign(engine.loadPrivateKey(alg, 'expanded', sk, pk), msg)));
+    await r.check(e, alg, 'sign/verify pairwise', () =>
+      engine.verify(alg, pk, msg, engine.sign(engine.loadPrivateKey(alg, 'expanded', sk, pk), msg)),
+    );
   }
 }
 
@@ -122,7 +137,10 @@ async function engineKats(r: Recorder, engine: PqcEngine, kats: SelfTestKats): P
  * Run every KAT on every engine. `expander` (an engine with keygen from seed) serves X-Wing
  * seed expansion. Never throws; inspect `ok`.
  */
-export async function runSelfTest(engines: readonly PqcEngine[], kats: SelfTestKats = loadSelfTestKats()): Promise<SelfTestReport> {
+export async function runSelfTest(
+  engines: readonly PqcEngine[],
+  kats: SelfTestKats = loadSelfTestKats(),
+): Promise<SelfTestReport> {
   const start = performance.now();
   const r = new Recorder();
   const expander = engines.find((x) => x.capabilities.keygenFromSeed);
@@ -150,7 +168,13 @@ export async function runSelfTest(engines: readonly PqcEngine[], kats: SelfTestK
     );
   }
   if (expander === undefined) {
-    r.results.push({ engine: 'all', algorithm: 'x-wing', check: 'seed expansion', ok: false, detail: 'no engine can keygen from seed' });
+    r.results.push({
+      engine: 'all',
+      algorithm: 'x-wing',
+      check: 'seed expansion',
+      ok: false,
+      detail: 'no engine can keygen from seed',
+    });
   }
   const ok = r.results.length > 0 && r.results.every((x) => x.ok);
   return { ok, durationMs: performance.now() - start, results: r.results };
@@ -159,6 +183,11 @@ export async function runSelfTest(engines: readonly PqcEngine[], kats: SelfTestK
 /** Throw FAILED_PRECONDITION naming the failed checks, so the daemon refuses to start. */
 export function assertSelfTestPassed(report: SelfTestReport): void {
   if (report.ok) return;
-  const failed = report.results.filter((x) => !x.ok).map((x) => `${x.engine}/${x.algorithm}/${x.check}${x.detail ? ` (${x.detail})` : ''}`);
-  throw new KbError('FAILED_PRECONDITION', `pqc power-on self-test failed: ${failed.join('; ') || 'no checks ran'}`);
+  const failed = report.results
+    .filter((x) => !x.ok)
+    .map((x) => `${x.engine}/${x.algorithm}/${x.check}${x.detail ? ` (${x.detail})` : ''}`);
+  throw new KbError(
+    'FAILED_PRECONDITION',
+    `pqc power-on self-test failed: ${failed.join('; ') || 'no checks ran'}`,
+  );
 }

@@ -4,9 +4,18 @@
  * that output as 32 zero bytes and leaves the check to the protocol, so `x25519` returns zeros
  * and `x25519Checked` is the variant that rejects it.
  */
-import { createPrivateKey, createPublicKey, diffieHellman, type KeyObject } from 'node:crypto';
+import {
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  generateKeyPairSync,
+  type KeyObject,
+} from 'node:crypto';
 import { KbError } from '../errors.ts';
 import { assertBytes } from './pqc-assert.ts';
+import { PublicKeyCache } from './public-key-cache.ts';
+
+const publicKeys = new PublicKeyCache<KeyObject>();
 
 export const X25519_LENGTHS = { privateKey: 32, publicKey: 32, sharedSecret: 32 } as const;
 
@@ -33,14 +42,26 @@ export function x25519PublicKey(privateKey: Uint8Array | KeyObject): Uint8Array 
   return u8(createPublicKey(key).export({ format: 'raw-public' }));
 }
 
-/** X25519(k, u) per RFC 7748; a low-order u yields 32 zero bytes as the RFC defines. */
-export function x25519(privateKey: Uint8Array | KeyObject, publicKey: Uint8Array): Uint8Array {
+/** A fresh ephemeral key pair (OpenSSL frees the private scalar with the KeyObject). */
+export function x25519Ephemeral(): { privateKey: KeyObject; publicKey: Uint8Array } {
+  const kp = generateKeyPairSync('x25519');
+  return { privateKey: kp.privateKey, publicKey: u8(kp.publicKey.export({ format: 'raw-public' })) };
+}
+
+/**
+ * X25519(k, u) per RFC 7748; a low-order u yields 32 zero bytes as the RFC defines. Set
+ * `cachePublicKey` for long-lived peer keys (recipients), not for one-time ciphertext shares.
+ */
+export function x25519(
+  privateKey: Uint8Array | KeyObject,
+  publicKey: Uint8Array,
+  cachePublicKey = false,
+): Uint8Array {
   const priv = privateKey instanceof Uint8Array ? x25519PrivateKey(privateKey) : privateKey;
-  const pub = createPublicKey({
-    key: buf(assertBytes('publicKey', publicKey, 32)),
-    format: 'raw-public',
-    asymmetricKeyType: 'x25519',
-  });
+  assertBytes('publicKey', publicKey, 32);
+  const make = (): KeyObject =>
+    createPublicKey({ key: buf(publicKey), format: 'raw-public', asymmetricKeyType: 'x25519' });
+  const pub = cachePublicKey ? publicKeys.get('x25519', publicKey, make) : make();
   try {
     return u8(diffieHellman({ privateKey: priv, publicKey: pub }));
   } catch (err) {

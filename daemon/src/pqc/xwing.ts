@@ -16,7 +16,7 @@ import { KbError } from '../errors.ts';
 import { SecretBytes } from '../util/secret-bytes.ts';
 import { assertBytes } from './pqc-assert.ts';
 import type { PqcEngine, PqcPrivateKey } from './pqc-engine.ts';
-import { x25519, x25519PrivateKey, x25519PublicKey } from './x25519.ts';
+import { x25519, x25519Ephemeral, x25519PrivateKey, x25519PublicKey } from './x25519.ts';
 
 export const XWING_LENGTHS = { seed: 32, publicKey: 1216, cipherText: 1120, sharedSecret: 32 } as const;
 const PK_M = 1184;
@@ -53,7 +53,13 @@ export class XWingPrivateKey {
 }
 
 function combine(ssM: Uint8Array, ssX: Uint8Array, ctX: Uint8Array, pkX: Uint8Array): Uint8Array {
-  const h = createHash('sha3-256').update(ssM).update(ssX).update(ctX).update(pkX).update(XWING_LABEL).digest();
+  const h = createHash('sha3-256')
+    .update(ssM)
+    .update(ssX)
+    .update(ctX)
+    .update(pkX)
+    .update(XWING_LABEL)
+    .digest();
   return new Uint8Array(h.buffer, h.byteOffset, h.byteLength);
 }
 
@@ -71,7 +77,10 @@ export class XWing {
   }
 
   generateKeyPair(seed?: Uint8Array): XWingKeyPair {
-    const sk = seed === undefined ? crypto.getRandomValues(new Uint8Array(32)) : Uint8Array.from(assertBytes('seed', seed, 32));
+    const sk =
+      seed === undefined
+        ? crypto.getRandomValues(new Uint8Array(32))
+        : Uint8Array.from(assertBytes('seed', seed, 32));
     const key = this.loadPrivateKey(sk);
     const publicKey = key.publicKey;
     key.destroy();
@@ -94,7 +103,10 @@ export class XWing {
       const pk = new Uint8Array(XWING_LENGTHS.publicKey);
       pk.set(pair.publicKey, 0);
       pk.set(x25519PublicKey(x), PK_M);
-      if (publicKey !== undefined && !Buffer.from(pk).equals(Buffer.from(assertBytes('publicKey', publicKey, 1216)))) {
+      if (
+        publicKey !== undefined &&
+        !Buffer.from(pk).equals(Buffer.from(assertBytes('publicKey', publicKey, 1216)))
+      ) {
         throw new KbError('INVALID_ARGUMENT', 'publicKey does not match the private key');
       }
       return new XWingPrivateKey(pk, mlKem, x);
@@ -107,21 +119,18 @@ export class XWing {
     const pk = assertBytes('publicKey', publicKey, XWING_LENGTHS.publicKey);
     const pkM = pk.subarray(0, PK_M);
     const pkX = pk.subarray(PK_M);
-    const ekX = crypto.getRandomValues(new Uint8Array(32));
-    try {
-      const ctX = x25519PublicKey(ekX);
-      const ssX = x25519(ekX, pkX);
-      const m = this.#kem.encapsulate('ml-kem-768', pkM);
-      const cipherText = new Uint8Array(XWING_LENGTHS.cipherText);
-      cipherText.set(m.cipherText, 0);
-      cipherText.set(ctX, CT_M);
-      const sharedSecret = combine(m.sharedSecret, ssX, ctX, pkX);
-      m.sharedSecret.fill(0);
-      ssX.fill(0);
-      return { cipherText, sharedSecret };
-    } finally {
-      ekX.fill(0);
-    }
+    // The ephemeral scalar ek_X stays inside OpenSSL (a KeyObject), freed and cleansed with it.
+    const eph = x25519Ephemeral();
+    const ctX = eph.publicKey;
+    const ssX = x25519(eph.privateKey, pkX, true);
+    const m = this.#kem.encapsulate('ml-kem-768', pkM);
+    const cipherText = new Uint8Array(XWING_LENGTHS.cipherText);
+    cipherText.set(m.cipherText, 0);
+    cipherText.set(ctX, CT_M);
+    const sharedSecret = combine(m.sharedSecret, ssX, ctX, pkX);
+    m.sharedSecret.fill(0);
+    ssX.fill(0);
+    return { cipherText, sharedSecret };
   }
 
   decapsulate(key: XWingPrivateKey, cipherText: Uint8Array): Uint8Array {
