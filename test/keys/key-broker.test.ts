@@ -272,3 +272,19 @@ test('keys survive a restart (new KeyBroker over the same files and token)', asy
   await b.close();
   assert.equal(await codeOf(() => b.encrypt(R, { plaintext: bytes('x'), aad: ctx })), 'SHUTTING_DOWN');
 });
+
+test('tenant key usage limit: the TEK rotates after N CEK versions were wrapped under it', async () => {
+  const U = ref('acme', 'tek-usage');
+  await kb.createTenant(U.org, U.tenant, { usageLimit: 3 });
+  await kb.createCustomer(U, cust('u1'));
+  assert.equal((await kb.describeTenant(U)).key.primary, 1, 'default + u1 = 2 uses');
+  await kb.createCustomer(U, cust('u2'));
+  const info = await kb.describeTenant(U);
+  assert.equal(info.key.primary, 2, `TEK versions: ${JSON.stringify(info.key.versions)}`);
+  assert.deepEqual(
+    info.key.versions.map((x) => x.uses),
+    [3, 0],
+  );
+  const e = await kb.encrypt(U, { customer: cust('u2'), plaintext: bytes('after'), aad: ctx });
+  assert.equal(text((await kb.decrypt(U, { ciphertext: e.ciphertext, aad: ctx })).plaintext), 'after');
+});

@@ -145,7 +145,7 @@ export class Lifecycle {
           try {
             this.#reg.insertTenant(
               { org, tenant, enabled: true, state: 'active', createdAt: now, primaryTek: 1, fileName, ...p },
-              { org, tenant, version: 1, oekVersion, wrapped, state: 'enabled', createdAt: now, uses: 0 },
+              { org, tenant, version: 1, oekVersion, wrapped, state: 'enabled', createdAt: now, uses: 1 },
             );
           } catch (err) {
             this.#h.d.pool.deleteFiles(fileName);
@@ -189,7 +189,8 @@ export class Lifecycle {
       const t = this.#h.activeTenant(t0.org, t0.tenant);
       if (!t.enabled) throw new KbError('DISABLED', 'tenant');
       if (this.#h.store(t).getCustomer(customer)) throw new KbError('ALREADY_EXISTS', 'customer');
-      const p = mergePolicy({ ...defaultPolicy(t.rotationPeriodS), usageLimit: t.usageLimit }, policy, 1);
+      // Customers inherit the tenant's rotation period; their usage limit is their own.
+      const p = mergePolicy(defaultPolicy(t.rotationPeriodS), policy, 1);
       const { tekVersion, wrapped } = await this.#h.newWrappedCek(t, customer, 1);
       const now = this.#now();
       this.#h
@@ -199,6 +200,7 @@ export class Lifecycle {
           { customer, version: 1, tekVersion, wrapped, state: 'enabled', createdAt: now, uses: 0 },
         );
       this.#h.forgetCustomer(t, customer);
+      await this.#countTekUse(t, tekVersion);
       return this.describeCustomer(t, customer);
     });
   }
@@ -247,7 +249,19 @@ export class Lifecycle {
       uses: 0,
     });
     this.#h.forgetCustomer(t, customer);
+    await this.#countTekUse(t, tekVersion);
     return next;
+  }
+
+  /**
+   * A TEK's uses are the CEK versions wrapped under it when created (rewraps by a TEK rotation do
+   * not count); its usage limit rotates the TEK. Caller holds the tenant lock.
+   */
+  async #countTekUse(t: TenantRow, tekVersion: number): Promise<void> {
+    this.#reg.addTekUses([{ org: t.org, tenant: t.tenant, version: tekVersion, n: 1 }]);
+    if (t.usageLimit <= 0 || tekVersion !== t.primaryTek) return;
+    const uses = this.#reg.getTek(t.org, t.tenant, tekVersion)?.uses ?? 0;
+    if (uses >= t.usageLimit) await this.#h.rotateTek(t);
   }
 
   // --- policy and version state ---
