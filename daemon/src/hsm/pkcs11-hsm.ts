@@ -20,8 +20,9 @@ import { Pkcs11Connection, call, callAsync, silentLogger } from './pkcs11-connec
 import type { HsmLogger, SessionCtx } from './pkcs11-connection.ts';
 import { Pkcs11Error, toPkcs11Error } from './pkcs11-error.ts';
 import { KeyHandles } from './key-handles.ts';
-import type { RootHandles, SigningHandles } from './key-handles.ts';
-import { omit, scratchSecretTemplate, unwrapScratchTemplate } from './pkcs11-templates.ts';
+import type { SigningHandles } from './key-handles.ts';
+import { plausibleWrapLength, unwrapInToken, wrapInToken } from './key-wrap.ts';
+import { endOperation } from './session-ops.ts';
 
 const P = pkcs11js;
 
@@ -54,10 +55,6 @@ export const HSM_LIMITS = {
 
 const GCM_IV = 12;
 const GCM_TAG = 16;
-const CBC_IV = 16;
-const HMAC_LEN = 32;
-// Domain separation for the encrypt-then-MAC wrap: the MAC covers tag ‖ iv ‖ ciphertext.
-const CBC_HMAC_TAG = Buffer.from('keybroker/wrap/aes-cbc-pad-hmac-sha256/v1', 'utf8');
 const LABEL_RE = /^[\x21-\x7e]+$/;
 
 export class Pkcs11Hsm implements Hsm {
@@ -152,72 +149,18 @@ export class Pkcs11Hsm implements Hsm {
         `key to wrap must be ${HSM_LIMITS.minWrapKey}-${HSM_LIMITS.maxWrapKey} bytes`,
       );
     }
-    return this.#op(false, async (s) => {
-      const h = this.#keys.requireRoot(s, root.label);
-      const scratchValue = Buffer.from(key);
-      const needPrivate = this.#profile.quirks.sessionObjectsNeedPrivate ?? false;
-      const tmp = call('C_CreateObject', () =>
-        this.#conn.pkcs11.C_CreateObject(s.handle, scratchSecretTemplate(scratchValue, needPrivate)),
-      );
-      scratchValue.fill(0);
-      try {
-        if (this.#profile.wrap === 'aes-kwp') {
-          const out = Buffer.alloc(key.length + 16);
-          const mech = { mechanism: P.CKM_AES_KEY_WRAP_PAD };
-          return await callAsync('C_WrapKey', () =>
-            this.#conn.pkcs11.C_WrapKeyAsync(s.handle, mech, h.aes, tmp, out),
-          );
-        }
-        const iv = randomBytes(CBC_IV);
-        const out = Buffer.alloc(key.length + 16);
-        const mech = { mechanism: P.CKM_AES_CBC_PAD, parameter: iv };
-        const ct = await callAsync('C_WrapKey', () =>
-          this.#conn.pkcs11.C_WrapKeyAsync(s.handle, mech, h.aes, tmp, out),
-        );
-        const mac = await this.#hmac(s, h, Buffer.concat([CBC_HMAC_TAG, iv, ct]));
-        return Buffer.concat([iv, ct, mac]);
-      } finally {
-        this.#destroyScratch(s, tmp);
-      }
-    });
+    return this.#op(false, async (s) =>
+      wrapInToken(this.#conn, this.#profile, s, this.#keys.requireRoot(s, root.label), key),
+    );
   }
 
   async unwrapKey(root: HsmKeyRef, wrapped: Uint8Array): Promise<Uint8Array> {
     checkRef(root, 'root');
-    const kwp = this.#profile.wrap === 'aes-kwp';
     // Shapes no wrap of 16-64 bytes can have are rejected before the HSM, with the same error.
-    const len = wrapped.length;
-    if (kwp ? len < 24 || len > 72 || len % 8 !== 0 : len < 80 || len > 128 || (len - 48) % 16 !== 0) {
-      throw decryptionFailed();
-    }
-    return this.#op(true, async (s) => {
-      const h = this.#keys.requireRoot(s, root.label);
-      const blob = Buffer.from(wrapped);
-      let mech: pkcs11js.Mechanism = { mechanism: P.CKM_AES_KEY_WRAP_PAD };
-      let ct = blob;
-      if (!kwp) {
-        const iv = blob.subarray(0, CBC_IV);
-        ct = blob.subarray(CBC_IV, len - HMAC_LEN);
-        await this.#verifyHmac(s, h, Buffer.concat([CBC_HMAC_TAG, iv, ct]), blob.subarray(len - HMAC_LEN));
-        mech = { mechanism: P.CKM_AES_CBC_PAD, parameter: Buffer.from(iv) };
-      }
-      const template = omit(unwrapScratchTemplate(undefined), this.#profile.quirks.unwrapTemplateOmit);
-      const tmp = await callAsync('C_UnwrapKey', () =>
-        this.#conn.pkcs11.C_UnwrapKeyAsync(s.handle, mech, h.aes, ct, template),
-      );
-      try {
-        const attrs = call('C_GetAttributeValue', () =>
-          this.#conn.pkcs11.C_GetAttributeValue(s.handle, tmp, [{ type: P.CKA_VALUE }]),
-        );
-        const value = attrs[0]?.value;
-        if (!value || value.length < HSM_LIMITS.minWrapKey || value.length > HSM_LIMITS.maxWrapKey) {
-          throw decryptionFailed();
-        }
-        return new Uint8Array(value.buffer, value.byteOffset, value.length);
-      } finally {
-        this.#destroyScratch(s, tmp);
-      }
-    });
+    if (!plausibleWrapLength(this.#profile.wrap, wrapped.length)) throw decryptionFailed();
+    return this.#op(true, async (s) =>
+      unwrapInToken(this.#conn, this.#profile, s, this.#keys.requireRoot(s, root.label), wrapped),
+    );
   }
 
   async encryptGcm(root: HsmKeyRef, plaintext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
@@ -240,7 +183,7 @@ export class Pkcs11Hsm implements Hsm {
         );
         return Buffer.concat([iv, ct]);
       } catch (err) {
-        this.#endOperation(s, 'encrypt');
+        endOperation(this.#conn, s, 'encrypt');
         throw err;
       }
     });
@@ -268,7 +211,7 @@ export class Pkcs11Hsm implements Hsm {
         const pt = await callAsync('C_Decrypt', () => p.C_DecryptAsync(s.handle, buf.subarray(GCM_IV), out));
         return new Uint8Array(pt.buffer, pt.byteOffset, pt.length);
       } catch (err) {
-        this.#endOperation(s, 'decrypt');
+        endOperation(this.#conn, s, 'decrypt');
         throw err;
       }
     });
@@ -355,65 +298,8 @@ export class Pkcs11Hsm implements Hsm {
       const sig = await callAsync('C_Sign', () => p.C_SignAsync(s.handle, input, Buffer.alloc(outLen)));
       return h.alg === 'ecdsa-p256' ? ecdsaRawToDer(sig) : sig;
     } catch (err) {
-      this.#endOperation(s, 'sign');
+      endOperation(this.#conn, s, 'sign');
       throw err;
-    }
-  }
-
-  async #hmac(s: SessionCtx, h: RootHandles, data: Buffer): Promise<Buffer> {
-    const p = this.#conn.pkcs11;
-    if (!h.hmac) throw new KbError('INTERNAL', undefined, { detail: 'root key has no HMAC companion' });
-    const hmac = h.hmac;
-    call('C_SignInit', () => p.C_SignInit(s.handle, { mechanism: P.CKM_SHA256_HMAC }, hmac));
-    try {
-      return await callAsync('C_Sign', () => p.C_SignAsync(s.handle, data, Buffer.alloc(HMAC_LEN)));
-    } catch (err) {
-      this.#endOperation(s, 'sign');
-      throw err;
-    }
-  }
-
-  async #verifyHmac(s: SessionCtx, h: RootHandles, data: Buffer, mac: Buffer): Promise<void> {
-    const p = this.#conn.pkcs11;
-    if (!h.hmac) throw new KbError('INTERNAL', undefined, { detail: 'root key has no HMAC companion' });
-    const hmac = h.hmac;
-    call('C_VerifyInit', () => p.C_VerifyInit(s.handle, { mechanism: P.CKM_SHA256_HMAC }, hmac));
-    let ok: boolean;
-    try {
-      // Verified inside the HSM (constant time there) before anything is unwrapped.
-      ok = await callAsync('C_Verify', () => p.C_VerifyAsync(s.handle, data, Buffer.from(mac)));
-    } catch (err) {
-      this.#endOperation(s, 'verify');
-      throw err;
-    }
-    if (!ok) throw decryptionFailed();
-  }
-
-  /**
-   * Close an operation an error may have left active (Init succeeded, the call did not finish it).
-   * Per PKCS#11 most failures already ended it (the Final then says OPERATION_NOT_INITIALIZED); if
-   * the Final fails any other way the session is replaced, so no stale operation survives.
-   */
-  #endOperation(s: SessionCtx, op: 'encrypt' | 'decrypt' | 'sign' | 'verify'): void {
-    const p = this.#conn.pkcs11;
-    const scratch = Buffer.alloc(1024);
-    try {
-      if (op === 'encrypt') p.C_EncryptFinal(s.handle, scratch);
-      else if (op === 'decrypt') p.C_DecryptFinal(s.handle, scratch);
-      else if (op === 'sign') p.C_SignFinal(s.handle, scratch);
-      else p.C_VerifyFinal(s.handle, scratch.subarray(0, HMAC_LEN));
-    } catch (err) {
-      const e = toPkcs11Error(err, `C_${op[0]?.toUpperCase()}${op.slice(1)}Final`);
-      if (!(e instanceof Pkcs11Error && e.ckr === 'CKR_OPERATION_NOT_INITIALIZED')) s.poisoned = true;
-    }
-  }
-
-  #destroyScratch(s: SessionCtx, obj: Buffer): void {
-    try {
-      this.#conn.pkcs11.C_DestroyObject(s.handle, obj);
-    } catch {
-      // A session object dies with its session: replacing the session destroys it for sure.
-      s.poisoned = true;
     }
   }
 
