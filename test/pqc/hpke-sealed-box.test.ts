@@ -2,10 +2,16 @@
  * HPKE sealed boxes (RFC 9180 base mode; ML-KEM-768 and X-Wing KEMs; HKDF-SHA256; AES-256-GCM):
  * round trip with keys made by our engines (the seeds keybroker stores), tamper loop (every bit
  * of the AEAD part, sampled bits of enc, every truncation, wrong AAD, wrong info), wrong
- * recipient — each failure the one opaque DECRYPTION_FAILED.
+ * recipient — each failure the one opaque DECRYPTION_FAILED. The HPKE-PQ draft's ML-KEM-768
+ * vector (kept in hpke-pq-vector.json, as ../shared/vectors has none) opens with the library and
+ * its keys/shared secret match both engines; @hpke's X-Wing derives the shared X-Wing vectors' keys.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { Aes128Gcm, CipherSuite, HkdfSha256 } from '@hpke/core';
+import { XWing as HpkeXWing } from '@hpke/hybridkem-x-wing';
+import { MlKem768 } from '@hpke/ml-kem';
 import { KbError } from '../../daemon/src/errors.ts';
 import {
   openBox,
@@ -14,8 +20,8 @@ import {
   type SealedBoxKem,
 } from '../../daemon/src/pqc/hpke-sealed-box.ts';
 import { XWing } from '../../daemon/src/pqc/xwing.ts';
-import { openssl } from './engines.ts';
-import { eq } from './vectors.ts';
+import { ENGINES, openssl } from './engines.ts';
+import { eq, hex, readVectorJson } from './vectors.ts';
 
 const te = (s: string): Uint8Array => new TextEncoder().encode(s);
 const xwing = new XWing(openssl);
@@ -97,5 +103,47 @@ describe('HPKE sealed boxes', () => {
     const m = recipient('ml-kem-768');
     const box = await sealBox('ml-kem-768', m.publicKey, te('x'));
     await failsOpaque(openBox('x-wing', m.seed.subarray(0, 32), box), 'ML-KEM box opened as X-Wing');
+  });
+});
+
+describe('HPKE known answers', () => {
+  interface HpkeVector {
+    info: string;
+    ikmR: string;
+    pkRm: string;
+    enc: string;
+    shared_secret: string;
+    pt: string;
+    aad: string;
+    ct: string;
+  }
+  const v = JSON.parse(readFileSync(new URL('./hpke-pq-vector.json', import.meta.url), 'utf8')) as HpkeVector;
+
+  it('draft-ietf-hpke-pq ML-KEM-768/HKDF-SHA256/AES-128-GCM vector opens with @hpke (KEM + key schedule)', async () => {
+    const suite = new CipherSuite({ kem: new MlKem768(), kdf: new HkdfSha256(), aead: new Aes128Gcm() });
+    const ab = (s: string): ArrayBuffer => hex(s).buffer as ArrayBuffer;
+    const sk = await suite.kem.importKey('raw', ab(v.ikmR), false);
+    const r = await suite.createRecipientContext({ recipientKey: sk, enc: ab(v.enc), info: ab(v.info) });
+    assert.ok(eq(new Uint8Array(await r.open(ab(v.ct), ab(v.aad))), hex(v.pt)));
+  });
+
+  for (const engine of ENGINES) {
+    it(`the vector's key pair and shared secret match ${engine.name} (seed = ikmR)`, () => {
+      const kp = openssl.generateKeyPair('ml-kem-768', hex(v.ikmR));
+      assert.ok(eq(kp.publicKey, hex(v.pkRm)), 'pkRm');
+      const key = engine.loadPrivateKey('ml-kem-768', 'expanded', kp.secretKey.expose(), kp.publicKey);
+      assert.ok(eq(engine.decapsulate(key, hex(v.enc)), hex(v.shared_secret)), 'shared_secret');
+    });
+  }
+
+  it('@hpke X-Wing agrees with the shared X-Wing vectors: boxes sealed to each pk open with its seed', async () => {
+    const kem = new HpkeXWing();
+    for (const x of readVectorJson<{ seed: string; pk: string }[]>('xwing/test-vectors.json')) {
+      const pk = await kem.importKey('raw', hex(x.pk).buffer as ArrayBuffer, true);
+      assert.ok(eq(new Uint8Array(await kem.serializePublicKey(pk)), hex(x.pk)));
+      assert.ok(eq(xwing.generateKeyPair(hex(x.seed)).publicKey, hex(x.pk)), 'our X-Wing keygen');
+      const box = await sealBox('x-wing', hex(x.pk), te('to the vector key'));
+      assert.ok(eq(await openBox('x-wing', hex(x.seed), box), te('to the vector key')));
+    }
   });
 });
