@@ -7,13 +7,15 @@ import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { KbError, toKbError } from './errors.ts';
 import { orgId, tenantId } from './ids.ts';
-import type { AuditSink } from './audit/audit-sink.ts';
+import { FileAuditSink } from './audit/file-audit-sink.ts';
+import { hsmCheckpointSigner } from './audit/hsm-checkpoint-signer.ts';
 import { ApiServer } from './api/api-server.ts';
 import { CallGate } from './api/call-gate.ts';
 import { DefaultAuthorizer } from './api/default-authorizer.ts';
+import { DeferredAuditSink } from './api/deferred-audit-sink.ts';
 import { PlaceholderNoopAuditSink } from './api/placeholder-audit-sink.ts';
 import type { Config } from './config/config-schema.ts';
-import { loadConfig, readHsmPin } from './config/load-config.ts';
+import { ConfigError, loadConfig, readHsmPin } from './config/load-config.ts';
 import { loadProfile } from './hsm/hsm-profile.ts';
 import { Pkcs11Hsm } from './hsm/pkcs11-hsm.ts';
 import { KeyBroker } from './keys/key-broker.ts';
@@ -27,6 +29,8 @@ import { Metrics } from './obs/metrics.ts';
 import type { BrokerStats } from './obs/metrics.ts';
 import { SdNotify } from './obs/sd-notify.ts';
 import type { Authorizer } from './policy/authorizer.ts';
+import { PolicyEngine } from './policy/policy-engine.ts';
+import { PolicyStore } from './policy/policy-store.ts';
 import { ReloadableServerCredentials } from './tls/reloadable-server-credentials.ts';
 
 export interface DaemonOptions {
@@ -42,8 +46,9 @@ class Daemon {
   readonly configPath: string | undefined;
   readonly sd: SdNotify;
   readonly metrics: Metrics;
-  readonly audit: AuditSink = new PlaceholderNoopAuditSink();
+  readonly audit = new DeferredAuditSink();
   authorizer: Authorizer = new DefaultAuthorizer();
+  policy: PolicyStore | undefined;
   readonly creds: ReloadableServerCredentials;
   readonly api: ApiServer;
   readonly ops: HealthServer;
@@ -53,6 +58,7 @@ class Daemon {
   #readyOnce = false;
   #lastReady = false;
   #hsmError: string | undefined = 'HSM not open yet';
+  #instrumented: InstrumentedHsm | undefined;
   #poll: NodeJS.Timeout | undefined;
 
   constructor(cfg: Config, log: Logger, o: DaemonOptions) {
@@ -151,34 +157,60 @@ class Daemon {
     }
   }
 
+  /**
+   * Open the HSM (once), then the audit log (its checkpoint key lives in the HSM), then the
+   * KeyBroker. A later step failing keeps the earlier ones open for the next attempt.
+   */
   async #openHsm(): Promise<void> {
-    const { hsm: h } = this.cfg;
-    if (h.softhsmConf !== '') process.env.SOFTHSM2_CONF = h.softhsmConf;
-    let profile = loadProfile(h.profile);
-    if (h.module !== '') profile = { ...profile, module: { ...profile.module, paths: [h.module] } };
-    const hsm = await Pkcs11Hsm.open({
-      profile,
-      pin: readHsmPin(this.cfg, this.env),
-      tokenLabel: h.tokenLabel,
-      logger: this.log,
-    });
-    this.hsm = hsm;
-    try {
-      const broker = await KeyBroker.open({
-        hsm: new InstrumentedHsm(hsm, this.metrics),
-        dataDir: this.cfg.dataDir,
-        cache: { ttlMs: this.cfg.keys.cacheTtlMs, maxEntries: this.cfg.keys.cacheMaxEntries },
-        degradedServeMs: this.cfg.keys.degradedServeMs,
+    if (this.#instrumented === undefined) {
+      const { hsm: h } = this.cfg;
+      if (h.softhsmConf !== '') process.env.SOFTHSM2_CONF = h.softhsmConf;
+      let profile = loadProfile(h.profile);
+      if (h.module !== '') profile = { ...profile, module: { ...profile.module, paths: [h.module] } };
+      this.hsm = await Pkcs11Hsm.open({
+        profile,
+        pin: readHsmPin(this.cfg, this.env),
+        tokenLabel: h.tokenLabel,
         logger: this.log,
-        auditHead: () => this.audit.head(),
       });
+      this.#instrumented = new InstrumentedHsm(this.hsm, this.metrics);
+    }
+    const hsm = this.#instrumented;
+    if (!this.audit.attached) await this.#openAudit(hsm);
+    const broker = await KeyBroker.open({
+      hsm,
+      dataDir: this.cfg.dataDir,
+      cache: { ttlMs: this.cfg.keys.cacheTtlMs, maxEntries: this.cfg.keys.cacheMaxEntries },
+      degradedServeMs: this.cfg.keys.degradedServeMs,
+      logger: this.log,
+      auditHead: () => this.audit.head(),
+    });
+    try {
       await this.#bootstrap(broker);
-      this.broker = broker;
     } catch (err) {
-      this.hsm = undefined;
-      await hsm.close().catch((e: unknown) => this.log.warn({ err: String(e) }, 'HSM close failed'));
+      await broker.close();
       throw err;
     }
+    this.broker = broker;
+  }
+
+  /** The hash-chained audit file, its checkpoints signed by a non-extractable key in the HSM. */
+  async #openAudit(hsm: InstrumentedHsm): Promise<void> {
+    const a = this.cfg.audit;
+    if (!a.enabled) {
+      this.log.warn({}, 'audit disabled by config: records are discarded (placeholder sink)');
+      this.audit.attach(new PlaceholderNoopAuditSink());
+      return;
+    }
+    const sink = await FileAuditSink.open({
+      path: a.path,
+      signer: await hsmCheckpointSigner(hsm),
+      checkpointEvery: a.checkpointEvery,
+      checkpointIntervalMs: a.checkpointIntervalMs,
+      onEvent: (e) => this.log.warn({ kind: e.kind, detail: e.detail }, 'audit event'),
+    });
+    this.audit.attach(sink);
+    this.log.info({ path: a.path, head: sink.head().seq }, 'audit log open');
   }
 
   /** Create the configured org and tenants when absent (dev and test convenience). */
@@ -222,6 +254,10 @@ class Daemon {
     try {
       const next = loadConfig(this.configPath, this.env);
       this.creds.reload(next.tls);
+      if (this.policy !== undefined && next.policy.file !== '') {
+        const swap = await this.policy.reloadFromFile(next.policy.file);
+        this.log.info({ digest: swap.digest, previous: swap.previousDigest }, 'policy reloaded');
+      }
       this.log.level = next.log.level;
       this.cfg = next;
       this.log.info({}, 'reloaded config and TLS certificates');
@@ -252,6 +288,17 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
   const cfg = loadConfig(o.configPath, o.env ?? process.env);
   const log = createLogger(cfg.log.level);
   const d = new Daemon(cfg, log, o);
+  if (cfg.policy.file !== '') {
+    try {
+      d.policy = await PolicyStore.fromFile(cfg.policy.file);
+    } catch (err) {
+      throw new ConfigError(`policy.file: ${toKbError(err).safeMessage} (${cfg.policy.file})`);
+    }
+    d.authorizer = new PolicyEngine(d.policy);
+    log.info({ file: cfg.policy.file, digest: d.policy.current()?.digest }, 'policy loaded');
+  } else {
+    log.warn({}, 'no policy.file: built-in default policy (admins: own org; services: own tenant)');
+  }
   installTestHooks(d);
   await d.start();
   return new Promise<number>((resolve) => {

@@ -55,6 +55,16 @@ export interface Config {
     readonly readyFile: string;
   };
   readonly log: { readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' };
+  readonly audit: {
+    /** Off only for experiments: every call is still passed to a (no-op) sink. */
+    readonly enabled: boolean;
+    /** Hash-chained audit file; checkpoints are signed by a key in the HSM. */
+    readonly path: string;
+    readonly checkpointEvery: number;
+    readonly checkpointIntervalMs: number;
+  };
+  /** Policy document (JSON); empty: the built-in default (admins: own org; services: own tenant). */
+  readonly policy: { readonly file: string };
   /** Created on the first serve when absent (dev/test convenience); empty org: nothing. */
   readonly bootstrap: { readonly org: string; readonly tenants: readonly string[] };
 }
@@ -86,6 +96,8 @@ export const DEFAULT_CONFIG: Config = {
   keys: { cacheTtlMs: 300_000, cacheMaxEntries: 10_000, degradedServeMs: 300_000 },
   lifecycle: { shutdownGraceMs: 10_000, readyFile: '' },
   log: { level: 'info' },
+  audit: { enabled: true, path: 'audit/audit.log', checkpointEvery: 10_000, checkpointIntervalMs: 60_000 },
+  policy: { file: '' },
   bootstrap: { org: '', tenants: [] },
 };
 
@@ -130,6 +142,13 @@ export const CONFIG_SCHEMA = obj({
   }),
   lifecycle: obj({ shutdownGraceMs: pos(3_600_000), readyFile: path }),
   log: obj({ level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] } }),
+  audit: obj({
+    enabled: { type: 'boolean' },
+    path: { type: 'string', minLength: 1, maxLength: 4096 },
+    checkpointEvery: pos(100_000_000),
+    checkpointIntervalMs: pos(86_400_000),
+  }),
+  policy: obj({ file: path }),
   bootstrap: obj({
     org: { anyOf: [{ const: '' }, { type: 'string', pattern: NAME }] },
     tenants: {

@@ -119,6 +119,8 @@ function resolvePaths(cfg: Config, baseDir: string): Config {
       softhsmConf: abs(cfg.hsm.softhsmConf, dataDir),
     },
     lifecycle: { ...cfg.lifecycle, readyFile: abs(cfg.lifecycle.readyFile, dataDir) },
+    audit: { ...cfg.audit, path: abs(cfg.audit.path, dataDir) },
+    policy: { file: abs(cfg.policy.file, dataDir) },
   };
 }
 
