@@ -64,4 +64,6 @@ else
   log "kept /etc/keybroker, /var/lib/keybroker, /var/log/keybroker and the keybroker user (--purge removes them)"
 fi
 
-if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; then
+  systemctl daemon-reload || log "systemctl daemon-reload failed; run it once systemd is reachable"
+fi

@@ -213,9 +213,46 @@ describe('install.sh into a DESTDIR (PREFIX=/usr)', () => {
       );
     }
   });
+  // Runs last: it changes the tree the tests above looked at.
+  test('reinstalling replaces the app but keeps the operator config; uninstall keeps data unless --purge', () => {
+    const conf = join(dest.dir, 'etc/keybroker/keybroker.json');
+    writeFileSync(conf, '{"log":{"level":"debug"}}\n');
+    writeFileSync(join(dest.dir, 'var/lib/keybroker/registry.db'), 'tenant data');
+    writeFileSync(join(lib, 'stale-file'), 'from an older version');
+    const again = installInto(dest.dir);
+    assert.equal(readFileSync(conf, 'utf8'), '{"log":{"level":"debug"}}\n', 'reinstall overwrote the config');
+    assert.match(again.stderr, /keeping existing \/etc\/keybroker\/keybroker.json/);
+    assert.ok(!existsSync(join(lib, 'stale-file')), 'reinstall kept files of the old tree');
+
+    const uninstall = join(SYSTEMD_DIR, 'uninstall.sh');
+    const keep = run('bash', [uninstall], { env: { ...process.env, DESTDIR: dest.dir } });
+    assert.equal(keep.status, 0, describeRun('uninstall.sh', keep));
+    for (const gone of [
+      'usr/lib/keybroker',
+      'usr/bin/keybroker',
+      'usr/lib/systemd/system/keybroker.service',
+      'usr/lib/sysusers.d/keybroker.conf',
+    ]) {
+      assert.ok(!existsSync(join(dest.dir, gone)), `uninstall left ${gone}`);
+    }
+    for (const kept of [
+      'etc/keybroker/keybroker.json',
+      'var/lib/keybroker/registry.db',
+      'var/log/keybroker',
+    ]) {
+      assert.ok(existsSync(join(dest.dir, kept)), `uninstall without --purge removed ${kept}`);
+    }
+    const purge = run('bash', [uninstall, '--purge', '--yes'], {
+      env: { ...process.env, DESTDIR: dest.dir },
+    });
+    assert.equal(purge.status, 0, describeRun('uninstall.sh --purge --yes', purge));
+    for (const gone of ['etc/keybroker', 'var/lib/keybroker', 'var/log/keybroker']) {
+      assert.ok(!existsSync(join(dest.dir, gone)), `--purge left ${gone}`);
+    }
+  });
 });
 
-describe('install.sh variants and uninstall.sh', () => {
+describe('install.sh variants', () => {
   test('PREFIX=/usr/local puts the app, unit and wrapper under /usr/local and points at them', () => {
     const d = tempDir('kb-destdir-');
     try {
@@ -234,54 +271,6 @@ describe('install.sh variants and uninstall.sh', () => {
         assert.ok(existsSync(join(d.dir, p)), `${p} missing`);
       }
       assert.ok(!existsSync(join(d.dir, 'usr/lib/keybroker')), 'something went to /usr/lib/keybroker');
-    } finally {
-      d.cleanup();
-    }
-  });
-
-  test('reinstalling replaces the app but keeps the operator config; uninstall keeps data unless --purge', () => {
-    const d = tempDir('kb-destdir-');
-    try {
-      installInto(d.dir);
-      const conf = join(d.dir, 'etc/keybroker/keybroker.json');
-      writeFileSync(conf, '{"log":{"level":"debug"}}\n');
-      writeFileSync(join(d.dir, 'var/lib/keybroker/registry.db'), 'tenant data');
-      writeFileSync(join(d.dir, 'usr/lib/keybroker/stale-file'), 'from an older version');
-      const again = installInto(d.dir);
-      assert.equal(
-        readFileSync(conf, 'utf8'),
-        '{"log":{"level":"debug"}}\n',
-        'reinstall overwrote the config',
-      );
-      assert.match(again.stderr, /keeping existing \/etc\/keybroker\/keybroker.json/);
-      assert.ok(
-        !existsSync(join(d.dir, 'usr/lib/keybroker/stale-file')),
-        'reinstall kept files of the old tree',
-      );
-
-      const uninstall = join(SYSTEMD_DIR, 'uninstall.sh');
-      const keep = run('bash', [uninstall], { env: { ...process.env, DESTDIR: d.dir } });
-      assert.equal(keep.status, 0, describeRun('uninstall.sh', keep));
-      for (const gone of [
-        'usr/lib/keybroker',
-        'usr/bin/keybroker',
-        'usr/lib/systemd/system/keybroker.service',
-        'usr/lib/sysusers.d/keybroker.conf',
-      ]) {
-        assert.ok(!existsSync(join(d.dir, gone)), `uninstall left ${gone}`);
-      }
-      for (const kept of [
-        'etc/keybroker/keybroker.json',
-        'var/lib/keybroker/registry.db',
-        'var/log/keybroker',
-      ]) {
-        assert.ok(existsSync(join(d.dir, kept)), `uninstall without --purge removed ${kept}`);
-      }
-      const purge = run('bash', [uninstall, '--purge', '--yes'], { env: { ...process.env, DESTDIR: d.dir } });
-      assert.equal(purge.status, 0, describeRun('uninstall.sh --purge --yes', purge));
-      for (const gone of ['etc/keybroker', 'var/lib/keybroker', 'var/log/keybroker']) {
-        assert.ok(!existsSync(join(d.dir, gone)), `--purge left ${gone}`);
-      }
     } finally {
       d.cleanup();
     }
