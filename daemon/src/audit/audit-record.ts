@@ -2,7 +2,7 @@
  * Audit entries, their canonical bytes and their one-line JSON form. The byte layout is drawn in
  * FORMAT.md next to this file; change neither without a new layout version.
  */
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import { KbError } from '../errors.ts';
 import type { ErrorCode } from '../errors.ts';
 import type { AuditRecordInput } from './audit-sink.ts';
@@ -133,36 +133,53 @@ export function recordFromInput(input: AuditRecordInput): Omit<RecordEntry, 'seq
 const TYPE_BYTE = { record: 1, checkpoint: 2, note: 3 } as const;
 const RESULT_BYTE = { ok: 1, denied: 2, error: 3 } as const;
 
-/** Little writer for the canonical layout (big-endian integers, u16-length-prefixed strings). */
+/** Writer for the canonical layout (big-endian integers, u16-length-prefixed strings) into one buffer. */
 class Canon {
-  readonly parts: Buffer[] = [];
+  #buf = Buffer.allocUnsafe(1024);
+  #len = 0;
+  #room(n: number): void {
+    if (this.#len + n <= this.#buf.length) return;
+    const next = Buffer.allocUnsafe(Math.max(this.#buf.length * 2, this.#len + n));
+    this.#buf.copy(next, 0, 0, this.#len);
+    this.#buf = next;
+  }
   u8(n: number): void {
-    this.parts.push(Buffer.of(n));
+    this.#room(1);
+    this.#len = this.#buf.writeUInt8(n, this.#len);
+  }
+  u16(n: number): void {
+    this.#room(2);
+    this.#len = this.#buf.writeUInt16BE(n, this.#len);
+  }
+  u32(n: number): void {
+    this.#room(4);
+    this.#len = this.#buf.writeUInt32BE(n, this.#len);
   }
   u64(n: number): void {
-    const b = Buffer.alloc(8);
-    b.writeBigUInt64BE(BigInt(n));
-    this.parts.push(b);
+    // Safe integers only (checked by callers); two u32 halves avoid a BigInt per field.
+    this.u32(Math.floor(n / 0x1_0000_0000));
+    this.u32(n >>> 0);
   }
   i64(n: number): void {
-    const b = Buffer.alloc(8);
-    b.writeBigInt64BE(BigInt(n));
-    this.parts.push(b);
+    if (n >= 0) return this.u64(n);
+    this.#room(8);
+    this.#len = this.#buf.writeBigInt64BE(BigInt(n), this.#len);
   }
   raw(b: Uint8Array): void {
-    this.parts.push(Buffer.from(b));
+    this.#room(b.length);
+    this.#buf.set(b, this.#len);
+    this.#len += b.length;
   }
   str(s: string | undefined): void {
-    const b = Buffer.alloc(2);
-    if (s === undefined) {
-      b.writeUInt16BE(0xffff);
-      this.parts.push(b);
-      return;
-    }
-    const bytes = Buffer.from(s, 'utf8');
-    if (bytes.length >= 0xffff) throw new KbError('INVALID_ARGUMENT', 'audit field too long');
-    b.writeUInt16BE(bytes.length);
-    this.parts.push(b, bytes);
+    if (s === undefined) return this.u16(0xffff);
+    const n = Buffer.byteLength(s, 'utf8');
+    if (n >= 0xffff) throw new KbError('INVALID_ARGUMENT', 'audit field too long');
+    this.u16(n);
+    this.#room(n);
+    this.#len += this.#buf.write(s, this.#len, 'utf8');
+  }
+  bytes(): Buffer {
+    return this.#buf.subarray(0, this.#len);
   }
 }
 
@@ -184,9 +201,7 @@ export function canonicalBytes(e: AuditEntry): Buffer {
     if (e.keyVersion === undefined) c.u8(0);
     else {
       c.u8(1);
-      const b = Buffer.alloc(4);
-      b.writeUInt32BE(e.keyVersion);
-      c.raw(b);
+      c.u32(e.keyVersion);
     }
     c.u8(RESULT_BYTE[e.result]);
     c.str(e.code);
@@ -197,19 +212,21 @@ export function canonicalBytes(e: AuditEntry): Buffer {
     c.str(e.alg);
     c.raw(hex32('keyId', e.keyId));
     const sig = Buffer.from(e.signature, 'base64');
-    const len = Buffer.alloc(2);
-    len.writeUInt16BE(sig.length);
-    c.raw(len);
+    c.u16(sig.length);
     c.raw(sig);
   } else {
     c.str(e.note);
   }
-  return Buffer.concat(c.parts);
+  return c.bytes();
 }
 
 /** hash_i = SHA-256(hash_{i-1} ‖ canonical bytes of entry i). */
 export function chainHash(prev: Uint8Array, canonical: Uint8Array): Buffer {
-  return createHash('sha256').update(prev).update(canonical).digest();
+  // One-shot hash over one buffer: several times cheaper than createHash() per record.
+  const both = Buffer.allocUnsafe(prev.length + canonical.length);
+  both.set(prev, 0);
+  both.set(canonical, prev.length);
+  return hash('sha256', both, 'buffer');
 }
 
 /** The stored line (JSON, fixed key order, no spaces, ends with "\n"). */
