@@ -128,3 +128,18 @@ for (const c of cases) {
     await kb2.close();
   });
 }
+
+test('a shred whose epoch failed is retried in the background until it completes', async () => {
+  const { hsm, dir, kb, bCt } = await setup();
+  await kb.close();
+  const live = await KeyBroker.open({ hsm, dataDir: dir, shredBatchMs: 0, shredRetryMs: 20 });
+  hsm.crash = { method: 'destroyKey', after: 0 };
+  assert.notEqual(await codeOf(() => live.destroyTenant(A)), 'no error');
+  hsm.crash = undefined;
+  for (let i = 0; i < 200 && registry(dir).shreds[0]?.state !== 'done'; i++)
+    await new Promise((r) => setTimeout(r, 10));
+  assert.equal(registry(dir).shreds[0]?.state, 'done', 'the background retry did not finish the shred');
+  assert.equal(hsm.rootKeyCount, 1);
+  assert.equal(text((await live.decrypt(B, { ciphertext: bCt, aad: ctx })).plaintext), 'b data');
+  await live.close();
+});

@@ -81,10 +81,8 @@ export class DataPlane {
         await this.#rotateForUsage(t, customer, c.primaryCek);
         continue;
       }
-      const s = this.#h.peekCek(t, customer, c.primaryCek) ?? (await this.#h.cek(t, customer, c.primaryCek));
-      // A concurrent eviction may have zeroed it between the await and now: load again.
-      if (s.destroyed) continue;
-      return { t, version: c.primaryCek, cek: s.expose() };
+      // A copy: the cached buffer may be zeroed by an eviction once we yield.
+      return { t, version: c.primaryCek, cek: await this.#h.cekCopy(t, customer, c.primaryCek) };
     }
     throw new KbError('INTERNAL', undefined, { detail: 'primary CEK kept changing' });
   }
@@ -109,7 +107,12 @@ export class DataPlane {
       throw new KbError('TOO_LARGE', `plaintext over ${MAX_PLAINTEXT_BYTES} bytes`);
     const { t, version, cek } = await this.#primary(ref, customer);
     const header = { type, org: t.org, tenant: t.tenant, customer, cekVersion: version };
-    const blob = sealEnvelope(cek, header, plaintext, aad);
+    let blob;
+    try {
+      blob = sealEnvelope(cek, header, plaintext, aad);
+    } finally {
+      cek.fill(0);
+    }
     this.#usage.add(t, customer, version);
     this.#stillThere(ref, customer);
     return { blob, version: version as KeyVersion };
@@ -226,11 +229,12 @@ export class DataPlane {
     const customer = customerIn === undefined ? DEFAULT_CUSTOMER : customerId(customerIn);
     checkAad(aad);
     const { t, version, cek } = await this.#primary(ref, customer);
-    const sealer = new StreamSealer(
-      cek,
-      { org: t.org, tenant: t.tenant, customer, cekVersion: version },
-      aad,
-    );
+    let sealer;
+    try {
+      sealer = new StreamSealer(cek, { org: t.org, tenant: t.tenant, customer, cekVersion: version }, aad);
+    } finally {
+      cek.fill(0);
+    }
     this.#usage.add(t, customer, version);
     return { header: sealer.header, seal: (chunk, final) => sealer.seal(chunk, final) };
   }
@@ -243,13 +247,18 @@ export class DataPlane {
     if (p.org !== ref.org || p.tenant !== ref.tenant) throw decryptionFailed();
     const c = this.#h.customerRow(t, p.customer);
     if (!c || c.state !== 'active') throw decryptionFailed();
-    let s;
+    let cek;
     try {
-      s = await this.#h.cek(t, p.customer, p.cekVersion);
+      cek = await this.#h.cekCopy(t, p.customer, p.cekVersion);
     } catch (err) {
       throw passUnavailable(err);
     }
-    const opener = new StreamOpener(s.expose(), p, aad);
+    let opener;
+    try {
+      opener = new StreamOpener(cek, p, aad);
+    } finally {
+      cek.fill(0);
+    }
     if (!c.enabled || this.#h.disabledCeks(t, p.customer).has(p.cekVersion))
       throw new KbError('DISABLED', 'customer or key version');
     if (p.cekVersion < c.minDec) throw new KbError('VERSION_BELOW_MINIMUM');

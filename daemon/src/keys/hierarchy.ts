@@ -194,6 +194,18 @@ export class Hierarchy {
     );
   }
 
+  /**
+   * A copy of a TEK the caller owns (and zeroes). Cached keys may be zeroed by an eviction while
+   * a caller awaits, so nothing keeps a cache-owned buffer across an await.
+   */
+  async tekCopy(org: string, tenant: string, version: number): Promise<Uint8Array> {
+    for (let i = 0; i < 3; i++) {
+      const s = await this.tek(org, tenant, version);
+      if (!s.destroyed) return Uint8Array.from(s.expose());
+    }
+    throw new KbError('INTERNAL', undefined, { detail: 'TEK evicted while loading' });
+  }
+
   /** Create TEK version `version` under the primary OEK; retries if an epoch switched the OEK. */
   async addTekVersion(org: string, tenant: string, version: number): Promise<void> {
     for (let attempt = 0; ; attempt++) {
@@ -232,11 +244,11 @@ export class Hierarchy {
     const store = this.store(t);
     const ceks = store.listAllCeks();
     const keys = store.listTenantKeys();
-    const newTek = Uint8Array.from((await this.tek(t.org, t.tenant, next)).expose());
+    const newTek = await this.tekCopy(t.org, t.tenant, next);
     try {
       const cekOut = [];
       for (const r of ceks) {
-        const oldTek = Uint8Array.from((await this.tek(t.org, t.tenant, r.tekVersion)).expose());
+        const oldTek = await this.tekCopy(t.org, t.tenant, r.tekVersion);
         const id = { org: t.org, tenant: t.tenant, customer: r.customer, cekVersion: r.version };
         const cek = unwrapCek(oldTek, { ...id, tekVersion: r.tekVersion }, r.wrapped);
         oldTek.fill(0);
@@ -250,7 +262,7 @@ export class Hierarchy {
       }
       const keyOut = [];
       for (const r of keys) {
-        const oldTek = Uint8Array.from((await this.tek(t.org, t.tenant, r.tekVersion)).expose());
+        const oldTek = await this.tekCopy(t.org, t.tenant, r.tekVersion);
         const id = { org: t.org, tenant: t.tenant, keyId: r.keyId, keyVersion: r.version };
         const sk = unwrapTenantKey(oldTek, { ...id, tekVersion: r.tekVersion }, r.wrapped);
         oldTek.fill(0);
@@ -262,7 +274,8 @@ export class Hierarchy {
         });
         sk.fill(0);
       }
-      store.rewrapAll(cekOut, keyOut);
+      // Fetched again: the LRU may have closed the handle while we awaited TEKs.
+      this.store(t).rewrapAll(cekOut, keyOut);
     } finally {
       newTek.fill(0);
     }
@@ -286,7 +299,7 @@ export class Hierarchy {
       const row = this.store(t).getCek(customer, version);
       if (!row) throw decryptionFailed();
       try {
-        const tek = Uint8Array.from((await this.tek(t.org, t.tenant, row.tekVersion)).expose());
+        const tek = await this.tekCopy(t.org, t.tenant, row.tekVersion);
         try {
           return unwrapCek(
             tek,
@@ -310,6 +323,17 @@ export class Hierarchy {
     return this.d.cache.peek(cekCacheKey(t.org, t.tenant, customer, version));
   }
 
+  /** A copy of a CEK the caller owns (and zeroes); see tekCopy. */
+  async cekCopy(t: TenantRow, customer: string, version: number): Promise<Uint8Array> {
+    const hit = this.peekCek(t, customer, version);
+    if (hit) return Uint8Array.from(hit.expose());
+    for (let i = 0; i < 3; i++) {
+      const s = await this.cek(t, customer, version);
+      if (!s.destroyed) return Uint8Array.from(s.expose());
+    }
+    throw new KbError('INTERNAL', undefined, { detail: 'CEK evicted while loading' });
+  }
+
   async cek(t: TenantRow, customer: string, version: number): Promise<SecretBytes> {
     const k = cekCacheKey(t.org, t.tenant, customer, version);
     return (
@@ -329,7 +353,7 @@ export class Hierarchy {
     version: number,
   ): Promise<{ tekVersion: number; wrapped: Uint8Array }> {
     const cek = randomBytes(32);
-    const tek = Uint8Array.from((await this.tek(t.org, t.tenant, t.primaryTek)).expose());
+    const tek = await this.tekCopy(t.org, t.tenant, t.primaryTek);
     try {
       const id = { org: t.org, tenant: t.tenant, customer, cekVersion: version, tekVersion: t.primaryTek };
       return { tekVersion: t.primaryTek, wrapped: wrapCek(tek, id, cek) };

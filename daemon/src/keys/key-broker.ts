@@ -12,6 +12,7 @@ import { RegistryStore, StaleOekError } from '../store/registry-store.ts';
 import type { TenantRow } from '../store/registry-store.ts';
 import { TenantStorePool } from '../store/tenant-store-pool.ts';
 import { DataPlane } from './data-plane.ts';
+import { GatedHsm } from './gated-hsm.ts';
 import { Hierarchy } from './hierarchy.ts';
 import type * as Api from './key-broker-api.ts';
 import { KeyCache } from './key-cache.ts';
@@ -52,6 +53,10 @@ export interface KeyBrokerOptions {
   readonly usageFlushMs?: number;
   /** Default rotation period for new tenants and customers (default 90 days). */
   readonly defaultRotationPeriodSeconds?: number;
+  /** HSM calls the hierarchy keeps in flight (default 1; see gated-hsm.ts for why). */
+  readonly hsmConcurrency?: number;
+  /** Retry unfinished shreds (failed epochs) this often (default 60 s). */
+  readonly shredRetryMs?: number;
   /** Run rotateDueKeys this often (0 = never; the daemon may call it itself). Default 0. */
   readonly rotationScanMs?: number;
 }
@@ -70,6 +75,7 @@ export class KeyBroker implements Api.KeyBrokerApi {
   readonly #log: KeyBrokerLogger;
   readonly #timers: NodeJS.Timeout[] = [];
   #closed = false;
+  #resuming = false;
   #lastHsmError = 0;
 
   private constructor(o: KeyBrokerOptions, registry: RegistryStore) {
@@ -81,8 +87,9 @@ export class KeyBroker implements Api.KeyBrokerApi {
       degradedServeMs: o.degradedServeMs ?? 5 * 60_000,
       now: () => clock().getTime(),
     });
+    const hsm = new GatedHsm(o.hsm, o.hsmConcurrency ?? 1);
     this.#h = new Hierarchy({
-      hsm: o.hsm,
+      hsm,
       registry,
       pool: new TenantStorePool(o.dataDir, o.maxOpenTenantFiles ?? 256),
       cache: this.#cache,
@@ -99,7 +106,7 @@ export class KeyBroker implements Api.KeyBrokerApi {
       this.#h,
       tenantLock,
       epochs,
-      new ReceiptSigner(o.hsm, registry),
+      new ReceiptSigner(hsm, registry),
       this.#usage,
       o.auditHead,
     );
@@ -136,6 +143,15 @@ export class KeyBroker implements Api.KeyBrokerApi {
     };
     every(o.usageFlushMs ?? 1000, () => kb.#usage.flush());
     every(30_000, () => kb.#cache.sweep());
+    // A shred whose epoch failed (e.g. HSM outage) is retried until it completes.
+    every(o.shredRetryMs ?? 60_000, () => {
+      if (kb.#closed || kb.#resuming || !kb.#shred.hasUnfinished) return;
+      kb.#resuming = true;
+      kb.#shred
+        .resume()
+        .catch((err: unknown) => kb.#log.warn({ err: toKbError(err).detail }, 'shred retry failed'))
+        .finally(() => (kb.#resuming = false));
+    });
     if (o.rotationScanMs && o.rotationScanMs > 0)
       every(o.rotationScanMs, () => void kb.rotateDueKeys().catch(() => undefined));
     return kb;

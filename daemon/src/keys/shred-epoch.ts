@@ -62,6 +62,8 @@ export class ShredEpochRunner {
   run(org: string, destroyOld: boolean): Promise<EpochResult> {
     return this.#orgLock.run(`org:${org}`, async () => {
       const reg = this.#h.d.registry;
+      // Finish an interrupted epoch of this org first: two open epochs must never interleave.
+      for (const e of reg.listUnfinishedEpochs()) if (e.org === org) await this.#drive(e.id);
       const oeks = reg.listOeks(org);
       const next = oeks.reduce((m, o) => Math.max(m, o.version), 0) + 1;
       const old = oeks

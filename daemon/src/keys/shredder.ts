@@ -38,6 +38,8 @@ export class Shredder {
   readonly #signer: ReceiptSigner;
   readonly #usage: UsageCounter;
   readonly #auditHead: (() => { seq: number; hash: string }) | undefined;
+  /** Shred ids a live request or a resume pass is driving. */
+  readonly #inProgress = new Set<number>();
 
   constructor(
     h: Hierarchy,
@@ -69,10 +71,11 @@ export class Shredder {
       );
       this.#h.evictTenant(org, tenant);
       this.#usage.drop(`${org}/${tenant}/`);
+      this.#inProgress.add(shredId);
       this.#h.d.pool.deleteFiles(t.fileName);
       return shredId;
     });
-    return this.#finish(id);
+    return this.#finishOwned(id);
   }
 
   async destroyCustomer(org: string, tenant: string, customer: string): Promise<ShredReceipt> {
@@ -90,10 +93,24 @@ export class Shredder {
         requestedAt: this.#h.d.now().toISOString(),
         detail: '{}',
       });
-      await this.#customerSteps(shredId);
+      this.#inProgress.add(shredId);
+      try {
+        await this.#customerSteps(shredId);
+      } catch (err) {
+        this.#inProgress.delete(shredId);
+        throw err;
+      }
       return shredId;
     });
-    return this.#finish(id);
+    return this.#finishOwned(id);
+  }
+
+  async #finishOwned(id: number): Promise<ShredReceipt> {
+    try {
+      return await this.#finish(id);
+    } finally {
+      this.#inProgress.delete(id);
+    }
   }
 
   /** Tombstone + delete CEKs (idempotent), rotate the TEK, drop older TEK rows, move to 'epoch'. */
@@ -169,15 +186,32 @@ export class Shredder {
     });
   }
 
-  /** At open: finish what a crash interrupted (file deletes, TEK rotations, epochs, receipts). */
+  /** Whether some shred or epoch is unfinished and not being worked on by a live request. */
+  get hasUnfinished(): boolean {
+    return (
+      this.#reg.listUnfinishedShreds().some((s) => !this.#inProgress.has(s.id)) ||
+      (this.#inProgress.size === 0 && this.#reg.listUnfinishedEpochs().length > 0)
+    );
+  }
+
+  /**
+   * Finish what a crash (or a failed HSM call) interrupted: file deletes, TEK rotations, epochs,
+   * receipts. Runs at open and from a timer; shreds owned by a live request are left to it.
+   */
   async resume(): Promise<void> {
     for (const t of this.#reg.listDestroyedTenants()) this.#h.d.pool.deleteFiles(t.fileName);
     await this.#epochs.resumeAll();
     for (const s of this.#reg.listUnfinishedShreds()) {
-      if (s.kind === 'customer' && s.state === 'tek-rotation') {
-        await this.#tenantLock.run(tenantKey(s.org, s.tenant), () => this.#customerSteps(s.id));
+      if (this.#inProgress.has(s.id)) continue;
+      this.#inProgress.add(s.id);
+      try {
+        if (s.kind === 'customer' && s.state === 'tek-rotation') {
+          await this.#tenantLock.run(tenantKey(s.org, s.tenant), () => this.#customerSteps(s.id));
+        }
+        await this.#finish(s.id);
+      } finally {
+        this.#inProgress.delete(s.id);
       }
-      await this.#finish(s.id);
     }
   }
 }
