@@ -26,7 +26,10 @@ export class AdminClient {
       readFileSync(tls.key),
       readFileSync(tls.cert),
     );
-    this.#client = new ctor(`127.0.0.1:${port}`, creds, { 'grpc.use_local_subchannel_pool': 1 });
+    this.#client = new ctor(`127.0.0.1:${port}`, creds, {
+      'grpc.use_local_subchannel_pool': 1,
+      'grpc.ssl_target_name_override': 'localhost',
+    });
     this.#timeoutMs = timeoutMs;
   }
 

@@ -5,7 +5,7 @@
  * ready file and readiness from /readyz. Config differences per phase come as KB_* variables.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { join } from 'node:path';
 import { JsonLineChild, NODE } from '../lib/child-process.ts';
@@ -42,11 +42,13 @@ export interface RunningDaemon {
   stop(graceMs?: number): Promise<number | null>;
 }
 
-const cli = (repoRoot: string): string => join(repoRoot, 'daemon/src/cli/main.ts');
+/** The keybroker CLI entry; KB_BENCH_CLI points the bench at another tree (an installed one). */
+const cli = (repoRoot: string): string =>
+  process.env.KB_BENCH_CLI ?? join(repoRoot, 'daemon/src/cli/main.ts');
 
 /** Why the daemon cannot be benchmarked from this checkout, or undefined when it can. */
 export function daemonUnavailableReason(repoRoot: string): string | undefined {
-  if (!existsSync(cli(repoRoot))) return 'daemon/src/cli/main.ts is missing';
+  if (!existsSync(cli(repoRoot))) return `${cli(repoRoot)} is missing`;
   for (const cmd of ['init', 'serve']) {
     const r = spawnSync(NODE, [cli(repoRoot), cmd, '--help'], { encoding: 'utf8', timeout: 30_000 });
     if (r.status !== 0) {
@@ -146,15 +148,19 @@ export async function startDaemon(
   opts: { core: string; env: Readonly<Record<string, string>>; readyTimeoutMs?: number },
 ): Promise<RunningDaemon> {
   const readyFile = join(dir.dataDir, 'run/ready.json');
+  // The request log costs what it costs in production; it is kept only when asked for.
+  const logFd =
+    process.env.KB_BENCH_DAEMON_LOG === '1' ? openSync(join(dir.dataDir, 'daemon.log'), 'a') : undefined;
   const child = new JsonLineChild(
     'keybroker serve',
     [NODE, cli(repoRoot), 'serve', '--config', dir.configFile],
     {
       core: opts.core,
       env: { ...process.env, ...opts.env },
-      stdout: 'ignore',
+      stdout: logFd ?? 'ignore',
     },
   );
+  if (logFd !== undefined) closeSync(logFd);
   const deadline = Date.now() + (opts.readyTimeoutMs ?? 90_000);
   let ready: { pid: number; grpcPort: number; metricsPort: number } | undefined;
   while (Date.now() < deadline) {

@@ -42,7 +42,7 @@ export class JsonLineChild {
   constructor(
     name: string,
     argv: readonly string[],
-    opts: { core?: string; env?: NodeJS.ProcessEnv; cwd?: string; stdout?: 'pipe' | 'ignore' },
+    opts: { core?: string; env?: NodeJS.ProcessEnv; cwd?: string; stdout?: 'pipe' | 'ignore' | number },
   ) {
     this.name = name;
     const [cmd, args] = pinnedArgv(opts.core, argv);

@@ -86,26 +86,20 @@ export async function runDelegate(
       const durationS = (Date.now() - t0) / 1000;
       const records = parseJsonRecords(stdout);
       const tail = stderr.trim().split('\n').slice(-6).join('\n');
-      if (spawnError) resolve({ script, status: 'failed', durationS, records, detail: spawnError.message });
-      else if (timedOut)
-        resolve({
-          script,
-          status: 'timeout',
-          durationS,
-          records,
-          detail: `killed after ${opts.timeoutMs / 1000} s. ${tail}`,
-        });
-      else if (code !== 0)
-        resolve({ script, status: 'failed', durationS, records, detail: `exit ${code ?? signal}. ${tail}` });
-      else if (records.length === 0)
-        resolve({
-          script,
-          status: 'failed',
-          durationS,
-          records,
-          detail: `exit 0 but no JSON records on stdout. ${tail}`,
-        });
-      else resolve({ script, status: 'ok', durationS, records });
+      const unknownQuick =
+        opts.quick && /ERR_PARSE_ARGS_UNKNOWN_OPTION/.test(stderr) && /--quick/.test(stderr);
+      const [status, detail]: [DelegatedResult['status'], string | undefined] = spawnError
+        ? ['failed', spawnError.message]
+        : timedOut
+          ? ['timeout', `killed after ${opts.timeoutMs / 1000} s. ${tail}`]
+          : code !== 0 && unknownQuick
+            ? ['skipped', 'does not accept --quick; it runs in the full suite']
+            : code !== 0
+              ? ['failed', `exit ${code ?? signal}. ${tail}`]
+              : records.length === 0
+                ? ['failed', `exit 0 but no JSON records on stdout. ${tail}`]
+                : ['ok', undefined];
+      resolve({ script, status, durationS, records, ...(detail === undefined ? {} : { detail }) });
     };
     child.on('error', (err) => finish(null, null, err));
     child.on('close', (code, signal) => finish(code, signal));

@@ -20,11 +20,11 @@ const ratio = (x: number | undefined): string => (x === undefined ? '–' : `${(
 const esc = (s: string): string => s.replace(/\|/g, '\\|');
 
 function recordRow(r: ScenarioRecord): string {
-  return `| ${esc(r.scenario)} | ${r.concurrency} | ${fmtSpread(r.throughput)} ${r.unit} | ${fmtNum(r.p50Us.median)} | ${fmtNum(r.p90Us.median)} | ${fmtNum(r.p99Us.median)} | ${fmtSpread(r.serverCpuUsPerOp)} | ${fmtSpread(r.clientCpuUsPerOp)} | ${fmtSpread(r.peakRssBytes, 1024 * 1024)} | ${ratio(r.ratios?.echo)} | ${ratio(r.ratios?.inProcess)} | ${ratio(r.ratios?.pkcs11)} |${r.notes ? ` ${esc(r.notes)}` : ''}`;
+  return `| ${esc(r.scenario)} | ${r.concurrency} | ${fmtSpread(r.throughput)} ${r.unit} | ${fmtNum(r.p50Us.median)} | ${fmtNum(r.p90Us.median)} | ${fmtNum(r.p99Us.median)} | ${fmtSpread(r.serverCpuUsPerOp)} | ${fmtSpread(r.clientCpuUsPerOp)} | ${fmtSpread(r.peakRssBytes, 1024 * 1024)} | ${ratio(r.ratios?.echo)} | ${ratio(r.ratios?.inProcess)} | ${ratio(r.ratios?.pkcs11)} | ${r.notes ? esc(r.notes) : ''} |`;
 }
 
 const HEADER =
-  '| scenario | c | throughput: median (min–max) | p50 µs | p90 µs | p99 µs | server CPU µs/op | client CPU µs/op | server peak RSS MiB | vs echo | vs in-process | vs PKCS#11 |\n' +
+  '| scenario | c | throughput: median (min–max) | p50 µs | p90 µs | p99 µs | server CPU µs/op | client CPU µs/op | server peak RSS MiB | vs echo | vs in-process | vs PKCS#11 | notes |\n' +
   '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |';
 
 function delegatedSection(d: DelegatedResult): string {

@@ -76,7 +76,7 @@ export interface TargetCheck {
 /** A per-area script (hsm/hierarchy/pqc/audit) run as a child with --json. */
 export interface DelegatedResult {
   readonly script: string;
-  readonly status: 'ok' | 'missing' | 'failed' | 'timeout';
+  readonly status: 'ok' | 'missing' | 'failed' | 'timeout' | 'skipped';
   readonly durationS: number;
   /** Whatever JSON records the script printed, unmodified. */
   readonly records: readonly unknown[];
