@@ -9,13 +9,15 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { Aes128Gcm, CipherSuite, HkdfSha256 } from '@hpke/core';
+import { Aes128Gcm, Aes256Gcm, CipherSuite, HkdfSha256 } from '@hpke/core';
 import { XWing as HpkeXWing } from '@hpke/hybridkem-x-wing';
 import { MlKem768 } from '@hpke/ml-kem';
 import { KbError } from '../../daemon/src/errors.ts';
+import { EngineHpkeKem } from '../../daemon/src/pqc/hpke-engine-kem.ts';
 import {
   openBox,
   sealBox,
+  SealedBoxes,
   SEALED_BOX_LENGTHS,
   type SealedBoxKem,
 } from '../../daemon/src/pqc/hpke-sealed-box.ts';
@@ -99,6 +101,38 @@ describe('HPKE sealed boxes', () => {
     });
   }
 
+  const theirKem = (kem: SealedBoxKem) => (kem === 'x-wing' ? new HpkeXWing() : new MlKem768());
+  for (const kem of ['ml-kem-768', 'x-wing'] as const) {
+    it(`${kem}: wire-compatible with @hpke's own KEM package in both directions`, async () => {
+      const r = recipient(kem);
+      const theirs = new CipherSuite({ kem: theirKem(kem), kdf: new HkdfSha256(), aead: new Aes256Gcm() });
+      const len = SEALED_BOX_LENGTHS[kem];
+      const ab = (b: Uint8Array): ArrayBuffer => Uint8Array.from(b).buffer;
+      // Ours seals, theirs opens.
+      const box = await sealBox(kem, r.publicKey, te('ours'), te('i'), te('a'));
+      const rk = await theirs.kem.importKey('raw', ab(r.seed), false);
+      const rc = await theirs.createRecipientContext({
+        recipientKey: rk,
+        enc: ab(box.subarray(0, len.enc)),
+        info: ab(te('i')),
+      });
+      assert.ok(eq(new Uint8Array(await rc.open(ab(box.subarray(len.enc)), ab(te('a')))), te('ours')));
+      // Theirs seals, ours opens.
+      const pk = await theirs.kem.importKey('raw', ab(r.publicKey), true);
+      const sc = await theirs.createSenderContext({ recipientPublicKey: pk, info: ab(te('i')) });
+      const ct = new Uint8Array(await sc.seal(ab(te('theirs')), ab(te('a'))));
+      const theirBox = Uint8Array.from(Buffer.concat([new Uint8Array(sc.enc), ct]));
+      assert.ok(eq(await openBox(kem, r.seed, theirBox, te('i'), te('a')), te('theirs')));
+    });
+  }
+
+  it('refuses an engine that cannot expand seeds', () => {
+    assert.throws(
+      () => new SealedBoxes(ENGINES[1]!),
+      (e: unknown) => e instanceof KbError && e.code === 'FAILED_PRECONDITION',
+    );
+  });
+
   it('an ML-KEM-768 box does not open as X-Wing', async () => {
     const m = recipient('ml-kem-768');
     const box = await sealBox('ml-kem-768', m.publicKey, te('x'));
@@ -121,6 +155,18 @@ describe('HPKE known answers', () => {
 
   it('draft-ietf-hpke-pq ML-KEM-768/HKDF-SHA256/AES-128-GCM vector opens with @hpke (KEM + key schedule)', async () => {
     const suite = new CipherSuite({ kem: new MlKem768(), kdf: new HkdfSha256(), aead: new Aes128Gcm() });
+    const ab = (s: string): ArrayBuffer => hex(s).buffer as ArrayBuffer;
+    const sk = await suite.kem.importKey('raw', ab(v.ikmR), false);
+    const r = await suite.createRecipientContext({ recipientKey: sk, enc: ab(v.enc), info: ab(v.info) });
+    assert.ok(eq(new Uint8Array(await r.open(ab(v.ct), ab(v.aad))), hex(v.pt)));
+  });
+
+  it('the same vector opens through our engine-backed KEM (openssl) in an AES-128-GCM suite', async () => {
+    const suite = new CipherSuite({
+      kem: new EngineHpkeKem('ml-kem-768', openssl),
+      kdf: new HkdfSha256(),
+      aead: new Aes128Gcm(),
+    });
     const ab = (s: string): ArrayBuffer => hex(s).buffer as ArrayBuffer;
     const sk = await suite.kem.importKey('raw', ab(v.ikmR), false);
     const r = await suite.createRecipientContext({ recipientKey: sk, enc: ab(v.enc), info: ab(v.info) });

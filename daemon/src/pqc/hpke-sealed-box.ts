@@ -1,20 +1,22 @@
 /**
  * Sealed boxes: HPKE (RFC 9180) base mode, single-shot, with a post-quantum KEM, HKDF-SHA256 and
- * AES-256-GCM, built on the @hpke/* packages (key schedule, AEAD and KEMs):
- *   - 'ml-kem-768': KEM id 0x0041, ML-KEM-768 for HPKE (draft-ietf-hpke-pq / @hpke/ml-kem),
- *     recipient private key = the 64-byte ML-KEM seed d ‖ z;
- *   - 'x-wing':     KEM id 0x647a, X-Wing (@hpke/hybridkem-x-wing), private key = 32-byte seed.
- * Private keys are the same seeds keybroker stores for its ML-KEM-768 and X-Wing keys.
+ * AES-256-GCM. @hpke/core does the key schedule and AEAD; the KEM is ours (hpke-engine-kem.ts,
+ * native OpenSSL through our engines), wire-compatible with @hpke/ml-kem and
+ * @hpke/hybridkem-x-wing, which the tests use as oracles in both directions:
+ *   - 'ml-kem-768': KEM id 0x0041 (draft-ietf-hpke-pq), private key = 64-byte seed d ‖ z;
+ *   - 'x-wing':     KEM id 0x647a (draft-connolly-cfrg-xwing-kem), private key = 32-byte seed.
+ * These are the same seeds keybroker stores for its ML-KEM-768 and X-Wing keys.
  *
  * Sealed box layout (what `seal` returns and `open` takes):  enc (1088 | 1120 bytes) ‖ AEAD ct.
  * Any failure to open — wrong key, tampered byte, wrong info or AAD, truncation — is the one
  * opaque DECRYPTION_FAILED error.
  */
 import { Aes256Gcm, CipherSuite, HkdfSha256 } from '@hpke/core';
-import { XWing } from '@hpke/hybridkem-x-wing';
-import { MlKem768 } from '@hpke/ml-kem';
 import { KbError, decryptionFailed } from '../errors.ts';
+import { EngineHpkeKem, EngineHpkeKey } from './hpke-engine-kem.ts';
+import { OpenSslEngine } from './openssl-engine.ts';
 import { assertBytes, assertOneOf, MAX_MESSAGE_BYTES } from './pqc-assert.ts';
+import type { PqcEngine } from './pqc-engine.ts';
 
 export const SEALED_BOX_KEMS = ['ml-kem-768', 'x-wing'] as const;
 export type SealedBoxKem = (typeof SEALED_BOX_KEMS)[number];
@@ -30,82 +32,121 @@ export const SEALED_BOX_LENGTHS: Readonly<
 const MAX_INFO = 1024;
 const MAX_AAD = 64 * 1024;
 
-const suites = new Map<SealedBoxKem, CipherSuite>();
-function suiteFor(kem: SealedBoxKem): CipherSuite {
-  let s = suites.get(kem);
-  if (s === undefined) {
-    s = new CipherSuite({
-      kem: kem === 'x-wing' ? new XWing() : new MlKem768(),
-      kdf: new HkdfSha256(),
-      aead: new Aes256Gcm(),
-    });
-    suites.set(kem, s);
-  }
-  return s;
-}
+/** A recipient key loaded once (seed expanded) for repeated opens; from `SealedBoxes.loadRecipientKey`. */
+export type SealedBoxRecipientKey = EngineHpkeKey;
 
 function ab(b: Uint8Array): ArrayBuffer {
   return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
 }
 
-/** Encrypt `plaintext` to `recipientPublicKey`; anyone holding the public key can seal. */
-export async function sealBox(
+/** Sealed boxes on one engine (it must keygen from seed: private keys arrive as seeds). */
+export class SealedBoxes {
+  readonly #kems: Record<SealedBoxKem, EngineHpkeKem>;
+  readonly #suites: Record<SealedBoxKem, CipherSuite>;
+
+  constructor(engine: PqcEngine) {
+    if (!engine.capabilities.keygenFromSeed) {
+      throw new KbError('FAILED_PRECONDITION', `engine ${engine.name} cannot expand sealed-box seeds`);
+    }
+    const kem = (k: SealedBoxKem): EngineHpkeKem => new EngineHpkeKem(k, engine);
+    this.#kems = { 'ml-kem-768': kem('ml-kem-768'), 'x-wing': kem('x-wing') };
+    const suite = (k: SealedBoxKem): CipherSuite =>
+      new CipherSuite({ kem: this.#kems[k], kdf: new HkdfSha256(), aead: new Aes256Gcm() });
+    this.#suites = { 'ml-kem-768': suite('ml-kem-768'), 'x-wing': suite('x-wing') };
+  }
+
+  loadRecipientKey(kem: SealedBoxKem, seed: Uint8Array): SealedBoxRecipientKey {
+    assertOneOf('kem', kem, SEALED_BOX_KEMS);
+    return this.#kems[kem].loadPrivateKey(
+      assertBytes('recipientPrivateKey', seed, SEALED_BOX_LENGTHS[kem].privateKey),
+    );
+  }
+
+  /** Encrypt `plaintext` to `recipientPublicKey`; anyone holding the public key can seal. */
+  async seal(
+    kem: SealedBoxKem,
+    recipientPublicKey: Uint8Array,
+    plaintext: Uint8Array,
+    info: Uint8Array = new Uint8Array(0),
+    aad: Uint8Array = new Uint8Array(0),
+  ): Promise<Uint8Array> {
+    assertOneOf('kem', kem, SEALED_BOX_KEMS);
+    const len = SEALED_BOX_LENGTHS[kem];
+    assertBytes('recipientPublicKey', recipientPublicKey, len.publicKey);
+    assertBytes('plaintext', plaintext, { max: MAX_MESSAGE_BYTES });
+    assertBytes('info', info, { max: MAX_INFO });
+    assertBytes('aad', aad, { max: MAX_AAD });
+    const suite = this.#suites[kem];
+    const pk = await suite.kem.importKey('raw', ab(recipientPublicKey), true);
+    let sender;
+    try {
+      sender = await suite.createSenderContext({ recipientPublicKey: pk, info: ab(info) });
+    } catch (cause) {
+      // Our KEM throws KbError INVALID_ARGUMENT for a key failing the FIPS 203 modulus check.
+      throw new KbError('INVALID_ARGUMENT', 'recipientPublicKey is not a valid key', { cause });
+    }
+    const ct = new Uint8Array(await sender.seal(ab(plaintext), ab(aad)));
+    const enc = new Uint8Array(sender.enc);
+    const out = new Uint8Array(enc.length + ct.length);
+    out.set(enc, 0);
+    out.set(ct, enc.length);
+    return out;
+  }
+
+  /** Open a sealed box with the recipient's seed or loaded key. Every failure is DECRYPTION_FAILED. */
+  async open(
+    kem: SealedBoxKem,
+    recipientKey: Uint8Array | SealedBoxRecipientKey,
+    sealed: Uint8Array,
+    info: Uint8Array = new Uint8Array(0),
+    aad: Uint8Array = new Uint8Array(0),
+  ): Promise<Uint8Array> {
+    assertOneOf('kem', kem, SEALED_BOX_KEMS);
+    const len = SEALED_BOX_LENGTHS[kem];
+    const key =
+      recipientKey instanceof EngineHpkeKey ? recipientKey : this.loadRecipientKey(kem, recipientKey);
+    if (key.algorithm.name !== kem) throw decryptionFailed();
+    assertBytes('sealed', sealed, { max: MAX_MESSAGE_BYTES + len.enc + len.tag });
+    assertBytes('info', info, { max: MAX_INFO });
+    assertBytes('aad', aad, { max: MAX_AAD });
+    if (sealed.length < len.enc + len.tag) throw decryptionFailed();
+    try {
+      const recipient = await this.#suites[kem].createRecipientContext({
+        recipientKey: key as never,
+        enc: ab(sealed.subarray(0, len.enc)),
+        info: ab(info),
+      });
+      return new Uint8Array(await recipient.open(ab(sealed.subarray(len.enc)), ab(aad)));
+    } catch (cause) {
+      throw decryptionFailed(cause);
+    }
+  }
+}
+
+let defaultBoxes: SealedBoxes | undefined;
+function boxes(): SealedBoxes {
+  defaultBoxes ??= new SealedBoxes(new OpenSslEngine());
+  return defaultBoxes;
+}
+
+/** `SealedBoxes.seal` on the default OpenSSL engine. */
+export function sealBox(
   kem: SealedBoxKem,
   recipientPublicKey: Uint8Array,
   plaintext: Uint8Array,
-  info: Uint8Array = new Uint8Array(0),
-  aad: Uint8Array = new Uint8Array(0),
+  info?: Uint8Array,
+  aad?: Uint8Array,
 ): Promise<Uint8Array> {
-  assertOneOf('kem', kem, SEALED_BOX_KEMS);
-  const len = SEALED_BOX_LENGTHS[kem];
-  assertBytes('recipientPublicKey', recipientPublicKey, len.publicKey);
-  assertBytes('plaintext', plaintext, { max: MAX_MESSAGE_BYTES });
-  assertBytes('info', info, { max: MAX_INFO });
-  assertBytes('aad', aad, { max: MAX_AAD });
-  const suite = suiteFor(kem);
-  let pk: Awaited<ReturnType<CipherSuite['kem']['importKey']>>;
-  try {
-    pk = await suite.kem.importKey('raw', ab(recipientPublicKey), true);
-  } catch (cause) {
-    throw new KbError('INVALID_ARGUMENT', 'recipientPublicKey is not a valid key', { cause });
-  }
-  const sender = await suite.createSenderContext({ recipientPublicKey: pk, info: ab(info) });
-  const ct = new Uint8Array(await sender.seal(ab(plaintext), ab(aad)));
-  const enc = new Uint8Array(sender.enc);
-  const out = new Uint8Array(enc.length + ct.length);
-  out.set(enc, 0);
-  out.set(ct, enc.length);
-  return out;
+  return boxes().seal(kem, recipientPublicKey, plaintext, info, aad);
 }
 
-/** Open a sealed box with the recipient's seed. Every failure is DECRYPTION_FAILED. */
-export async function openBox(
+/** `SealedBoxes.open` on the default OpenSSL engine. */
+export function openBox(
   kem: SealedBoxKem,
-  recipientPrivateKey: Uint8Array,
+  recipientKey: Uint8Array | SealedBoxRecipientKey,
   sealed: Uint8Array,
-  info: Uint8Array = new Uint8Array(0),
-  aad: Uint8Array = new Uint8Array(0),
+  info?: Uint8Array,
+  aad?: Uint8Array,
 ): Promise<Uint8Array> {
-  assertOneOf('kem', kem, SEALED_BOX_KEMS);
-  const len = SEALED_BOX_LENGTHS[kem];
-  assertBytes('recipientPrivateKey', recipientPrivateKey, len.privateKey);
-  assertBytes('sealed', sealed, { max: MAX_MESSAGE_BYTES + len.enc + len.tag });
-  assertBytes('info', info, { max: MAX_INFO });
-  assertBytes('aad', aad, { max: MAX_AAD });
-  if (sealed.length < len.enc + len.tag) throw decryptionFailed();
-  const suite = suiteFor(kem);
-  const skBuf = ab(recipientPrivateKey);
-  try {
-    const sk = await suite.kem.importKey('raw', skBuf, false);
-    const recipient = await suite.createRecipientContext({
-      recipientKey: sk,
-      enc: ab(sealed.subarray(0, len.enc)),
-      info: ab(info),
-    });
-    return new Uint8Array(await recipient.open(ab(sealed.subarray(len.enc)), ab(aad)));
-  } catch (cause) {
-    throw decryptionFailed(cause);
-  } finally {
-    new Uint8Array(skBuf).fill(0);
-  }
+  return boxes().open(kem, recipientKey, sealed, info, aad);
 }
