@@ -1,0 +1,193 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { attachRatios } from '../../bench/lib/aggregate.ts';
+import { parseJsonRecords } from '../../bench/lib/delegates.ts';
+import { renderSummary } from '../../bench/lib/markdown.ts';
+import { niceStep, renderChart } from '../../bench/lib/svg-chart.ts';
+import { evaluateTargets } from '../../bench/lib/targets.ts';
+import { SCENARIOS, selectScenarios, unknownScenarioNames } from '../../bench/scenarios.ts';
+import { meta, record, resultsFile } from './bench-fixtures.ts';
+
+const enc = meta('encrypt-1k', 'daemon', { ceilings: { echo: 'echo-1k', inProcess: 'inproc-encrypt-1k' } });
+const dec = meta('decrypt-1k', 'daemon', { ceilings: { echo: 'echo-1k', inProcess: 'inproc-decrypt-1k' } });
+const echo = meta('echo-1k', 'ceiling-echo');
+const ipEnc = meta('inproc-encrypt-1k', 'ceiling-in-process');
+const ipDec = meta('inproc-decrypt-1k', 'ceiling-in-process');
+
+function sweep() {
+  const records = [
+    record(echo, 1, [2000]),
+    record(echo, 16, [6000]),
+    record(ipEnc, 1, [20000]),
+    record(ipDec, 1, [25000]),
+    record(enc, 1, [1500]),
+    record(enc, 16, [4500]),
+    record(dec, 1, [1400]),
+    record(dec, 16, [3600]),
+  ];
+  return attachRatios(records, [enc, dec, echo, ipEnc, ipDec]);
+}
+
+test('ratios are read against the echo at the same concurrency and the in-process rate', () => {
+  const r = sweep();
+  const cases: { name: string; scenario: string; c: number; echo: number; inProcess: number }[] = [
+    { name: 'encrypt c=1', scenario: 'encrypt-1k', c: 1, echo: 0.75, inProcess: 0.075 },
+    { name: 'encrypt c=16', scenario: 'encrypt-1k', c: 16, echo: 0.75, inProcess: 0.225 },
+    { name: 'decrypt c=16', scenario: 'decrypt-1k', c: 16, echo: 0.6, inProcess: 0.144 },
+  ];
+  for (const c of cases) {
+    const rec = r.find((x) => x.scenario === c.scenario && x.concurrency === c.c);
+    assert.ok(rec?.ratios, `${c.name}: no ratios on ${c.scenario}@${c.c}`);
+    assert.ok(
+      Math.abs((rec.ratios.echo ?? 0) - c.echo) < 1e-9,
+      `${c.name}: echo ratio ${rec.ratios.echo}, want ${c.echo}`,
+    );
+    assert.ok(
+      Math.abs((rec.ratios.inProcess ?? 0) - c.inProcess) < 1e-9,
+      `${c.name}: in-process ratio ${rec.ratios.inProcess}, want ${c.inProcess}`,
+    );
+  }
+});
+
+test('targets: throughput ≥ 70% of echo passes at 75% and fails at 60%; missing inputs say what is missing', () => {
+  const t = evaluateTargets(sweep());
+  const byName = new Map(t.map((x) => [x.name, x]));
+  const cases: { name: string; pass: boolean | undefined; measured: RegExp }[] = [
+    { name: 'encrypt-1k throughput vs echo-1k', pass: true, measured: /= 75%/ },
+    { name: 'decrypt-1k throughput vs echo-1k', pass: false, measured: /= 60%/ },
+    // echo CPU 100 µs/op, in-process CPU 150 µs/op: limit 100 + 225 = 325 ≥ the daemon's 100.
+    { name: 'encrypt-1k server CPU per request', pass: true, measured: /limit 325/ },
+    {
+      name: 'encrypt-batch-100x1k items/s vs in-process encrypt',
+      pass: undefined,
+      measured: /encrypt-batch-100x1k missing/,
+    },
+    {
+      name: 'encrypt-stream-64m MiB/s vs in-process AES-GCM',
+      pass: undefined,
+      measured: /encrypt-stream-64m missing/,
+    },
+  ];
+  for (const c of cases) {
+    const got = byName.get(c.name);
+    assert.ok(got, `evaluateTargets() has no check named ${c.name}; got ${[...byName.keys()].join(', ')}`);
+    assert.equal(got.pass, c.pass, `${c.name}: pass=${got.pass}, want ${c.pass} (${got.measured})`);
+    assert.match(got.measured, c.measured, c.name);
+  }
+});
+
+test('summary.md has the machine, the targets and one row per record with its ratios', () => {
+  const records = sweep();
+  const md = renderSummary({ ...resultsFile(records), targets: evaluateTargets(records) });
+  for (const want of [
+    /^# keybroker bench: quick run/m,
+    /Test CPU, 2 cores/,
+    /X25519MLKEM768/,
+    /\| encrypt-1k throughput vs echo-1k \|.*\| pass \|/,
+    /\| decrypt-1k throughput vs echo-1k \|.*\| \*\*FAIL\*\* \|/,
+    /\| encrypt-1k \| 16 \| 4,500 req\/s \| 200 \|.*\| 75% \| 23% \| – \|/,
+  ]) {
+    assert.match(md, want, `renderSummary() lacks ${want}`);
+  }
+  assert.doesNotMatch(md, /NaN|undefined/, 'summary.md prints NaN or undefined');
+});
+
+test('chart.svg is well-formed, has a panel per group and draws ceilings', () => {
+  const records = [
+    ...sweep(),
+    record(
+      meta('echo-batch-100x1k', 'ceiling-echo', { group: 'batch', unit: 'items/s' }),
+      4,
+      [9000, 10000, 11000],
+    ),
+  ];
+  const svg = renderChart(resultsFile(records));
+  assert.match(
+    svg,
+    /^<\?xml version="1\.0" encoding="UTF-8"\?>\n<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/,
+  );
+  assert.ok(svg.trimEnd().endsWith('</svg>'), 'svg not closed');
+  assert.equal((svg.match(/<g>/g) ?? []).length, (svg.match(/<\/g>/g) ?? []).length, 'unbalanced <g>');
+  assert.doesNotMatch(svg, /NaN|undefined|Infinity/, 'chart has non-numbers');
+  for (const want of [
+    '>1 KiB<',
+    '>batch<',
+    'encrypt-1k',
+    'echo-1k (ceiling)',
+    'stroke-dasharray="6 4"',
+    'inproc-encrypt-1k (ceiling, 1 core)',
+  ]) {
+    assert.ok(svg.includes(want), `renderChart() lacks ${want}`);
+  }
+});
+
+const dir = mkdtempSync(join(tmpdir(), 'kb-bench-svg-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+test('chart.svg renders with rsvg-convert when it is installed', (t) => {
+  if (spawnSync('rsvg-convert', ['--version']).status !== 0) {
+    t.skip('rsvg-convert not installed (Debian: librsvg2-bin)');
+    return;
+  }
+  const svgPath = join(dir, 'chart.svg');
+  writeFileSync(svgPath, renderChart(resultsFile(sweep())));
+  const r = spawnSync('rsvg-convert', ['-o', join(dir, 'chart.png'), svgPath], { encoding: 'utf8' });
+  assert.equal(r.status, 0, `rsvg-convert failed: ${r.stderr}`);
+  assert.ok(statSync(join(dir, 'chart.png')).size > 1000, 'PNG suspiciously small');
+});
+
+test('niceStep picks 1/2/5 × 10^k', () => {
+  const cases: [number, number][] = [
+    [10, 2],
+    [100, 20],
+    [7000, 2000],
+    [0.3, 0.1],
+  ];
+  for (const [range, want] of cases) assert.equal(niceStep(range), want, `niceStep(${range})`);
+});
+
+test('per-area script output parses as one JSON document or as JSON lines', () => {
+  const cases: { name: string; stdout: string; want: unknown[] }[] = [
+    { name: 'empty', stdout: '', want: [] },
+    { name: 'one array', stdout: '[{"a":1},{"a":2}]\n', want: [{ a: 1 }, { a: 2 }] },
+    { name: 'one object', stdout: '{"a":1}', want: [{ a: 1 }] },
+    {
+      name: 'JSON lines among text',
+      stdout: 'starting\n{"a":1}\nnot json {\n{"a":2}\n[{"a":3}]\n',
+      want: [{ a: 1 }, { a: 2 }, { a: 3 }],
+    },
+  ];
+  for (const c of cases) assert.deepEqual(parseJsonRecords(c.stdout), c.want, c.name);
+});
+
+test('--only selects by exact name or prefix*, and quick/full variants', () => {
+  const names = (only: string[] | undefined, quick: boolean) =>
+    selectScenarios(only, quick).map((s) => s.name);
+  assert.deepEqual(names(['echo-1k'], true), ['echo-1k']);
+  assert.ok(
+    names(['tenants-*'], true).every((n) => n.startsWith('tenants-1k-')),
+    'quick runs the 1k-tenant stand-in only',
+  );
+  assert.ok(
+    names(['tenants-*'], false).some((n) => n.startsWith('tenants-100k-')),
+    'full runs 100k tenants',
+  );
+  assert.ok(
+    !names(['tenants-*'], false).some((n) => n.startsWith('tenants-1k-')),
+    'full skips the quick stand-in',
+  );
+  assert.deepEqual(unknownScenarioNames(['echo-1k', 'nope', 'zz*']), ['nope', 'zz*']);
+  assert.equal(new Set(SCENARIOS.map((s) => s.name)).size, SCENARIOS.length, 'duplicate scenario names');
+  for (const s of SCENARIOS) {
+    for (const c of Object.values(s.ceilings ?? {})) {
+      assert.ok(
+        SCENARIOS.some((x) => x.name === c),
+        `${s.name} names an unknown ceiling ${c}`,
+      );
+    }
+  }
+});
