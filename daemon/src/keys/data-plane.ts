@@ -133,10 +133,15 @@ export class DataPlane {
     try {
       return await fn();
     } catch (err) {
-      const t = this.#h.tenantRow(ref.org, ref.tenant);
-      if (t && t.state !== 'active') throw new KbError('NOT_FOUND', 'tenant');
+      this.throwIfGone(ref);
       throw err;
     }
+  }
+
+  /** NOT_FOUND if the tenant exists only as a tombstone (destroyed while a request ran). */
+  throwIfGone(ref: TenantRef): void {
+    const t = this.#h.tenantRow(ref.org, ref.tenant);
+    if (t && t.state !== 'active') throw new KbError('NOT_FOUND', 'tenant');
   }
 
   /** Authenticate and open an envelope of `types`; policy checks only after authentication. */

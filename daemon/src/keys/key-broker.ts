@@ -157,11 +157,12 @@ export class KeyBroker implements Api.KeyBrokerApi {
     return kb;
   }
 
-  async #guard<T>(fn: () => Promise<T> | T): Promise<T> {
+  async #guard<T>(fn: () => Promise<T> | T, ref?: TenantRef): Promise<T> {
     if (this.#closed) throw new KbError('SHUTTING_DOWN');
     try {
       return await fn();
     } catch (err) {
+      if (ref) this.#dp.throwIfGone(ref);
       if (err instanceof StaleOekError)
         throw new KbError('INTERNAL', undefined, { cause: err, detail: err.message });
       const e = toKbError(err);
@@ -173,7 +174,7 @@ export class KeyBroker implements Api.KeyBrokerApi {
 
   /** Data-plane calls: a request whose tenant was destroyed meanwhile fails with NOT_FOUND. */
   #data<T>(ref: TenantRef, fn: () => Promise<T>): Promise<T> {
-    return this.#guard(() => this.#dp.cleanly(ref, fn));
+    return this.#guard(fn, ref);
   }
 
   // --- lifecycle ---

@@ -18,9 +18,9 @@
  * DEK ‖ commitment = HKDF-SHA256(ikm = CEK, salt, info = "keybroker dek v1" ‖ header[0 .. salt)), L = 64.
  * GCM AAD = u32 len ‖ header[0 .. commitment end] ‖ u32 len ‖ caller AAD.
  */
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, hkdfSync, randomFillSync, timingSafeEqual } from 'node:crypto';
 import { decryptionFailed } from '../errors.ts';
-import { ascii, concat, lp32, lpName, u32, WireReader } from './wire-codec.ts';
+import { ascii, MAX_NAME_BYTES, WireReader } from './wire-codec.ts';
 
 export const FORMAT_V1 = 0x01;
 export const BlobType = {
@@ -64,14 +64,22 @@ interface ParsedEnvelope extends EnvelopeHeader {
   readonly tag: Uint8Array;
 }
 
-function prefixOf(h: EnvelopeHeader): Uint8Array {
-  return concat([
-    Uint8Array.of(FORMAT_V1, h.type, ALG_AES256GCM_HKDF_COMMIT),
-    lpName(h.org),
-    lpName(h.tenant),
-    lpName(h.customer),
-    u32(h.cekVersion),
-  ]);
+/** Write `u8 len ‖ name` at `off`; names are ASCII by grammar (ids.ts), so bytes = chars. */
+function putName(out: Buffer, off: number, name: string): number {
+  const n = name.length;
+  if (n < 1 || n > MAX_NAME_BYTES || Buffer.byteLength(name, 'utf8') !== n)
+    throw new RangeError('name length out of bounds');
+  out[off] = n;
+  out.write(name, off + 1, 'latin1');
+  return off + 1 + n;
+}
+
+/** HKDF info = "keybroker dek v1" ‖ prefix, in one allocation. */
+function dekInfo(prefix: Uint8Array): Buffer {
+  const info = Buffer.allocUnsafe(DEK_INFO.length + prefix.length);
+  info.set(DEK_INFO, 0);
+  info.set(prefix, DEK_INFO.length);
+  return info;
 }
 
 /** DEK and key commitment for one message; the DEK is zeroed by the caller after use. */
@@ -80,12 +88,18 @@ function deriveDek(
   salt: Uint8Array,
   prefix: Uint8Array,
 ): { dek: Uint8Array; commitment: Uint8Array } {
-  const okm = new Uint8Array(hkdfSync('sha256', cek, salt, concat([DEK_INFO, prefix]), 64));
-  return { dek: okm.subarray(0, 32), commitment: okm.slice(32, 64) };
+  const okm = new Uint8Array(hkdfSync('sha256', cek, salt, dekInfo(prefix), 64));
+  return { dek: okm.subarray(0, 32), commitment: okm.subarray(32, 64) };
 }
 
-function gcmAad(header: Uint8Array, aad: Uint8Array): Uint8Array {
-  return concat([lp32(header), lp32(aad)]);
+/** lp32(header) ‖ lp32(aad), in one allocation. */
+function gcmAad(header: Uint8Array, aad: Uint8Array): Buffer {
+  const b = Buffer.allocUnsafe(8 + header.length + aad.length);
+  b.writeUInt32BE(header.length, 0);
+  b.set(header, 4);
+  b.writeUInt32BE(aad.length, 4 + header.length);
+  b.set(aad, 8 + header.length);
+  return b;
 }
 
 /** Seal `plaintext` under a DEK derived from `cek`; `rand` is injectable only for golden files. */
@@ -94,19 +108,38 @@ export function sealEnvelope(
   h: EnvelopeHeader,
   plaintext: Uint8Array,
   aad: Uint8Array,
-  rand: (n: number) => Uint8Array = (n) => randomBytes(n),
+  rand?: (n: number) => Uint8Array,
 ): Uint8Array {
-  const prefix = prefixOf(h);
-  const salt = rand(SALT_BYTES);
-  const nonce = rand(NONCE_BYTES);
+  const prefixLen = 3 + 3 + h.org.length + h.tenant.length + h.customer.length + 4;
+  const headerLen = prefixLen + SALT_BYTES + NONCE_BYTES + COMMIT_BYTES;
+  const out = Buffer.allocUnsafe(headerLen + plaintext.length + TAG_BYTES);
+  out[0] = FORMAT_V1;
+  out[1] = h.type;
+  out[2] = ALG_AES256GCM_HKDF_COMMIT;
+  let o = putName(out, 3, h.org);
+  o = putName(out, o, h.tenant);
+  o = putName(out, o, h.customer);
+  out.writeUInt32BE(h.cekVersion >>> 0, o);
+  if (o + 4 !== prefixLen) throw new RangeError('header length mismatch');
+  if (rand) {
+    out.set(rand(SALT_BYTES), prefixLen);
+    out.set(rand(NONCE_BYTES), prefixLen + SALT_BYTES);
+  } else {
+    randomFillSync(out, prefixLen, SALT_BYTES + NONCE_BYTES);
+  }
+  const prefix = out.subarray(0, prefixLen);
+  const salt = out.subarray(prefixLen, prefixLen + SALT_BYTES);
+  const nonce = out.subarray(prefixLen + SALT_BYTES, prefixLen + SALT_BYTES + NONCE_BYTES);
   const { dek, commitment } = deriveDek(cek, salt, prefix);
   try {
-    const header = concat([prefix, salt, nonce, commitment]);
+    out.set(commitment, prefixLen + SALT_BYTES + NONCE_BYTES);
+    const header = out.subarray(0, headerLen);
     const c = createCipheriv('aes-256-gcm', dek, nonce);
     c.setAAD(gcmAad(header, aad));
-    const body = c.update(plaintext);
+    out.set(c.update(plaintext), headerLen);
     c.final();
-    return concat([header, body, c.getAuthTag()]);
+    out.set(c.getAuthTag(), headerLen + plaintext.length);
+    return new Uint8Array(out.buffer, out.byteOffset, out.length);
   } finally {
     dek.fill(0);
   }

@@ -8,7 +8,7 @@ import { decryptionFailed } from '../errors.ts';
 export const MAX_NAME_BYTES = 63;
 
 const utf8 = new TextEncoder();
-const utf8Strict = new TextDecoder('utf-8', { fatal: true });
+const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
 /** `u8 len ‖ bytes` for a name; the caller has validated the name already (ids.ts). */
 export function lpName(name: string): Uint8Array {
@@ -71,7 +71,14 @@ export class WireReader {
 
   u32(): number {
     if (this.#o + 4 > this.#b.length) throw decryptionFailed();
-    const v = new DataView(this.#b.buffer, this.#b.byteOffset + this.#o, 4).getUint32(0, false);
+    const b = this.#b;
+    const o = this.#o;
+    const v =
+      (((b[o] as number) << 24) |
+        ((b[o + 1] as number) << 16) |
+        ((b[o + 2] as number) << 8) |
+        (b[o + 3] as number)) >>>
+      0;
     this.#o += 4;
     return v;
   }
@@ -83,17 +90,14 @@ export class WireReader {
     return v;
   }
 
-  /** A length-prefixed name, checked against the same grammar ids.ts enforces. */
+  /** A length-prefixed name, checked against the same grammar ids.ts enforces (ASCII only). */
   name(): string {
     const n = this.u8();
     if (n < 1 || n > MAX_NAME_BYTES) throw decryptionFailed();
-    let s: string;
-    try {
-      s = utf8Strict.decode(this.bytes(n));
-    } catch (err) {
-      throw decryptionFailed(err);
-    }
-    if (!/^[a-z0-9][a-z0-9_-]{0,62}$/.test(s)) throw decryptionFailed();
+    const b = this.bytes(n);
+    // latin1 maps every byte to one char; the grammar then admits only [a-z0-9_-].
+    const s = Buffer.from(b.buffer, b.byteOffset, b.length).toString('latin1');
+    if (!NAME.test(s)) throw decryptionFailed();
     return s;
   }
 
