@@ -120,6 +120,8 @@ mport="$(sed -n 's/.*"metricsPort":\([0-9]*\).*/\1/p' <<<"$ready")"
 emit healthz "$(health "$mport" healthz)"
 for _ in $(seq 1 50); do [ "$(health "$mport" readyz)" = 200 ] && break; sleep 0.2; done
 emit readyz "$(health "$mport" readyz)"
+emit metrics "$(health "$mport" metrics)"
+emit metrics-process "$(curl -s -m 5 "http://127.0.0.1:$mport/metrics" | grep -cE '^keybroker_\w*open_fds [0-9]+$' || true)"
 
 step "the main process as systemd set it up"
 for k in Uid Gid NoNewPrivs Seccomp CapEff CapBnd CapAmb; do
@@ -149,6 +151,20 @@ for _ in $(seq 1 50); do [ "$(show ActiveState)" = active ] && break; sleep 0.2;
 emit reloaded.MainPID "$(show MainPID)"
 emit reloaded.ActiveState "$(show ActiveState)"
 emit reloaded.healthz "$(health "$mport" healthz)"
+
+step "crash: SIGKILL the main process, Restart=on-failure brings it back"
+kill -KILL "$pid"
+for _ in $(seq 1 100); do
+  npid="$(show MainPID)"
+  [ "$npid" != 0 ] && [ "$npid" != "$pid" ] && [ "$(show ActiveState)" = active ] && break
+  sleep 0.2
+done
+emit restarted.NRestarts "$(show NRestarts)"
+emit restarted.ActiveState "$(show ActiveState)"
+emit restarted.new-pid "$([ "$(show MainPID)" != "$pid" ] && echo yes || echo no)"
+ready="$(cat /run/keybroker/ready.json)"
+mport="$(sed -n 's/.*"metricsPort":\([0-9]*\).*/\1/p' <<<"$ready")"
+emit restarted.healthz "$(health "$mport" healthz)"
 
 step "systemctl stop (SIGTERM: drain, STOPPING=1, exit 0)"
 rc=0; timeout 90 systemctl --user stop keybroker.service || rc=$?

@@ -75,7 +75,7 @@ function expectValue(live: Live, key: string, check: (v: string) => boolean, wan
 const eq = (want: string) => (v: string) => v === want;
 
 describe('keybroker.service under a real systemd manager', { skip, timeout: 600_000 }, () => {
-  test('install, start (Type=notify), health, sandbox, reload, stop, uninstall', () => {
+  test('install, start (Type=notify), health, sandbox, reload, crash restart, stop, uninstall', () => {
     // One run covers the shipped EPERM action too: with the kill action (an empty
     // SystemCallErrorNumber= restores it) any denied call would end the daemon with SIGSYS, so
     // passing here means the shipped unit never returns EPERM on these paths.
@@ -97,6 +97,8 @@ describe('keybroker.service under a real systemd manager', { skip, timeout: 600_
       ['started.SystemCallErrorNumber', eq('2147483646'), 'the seccomp kill action in effect'],
       ['healthz', eq('200'), 'HTTP 200 from /healthz'],
       ['readyz', eq('200'), 'HTTP 200 from /readyz'],
+      ['metrics', eq('200'), 'HTTP 200 from /metrics'],
+      ['metrics-process', eq('1'), 'an open_fds gauge (read from /proc/self under ProcSubset=pid)'],
       ['proc.Uid', eq(`${uid} ${uid} ${uid} ${uid}`), `uid ${uid} (keybroker) everywhere`],
       ['proc.Gid', eq(`${gid} ${gid} ${gid} ${gid}`), `gid ${gid} (keybroker) everywhere`],
       ['proc.NoNewPrivs', eq('1'), 'NoNewPrivileges'],
@@ -145,6 +147,10 @@ describe('keybroker.service under a real systemd manager', { skip, timeout: 600_
       ['reloaded.MainPID', eq(live.values.get('started.MainPID') ?? '?'), 'the same main PID after reload'],
       ['reloaded.ActiveState', eq('active'), 'active again after RELOADING=1 / READY=1'],
       ['reloaded.healthz', eq('200'), 'HTTP 200 after reload'],
+      ['restarted.NRestarts', eq('1'), 'one automatic restart after SIGKILL'],
+      ['restarted.ActiveState', eq('active'), 'active again (READY=1 from the new process)'],
+      ['restarted.new-pid', eq('yes'), 'a new main process'],
+      ['restarted.healthz', eq('200'), 'HTTP 200 from the restarted daemon'],
       ['stop', eq('0'), 'systemctl stop to return 0'],
       ['stopped.ActiveState', eq('inactive'), 'inactive'],
       ['stopped.Result', eq('success'), 'a clean stop'],

@@ -4,7 +4,7 @@
  * None of this needs a running systemd; see service.test.ts for the part that does.
  */
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -123,9 +123,4 @@ export function securityOf(unitPath: string, extra: readonly string[] = []): Sec
     if (x?.[1] !== undefined && x[2] !== undefined) exposed.push({ name: x[1], exposure: Number(x[2]) });
   }
   return { score: Number(m[1]), exposed, raw };
-}
-
-/** Copies a directory tree (used to stage fixtures next to an installed tree). */
-export function copyTree(from: string, to: string): void {
-  cpSync(from, to, { recursive: true });
 }
