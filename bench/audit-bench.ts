@@ -18,8 +18,9 @@ import { parseArgs } from 'node:util';
 import type { AuditRecordInput } from '../daemon/src/audit/audit-sink.ts';
 import { verifyAuditFile } from '../daemon/src/audit/audit-verifier.ts';
 import { createSoftwareSigner } from '../daemon/src/audit/checkpoint.ts';
-import { FileAuditSink, openAuditFile } from '../daemon/src/audit/file-audit-sink.ts';
-import type { AuditFileOpener } from '../daemon/src/audit/file-audit-sink.ts';
+import { openAuditFile } from '../daemon/src/audit/audit-file.ts';
+import type { AuditFileOpener } from '../daemon/src/audit/audit-file.ts';
+import { FileAuditSink } from '../daemon/src/audit/file-audit-sink.ts';
 
 const { values: args } = parseArgs({
   options: {

@@ -10,8 +10,9 @@ import { queryAudit, tailAudit } from '../../daemon/src/audit/audit-reader.ts';
 import { verifyAuditFile } from '../../daemon/src/audit/audit-verifier.ts';
 import { createSoftwareSigner } from '../../daemon/src/audit/checkpoint.ts';
 import type { CheckpointSigner } from '../../daemon/src/audit/checkpoint.ts';
-import { FileAuditSink, openAuditFile } from '../../daemon/src/audit/file-audit-sink.ts';
-import type { AuditFile, AuditFileOpener } from '../../daemon/src/audit/file-audit-sink.ts';
+import { openAuditFile } from '../../daemon/src/audit/audit-file.ts';
+import type { AuditFile, AuditFileOpener } from '../../daemon/src/audit/audit-file.ts';
+import { FileAuditSink } from '../../daemon/src/audit/file-audit-sink.ts';
 import { KbError } from '../../daemon/src/errors.ts';
 import { rec } from './audit-fixtures.ts';
 
@@ -277,5 +278,28 @@ describe('FileAuditSink', () => {
       (e: unknown) => e instanceof KbError && e.code === 'SHUTTING_DOWN',
     );
     assert.equal(sink.health().ok, false);
+  });
+});
+
+describe('one writer per audit file', () => {
+  it('a second sink on the same file is refused while the first is open; a stale lock is taken over', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'kb-audit-lock-'));
+    try {
+      const path = join(d, 'audit.log');
+      const first = await FileAuditSink.open({ path });
+      await assert.rejects(
+        FileAuditSink.open({ path }),
+        (e: unknown) =>
+          e instanceof KbError && e.code === 'FAILED_PRECONDITION' && /in use by process/.test(e.safeMessage),
+      );
+      await first.close();
+      writeFileSync(`${path}.lock`, '2147483646\n'); // a pid that does not exist
+      const again = await FileAuditSink.open({ path });
+      await again.append(rec(1));
+      await again.close();
+      assert.equal((await verifyAuditFile(path)).records, 1);
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
   });
 });

@@ -12,6 +12,9 @@ import { mkdir, open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { KbError } from '../errors.ts';
 import type { AuditPosition, AuditRecordInput, AuditSink } from './audit-sink.ts';
+import { openAuditFile } from './audit-file.ts';
+import type { AuditFile, AuditFileOpener } from './audit-file.ts';
+import { lockAuditFile } from './audit-file-lock.ts';
 import { readChainTail } from './audit-file-tail.ts';
 import {
   FIELD_LIMITS,
@@ -24,29 +27,6 @@ import {
 import type { AuditEntry, UnsequencedEntry } from './audit-record.ts';
 import { checkpointStatement, keyIdOf } from './checkpoint.ts';
 import type { CheckpointSigner } from './checkpoint.ts';
-
-/** The file operations the sink needs; injectable so tests can fail them on purpose. */
-export interface AuditFile {
-  /** Append `data` at the end; may write fewer bytes (returns how many). */
-  write(data: Uint8Array): Promise<number>;
-  sync(): Promise<void>;
-  truncate(length: number): Promise<void>;
-  close(): Promise<void>;
-}
-
-/** Opens the audit file for appending (O_APPEND). */
-export type AuditFileOpener = (path: string) => Promise<AuditFile>;
-
-/** The default opener: a real file, O_APPEND, fsync on sync(). */
-export const openAuditFile: AuditFileOpener = async (path) => {
-  const fh = await open(path, 'a');
-  return {
-    write: async (data) => (await fh.write(data)).bytesWritten,
-    sync: () => fh.sync(),
-    truncate: (len) => fh.truncate(len),
-    close: () => fh.close(),
-  };
-};
 
 export interface FileAuditSinkOptions {
   readonly path: string;
@@ -93,6 +73,7 @@ export class FileAuditSink implements AuditSink {
   #recovering: Promise<boolean> | undefined;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
+  #unlock: () => void = () => undefined;
 
   private constructor(
     o: FileAuditSinkOptions,
@@ -116,25 +97,24 @@ export class FileAuditSink implements AuditSink {
    */
   static async open(o: FileAuditSinkOptions): Promise<FileAuditSink> {
     await mkdir(dirname(o.path), { recursive: true, mode: 0o700 });
-    const tail = await readChainTail(o.path);
-    const file = await (o.openFile ?? openAuditFile)(o.path);
-    const sink = new FileAuditSink(o, file, tail);
-    sink.#sinceCheckpoint = tail.sinceCheckpoint;
-    if (tail.torn) {
-      const digest = createHash('sha256').update(tail.torn.bytes).digest('hex');
-      const note = `torn tail discarded on open: ${tail.torn.bytes.length} bytes at offset ${tail.torn.offset} (sha256 ${digest})`;
-      await file.truncate(tail.size);
-      o.onEvent?.({ kind: 'torn-tail', detail: note });
-      await sink.#enqueue({ type: 'note', timeMs: sink.#now(), note });
+    const unlock = lockAuditFile(o.path);
+    let tail;
+    let file;
+    try {
+      tail = await readChainTail(o.path);
+      file = await (o.openFile ?? openAuditFile)(o.path);
+    } catch (err) {
+      unlock();
+      throw err;
     }
-    if (tail.size === 0 && !tail.torn) {
-      // A new file: make its directory entry durable too, or a crash could lose the whole file.
-      const d = await open(dirname(o.path), 'r');
-      try {
-        await d.sync();
-      } finally {
-        await d.close();
-      }
+    const sink = new FileAuditSink(o, file, tail);
+    sink.#unlock = unlock;
+    sink.#sinceCheckpoint = tail.sinceCheckpoint;
+    try {
+      await sink.#prepare(tail);
+    } catch (err) {
+      await sink.close();
+      throw err;
     }
     if (o.signer) {
       const every = o.checkpointIntervalMs ?? 60_000;
@@ -142,6 +122,25 @@ export class FileAuditSink implements AuditSink {
       sink.#timer.unref();
     }
     return sink;
+  }
+
+  /** Cut a torn tail (and note it), or make a new file's directory entry durable. */
+  async #prepare(tail: Awaited<ReturnType<typeof readChainTail>>): Promise<void> {
+    if (tail.torn) {
+      const digest = createHash('sha256').update(tail.torn.bytes).digest('hex');
+      const note = `torn tail discarded on open: ${tail.torn.bytes.length} bytes at offset ${tail.torn.offset} (sha256 ${digest})`;
+      await this.#file.truncate(tail.size);
+      this.#o.onEvent?.({ kind: 'torn-tail', detail: note });
+      await this.#enqueue({ type: 'note', timeMs: this.#now(), note });
+    } else if (tail.size === 0) {
+      // A new file: make its directory entry durable too, or a crash could lose the whole file.
+      const d = await open(dirname(this.#o.path), 'r');
+      try {
+        await d.sync();
+      } finally {
+        await d.close();
+      }
+    }
   }
 
   append(record: AuditRecordInput): Promise<AuditPosition> {
@@ -204,7 +203,11 @@ export class FileAuditSink implements AuditSink {
     clearTimeout(this.#probe);
     await this.#flushing;
     for (const p of this.#queue.splice(0)) p.reject(new KbError('SHUTTING_DOWN'));
-    await this.#file.close();
+    try {
+      await this.#file.close();
+    } finally {
+      this.#unlock();
+    }
   }
 
   #enqueue(entry: UnsequencedEntry): Promise<AuditPosition> {
