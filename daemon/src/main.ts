@@ -11,6 +11,7 @@ import { FileAuditSink } from './audit/file-audit-sink.ts';
 import { hsmCheckpointSigner } from './audit/hsm-checkpoint-signer.ts';
 import { ApiServer } from './api/api-server.ts';
 import { CallGate } from './api/call-gate.ts';
+import { admission } from './api/admission.ts';
 import { DefaultAuthorizer } from './api/default-authorizer.ts';
 import { DeferredAuditSink } from './api/deferred-audit-sink.ts';
 import { PlaceholderNoopAuditSink } from './api/placeholder-audit-sink.ts';
@@ -85,6 +86,7 @@ class Daemon {
       metrics: this.metrics,
       defaultDeadlineMs: cfg.limits.defaultDeadlineMs,
       shuttingDown: () => this.shuttingDown,
+      admit: admission(cfg),
     });
     this.api = new ApiServer({
       credentials: this.creds,

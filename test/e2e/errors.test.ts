@@ -209,3 +209,33 @@ test('no error message contains submitted bytes (review list)', () => {
   const distinct = [...new Set(messages)].sort();
   for (const m of distinct) assert.ok(m.length < 120, `message too long to be safe: ${m}`);
 });
+
+test('rate limits and quotas: RESOURCE_EXHAUSTED with a retry hint, per tenant', async () => {
+  const q = await startDaemon({
+    env: {
+      KB_RATE_LIMIT_TENANT_OPS_PER_DAY: '5',
+      KB_RATE_LIMIT_PER_IDENTITY_BURST: '3',
+      KB_RATE_LIMIT_PER_IDENTITY_PER_SEC: '1',
+    },
+  });
+  try {
+    const c = q.client('service');
+    const enc = () => c.crypto.unary('Encrypt', { plaintext: MARK });
+    for (let i = 0; i < 3; i++) await enc();
+    const e = await expectCode(enc(), GrpcCode.RESOURCE_EXHAUSTED, 'Encrypt past the identity burst');
+    assert.match(e.details, /^rate limit exceeded/);
+    assert.ok(Number(e.metadata.get('retry-after-ms')[0]) > 0, 'retry-after-ms trailer');
+    // Another identity of the same tenant has its own bucket but shares the tenant's daily quota.
+    const other = q.client(await q.issueClient('spiffe://acme/alpha/other'));
+    await other.crypto.unary('Encrypt', { plaintext: MARK });
+    await other.crypto.unary('Encrypt', { plaintext: MARK });
+    await expectCode(
+      other.crypto.unary('Encrypt', { plaintext: MARK }),
+      GrpcCode.RESOURCE_EXHAUSTED,
+      'past the daily quota',
+    );
+  } finally {
+    assert.equal(await q.stop(), 0);
+    removeDataDir(q.dataDir);
+  }
+});

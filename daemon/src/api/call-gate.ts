@@ -49,6 +49,8 @@ export interface AuditFacts {
 export interface UnarySpec<Req, Res> {
   /** Resolve the target from identity and request; may throw INVALID_ARGUMENT for bad names. */
   target(identity: CallerIdentity, req: Req): CallTarget;
+  /** Rate-limit cost (batch: its item count); default 1. */
+  cost?(req: Req): number;
   handle(ctx: CallContext, req: Req, facts: AuditFacts): Promise<Res>;
 }
 
@@ -64,6 +66,8 @@ export interface CallGateOptions {
   readonly metrics: Metrics;
   readonly defaultDeadlineMs: number;
   readonly shuttingDown: () => boolean;
+  /** Throws RATE_LIMITED when the identity's or the tenant's budget is spent. */
+  readonly admit?: ((identity: CallerIdentity, target: CallTarget, cost: number) => void) | undefined;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
@@ -133,9 +137,14 @@ export class CallGate {
   }
 
   #authorize(rpc: string, identity: CallerIdentity, target: CallTarget): Decision {
-    const decision = this.#o.authorizer().authorize({ identity, rpc, ...target });
-    if (!decision.allow) throw new KbError('PERMISSION_DENIED', undefined, { detail: decision.reason });
-    return decision;
+    return this.#o.authorizer().authorize({ identity, rpc, ...target });
+  }
+
+  /** A deny becomes the decision's error (PERMISSION_DENIED unless the policy names another). */
+  #enforce(decision: Decision): void {
+    if (!decision.allow) {
+      throw new KbError(decision.code ?? 'PERMISSION_DENIED', undefined, { detail: decision.reason });
+    }
   }
 
   async #audit(
@@ -145,9 +154,12 @@ export class CallGate {
     target: CallTarget | undefined,
     facts: AuditFacts,
     err: KbError | undefined,
-    reason: string | undefined,
+    decision: Decision | undefined,
+    note?: string,
   ): Promise<KbError | undefined> {
     const customer = facts.customer ?? target?.customer;
+    const denied = decision !== undefined && !decision.allow;
+    const reason = note ?? decision?.reason;
     try {
       await this.#o.audit.append({
         time: new Date(),
@@ -158,7 +170,7 @@ export class CallGate {
         rpc,
         ...(customer !== undefined ? { customer } : {}),
         ...(facts.keyVersion !== undefined ? { keyVersion: facts.keyVersion } : {}),
-        result: err === undefined ? 'ok' : err.code === 'PERMISSION_DENIED' ? 'denied' : 'error',
+        result: err === undefined ? 'ok' : denied ? 'denied' : 'error',
         ...(err !== undefined ? { code: err.code } : {}),
         ...(reason !== undefined ? { reason } : {}),
       });
@@ -223,17 +235,21 @@ export class CallGate {
       if (req === MALFORMED) throw new KbError('INVALID_ARGUMENT', 'malformed request');
       target = spec.target(identity, req);
       decision = this.#authorize(rpc, identity, target);
+      this.#enforce(decision);
+      this.#o.admit?.(identity, target, spec.cost?.(req) ?? 1);
       const ctx = this.#context(rpc, begun, identity);
       result = await withDeadline(spec.handle(ctx, req, facts), begun.ac.signal);
     } catch (e) {
       err = toKbError(e);
     }
-    err = (await this.#audit(rpc, begun.requestId, identity, target, facts, err, decision?.reason)) ?? err;
+    err = (await this.#audit(rpc, begun.requestId, identity, target, facts, err, decision)) ?? err;
     this.#finish(rpc, begun, identity, target, err);
     const md = new Metadata();
     md.set('x-request-id', begun.requestId);
-    if (err === undefined) callback(null, result as Res, md);
-    else callback({ code: err.status, details: err.safeMessage, metadata: md });
+    if (err === undefined) return callback(null, result as Res, md);
+    const retry = (err as { retryAfterMs?: unknown }).retryAfterMs;
+    if (typeof retry === 'number') md.set('retry-after-ms', String(retry));
+    callback({ code: err.status, details: err.safeMessage, metadata: md });
   }
 
   async #runStream<Req, Res>(
@@ -253,6 +269,8 @@ export class CallGate {
       identity = this.#identify(call as AnyCall);
       target = spec.target(identity);
       decision = this.#authorize(rpc, identity, target);
+      this.#enforce(decision);
+      this.#o.admit?.(identity, target, 1);
       // Fail-closed for streams too: the opening is on record before any output is sent.
       const openErr = await this.#audit(
         rpc,
@@ -261,6 +279,7 @@ export class CallGate {
         target,
         facts,
         undefined,
+        decision,
         'stream opened',
       );
       if (openErr) throw openErr;
@@ -270,7 +289,7 @@ export class CallGate {
     } catch (e) {
       err = toKbError(e);
     }
-    err = (await this.#audit(rpc, begun.requestId, identity, target, facts, err, decision?.reason)) ?? err;
+    err = (await this.#audit(rpc, begun.requestId, identity, target, facts, err, decision)) ?? err;
     this.#finish(rpc, begun, identity, target, err);
     if (err === undefined) call.end();
     else call.emit('error', { code: err.status, details: err.safeMessage, metadata: md });

@@ -73,6 +73,11 @@ export function cryptoService(
     customerOf?: (r: Req) => unknown,
   ) =>
     gate.unary<Req, Res>(RPC + name, {
+      // A batch costs its item count (bounded by maxBatchItems), anything else 1.
+      cost: (req) => {
+        const items = (req as { items?: unknown }).items;
+        return Array.isArray(items) ? Math.min(Math.max(items.length, 1), limits.maxBatchItems) : 1;
+      },
       target: (id, req) => {
         const t = ownTarget(id);
         const c = customerOf ? optionalCustomer(customerOf(req)) : undefined;

@@ -63,6 +63,16 @@ export interface Config {
     readonly checkpointEvery: number;
     readonly checkpointIntervalMs: number;
   };
+  /** Token buckets per identity and per tenant (RESOURCE_EXHAUSTED + retry-after-ms when empty). */
+  readonly rateLimit: {
+    readonly enabled: boolean;
+    readonly perIdentityPerSec: number;
+    readonly perIdentityBurst: number;
+    readonly perTenantPerSec: number;
+    readonly perTenantBurst: number;
+    /** Data-plane operations per tenant per UTC day; 0: no quota. */
+    readonly tenantOpsPerDay: number;
+  };
   /** Policy document (JSON); empty: the built-in default (admins: own org; services: own tenant). */
   readonly policy: { readonly file: string };
   /** Created on the first serve when absent (dev/test convenience); empty org: nothing. */
@@ -97,6 +107,14 @@ export const DEFAULT_CONFIG: Config = {
   lifecycle: { shutdownGraceMs: 10_000, readyFile: '' },
   log: { level: 'info' },
   audit: { enabled: true, path: 'audit/audit.log', checkpointEvery: 10_000, checkpointIntervalMs: 60_000 },
+  rateLimit: {
+    enabled: true,
+    perIdentityPerSec: 20_000,
+    perIdentityBurst: 40_000,
+    perTenantPerSec: 50_000,
+    perTenantBurst: 100_000,
+    tenantOpsPerDay: 0,
+  },
   policy: { file: '' },
   bootstrap: { org: '', tenants: [] },
 };
@@ -147,6 +165,14 @@ export const CONFIG_SCHEMA = obj({
     path: { type: 'string', minLength: 1, maxLength: 4096 },
     checkpointEvery: pos(100_000_000),
     checkpointIntervalMs: pos(86_400_000),
+  }),
+  rateLimit: obj({
+    enabled: { type: 'boolean' },
+    perIdentityPerSec: pos(100_000_000),
+    perIdentityBurst: pos(100_000_000),
+    perTenantPerSec: pos(100_000_000),
+    perTenantBurst: pos(100_000_000),
+    tenantOpsPerDay: { type: 'integer', minimum: 0, maximum: 1e15 },
   }),
   policy: obj({ file: path }),
   bootstrap: obj({
