@@ -303,3 +303,45 @@ describe('one writer per audit file', () => {
     }
   });
 });
+
+describe('fail-closed for every kind of write failure', () => {
+  const codes = ['ENOSPC', 'EROFS', 'EIO', 'EDQUOT', 'EFBIG'];
+  for (const where of ['write', 'sync'] as const) {
+    for (const code of codes) {
+      it(`${code} from ${where}: appends rejected, health names it, recovery resumes the chain`, async () => {
+        const d = mkdtempSync(join(tmpdir(), 'kb-audit-errno-'));
+        try {
+          const path = join(d, 'audit.log');
+          const f = faultyOpener();
+          const sink = await FileAuditSink.open({ path, openFile: f.open, retryIntervalMs: 3_600_000 });
+          await sink.append(rec(1));
+          if (where === 'write') f.state.failWrite = code;
+          else f.state.failSync = code;
+          const r = await Promise.allSettled([sink.append(rec(2)), sink.append(rec(3))]);
+          assert.ok(
+            r.every((x) => x.status === 'rejected' && isAuditUnavailable(x.reason)),
+            `${code}: ${JSON.stringify(r.map((x) => x.status))}`,
+          );
+          assert.deepEqual(
+            [sink.health().ok, new RegExp(code).test(sink.health().reason ?? '')],
+            [false, true],
+            JSON.stringify(sink.health()),
+          );
+          f.state.failWrite = undefined;
+          f.state.failSync = undefined;
+          assert.equal(await sink.probeNow(), true);
+          await sink.append(rec(4));
+          await sink.close();
+          const v = await verifyAuditFile(path);
+          assert.equal(v.ok, true, JSON.stringify(v.firstBad));
+          assert.deepEqual(
+            (await queryAudit(path, {})).map((e) => e.requestId),
+            ['req-1', 'req-4'],
+          );
+        } finally {
+          rmSync(d, { recursive: true, force: true });
+        }
+      });
+    }
+  }
+});
