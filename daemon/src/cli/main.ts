@@ -23,7 +23,8 @@ const commands: CommandModule[] = [
   encryptCommand as CommandModule,
   decryptCommand as CommandModule,
   dataKeyCommand as CommandModule,
-  auditCommand];
+  auditCommand,
+];
 
 await yargs(hideBin(process.argv))
   .scriptName('keybroker')
