@@ -14,6 +14,8 @@ import { XWing as HpkeXWing } from '@hpke/hybridkem-x-wing';
 import { MlKem768 } from '@hpke/ml-kem';
 import { KbError } from '../../daemon/src/errors.ts';
 import { EngineHpkeKem } from '../../daemon/src/pqc/hpke-engine-kem.ts';
+import { NodeAes256Gcm } from '../../daemon/src/pqc/hpke-node-aead.ts';
+import { NodeHkdfSha256 } from '../../daemon/src/pqc/hpke-node-kdf.ts';
 import {
   openBox,
   sealBox,
@@ -23,7 +25,7 @@ import {
 } from '../../daemon/src/pqc/hpke-sealed-box.ts';
 import { XWing } from '../../daemon/src/pqc/xwing.ts';
 import { ENGINES, openssl } from './engines.ts';
-import { eq, hex, readVectorJson } from './vectors.ts';
+import { eq, hex, readVectorJson, wycheproof } from './vectors.ts';
 
 const te = (s: string): Uint8Array => new TextEncoder().encode(s);
 const xwing = new XWing(openssl);
@@ -161,10 +163,10 @@ describe('HPKE known answers', () => {
     assert.ok(eq(new Uint8Array(await r.open(ab(v.ct), ab(v.aad))), hex(v.pt)));
   });
 
-  it('the same vector opens through our engine-backed KEM (openssl) in an AES-128-GCM suite', async () => {
+  it('the same vector opens through our engine-backed KEM (openssl) and node:crypto HKDF', async () => {
     const suite = new CipherSuite({
       kem: new EngineHpkeKem('ml-kem-768', openssl),
-      kdf: new HkdfSha256(),
+      kdf: new NodeHkdfSha256(),
       aead: new Aes128Gcm(),
     });
     const ab = (s: string): ArrayBuffer => hex(s).buffer as ArrayBuffer;
@@ -190,6 +192,64 @@ describe('HPKE known answers', () => {
       assert.ok(eq(xwing.generateKeyPair(hex(x.seed)).publicKey, hex(x.pk)), 'our X-Wing keygen');
       const box = await sealBox('x-wing', hex(x.pk), te('to the vector key'));
       assert.ok(eq(await openBox('x-wing', hex(x.seed), box), te('to the vector key')));
+    }
+  });
+});
+
+describe('NodeHkdfSha256 (HKDF for the HPKE key schedule)', () => {
+  it('matches @hpke HkdfSha256 on labeled extract/expand and passes Wycheproof HKDF-SHA256 (extract then expand)', async () => {
+    const ours = new NodeHkdfSha256();
+    const theirs = new HkdfSha256();
+    const suiteId = Uint8Array.of(0x48, 0x50, 0x4b, 0x45, 0, 0x41, 0, 1, 0, 2);
+    ours.init(suiteId);
+    theirs.init(suiteId);
+    for (const len of [0, 1, 32, 33, 64, 100]) {
+      const ikm = crypto.getRandomValues(new Uint8Array(len));
+      const label = te('secret');
+      const a = new Uint8Array(await ours.labeledExtract(new Uint8Array(0), label, ikm));
+      assert.ok(
+        eq(a, new Uint8Array(await theirs.labeledExtract(new Uint8Array(0), label, ikm))),
+        `extract ${len}`,
+      );
+      const outLen = Math.max(1, len);
+      const b = new Uint8Array(await ours.labeledExpand(a, te('key'), ikm, outLen));
+      assert.ok(
+        eq(b, new Uint8Array(await theirs.labeledExpand(a, te('key'), ikm, outLen))),
+        `expand ${len}`,
+      );
+    }
+    let n = 0;
+    for (const g of wycheproof('hkdf_sha256_test').testGroups) {
+      for (const t of g.tests) {
+        const salt = hex(t['salt']);
+        if (t.result !== 'valid' || (salt.length !== 0 && salt.length !== 32)) continue;
+        const prk = await ours.extract(salt, hex(t['ikm']));
+        const okm = new Uint8Array(await ours.expand(prk, hex(t['info']), t['size'] as number));
+        assert.ok(eq(okm, hex(t['okm'])), `tcId ${t.tcId}`);
+        n++;
+      }
+    }
+    assert.ok(n > 10, `ran ${n} vectors`);
+  });
+});
+
+describe('NodeAes256Gcm (AEAD for sealed boxes)', () => {
+  it('interoperates with @hpke Aes256Gcm both ways and rejects a flipped tag', async () => {
+    const key = crypto.getRandomValues(new Uint8Array(32));
+    const iv = crypto.getRandomValues(new Uint8Array(12));
+    const ours = new NodeAes256Gcm().createEncryptionContext(key);
+    const theirs = new Aes256Gcm().createEncryptionContext(key);
+    for (const size of [0, 1, 16, 1000]) {
+      const pt = crypto.getRandomValues(new Uint8Array(size));
+      const aad = te(`aad ${size}`);
+      const a = new Uint8Array(await ours.seal(iv, pt, aad));
+      assert.ok(eq(new Uint8Array(await theirs.open(iv, a, aad)), pt), `theirs opens ours (${size})`);
+      const b = new Uint8Array(await theirs.seal(iv, pt, aad));
+      assert.ok(eq(a, b), 'same ciphertext');
+      const bad = Uint8Array.from(b);
+      bad[bad.length - 1]! ^= 1;
+      await assert.rejects(ours.open(iv, bad, aad));
+      await assert.rejects(ours.open(iv, b.subarray(0, 15), aad));
     }
   });
 });
