@@ -4,6 +4,7 @@
  * spiffe URI; a tenant cannot reach another tenant's data; health checking and reflection work.
  */
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:tls';
 import { after, before, test } from 'node:test';
@@ -174,5 +175,20 @@ test('server reflection lists keybroker.v1.Admin and keybroker.v1.Crypto', async
   const text = Buffer.concat(got).toString('latin1');
   for (const s of ['keybroker.v1.Admin', 'keybroker.v1.Crypto', 'grpc.health.v1.Health']) {
     assert.ok(text.includes(s), `reflection list_services should include ${s}: ${JSON.stringify(text)}`);
+  }
+});
+
+test('an ML-DSA-65 PKI (keybroker init --pki-alg mldsa65) works for mTLS end to end', async () => {
+  const pq = await startDaemon({ init: { pkiAlg: 'mldsa65' } });
+  try {
+    const r = await pq
+      .client('service')
+      .crypto.unary<R>('Encrypt', { plaintext: Buffer.from('pq'), aad: Buffer.alloc(0) });
+    assert.ok((r.ciphertext as Buffer).length > 2, 'Encrypt over an ML-DSA-65 mTLS channel');
+    const cert = new X509Certificate(readFileSync(pq.pki('server.pem')));
+    assert.equal(cert.publicKey.asymmetricKeyType, 'ml-dsa-65', 'server key type');
+  } finally {
+    assert.equal(await pq.stop(), 0);
+    removeDataDir(pq.dataDir);
   }
 });

@@ -24,6 +24,8 @@ export interface InitOptions {
   readonly org?: string;
   readonly tenant?: string;
   readonly dataDir?: string;
+  /** Certificate algorithm of the dev PKI (default ECDSA P-256). */
+  readonly pkiAlg?: 'ecdsa-p256' | 'mldsa65';
 }
 
 export interface StartOptions {
@@ -159,7 +161,7 @@ export async function initTestDataDir(o: InitOptions = {}): Promise<string> {
     tenant: o.tenant ?? 'alpha',
     admin: 'root',
     service: 'app',
-    'pki-alg': 'ecdsa-p256',
+    'pki-alg': o.pkiAlg ?? 'ecdsa-p256',
     port: 0,
     'metrics-port': 0,
     'token-label': 'kb-e2e',
