@@ -1,5 +1,5 @@
 // Hierarchy benchmark, in-process on real SoftHSM2 + SQLite (fresh token per phase):
-//   node bench/hierarchy-bench.ts [--json] [--large] [--tenants N] [--customers N] [--ops N]
+//   node bench/hierarchy-bench.ts [--json] [--large] [--tenants N] [--customers N] [--ops N] [--phases a,b]
 // Prints each number next to a ceiling measured in the same run. --large adds 100,000 tenants.
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -20,8 +20,12 @@ const { values: args } = parseArgs({
     tenants: { type: 'string', default: '10000' },
     customers: { type: 'string', default: '10000' },
     ops: { type: 'string', default: '20000' },
+    // Comma list of phases to run: warm,cold,shred,oek,large (large also needs --large or is named here).
+    phases: { type: 'string', default: 'warm,cold,shred,oek' },
   },
 });
+const PHASES = new Set(args.phases.split(','));
+if (args.large) PHASES.add('large');
 const OPS = Number(args.ops);
 interface Row {
   phase: string;
@@ -85,165 +89,171 @@ function pct(sorted: number[], p: number): number {
 }
 
 // --- 1. warm encrypt/decrypt of 1 KiB vs raw AES-256-GCM + HKDF ---
-await phase('warm', {}, async (kb) => {
-  const t = tref('warm');
-  await kb.createTenant(ORG, t.tenant);
-  const pt = randomBytes(1024);
-  const aad = randomBytes(16);
-  const cts: Uint8Array[] = [];
-  for (let i = 0; i < 2000; i++) cts.push((await kb.encrypt(t, { plaintext: pt, aad })).ciphertext);
-  const cek = randomBytes(32);
-  const rawBlobs = cts.map(() => rawSeal(cek, pt, aad));
-  // Interleaved in blocks so that load from other processes hits both sides alike; the first
-  // pass warms the JIT and is discarded.
-  const BLOCK = 500;
-  const totals = { rawEnc: 0, kbEnc: 0, rawDec: 0, kbDec: 0 };
-  const time = async (fn: (i: number) => unknown): Promise<number> => {
-    const t0 = msNow();
-    for (let i = 0; i < BLOCK; i++) await fn(i);
-    return msNow() - t0;
-  };
-  for (let pass = 0; pass < 2; pass++) {
-    for (let b = 0; b < OPS / BLOCK; b++) {
-      const rawEnc = await time(() => rawSeal(cek, pt, aad));
-      const kbEnc = await time(() => kb.encrypt(t, { plaintext: pt, aad }));
-      const rawDec = await time((i) => rawOpen(cek, rawBlobs[i % rawBlobs.length] as Buffer, aad));
-      const kbDec = await time((i) => kb.decrypt(t, { ciphertext: cts[i % cts.length] as Uint8Array, aad }));
-      if (pass === 1) {
-        totals.rawEnc += rawEnc;
-        totals.kbEnc += kbEnc;
-        totals.rawDec += rawDec;
-        totals.kbDec += kbDec;
+if (PHASES.has('warm'))
+  await phase('warm', {}, async (kb) => {
+    const t = tref('warm');
+    await kb.createTenant(ORG, t.tenant);
+    const pt = randomBytes(1024);
+    const aad = randomBytes(16);
+    const cts: Uint8Array[] = [];
+    for (let i = 0; i < 2000; i++) cts.push((await kb.encrypt(t, { plaintext: pt, aad })).ciphertext);
+    const cek = randomBytes(32);
+    const rawBlobs = cts.map(() => rawSeal(cek, pt, aad));
+    // Interleaved in blocks so that load from other processes hits both sides alike; the first
+    // pass warms the JIT and is discarded.
+    const BLOCK = 500;
+    const totals = { rawEnc: 0, kbEnc: 0, rawDec: 0, kbDec: 0 };
+    const time = async (fn: (i: number) => unknown): Promise<number> => {
+      const t0 = msNow();
+      for (let i = 0; i < BLOCK; i++) await fn(i);
+      return msNow() - t0;
+    };
+    for (let pass = 0; pass < 2; pass++) {
+      for (let b = 0; b < OPS / BLOCK; b++) {
+        const rawEnc = await time(() => rawSeal(cek, pt, aad));
+        const kbEnc = await time(() => kb.encrypt(t, { plaintext: pt, aad }));
+        const rawDec = await time((i) => rawOpen(cek, rawBlobs[i % rawBlobs.length] as Buffer, aad));
+        const kbDec = await time((i) =>
+          kb.decrypt(t, { ciphertext: cts[i % cts.length] as Uint8Array, aad }),
+        );
+        if (pass === 1) {
+          totals.rawEnc += rawEnc;
+          totals.kbEnc += kbEnc;
+          totals.rawDec += rawDec;
+          totals.kbDec += kbDec;
+        }
       }
     }
-  }
-  const ops = (ms: number): number => OPS / (ms / 1000);
-  rows.push({
-    phase: 'warm 1 KiB',
-    metric: 'encrypt',
-    value: ops(totals.kbEnc),
-    unit: 'ops/s',
-    ceiling: ops(totals.rawEnc),
-    ratio: totals.rawEnc / totals.kbEnc,
-    note: 'ceiling: raw HKDF + AES-256-GCM',
+    const ops = (ms: number): number => OPS / (ms / 1000);
+    rows.push({
+      phase: 'warm 1 KiB',
+      metric: 'encrypt',
+      value: ops(totals.kbEnc),
+      unit: 'ops/s',
+      ceiling: ops(totals.rawEnc),
+      ratio: totals.rawEnc / totals.kbEnc,
+      note: 'ceiling: raw HKDF + AES-256-GCM',
+    });
+    rows.push({
+      phase: 'warm 1 KiB',
+      metric: 'decrypt',
+      value: ops(totals.kbDec),
+      unit: 'ops/s',
+      ceiling: ops(totals.rawDec),
+      ratio: totals.rawDec / totals.kbDec,
+      note: 'target >= 70%',
+    });
   });
-  rows.push({
-    phase: 'warm 1 KiB',
-    metric: 'decrypt',
-    value: ops(totals.kbDec),
-    unit: 'ops/s',
-    ceiling: ops(totals.rawDec),
-    ratio: totals.rawDec / totals.kbDec,
-    note: 'target >= 70%',
-  });
-});
 
 // --- 2. cold cache: first decrypt per tenant (TEK unwrap in the HSM + CEK unwrap) vs one raw unwrap ---
-await phase('cold', {}, async (kb, hsm, dir) => {
-  const N = 300;
-  const aad = randomBytes(8);
-  const cts: Uint8Array[] = [];
-  for (let i = 0; i < N; i++) {
-    await kb.createTenant(ORG, `c${i}` as TenantId);
-    cts.push((await kb.encrypt(tref(`c${i}`), { plaintext: randomBytes(1024), aad })).ciphertext);
-  }
-  const cold = await KeyBroker.open({ hsm, dataDir: dir });
-  const lat: number[] = [];
-  for (let i = 0; i < N; i++) {
-    const t0 = msNow();
-    await cold.decrypt(tref(`c${i}`), { ciphertext: cts[i] as Uint8Array, aad });
-    lat.push(msNow() - t0);
-  }
-  await cold.close();
-  const root = await hsm.generateRootKey('bench-raw-root');
-  const wrapped = await hsm.wrapKey(root, randomBytes(32));
-  const raw: number[] = [];
-  for (let i = 0; i < N; i++) {
-    const t0 = msNow();
-    await hsm.unwrapKey(root, wrapped);
-    raw.push(msNow() - t0);
-  }
-  const avg = (a: number[]): number => a.reduce((x, y) => x + y, 0) / a.length;
-  rows.push({
-    phase: 'cold cache',
-    metric: 'first decrypt (mean)',
-    value: avg(lat) * 1000,
-    unit: 'us',
-    ceiling: avg(raw) * 1000,
-    ratio: avg(lat) / avg(raw),
-    note: 'ceiling: one raw HSM unwrap (async)',
+if (PHASES.has('cold'))
+  await phase('cold', {}, async (kb, hsm, dir) => {
+    const N = 300;
+    const aad = randomBytes(8);
+    const cts: Uint8Array[] = [];
+    for (let i = 0; i < N; i++) {
+      await kb.createTenant(ORG, `c${i}` as TenantId);
+      cts.push((await kb.encrypt(tref(`c${i}`), { plaintext: randomBytes(1024), aad })).ciphertext);
+    }
+    const cold = await KeyBroker.open({ hsm, dataDir: dir });
+    const lat: number[] = [];
+    for (let i = 0; i < N; i++) {
+      const t0 = msNow();
+      await cold.decrypt(tref(`c${i}`), { ciphertext: cts[i] as Uint8Array, aad });
+      lat.push(msNow() - t0);
+    }
+    await cold.close();
+    const root = await hsm.generateRootKey('bench-raw-root');
+    const wrapped = await hsm.wrapKey(root, randomBytes(32));
+    const raw: number[] = [];
+    for (let i = 0; i < N; i++) {
+      const t0 = msNow();
+      await hsm.unwrapKey(root, wrapped);
+      raw.push(msNow() - t0);
+    }
+    const avg = (a: number[]): number => a.reduce((x, y) => x + y, 0) / a.length;
+    rows.push({
+      phase: 'cold cache',
+      metric: 'first decrypt (mean)',
+      value: avg(lat) * 1000,
+      unit: 'us',
+      ceiling: avg(raw) * 1000,
+      ratio: avg(lat) / avg(raw),
+      note: 'ceiling: one raw HSM unwrap (async)',
+    });
   });
-});
 
 // --- 3. destroy tenant / customer with 10,000 customers ---
 const NC = Number(args.customers);
-await phase('shred', {}, async (kb) => {
-  const big = tref('big');
-  await kb.createTenant(ORG, big.tenant);
-  for (let i = 0; i < 20; i++) await kb.createTenant(ORG, `other${i}` as TenantId);
-  const t0 = msNow();
-  for (let i = 0; i < NC; i++) await kb.createCustomer(big, `c${i}` as CustomerId);
-  const create = (msNow() - t0) / NC;
-  rows.push({
-    phase: `${NC} customers`,
-    metric: 'createCustomer (mean)',
-    value: create * 1000,
-    unit: 'us',
-    note: 'one fsync (synchronous=FULL) each',
+if (PHASES.has('shred'))
+  await phase('shred', {}, async (kb) => {
+    const big = tref('big');
+    await kb.createTenant(ORG, big.tenant);
+    for (let i = 0; i < 20; i++) await kb.createTenant(ORG, `other${i}` as TenantId);
+    const t0 = msNow();
+    for (let i = 0; i < NC; i++) await kb.createCustomer(big, `c${i}` as CustomerId);
+    const create = (msNow() - t0) / NC;
+    rows.push({
+      phase: `${NC} customers`,
+      metric: 'createCustomer (mean)',
+      value: create * 1000,
+      unit: 'us',
+      note: 'one fsync (synchronous=FULL) each',
+    });
+    let t1 = msNow();
+    const rc = await kb.destroyCustomer(big, 'c0' as CustomerId);
+    rows.push({
+      phase: `${NC} customers`,
+      metric: 'destroyCustomer',
+      value: msNow() - t1,
+      unit: 'ms',
+      note: `TEK rotation rewraps ${NC - 1} CEKs + OEK epoch (${rc.signatureAlgorithm})`,
+    });
+    t1 = msNow();
+    await kb.destroyTenant(big);
+    rows.push({
+      phase: `${NC} customers`,
+      metric: 'destroyTenant',
+      value: msNow() - t1,
+      unit: 'ms',
+      note: 'file delete + OEK epoch over 21 tenants',
+    });
   });
-  let t1 = msNow();
-  const rc = await kb.destroyCustomer(big, 'c0' as CustomerId);
-  rows.push({
-    phase: `${NC} customers`,
-    metric: 'destroyCustomer',
-    value: msNow() - t1,
-    unit: 'ms',
-    note: `TEK rotation rewraps ${NC - 1} CEKs + OEK epoch (${rc.signatureAlgorithm})`,
-  });
-  t1 = msNow();
-  await kb.destroyTenant(big);
-  rows.push({
-    phase: `${NC} customers`,
-    metric: 'destroyTenant',
-    value: msNow() - t1,
-    unit: 'ms',
-    note: 'file delete + OEK epoch over 21 tenants',
-  });
-});
 
 // --- 4. OEK rotation with 10,000 tenants ---
 const NT = Number(args.tenants);
-await phase('oek', { maxOpenTenantFiles: 256 }, async (kb) => {
-  const t0 = msNow();
-  for (let i = 0; i < NT; i++) await kb.createTenant(ORG, `t${i}` as TenantId);
-  rows.push({
-    phase: `${NT} tenants`,
-    metric: 'createTenant (mean)',
-    value: ((msNow() - t0) / NT) * 1000,
-    unit: 'us',
-    note: 'HSM wrap + tenant file + 2 durable txns',
+if (PHASES.has('oek'))
+  await phase('oek', { maxOpenTenantFiles: 256 }, async (kb) => {
+    const t0 = msNow();
+    for (let i = 0; i < NT; i++) await kb.createTenant(ORG, `t${i}` as TenantId);
+    rows.push({
+      phase: `${NT} tenants`,
+      metric: 'createTenant (mean)',
+      value: ((msNow() - t0) / NT) * 1000,
+      unit: 'us',
+      note: 'HSM wrap + tenant file + 2 durable txns',
+    });
+    const t1 = msNow();
+    await kb.rotateOrgKey(ORG);
+    rows.push({
+      phase: `${NT} tenants`,
+      metric: 'rotateOrgKey',
+      value: msNow() - t1,
+      unit: 'ms',
+      note: `rewraps ${NT} TEKs in the HSM`,
+    });
+    const t2 = msNow();
+    await kb.destroyTenant(tref('t0'));
+    rows.push({
+      phase: `${NT} tenants`,
+      metric: 'destroyTenant (shred epoch)',
+      value: msNow() - t2,
+      unit: 'ms',
+    });
   });
-  const t1 = msNow();
-  await kb.rotateOrgKey(ORG);
-  rows.push({
-    phase: `${NT} tenants`,
-    metric: 'rotateOrgKey',
-    value: msNow() - t1,
-    unit: 'ms',
-    note: `rewraps ${NT} TEKs in the HSM`,
-  });
-  const t2 = msNow();
-  await kb.destroyTenant(tref('t0'));
-  rows.push({
-    phase: `${NT} tenants`,
-    metric: 'destroyTenant (shred epoch)',
-    value: msNow() - t2,
-    unit: 'ms',
-  });
-});
 
 // --- 5. memory and encrypt latency with 100,000 tenants (--large) ---
-if (args.large) {
+if (PHASES.has('large')) {
   const NL = 100_000;
   await phase(
     'large',

@@ -198,6 +198,17 @@ export class RegistryStore {
     this.db.close();
   }
 
+  readonly #stmts = new Map<string, Database.Statement>();
+  /** A prepared statement, compiled once per connection (compiling costs more than running). */
+  st(sql: string): Database.Statement {
+    let s = this.#stmts.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.#stmts.set(sql, s);
+    }
+    return s;
+  }
+
   tx<T>(fn: () => T): T {
     return this.db.transaction(fn).immediate();
   }
@@ -205,127 +216,115 @@ export class RegistryStore {
   // --- orgs and OEK versions ---
   insertOrg(o: OrgRow, oek: OekRow): void {
     this.tx(() => {
-      this.db
-        .prepare(
-          `INSERT INTO orgs (org, enabled, created_at, primary_oek, rotation_period_s, usage_limit, min_enc, min_dec)
+      this.st(
+        `INSERT INTO orgs (org, enabled, created_at, primary_oek, rotation_period_s, usage_limit, min_enc, min_dec)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-        )
-        .run(
-          o.org,
-          o.enabled ? 1 : 0,
-          o.createdAt,
-          o.primaryOek,
-          o.rotationPeriodS,
-          o.usageLimit,
-          o.minEnc,
-          o.minDec,
-        );
+      ).run(
+        o.org,
+        o.enabled ? 1 : 0,
+        o.createdAt,
+        o.primaryOek,
+        o.rotationPeriodS,
+        o.usageLimit,
+        o.minEnc,
+        o.minDec,
+      );
       this.insertOek(oek);
     });
   }
   getOrg(org: string): OrgRow | undefined {
-    const r = this.db.prepare('SELECT * FROM orgs WHERE org = ?').get(org) as Raw | undefined;
+    const r = this.st('SELECT * FROM orgs WHERE org = ?').get(org) as Raw | undefined;
     return r && orgOf(r);
   }
   listOrgs(): OrgRow[] {
-    return (this.db.prepare('SELECT * FROM orgs ORDER BY org').all() as Raw[]).map(orgOf);
+    return (this.st('SELECT * FROM orgs ORDER BY org').all() as Raw[]).map(orgOf);
   }
   setOrgEnabled(org: string, enabled: boolean): void {
-    this.db.prepare('UPDATE orgs SET enabled = ? WHERE org = ?').run(enabled ? 1 : 0, org);
+    this.st('UPDATE orgs SET enabled = ? WHERE org = ?').run(enabled ? 1 : 0, org);
   }
   insertOek(o: OekRow): void {
-    this.db
-      .prepare(
-        'INSERT INTO oek_versions (org, version, hsm_label, state, created_at, destroyed_at) VALUES (?, ?, ?, ?, ?, ?)',
-      )
-      .run(o.org, o.version, o.hsmLabel, o.state, o.createdAt, o.destroyedAt);
+    this.st(
+      'INSERT INTO oek_versions (org, version, hsm_label, state, created_at, destroyed_at) VALUES (?, ?, ?, ?, ?, ?)',
+    ).run(o.org, o.version, o.hsmLabel, o.state, o.createdAt, o.destroyedAt);
   }
   listOeks(org: string): OekRow[] {
-    return (
-      this.db.prepare('SELECT * FROM oek_versions WHERE org = ? ORDER BY version').all(org) as Raw[]
-    ).map(oekOf);
+    return (this.st('SELECT * FROM oek_versions WHERE org = ? ORDER BY version').all(org) as Raw[]).map(
+      oekOf,
+    );
   }
   getOek(org: string, version: number): OekRow | undefined {
-    const r = this.db
-      .prepare('SELECT * FROM oek_versions WHERE org = ? AND version = ?')
-      .get(org, version) as Raw | undefined;
+    const r = this.st('SELECT * FROM oek_versions WHERE org = ? AND version = ?').get(org, version) as
+      Raw | undefined;
     return r && oekOf(r);
   }
   setOekState(org: string, version: number, state: OekRow['state'], at: string | null): void {
-    this.db
-      .prepare(
-        'UPDATE oek_versions SET state = ?, destroyed_at = COALESCE(?, destroyed_at) WHERE org = ? AND version = ?',
-      )
-      .run(state, at, org, version);
+    this.st(
+      'UPDATE oek_versions SET state = ?, destroyed_at = COALESCE(?, destroyed_at) WHERE org = ? AND version = ?',
+    ).run(state, at, org, version);
   }
   setPrimaryOek(org: string, version: number): void {
-    this.db.prepare('UPDATE orgs SET primary_oek = ? WHERE org = ?').run(version, org);
+    this.st('UPDATE orgs SET primary_oek = ? WHERE org = ?').run(version, org);
   }
 
   // --- tenants and TEK versions ---
   insertTenant(t: TenantRow, tek: TekRow): void {
     this.tx(() => {
       this.#assertPrimaryOek(t.org, tek.oekVersion);
-      this.db
-        .prepare(
-          `INSERT INTO tenants (org, tenant, enabled, state, created_at, primary_tek, file_name,
+      this.st(
+        `INSERT INTO tenants (org, tenant, enabled, state, created_at, primary_tek, file_name,
              rotation_period_s, usage_limit, min_enc, min_dec) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        )
-        .run(
-          t.org,
-          t.tenant,
-          t.enabled ? 1 : 0,
-          t.state,
-          t.createdAt,
-          t.primaryTek,
-          t.fileName,
-          t.rotationPeriodS,
-          t.usageLimit,
-          t.minEnc,
-          t.minDec,
-        );
+      ).run(
+        t.org,
+        t.tenant,
+        t.enabled ? 1 : 0,
+        t.state,
+        t.createdAt,
+        t.primaryTek,
+        t.fileName,
+        t.rotationPeriodS,
+        t.usageLimit,
+        t.minEnc,
+        t.minDec,
+      );
       this.#insertTek(tek);
     });
   }
   getTenant(org: string, tenant: string): TenantRow | undefined {
-    const r = this.db.prepare('SELECT * FROM tenants WHERE org = ? AND tenant = ?').get(org, tenant) as
+    const r = this.st('SELECT * FROM tenants WHERE org = ? AND tenant = ?').get(org, tenant) as
       Raw | undefined;
     return r && tenantOf(r);
   }
   listTenants(org: string): TenantRow[] {
-    return (this.db.prepare('SELECT * FROM tenants WHERE org = ? ORDER BY tenant').all(org) as Raw[]).map(
-      tenantOf,
-    );
+    return (this.st('SELECT * FROM tenants WHERE org = ? ORDER BY tenant').all(org) as Raw[]).map(tenantOf);
   }
   listActiveTenants(): TenantRow[] {
-    return (this.db.prepare("SELECT * FROM tenants WHERE state = 'active'").all() as Raw[]).map(tenantOf);
+    return (this.st("SELECT * FROM tenants WHERE state = 'active'").all() as Raw[]).map(tenantOf);
   }
   listDestroyedTenants(): TenantRow[] {
-    return (this.db.prepare("SELECT * FROM tenants WHERE state = 'destroyed'").all() as Raw[]).map(tenantOf);
+    return (this.st("SELECT * FROM tenants WHERE state = 'destroyed'").all() as Raw[]).map(tenantOf);
   }
   setTenantEnabled(org: string, tenant: string, enabled: boolean): void {
-    this.db
-      .prepare('UPDATE tenants SET enabled = ? WHERE org = ? AND tenant = ?')
-      .run(enabled ? 1 : 0, org, tenant);
+    this.st('UPDATE tenants SET enabled = ? WHERE org = ? AND tenant = ?').run(enabled ? 1 : 0, org, tenant);
   }
   setTenantPolicy(org: string, tenant: string, p: PolicyRow): void {
-    this.db
-      .prepare(
-        'UPDATE tenants SET rotation_period_s = ?, usage_limit = ?, min_enc = ?, min_dec = ? WHERE org = ? AND tenant = ?',
-      )
-      .run(p.rotationPeriodS, p.usageLimit, p.minEnc, p.minDec, org, tenant);
+    this.st(
+      'UPDATE tenants SET rotation_period_s = ?, usage_limit = ?, min_enc = ?, min_dec = ? WHERE org = ? AND tenant = ?',
+    ).run(p.rotationPeriodS, p.usageLimit, p.minEnc, p.minDec, org, tenant);
   }
   getTek(org: string, tenant: string, version: number): TekRow | undefined {
-    const r = this.db
-      .prepare('SELECT * FROM tek_versions WHERE org = ? AND tenant = ? AND version = ?')
-      .get(org, tenant, version) as Raw | undefined;
+    const r = this.st('SELECT * FROM tek_versions WHERE org = ? AND tenant = ? AND version = ?').get(
+      org,
+      tenant,
+      version,
+    ) as Raw | undefined;
     return r && tekOf(r);
   }
   listTeks(org: string, tenant: string): TekRow[] {
     return (
-      this.db
-        .prepare('SELECT * FROM tek_versions WHERE org = ? AND tenant = ? ORDER BY version')
-        .all(org, tenant) as Raw[]
+      this.st('SELECT * FROM tek_versions WHERE org = ? AND tenant = ? ORDER BY version').all(
+        org,
+        tenant,
+      ) as Raw[]
     ).map(tekOf);
   }
   /** Add a TEK version (not yet primary). Throws StaleOekError if its OEK is no longer primary. */
@@ -336,28 +335,33 @@ export class RegistryStore {
     });
   }
   setPrimaryTek(org: string, tenant: string, version: number): void {
-    this.db
-      .prepare('UPDATE tenants SET primary_tek = ? WHERE org = ? AND tenant = ?')
-      .run(version, org, tenant);
+    this.st('UPDATE tenants SET primary_tek = ? WHERE org = ? AND tenant = ?').run(version, org, tenant);
   }
   setTekState(org: string, tenant: string, version: number, state: TekRow['state']): void {
-    this.db
-      .prepare('UPDATE tek_versions SET state = ? WHERE org = ? AND tenant = ? AND version = ?')
-      .run(state, org, tenant, version);
+    this.st('UPDATE tek_versions SET state = ? WHERE org = ? AND tenant = ? AND version = ?').run(
+      state,
+      org,
+      tenant,
+      version,
+    );
   }
   deleteTeksBelow(org: string, tenant: string, version: number): number[] {
     const gone = (
-      this.db
-        .prepare('SELECT version FROM tek_versions WHERE org = ? AND tenant = ? AND version < ?')
-        .all(org, tenant, version) as { version: number }[]
+      this.st('SELECT version FROM tek_versions WHERE org = ? AND tenant = ? AND version < ?').all(
+        org,
+        tenant,
+        version,
+      ) as { version: number }[]
     ).map((r) => r.version);
-    this.db
-      .prepare('DELETE FROM tek_versions WHERE org = ? AND tenant = ? AND version < ?')
-      .run(org, tenant, version);
+    this.st('DELETE FROM tek_versions WHERE org = ? AND tenant = ? AND version < ?').run(
+      org,
+      tenant,
+      version,
+    );
     return gone;
   }
   addTekUses(rows: readonly { org: string; tenant: string; version: number; n: number }[]): void {
-    const st = this.db.prepare(
+    const st = this.st(
       'UPDATE tek_versions SET uses = uses + ? WHERE org = ? AND tenant = ? AND version = ?',
     );
     this.tx(() => {
@@ -367,16 +371,19 @@ export class RegistryStore {
   /** TEK rows of an org still wrapped under some other OEK version than `oekVersion`. */
   listTeksNotUnder(org: string, oekVersion: number, limit: number): TekRow[] {
     return (
-      this.db
-        .prepare('SELECT * FROM tek_versions WHERE org = ? AND oek_version != ? LIMIT ?')
-        .all(org, oekVersion, limit) as Raw[]
+      this.st('SELECT * FROM tek_versions WHERE org = ? AND oek_version != ? LIMIT ?').all(
+        org,
+        oekVersion,
+        limit,
+      ) as Raw[]
     ).map(tekOf);
   }
   countTeksNotUnder(org: string, oekVersion: number): number {
     return (
-      this.db
-        .prepare('SELECT COUNT(*) AS n FROM tek_versions WHERE org = ? AND oek_version != ?')
-        .get(org, oekVersion) as {
+      this.st('SELECT COUNT(*) AS n FROM tek_versions WHERE org = ? AND oek_version != ?').get(
+        org,
+        oekVersion,
+      ) as {
         n: number;
       }
     ).n;
@@ -392,7 +399,7 @@ export class RegistryStore {
       wrapped: Uint8Array;
     }[],
   ): void {
-    const st = this.db.prepare(
+    const st = this.st(
       'UPDATE tek_versions SET oek_version = ?, wrapped = ? WHERE org = ? AND tenant = ? AND version = ? AND oek_version = ?',
     );
     this.tx(() => {
@@ -400,11 +407,9 @@ export class RegistryStore {
     });
   }
   #insertTek(t: TekRow): void {
-    this.db
-      .prepare(
-        'INSERT INTO tek_versions (org, tenant, version, oek_version, wrapped, state, created_at, uses) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-      )
-      .run(t.org, t.tenant, t.version, t.oekVersion, t.wrapped, t.state, t.createdAt, t.uses);
+    this.st(
+      'INSERT INTO tek_versions (org, tenant, version, oek_version, wrapped, state, created_at, uses) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+    ).run(t.org, t.tenant, t.version, t.oekVersion, t.wrapped, t.state, t.createdAt, t.uses);
   }
   #assertPrimaryOek(org: string, oekVersion: number): void {
     const o = this.getOrg(org);
@@ -413,69 +418,52 @@ export class RegistryStore {
 
   // --- shred epochs and the shred log ---
   insertEpoch(e: Omit<EpochRow, 'id' | 'completedAt'>): number {
-    const r = this.db
-      .prepare(
-        'INSERT INTO shred_epochs (org, state, destroy_old, new_oek, new_label, old_oeks, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
-      )
-      .run(
-        e.org,
-        e.state,
-        e.destroyOld ? 1 : 0,
-        e.newOek,
-        e.newLabel,
-        JSON.stringify(e.oldOeks),
-        e.createdAt,
-      );
+    const r = this.st(
+      'INSERT INTO shred_epochs (org, state, destroy_old, new_oek, new_label, old_oeks, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    ).run(e.org, e.state, e.destroyOld ? 1 : 0, e.newOek, e.newLabel, JSON.stringify(e.oldOeks), e.createdAt);
     return Number(r.lastInsertRowid);
   }
   getEpoch(id: number): EpochRow | undefined {
-    const r = this.db.prepare('SELECT * FROM shred_epochs WHERE id = ?').get(id) as Raw | undefined;
+    const r = this.st('SELECT * FROM shred_epochs WHERE id = ?').get(id) as Raw | undefined;
     return r && epochOf(r);
   }
   listUnfinishedEpochs(): EpochRow[] {
-    return (
-      this.db.prepare("SELECT * FROM shred_epochs WHERE state != 'done' ORDER BY id").all() as Raw[]
-    ).map(epochOf);
+    return (this.st("SELECT * FROM shred_epochs WHERE state != 'done' ORDER BY id").all() as Raw[]).map(
+      epochOf,
+    );
   }
   setEpochState(id: number, state: EpochRow['state'], completedAt: string | null): void {
-    this.db
-      .prepare('UPDATE shred_epochs SET state = ?, completed_at = ? WHERE id = ?')
-      .run(state, completedAt, id);
+    this.st('UPDATE shred_epochs SET state = ?, completed_at = ? WHERE id = ?').run(state, completedAt, id);
   }
   insertShred(s: Omit<ShredRow, 'id' | 'epochId' | 'receipt'>): number {
-    const r = this.db
-      .prepare(
-        'INSERT INTO shred_log (kind, org, tenant, customer, state, requested_at, detail) VALUES (?, ?, ?, ?, ?, ?, ?)',
-      )
-      .run(s.kind, s.org, s.tenant, s.customer, s.state, s.requestedAt, s.detail);
+    const r = this.st(
+      'INSERT INTO shred_log (kind, org, tenant, customer, state, requested_at, detail) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    ).run(s.kind, s.org, s.tenant, s.customer, s.state, s.requestedAt, s.detail);
     return Number(r.lastInsertRowid);
   }
   updateShred(
     id: number,
     u: { state: ShredRow['state']; detail?: string; epochId?: number; receipt?: string },
   ): void {
-    this.db
-      .prepare(
-        'UPDATE shred_log SET state = ?, detail = COALESCE(?, detail), epoch_id = COALESCE(?, epoch_id), receipt = COALESCE(?, receipt) WHERE id = ?',
-      )
-      .run(u.state, u.detail ?? null, u.epochId ?? null, u.receipt ?? null, id);
+    this.st(
+      'UPDATE shred_log SET state = ?, detail = COALESCE(?, detail), epoch_id = COALESCE(?, epoch_id), receipt = COALESCE(?, receipt) WHERE id = ?',
+    ).run(u.state, u.detail ?? null, u.epochId ?? null, u.receipt ?? null, id);
   }
   listUnfinishedShreds(): ShredRow[] {
-    return (this.db.prepare("SELECT * FROM shred_log WHERE state != 'done' ORDER BY id").all() as Raw[]).map(
-      shredOf,
-    );
+    return (this.st("SELECT * FROM shred_log WHERE state != 'done' ORDER BY id").all() as Raw[]).map(shredOf);
   }
   getShred(id: number): ShredRow | undefined {
-    const r = this.db.prepare('SELECT * FROM shred_log WHERE id = ?').get(id) as Raw | undefined;
+    const r = this.st('SELECT * FROM shred_log WHERE id = ?').get(id) as Raw | undefined;
     return r && shredOf(r);
   }
   /** Destroy a tenant in the registry: tombstone + every wrapped TEK row + shred-log entry, atomically. */
   markTenantDestroyed(org: string, tenant: string, requestedAt: string, detail: string): number {
     return this.tx(() => {
-      this.db
-        .prepare("UPDATE tenants SET state = 'destroyed', enabled = 0 WHERE org = ? AND tenant = ?")
-        .run(org, tenant);
-      this.db.prepare('DELETE FROM tek_versions WHERE org = ? AND tenant = ?').run(org, tenant);
+      this.st("UPDATE tenants SET state = 'destroyed', enabled = 0 WHERE org = ? AND tenant = ?").run(
+        org,
+        tenant,
+      );
+      this.st('DELETE FROM tek_versions WHERE org = ? AND tenant = ?').run(org, tenant);
       return this.insertShred({
         kind: 'tenant',
         org,
@@ -490,14 +478,17 @@ export class RegistryStore {
 
   // --- broker keys ---
   getBrokerKey(name: string): { hsmLabel: string; alg: string; spki: Uint8Array } | undefined {
-    const r = this.db.prepare('SELECT * FROM broker_keys WHERE name = ?').get(name) as Raw | undefined;
+    const r = this.st('SELECT * FROM broker_keys WHERE name = ?').get(name) as Raw | undefined;
     return (
       r && { hsmLabel: r.hsm_label as string, alg: r.alg as string, spki: new Uint8Array(r.spki as Buffer) }
     );
   }
   insertBrokerKey(name: string, hsmLabel: string, alg: string, spki: Uint8Array): void {
-    this.db
-      .prepare('INSERT INTO broker_keys (name, hsm_label, alg, spki) VALUES (?, ?, ?, ?)')
-      .run(name, hsmLabel, alg, spki);
+    this.st('INSERT INTO broker_keys (name, hsm_label, alg, spki) VALUES (?, ?, ?, ?)').run(
+      name,
+      hsmLabel,
+      alg,
+      spki,
+    );
   }
 }

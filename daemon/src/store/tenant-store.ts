@@ -100,91 +100,99 @@ export class TenantStore {
     if (this.db.open) this.db.close();
   }
 
+  readonly #stmts = new Map<string, Database.Statement>();
+  /** A prepared statement, compiled once per connection (compiling costs more than running). */
+  st(sql: string): Database.Statement {
+    let s = this.#stmts.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.#stmts.set(sql, s);
+    }
+    return s;
+  }
+
   tx<T>(fn: () => T): T {
     return this.db.transaction(fn).immediate();
   }
 
   insertCustomer(c: CustomerRow, cek: CekRow): void {
     this.tx(() => {
-      this.db
-        .prepare(
-          `INSERT INTO customers (customer, enabled, state, created_at, primary_cek, rotation_period_s, usage_limit, min_enc, min_dec)
+      this.st(
+        `INSERT INTO customers (customer, enabled, state, created_at, primary_cek, rotation_period_s, usage_limit, min_enc, min_dec)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        )
-        .run(
-          c.customer,
-          c.enabled ? 1 : 0,
-          c.state,
-          c.createdAt,
-          c.primaryCek,
-          c.rotationPeriodS,
-          c.usageLimit,
-          c.minEnc,
-          c.minDec,
-        );
+      ).run(
+        c.customer,
+        c.enabled ? 1 : 0,
+        c.state,
+        c.createdAt,
+        c.primaryCek,
+        c.rotationPeriodS,
+        c.usageLimit,
+        c.minEnc,
+        c.minDec,
+      );
       this.#insertCek(cek);
     });
   }
   getCustomer(customer: string): CustomerRow | undefined {
-    const r = this.db.prepare('SELECT * FROM customers WHERE customer = ?').get(customer) as Raw | undefined;
+    const r = this.st('SELECT * FROM customers WHERE customer = ?').get(customer) as Raw | undefined;
     return r && customerOf(r);
   }
   listCustomers(): CustomerRow[] {
-    return (this.db.prepare('SELECT * FROM customers ORDER BY customer').all() as Raw[]).map(customerOf);
+    return (this.st('SELECT * FROM customers ORDER BY customer').all() as Raw[]).map(customerOf);
   }
   setCustomerEnabled(customer: string, enabled: boolean): void {
-    this.db.prepare('UPDATE customers SET enabled = ? WHERE customer = ?').run(enabled ? 1 : 0, customer);
+    this.st('UPDATE customers SET enabled = ? WHERE customer = ?').run(enabled ? 1 : 0, customer);
   }
   setCustomerPolicy(
     customer: string,
     p: { rotationPeriodS: number; usageLimit: number; minEnc: number; minDec: number },
   ): void {
-    this.db
-      .prepare(
-        'UPDATE customers SET rotation_period_s = ?, usage_limit = ?, min_enc = ?, min_dec = ? WHERE customer = ?',
-      )
-      .run(p.rotationPeriodS, p.usageLimit, p.minEnc, p.minDec, customer);
+    this.st(
+      'UPDATE customers SET rotation_period_s = ?, usage_limit = ?, min_enc = ?, min_dec = ? WHERE customer = ?',
+    ).run(p.rotationPeriodS, p.usageLimit, p.minEnc, p.minDec, customer);
   }
   getCek(customer: string, version: number): CekRow | undefined {
-    const r = this.db
-      .prepare('SELECT * FROM cek_versions WHERE customer = ? AND version = ?')
-      .get(customer, version) as Raw | undefined;
+    const r = this.st('SELECT * FROM cek_versions WHERE customer = ? AND version = ?').get(
+      customer,
+      version,
+    ) as Raw | undefined;
     return r && cekOf(r);
   }
   listCeks(customer: string): CekRow[] {
     return (
-      this.db.prepare('SELECT * FROM cek_versions WHERE customer = ? ORDER BY version').all(customer) as Raw[]
+      this.st('SELECT * FROM cek_versions WHERE customer = ? ORDER BY version').all(customer) as Raw[]
     ).map(cekOf);
   }
   listAllCeks(): CekRow[] {
-    return (this.db.prepare('SELECT * FROM cek_versions').all() as Raw[]).map(cekOf);
+    return (this.st('SELECT * FROM cek_versions').all() as Raw[]).map(cekOf);
   }
   listTenantKeys(): TenantKeyRow[] {
-    return (
-      this.db.prepare('SELECT key_id, version, tek_version, wrapped FROM tenant_keys').all() as Raw[]
-    ).map((r) => ({
-      keyId: r.key_id as string,
-      version: r.version as number,
-      tekVersion: r.tek_version as number,
-      wrapped: new Uint8Array(r.wrapped as Buffer),
-    }));
+    return (this.st('SELECT key_id, version, tek_version, wrapped FROM tenant_keys').all() as Raw[]).map(
+      (r) => ({
+        keyId: r.key_id as string,
+        version: r.version as number,
+        tekVersion: r.tek_version as number,
+        wrapped: new Uint8Array(r.wrapped as Buffer),
+      }),
+    );
   }
   /** Add a CEK version and make it primary, in one transaction. */
   addPrimaryCek(cek: CekRow): void {
     this.tx(() => {
       this.#insertCek(cek);
-      this.db
-        .prepare('UPDATE customers SET primary_cek = ? WHERE customer = ?')
-        .run(cek.version, cek.customer);
+      this.st('UPDATE customers SET primary_cek = ? WHERE customer = ?').run(cek.version, cek.customer);
     });
   }
   setCekState(customer: string, version: number, state: CekRow['state']): void {
-    this.db
-      .prepare('UPDATE cek_versions SET state = ? WHERE customer = ? AND version = ?')
-      .run(state, customer, version);
+    this.st('UPDATE cek_versions SET state = ? WHERE customer = ? AND version = ?').run(
+      state,
+      customer,
+      version,
+    );
   }
   addCekUses(rows: readonly { customer: string; version: number; n: number }[]): void {
-    const st = this.db.prepare('UPDATE cek_versions SET uses = uses + ? WHERE customer = ? AND version = ?');
+    const st = this.st('UPDATE cek_versions SET uses = uses + ? WHERE customer = ? AND version = ?');
     this.tx(() => {
       for (const r of rows) st.run(r.n, r.customer, r.version);
     });
@@ -194,12 +202,10 @@ export class TenantStore {
     ceks: readonly { customer: string; version: number; tekVersion: number; wrapped: Uint8Array }[],
     keys: readonly TenantKeyRow[],
   ): void {
-    const c = this.db.prepare(
+    const c = this.st(
       'UPDATE cek_versions SET tek_version = ?, wrapped = ? WHERE customer = ? AND version = ?',
     );
-    const k = this.db.prepare(
-      'UPDATE tenant_keys SET tek_version = ?, wrapped = ? WHERE key_id = ? AND version = ?',
-    );
+    const k = this.st('UPDATE tenant_keys SET tek_version = ?, wrapped = ? WHERE key_id = ? AND version = ?');
     this.tx(() => {
       for (const r of ceks) c.run(r.tekVersion, r.wrapped, r.customer, r.version);
       for (const r of keys) k.run(r.tekVersion, r.wrapped, r.keyId, r.version);
@@ -209,18 +215,14 @@ export class TenantStore {
   destroyCustomer(customer: string): number[] {
     return this.tx(() => {
       const gone = this.listCeks(customer).map((r) => r.version);
-      this.db.prepare('DELETE FROM cek_versions WHERE customer = ?').run(customer);
-      this.db
-        .prepare("UPDATE customers SET state = 'destroyed', enabled = 0 WHERE customer = ?")
-        .run(customer);
+      this.st('DELETE FROM cek_versions WHERE customer = ?').run(customer);
+      this.st("UPDATE customers SET state = 'destroyed', enabled = 0 WHERE customer = ?").run(customer);
       return gone;
     });
   }
   #insertCek(c: CekRow): void {
-    this.db
-      .prepare(
-        'INSERT INTO cek_versions (customer, version, tek_version, wrapped, state, created_at, uses) VALUES (?, ?, ?, ?, ?, ?, ?)',
-      )
-      .run(c.customer, c.version, c.tekVersion, c.wrapped, c.state, c.createdAt, c.uses);
+    this.st(
+      'INSERT INTO cek_versions (customer, version, tek_version, wrapped, state, created_at, uses) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    ).run(c.customer, c.version, c.tekVersion, c.wrapped, c.state, c.createdAt, c.uses);
   }
 }
