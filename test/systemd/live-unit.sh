@@ -61,14 +61,16 @@ printf '%s\n' "$pin" >/etc/keybroker/pins/hsm-user.pin
 runuser -u keybroker -- env SOFTHSM2_CONF=/etc/keybroker/softhsm2.conf \
   softhsm2-util --init-token --free --label keybroker --so-pin "$so_pin" --pin "$pin" >&2
 # Test-only settings through the unit's own EnvironmentFile: free ports (other daemons may run
-# on this machine), a ready file to learn them, and an org + tenant so that the first start
-# writes tenant files and makes keys in the HSM.
+# on this machine), a ready file to learn them, an org + tenant so that the first start writes
+# tenant files and makes keys in the HSM, and the metrics listener on every address so that the
+# unit's IP allow-list (localhost only) is what keeps other addresses out.
 cat >>/etc/keybroker/keybroker.env <<'EOF'
 KB_LISTEN_PORT=0
 KB_METRICS_PORT=0
 KB_LIFECYCLE_READY_FILE=/run/keybroker/ready.json
 KB_BOOTSTRAP_ORG=acme
 KB_BOOTSTRAP_TENANTS=sample
+KB_METRICS_HOST=0.0.0.0
 KB_HSM_PIN_FILE=/etc/keybroker/test-pin/hsm-user.pin
 EOF
 # Under a user manager the LoadCredential= copy belongs to the manager's user (root), not to
@@ -102,6 +104,7 @@ chmod 0777 /run/systemd/notify
 
 show() { systemctl --user show keybroker.service -p "$1" --value; }
 health() { curl -s -m 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/$2" || true; }
+health_at() { curl -s -m 5 -o /dev/null -w '%{http_code}' "http://$1:$2/healthz" || true; }
 
 step "systemctl start (Type=notify: returns once READY=1 arrives)"
 rc=0; timeout 150 systemctl --user start keybroker.service || rc=$?
@@ -122,6 +125,18 @@ for _ in $(seq 1 50); do [ "$(health "$mport" readyz)" = 200 ] && break; sleep 0
 emit readyz "$(health "$mport" readyz)"
 emit metrics "$(health "$mport" metrics)"
 emit metrics-process "$(curl -s -m 5 "http://127.0.0.1:$mport/metrics" | grep -cE '^keybroker_\w*open_fds [0-9]+$' || true)"
+
+step "IPAddressDeny=any + IPAddressAllow=localhost: a non-loopback address is dropped"
+ext="$(hostname -I 2>/dev/null | tr ' ' '\n' | grep -E '^[0-9]+(\.[0-9]+){3}$' | grep -v '^127\.' | head -1 || true)"
+emit external-address "${ext:-none}"
+if [ -n "$ext" ]; then
+  emit external.healthz "$(curl -s -m 3 -o /dev/null -w '%{http_code}' "http://$ext:$mport/healthz" || true)"
+  # What network-clients.conf does, applied to the running unit.
+  systemctl --user set-property --runtime keybroker.service "IPAddressAllow=$ext/32"
+  emit external-allowed.healthz "$(health_at "$ext" "$mport")"
+  systemctl --user set-property --runtime keybroker.service IPAddressAllow=
+  systemctl --user set-property --runtime keybroker.service IPAddressAllow=localhost
+fi
 
 step "the main process as systemd set it up"
 for k in Uid Gid NoNewPrivs Seccomp CapEff CapBnd CapAmb; do

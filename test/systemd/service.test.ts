@@ -3,7 +3,7 @@
  * provisioning, then `systemctl start/reload/stop` under a real systemd 252 service manager
  * (the user-mode manager, as root: PID 1 on this machine is not systemd), all inside a private
  * mount namespace whose /etc, /usr and /var writes land in a temp dir (see live-unit.sh).
- * Checks readiness notification, /healthz and /readyz, the sandbox the manager set up around
+ * Checks readiness notification, /healthz and /readyz, the IP allow-list, the sandbox around
  * the daemon (seccomp with the kill action), reload, drain and uninstall.
  */
 import assert from 'node:assert/strict';
@@ -161,6 +161,13 @@ describe('keybroker.service under a real systemd manager', { skip, timeout: 600_
       ['after-purge', eq(''), 'config, data and logs gone'],
       ['user-after-purge', eq('absent'), 'the keybroker user removed'],
     ];
+    if (live.values.get('external-address') !== 'none') {
+      // The metrics listener is on 0.0.0.0 for this run: only the unit's allow-list stops it.
+      cases.push(
+        ['external.healthz', eq('000'), 'no answer on a non-loopback address (IPAddressAllow=localhost)'],
+        ['external-allowed.healthz', eq('200'), 'an answer once that address is allowed'],
+      );
+    }
     for (const [key, check, wanted] of cases) expectValue(live, key, check, wanted);
     // Under the user-mode manager LoadCredential= leaves the directory empty (see live-unit.sh).
     console.log(`# credential seen by the service: ${JSON.stringify(live.values.get('credential'))}`);
