@@ -13,6 +13,7 @@ export const PHASES = [
   'echo',
   'daemon',
   'daemon-cold',
+  'daemon-unaudited',
   'daemon-tenants-1k',
   'daemon-tenants-10k',
   'daemon-tenants-100k',
@@ -43,12 +44,15 @@ export interface Scenario {
   readonly fullOnly?: boolean;
   /** Runs only in quick mode (a smaller stand-in for a full-only scenario). */
   readonly quickOnly?: boolean;
+  /** Too slow for the 30-minute budget: runs only when named in --only or with --with-100k. */
+  readonly optIn?: boolean;
   /** An Admin operation the runner times itself (tenants phases). */
   readonly admin?: 'create-tenant' | 'rotate-org-key' | 'destroy-tenant';
 }
 
 const SWEEP: Sweep = { full: [1, 4, 16, 64, 256], quick: [1, 16] };
-const SMALL: Sweep = { full: [1, 4, 16, 64], quick: [1, 16] };
+/** Secondary scenarios: enough points to see the knee, one point in --quick. */
+const SMALL: Sweep = { full: [1, 16, 64], quick: [16] };
 const ONE: Sweep = { full: [1], quick: [1] };
 const MIB = 1024 * 1024;
 /** Customers the cold/warm cache scenarios spread calls over. */
@@ -61,10 +65,15 @@ function manyTenants(
   tag: string,
   count: number,
   phase: PhaseName,
-  mode: 'quick' | 'full' | 'both',
+  mode: 'quick' | 'full' | 'full-opt-in',
 ): Scenario[] {
   const n = count.toLocaleString('en-US');
-  const flags = mode === 'quick' ? { quickOnly: true } : mode === 'full' ? { fullOnly: true } : {};
+  const flags =
+    mode === 'quick'
+      ? { quickOnly: true }
+      : mode === 'full'
+        ? { fullOnly: true }
+        : { fullOnly: true, optIn: true };
   const common = { kind: 'daemon', group: `many tenants (${n})`, phase, ...flags } as const;
   return [
     {
@@ -73,7 +82,7 @@ function manyTenants(
       description: `Admin.CreateTenant while provisioning ${n} tenants (TEK wrapped in the HSM, tenant SQLite file)`,
       unit: 'ops/s',
       payloadBytes: 0,
-      concurrency: { full: [8], quick: [8] },
+      concurrency: { full: [32], quick: [32] },
       admin: 'create-tenant',
     },
     {
@@ -124,7 +133,7 @@ function sized(): Scenario[] {
       unit: 'req/s',
       payloadBytes: s.bytes,
       phase: 'echo',
-      concurrency: SWEEP,
+      concurrency: s.tag === '1k' ? SWEEP : SMALL,
       op: { kind: 'echo', bytes: s.bytes },
     });
     for (const dir of ['encrypt', 'decrypt'] as const) {
@@ -147,7 +156,8 @@ function sized(): Scenario[] {
         unit: 'req/s',
         payloadBytes: s.bytes,
         phase: 'daemon',
-        concurrency: SWEEP,
+        // The issue asks for 1 KiB at 1-256; the other sizes get the shorter sweep.
+        concurrency: s.tag === '1k' ? SWEEP : SMALL,
         op: { kind: 'daemon', rpc: dir, bytes: s.bytes },
         ceilings: { echo: `echo-${s.tag}`, inProcess: `inproc-${dir}-${s.tag}` },
       });
@@ -159,6 +169,19 @@ function sized(): Scenario[] {
 /** Every scenario, ceilings first within each group. */
 export const SCENARIOS: readonly Scenario[] = [
   ...sized(),
+  {
+    name: 'encrypt-1k-unaudited',
+    kind: 'daemon',
+    group: '1 KiB',
+    description:
+      'Crypto.Encrypt of 1 KiB with the audit sink switched off (audit.enabled=false): the cost of the audit is encrypt-1k against this',
+    unit: 'req/s',
+    payloadBytes: 1024,
+    phase: 'daemon-unaudited',
+    concurrency: SMALL,
+    op: { kind: 'daemon', rpc: 'encrypt', bytes: 1024 },
+    ceilings: { echo: 'echo-1k', inProcess: 'inproc-encrypt-1k' },
+  },
   {
     name: 'echo-batch-100x1k',
     kind: 'ceiling-echo',
@@ -247,7 +270,7 @@ export const SCENARIOS: readonly Scenario[] = [
     unit: 'MiB/s',
     payloadBytes: STREAM,
     phase: 'echo',
-    concurrency: { full: [1, 2], quick: [1] },
+    concurrency: ONE,
     op: { kind: 'echo-stream', totalBytes: STREAM, chunkBytes: CHUNK },
   },
   {
@@ -258,7 +281,7 @@ export const SCENARIOS: readonly Scenario[] = [
     unit: 'MiB/s',
     payloadBytes: STREAM,
     phase: 'daemon',
-    concurrency: { full: [1, 2], quick: [1] },
+    concurrency: ONE,
     op: { kind: 'daemon', rpc: 'encrypt-stream', bytes: CHUNK, totalBytes: STREAM, chunkBytes: CHUNK },
     ceilings: { echo: 'echo-stream-64m', inProcess: 'inproc-stream-64m' },
   },
@@ -328,15 +351,26 @@ export const SCENARIOS: readonly Scenario[] = [
   },
   ...manyTenants('1k', 1_000, 'daemon-tenants-1k', 'quick'),
   ...manyTenants('10k', 10_000, 'daemon-tenants-10k', 'full'),
-  ...manyTenants('100k', 100_000, 'daemon-tenants-100k', 'full'),
+  ...manyTenants('100k', 100_000, 'daemon-tenants-100k', 'full-opt-in'),
 ];
 
-/** Scenarios selected by `--only` (exact names or `prefix*`), minus full-only ones in quick mode. */
-export function selectScenarios(only: readonly string[] | undefined, quick: boolean): Scenario[] {
+/**
+ * Scenarios selected by `--only` (exact names or `prefix*`), minus full-only ones in quick mode
+ * (and the quick stand-ins in full mode); opt-in ones only when named or `withOptIn`.
+ */
+export function selectScenarios(
+  only: readonly string[] | undefined,
+  quick: boolean,
+  withOptIn = false,
+): Scenario[] {
   const matches = (name: string): boolean =>
     only === undefined || only.some((o) => (o.endsWith('*') ? name.startsWith(o.slice(0, -1)) : name === o));
   return SCENARIOS.filter(
-    (s) => matches(s.name) && !(quick && s.fullOnly === true) && !(!quick && s.quickOnly === true),
+    (s) =>
+      matches(s.name) &&
+      !(quick && s.fullOnly === true) &&
+      !(!quick && s.quickOnly === true) &&
+      !(s.optIn === true && only === undefined && !withOptIn),
   );
 }
 

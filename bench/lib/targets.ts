@@ -92,6 +92,28 @@ export function evaluateTargets(records: readonly ScenarioRecord[]): TargetCheck
     }
   }
   {
+    const name = 'audit cost: encrypt-1k (audited) vs encrypt-1k-unaudited';
+    const target = 'reported (no numeric target here; see the audit issue)';
+    const au = best(of(records, 'encrypt-1k'));
+    const un = best(of(records, 'encrypt-1k-unaudited'));
+    if (!au || !un) {
+      out.push(missing(name, target, !au ? 'encrypt-1k' : 'encrypt-1k-unaudited'));
+    } else {
+      const cpuA = au.serverCpuUsPerOp?.median;
+      const cpuU = un.serverCpuUsPerOp?.median;
+      const cpu =
+        cpuA !== undefined && cpuU !== undefined
+          ? `; server CPU ${fmt(cpuA, 1)} vs ${fmt(cpuU, 1)} µs/req (+${fmt(cpuA - cpuU, 1)} µs for the audit)`
+          : '';
+      out.push({
+        name,
+        target,
+        measured: `${fmt(au.throughput.median)} vs ${fmt(un.throughput.median)} req/s = ${pct(au.throughput.median / un.throughput.median)}${cpu}`,
+        pass: undefined,
+      });
+    }
+  }
+  {
     const name = 'encrypt-stream-64m MiB/s vs in-process AES-GCM';
     const target = 'reported (no numeric target)';
     const s = best(of(records, 'encrypt-stream-64m'));

@@ -112,7 +112,7 @@ async function main(): Promise<void> {
           concurrency,
           chans,
           spec.warmupS,
-          Math.min(concurrency * 2, spec.minCalls),
+          spec.warmupCalls ?? Math.min(concurrency * 2, spec.minCalls),
         );
         if (warm.calls === 0 && warm.errors > 0)
           throw new Error(`every warm-up call failed: ${warm.firstError}`);

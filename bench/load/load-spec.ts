@@ -39,6 +39,8 @@ export interface LoadSpec {
   readonly minCalls: number;
   /** ...nor runs past this many (bounded load). */
   readonly maxCalls: number;
+  /** Calls the warm-up must complete (default: 2 × concurrency, at most minCalls). */
+  readonly warmupCalls?: number;
   /** Long-lived channels (TCP+TLS connections) to spread calls over; min(this, concurrency). */
   readonly maxChannels: number;
   /** Proto directory of the daemon (for `daemon` ops). */
