@@ -344,6 +344,15 @@ describe('fail-closed', () => {
     const d = new PolicyEngine({ current: () => broken }).authorize(req);
     assert.deepEqual([d.allow, d.rule], [false, 'evaluator-error']);
   });
+  it('a target tenant without its org denies (tenant names are per org)', () => {
+    const d = new PolicyEngine(new PolicyStore(base)).authorize({
+      identity: t1svc,
+      rpc: `${C}Encrypt`,
+      tenant: 't1' as TenantId,
+      customer: 'default' as CustomerId,
+    });
+    assert.deepEqual([d.allow, d.rule], [false, 'structural:malformed']);
+  });
   it('a request with a missing identity denies instead of throwing', () => {
     const d = new PolicyEngine(new PolicyStore(base)).authorize({
       rpc: `${C}Encrypt`,

@@ -68,8 +68,13 @@ function structural(req: AuthzRequest): Decision | undefined {
       return deny('identity URI does not match its tenant', 'structural:identity');
     }
   }
-  if (req.org !== undefined && req.org !== id.org)
+  // Tenant names are only unique inside an org: a target tenant must come with its org.
+  if (req.tenant !== undefined && req.org === undefined) {
+    return deny('target tenant given without its org', 'structural:malformed');
+  }
+  if (req.org !== undefined && req.org !== id.org) {
     return deny('cross-org call refused', 'structural:cross-org');
+  }
   if (id.tenant !== undefined && req.tenant !== undefined && req.tenant !== id.tenant) {
     return deny('cross-tenant call refused', 'structural:cross-tenant');
   }
