@@ -8,6 +8,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { loadProfile } from '../../daemon/src/hsm/hsm-profile.ts';
+import { Pkcs11Hsm } from '../../daemon/src/hsm/pkcs11-hsm.ts';
 
 export const REPO_ROOT = resolve(import.meta.dirname, '../..');
 export const SOFTHSM_MODULE = '/usr/lib/softhsm/libsofthsm2.so';
@@ -37,5 +39,27 @@ export function createTestToken(label = 'kb-test'): TestToken {
     pin,
     soPin,
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+/** A fresh token plus a Pkcs11Hsm (softhsm2 profile) logged in to it; `close()` undoes both. */
+export async function openTestHsm(
+  label = 'kb-test',
+  options: { poolSize?: number; reconnectInitialDelayMs?: number } = {},
+): Promise<{ hsm: Pkcs11Hsm; token: TestToken; close(): Promise<void> }> {
+  const token = createTestToken(label);
+  const hsm = await Pkcs11Hsm.open({
+    profile: loadProfile('softhsm2'),
+    pin: token.pin,
+    tokenLabel: token.label,
+    ...options,
+  });
+  return {
+    hsm,
+    token,
+    close: async () => {
+      await hsm.close();
+      token.cleanup();
+    },
   };
 }

@@ -327,6 +327,9 @@ export class Pkcs11Connection {
       try {
         if (this.#fault) throw deviceRemoved('fault-injection');
         // Finalise (if no other instance shares the module) so the module forgets the dead device.
+        for (const sess of old.sessions)
+          this.#quiet('C_CloseSession', () => this.pkcs11.C_CloseSession(sess));
+        old.sessions.clear();
         this.#link = undefined;
         this.#release();
         this.#link = this.#connect();
