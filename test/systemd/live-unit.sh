@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs keybroker for real and runs keybroker.service under a real systemd 252 service
 # manager, without touching this machine: run it as root inside a private mount namespace
-#   unshare -m --propagation private bash test/systemd/live-unit.sh REPO WORK [DROP-IN...]
+#   unshare -m -p --fork --kill-child --mount-proc --propagation private \
+#     bash test/systemd/live-unit.sh REPO WORK [DROP-IN...]
 # /etc, /usr and /var become overlays whose writes land in WORK; /run is a fresh tmpfs.
 # PID 1 here is not systemd, so the manager is `systemd --user` running as root with
 # XDG_CONFIG_HOME=/var/lib and XDG_RUNTIME_DIR=/run: the unit's StateDirectory, RuntimeDirectory
@@ -29,8 +30,9 @@ trap cleanup EXIT
 trap 'exit 143' INT TERM
 
 [ "$(id -u)" = 0 ] || { echo "live-unit.sh: needs root" >&2; exit 2; }
-[ "$(readlink /proc/1/ns/mnt)" != "$(readlink /proc/self/ns/mnt)" ] ||
-  { echo "live-unit.sh: refusing to run outside a private mount namespace" >&2; exit 2; }
+# PID 1 of a fresh PID namespace (unshare -p --fork): proof that unshare made the namespaces,
+# and everything started here dies with it, even if the test runner kills us.
+[ "$$" = 1 ] || { echo "live-unit.sh: run me through unshare (see the header), not directly" >&2; exit 2; }
 
 step "overlays on /etc /usr /var, tmpfs on /run"
 for d in etc usr var; do

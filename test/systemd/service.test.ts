@@ -42,13 +42,9 @@ function runLive(dropIns: ReadonlyMap<string, string>): Live {
       writeFileSync(f, text);
       return f;
     });
-    const r = run(
-      'unshare',
-      ['-m', '--propagation', 'private', 'bash', SCRIPT, REPO_ROOT, work.dir, ...files],
-      {
-        timeoutMs: 240_000,
-      },
-    );
+    // A private mount and PID namespace: nothing outlives the run, even when it is killed.
+    const ns = ['-m', '-p', '--fork', '--kill-child', '--mount-proc', '--propagation', 'private'];
+    const r = run('unshare', [...ns, 'bash', SCRIPT, REPO_ROOT, work.dir, ...files], { timeoutMs: 240_000 });
     const values = new Map<string, string>();
     for (const line of r.stdout.split('\n')) {
       const m = /^@@(\S+) ?(.*)$/.exec(line);
