@@ -196,6 +196,15 @@ test('metrics: per-RPC counts and latency by status, HSM calls, readiness', asyn
     assert.match(m.body, re, `metrics should match ${re}`);
   }
   assert.equal((await d.metrics('/healthz')).status, 200);
+  const parses = Number(/^keybroker_tls_identity_parses_total (\d+)/m.exec(m.body)?.[1]);
+  const requests = [...m.body.matchAll(/^keybroker_rpc_requests_total\{[^}]*\} (\d+)/gm)].reduce(
+    (a, x) => a + Number(x[1]),
+    0,
+  );
+  assert.ok(
+    parses > 0 && parses * 10 < requests,
+    `identities parsed once per connection: ${parses} parses, ${requests} calls`,
+  );
 });
 
 test('an HSM unreachable at start: listening but not ready, data plane UNAVAILABLE, clean stop', async () => {

@@ -33,6 +33,7 @@ export class Metrics {
   readonly hsmErrors: Counter<'op' | 'code'>;
   readonly batchItems: Counter<'rpc' | 'outcome'>;
   readonly streamBytes: Counter<'rpc' | 'direction'>;
+  readonly identityParses: Counter;
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
@@ -79,6 +80,11 @@ export class Metrics {
       name: 'keybroker_stream_bytes_total',
       help: 'Bytes through streaming RPCs',
       labelNames: ['rpc', 'direction'],
+      registers,
+    });
+    this.identityParses = new Counter({
+      name: 'keybroker_tls_identity_parses_total',
+      help: 'Client certificates parsed into identities (once per TLS connection)',
       registers,
     });
     const gauge = (name: string, help: string, read: () => number | undefined) =>
