@@ -172,7 +172,8 @@ Next steps on the target machine (as root):
        runuser -u keybroker -- env SOFTHSM2_CONF=$ETCDIR/softhsm2.conf \
          softhsm2-util --init-token --free --label keybroker --so-pin ... --pin ...
      and the server certificate, its key and the client CA in $ETCDIR/tls
-     (server.pem, server-key.pem, client-ca.pem; root:keybroker 0640). Review $ETCDIR/keybroker.json.
+     (server.pem, server-key.pem, client-ca.pem; root:keybroker 0640). Review $ETCDIR/keybroker.json
+     (the first org: "bootstrap": {"org": "NAME", "tenants": []}, or KB_BOOTSTRAP_ORG in keybroker.env).
   4. For HSMs that need devices or a vendor client, copy the matching drop-in from
        $LIBDIR/systemd/drop-ins/ to /etc/systemd/system/keybroker.service.d/
      and network-clients.conf to serve clients beyond this host.
