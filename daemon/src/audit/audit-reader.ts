@@ -29,9 +29,16 @@ function decode(buf: Buffer): { text: string; utf8: boolean } {
 
 /** Stream the lines of `path` with their byte offsets. */
 export async function* readAuditLines(path: string): AsyncGenerator<RawLine> {
+  yield* splitAuditLines(createReadStream(path, { highWaterMark: 1 << 20 }));
+}
+
+/** Split chunks of an audit file (a stream, or one buffer in an array) into lines with offsets. */
+export async function* splitAuditLines(
+  chunks: AsyncIterable<unknown> | Iterable<Buffer>,
+): AsyncGenerator<RawLine> {
   let carry: Buffer = Buffer.alloc(0);
   let offset = 0;
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
+  for await (const chunk of chunks) {
     let buf = carry.length ? Buffer.concat([carry, chunk as Buffer]) : (chunk as Buffer);
     let pos = 0;
     for (let nl = buf.indexOf(0x0a); nl !== -1; nl = buf.indexOf(0x0a, pos)) {

@@ -9,7 +9,8 @@ import type { KeyObject } from 'node:crypto';
 import { parseEntryLine } from './audit-parse.ts';
 import { GENESIS_HASH, MAX_LINE_BYTES, canonicalBytes, chainHash } from './audit-record.ts';
 import type { ExportedCheckpoint } from './audit-reader.ts';
-import { readAuditLines } from './audit-reader.ts';
+import { readAuditLines, splitAuditLines } from './audit-reader.ts';
+import type { RawLine } from './audit-reader.ts';
 import { checkpointStatement, keyIdOf, verifyCheckpointSignature } from './checkpoint.ts';
 
 export interface VerifyOptions {
@@ -40,7 +41,20 @@ export interface VerifyReport {
 }
 
 /** Verify the audit file at `path`. Never throws for file content; only for an unreadable file. */
-export async function verifyAuditFile(path: string, opts: VerifyOptions = {}): Promise<VerifyReport> {
+export function verifyAuditFile(path: string, opts: VerifyOptions = {}): Promise<VerifyReport> {
+  return verifyAuditLines(readAuditLines(path), opts);
+}
+
+/** Verify an audit file held in memory (tests, or a file fetched from elsewhere). */
+export function verifyAuditBytes(bytes: Buffer, opts: VerifyOptions = {}): Promise<VerifyReport> {
+  return verifyAuditLines(splitAuditLines([bytes]), opts);
+}
+
+/** Verify a stream of lines (see audit-reader.ts). */
+export async function verifyAuditLines(
+  lines: AsyncIterable<RawLine>,
+  opts: VerifyOptions = {},
+): Promise<VerifyReport> {
   const keys = new Map<string, KeyObject>();
   for (const pem of opts.publicKeys ?? []) {
     const k = createPublicKey(pem);
@@ -67,7 +81,7 @@ export async function verifyAuditFile(path: string, opts: VerifyOptions = {}): P
     ...(firstBad ? { firstBad } : {}),
     warnings,
   });
-  for await (const line of readAuditLines(path)) {
+  for await (const line of lines) {
     const bad = (problem: string) => report({ seq: seq + 1, offset: line.offset, problem });
     if (!line.complete) return bad(`torn last line: ${line.bytes} bytes without a line end`);
     if (line.bytes > MAX_LINE_BYTES) return bad(`line of ${line.bytes} bytes exceeds ${MAX_LINE_BYTES}`);
