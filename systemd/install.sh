@@ -162,6 +162,10 @@ if [ "$OWNER" = yes ]; then
 fi
 
 log "installed into ${DESTDIR:-/} (prefix $PREFIX)"
+# An upgrade under a running daemon: it keeps the modules it already loaded until restarted.
+if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ] && systemctl is-active --quiet keybroker.service 2>/dev/null; then
+  log "keybroker is running the previous version: systemctl restart keybroker"
+fi
 cat <<EOF
 
 Next steps on the target machine (as root):
