@@ -20,6 +20,8 @@ import {
   CompositeMlDsa65EcdsaP256,
   compositeMessageRepresentative,
   compositePublicKey,
+  generateCompositeKeyPair,
+  loadCompositePrivateKey,
   type CompositeSigningKey,
 } from '../../daemon/src/pqc/composite-mldsa65-ecdsa-p256.ts';
 import { liboqs, openssl } from './engines.ts';
@@ -149,6 +151,27 @@ describe('composite ML-DSA-65 + ECDSA-P256', () => {
       bad[bit >> 3]! ^= 1 << (bit & 7);
       assert.equal(composite.verify(publicKey, msg, bad), false, `bit ${bit}`);
     }
+  });
+
+  it('serialized private key (ML-DSA seed ‖ ECPrivateKey without publicKey) round-trips and signs', async () => {
+    const { publicKey, privateKey } = generateCompositeKeyPair(openssl);
+    const sk = privateKey.expose();
+    const ecPart = sk.subarray(32);
+    assert.equal(ecPart[0], 0x30, 'ECPrivateKey is a SEQUENCE');
+    // 30 31 | 02 01 01 | 04 20 d | a0 0a <prime256v1>: 51 bytes; with the [1] publicKey it would be 121.
+    assert.equal(ecPart.length, 51, 'ECPrivateKey without the publicKey field');
+    const loaded = loadCompositePrivateKey(openssl, sk);
+    assert.ok(eq(loaded.publicKey, publicKey));
+    const sig = await composite.sign(loaded.key, te('stored key'));
+    assert.ok(composite.verify(publicKey, te('stored key'), sig));
+    assert.throws(
+      () =>
+        loadCompositePrivateKey(
+          openssl,
+          Uint8Array.from(Buffer.concat([sk.subarray(0, 32), new Uint8Array(20)])),
+        ),
+      (e: unknown) => e instanceof KbError && e.code === 'INVALID_ARGUMENT',
+    );
   });
 
   it('refuses an engine without ML-DSA context strings, and bad inputs are INVALID_ARGUMENT', () => {

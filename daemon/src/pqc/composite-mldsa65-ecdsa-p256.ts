@@ -12,11 +12,13 @@
  * an engine with `signContext` (OpenSSL; liboqs-js has no context API). The ECDSA half goes
  * through EcdsaP256Signer so it may live in the HSM.
  */
-import { createHash } from 'node:crypto';
+import { createHash, createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { KbError } from '../errors.ts';
-import { ecdsaP256Verify, type EcdsaP256Signer } from './classical-signatures.ts';
+import { SecretBytes } from '../util/secret-bytes.ts';
+import { ecdsaP256Verify, softwareEcdsaP256Signer, type EcdsaP256Signer } from './classical-signatures.ts';
 import { ecdsaP1363ToDer } from './ecdsa-encoding.ts';
 import { assertBytes } from './pqc-assert.ts';
+import { TAG, readTlv, tlv } from './pqc-der.ts';
 import type { PqcEngine, PqcPrivateKey } from './pqc-engine.ts';
 import { SIG_LENGTHS } from './pqc-params.ts';
 
@@ -112,4 +114,69 @@ export class CompositeMlDsa65EcdsaP256 {
     if (!mlOk) return false;
     return ecdsaP256Verify(pk.subarray(ML.publicKey), mPrime, signature.subarray(ML.signature), 'der');
   }
+}
+
+/**
+ * SerializePrivateKey of the draft (§"Serialization"), for a software ECDSA half:
+ * ML-DSA seed (32 B) ‖ ECPrivateKey (RFC 5915) with the curve parameters and without publicKey.
+ * An HSM-resident ECDSA half has no serialization; the caller stores its HSM label instead.
+ */
+export function generateCompositeKeyPair(engine: PqcEngine): {
+  publicKey: Uint8Array;
+  privateKey: SecretBytes;
+} {
+  if (!engine.capabilities.keygenFromSeed)
+    throw new KbError('FAILED_PRECONDITION', `engine ${engine.name} cannot keygen from seed`);
+  const ml = engine.generateKeyPair('ml-dsa-65');
+  const ec = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const sec1 = new Uint8Array(ec.privateKey.export({ format: 'der', type: 'sec1' }));
+  const ecPrivateKey = stripEcPublicKey(sec1);
+  sec1.fill(0);
+  const seed = ml.seed?.expose() ?? new Uint8Array(0);
+  const sk = new Uint8Array(32 + ecPrivateKey.length);
+  sk.set(seed, 0);
+  sk.set(ecPrivateKey, 32);
+  ecPrivateKey.fill(0);
+  ml.seed?.destroy();
+  ml.secretKey.destroy();
+  return {
+    publicKey: compositePublicKey(ml.publicKey, softwareEcdsaP256Signer(ec.privateKey).publicKey),
+    privateKey: new SecretBytes(sk),
+  };
+}
+
+/** DeserializePrivateKey: the signing key (ML-DSA on `engine`, ECDSA in software) and its public key. */
+export function loadCompositePrivateKey(
+  engine: PqcEngine,
+  privateKey: Uint8Array,
+): { key: CompositeSigningKey; publicKey: Uint8Array } {
+  const sk = assertBytes('privateKey', privateKey, { min: 32 + 8, max: 32 + 200 });
+  const mlDsa = engine.loadPrivateKey('ml-dsa-65', 'seed', sk.subarray(0, 32));
+  let ecdsa: EcdsaP256Signer;
+  try {
+    const der = sk.subarray(32);
+    ecdsa = softwareEcdsaP256Signer(
+      createPrivateKey({
+        key: Buffer.from(der.buffer, der.byteOffset, der.byteLength),
+        format: 'der',
+        type: 'sec1',
+      }),
+    );
+  } catch (cause) {
+    mlDsa.destroy();
+    throw new KbError('INVALID_ARGUMENT', 'privateKey does not hold a P-256 ECPrivateKey', { cause });
+  }
+  return { key: { mlDsa, ecdsa }, publicKey: compositePublicKey(mlDsa.publicKey, ecdsa.publicKey) };
+}
+
+/** ECPrivateKey ::= SEQUENCE { version, privateKey, [0] parameters, [1] publicKey }: drop [1]. */
+function stripEcPublicKey(sec1: Uint8Array): Uint8Array {
+  const outer = readTlv(sec1, 0);
+  const parts: Uint8Array[] = [];
+  for (let off = outer.start; off < outer.end;) {
+    const t = readTlv(sec1, off);
+    if (t.tag !== 0xa1) parts.push(sec1.subarray(off, t.end));
+    off = t.end;
+  }
+  return tlv(TAG.SEQUENCE, ...parts);
 }
