@@ -92,6 +92,9 @@ export class TenantStore {
   static open(path: string, create: boolean): TenantStore {
     const db = new Database(path, { fileMustExist: !create });
     applyDurablePragmas(db);
+    // Tenant files are small and up to maxOpenTenantFiles are open: keep each page cache small
+    // (SQLite's default is 2 MiB per connection) so memory is bounded by the pool, not by data.
+    db.pragma('cache_size = -128');
     migrate(db, MIGRATIONS);
     return new TenantStore(db, path);
   }
