@@ -35,7 +35,7 @@ export const POLICY_SCHEMA = {
         additionalProperties: false,
         required: ['id', 'effect', 'identities', 'rpcs'],
         properties: {
-          id: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$' },
+          id: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$' },
           effect: { enum: ['allow', 'deny'] },
           description: { type: 'string', maxLength: 1024 },
           identities: PATTERNS,

@@ -1,0 +1,38 @@
+/**
+ * The policy in force when no policy file is configured, as a document, so that every call still
+ * goes through the one PolicyEngine: tenant services may use the data plane on their own tenant
+ * (the structural rule keeps them there), org admins may use Admin RPCs on their own org with the
+ * roles their certificates carry, and nothing else is allowed.
+ */
+import { loadPolicy } from './policy-document.ts';
+import type { Policy } from './policy-document.ts';
+
+/** The built-in policy document (JSON text). */
+export const DEFAULT_POLICY_TEXT = JSON.stringify({
+  version: 1,
+  rules: [
+    {
+      id: 'default/admins-no-data-plane',
+      effect: 'deny',
+      identities: ['spiffe://*/admin/*'],
+      rpcs: ['keybroker.v1.Crypto/*', 'keybroker.v1.Keys/*'],
+    },
+    {
+      id: 'default/data-plane',
+      effect: 'allow',
+      identities: ['spiffe://*/*/*'],
+      rpcs: ['keybroker.v1.Crypto/*', 'keybroker.v1.Keys/*'],
+    },
+    {
+      id: 'default/admin',
+      effect: 'allow',
+      identities: ['spiffe://*/admin/*'],
+      rpcs: ['keybroker.v1.Admin/*'],
+    },
+  ],
+});
+
+/** The built-in policy, compiled. */
+export function defaultPolicy(): Policy {
+  return loadPolicy(DEFAULT_POLICY_TEXT);
+}
