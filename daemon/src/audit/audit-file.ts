@@ -18,7 +18,8 @@ export type AuditFileOpener = (path: string) => Promise<AuditFile>;
 
 /** The default opener: a real file, O_APPEND, fsync on sync(). */
 export const openAuditFile: AuditFileOpener = async (path) => {
-  const fh = await open(path, 'a');
+  // Owner-only: the audit log names every caller and operation.
+  const fh = await open(path, 'a', 0o600);
   return {
     write: async (data) => (await fh.write(data)).bytesWritten,
     sync: () => fh.sync(),
