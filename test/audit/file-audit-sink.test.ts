@@ -262,6 +262,25 @@ describe('FileAuditSink', () => {
     assert.equal((await verifyAuditFile(path)).records, 5);
   });
 
+  it('a backlog beyond maxPending fails closed instead of growing without bound', async () => {
+    const f = faultyOpener();
+    const sink = await FileAuditSink.open({ path: fresh(), openFile: f.open, maxPending: 10 });
+    let release!: () => void;
+    f.state.syncGate = new Promise((r) => (release = r));
+    const first = sink.append(rec(0)); // in flight, holding the fsync
+    await new Promise((r) => setTimeout(r, 10));
+    const queued = Array.from({ length: 10 }, (_, i) => sink.append(rec(i + 1)));
+    await assert.rejects(
+      sink.append(rec(99)),
+      (e: unknown) => isAuditUnavailable(e) && /backlog full/.test((e as KbError).safeMessage),
+    );
+    f.state.syncGate = undefined;
+    release();
+    await Promise.all([first, ...queued]);
+    assert.equal(sink.health().ok, true, 'a full backlog is not a disk failure');
+    await sink.close();
+  });
+
   it('validates inputs and refuses appends after close', async () => {
     const sink = await FileAuditSink.open({ path: fresh() });
     await assert.rejects(

@@ -40,6 +40,8 @@ export interface FileAuditSinkOptions {
   readonly retryIntervalMs?: number;
   /** Most records per write+fsync (default 8,192). */
   readonly maxBatch?: number;
+  /** Most appends waiting for the disk (default 100,000); beyond, appends fail (AUDIT_UNAVAILABLE). */
+  readonly maxPending?: number;
   readonly now?: () => number;
   readonly openFile?: AuditFileOpener;
   /** Told about failures, recoveries, torn tails and checkpoint errors (for the log). */
@@ -213,6 +215,10 @@ export class FileAuditSink implements AuditSink {
   #enqueue(entry: UnsequencedEntry): Promise<AuditPosition> {
     if (this.#closed) return Promise.reject(new KbError('SHUTTING_DOWN', 'audit sink closed'));
     if (this.#failure !== undefined) return Promise.reject(new KbError('AUDIT_UNAVAILABLE', this.#failure));
+    if (this.#queue.length >= (this.#o.maxPending ?? 100_000)) {
+      // Memory stays bounded when the disk cannot keep up; the caller's request fails closed.
+      return Promise.reject(new KbError('AUDIT_UNAVAILABLE', 'audit backlog full'));
+    }
     return new Promise<AuditPosition>((resolve, reject) => {
       this.#queue.push({ entry, resolve, reject });
       this.#kick();
