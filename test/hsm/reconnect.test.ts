@@ -151,6 +151,41 @@ describe('Pkcs11Hsm reconnect (SoftHSM2)', () => {
     assert.deepEqual(await hsm.findKey('rc-real', 'root'), root);
   });
 
+  it('real fault under 1,000 in-flight calls: each succeeds or gets HSM_UNAVAILABLE, then recovery', async () => {
+    const root = await hsm.generateRootKey('rc-load');
+    const key = randomBytes(32);
+    const wrapped = await hsm.wrapKey(root, key);
+    const tokens = `${token.dir}/tokens`;
+    const calls = Array.from({ length: 1000 }, (_, i) =>
+      (i % 2 ? hsm.unwrapKey(root, wrapped) : hsm.encryptGcm(root, key, key)).then(
+        () => 'ok',
+        (e: unknown) => (e instanceof KbError ? e.code : `non-KbError ${String(e)}`),
+      ),
+    );
+    const moved = new Promise<void>((resolve) =>
+      setImmediate(() => {
+        renameSync(tokens, `${tokens}.away`);
+        resolve();
+      }),
+    );
+    const codes = new Set(await Promise.all(calls));
+    await moved;
+    try {
+      codes.delete('ok');
+      codes.delete('HSM_UNAVAILABLE');
+      assert.deepEqual([...codes], [], 'only ok or HSM_UNAVAILABLE while the token vanishes');
+      await rejectsWith(
+        hsm.unwrapKey(root, wrapped),
+        'HSM_UNAVAILABLE',
+        'unwrapKey after the token vanished',
+      );
+    } finally {
+      renameSync(`${tokens}.away`, tokens);
+    }
+    await hsm.whenHealthy(10_000);
+    assert.deepEqual(Buffer.from(await hsm.unwrapKey(root, wrapped)), key);
+  });
+
   it('the idle probe notices a vanished token without any traffic', async () => {
     const tokens = `${token.dir}/tokens`;
     renameSync(tokens, `${tokens}.away`);
