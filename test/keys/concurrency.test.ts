@@ -19,7 +19,7 @@ const ITER = process.env.KB_SLOW_TESTS === '1' ? 1500 : 150;
 before(async () => {
   env = await openSoftHsm('kb-conc');
   // A short cache TTL so workers keep missing and unwrapping while keys move underneath.
-  kb = await openBroker(env.hsm, env.dataDir(), { cache: { ttlMs: 20, maxEntries: 8 } });
+  kb = await openBroker(env.hsm, env.dataDir(), { cache: { ttlMs: 20, maxEntries: 8 }, hsmConcurrency: 4 });
   await kb.createOrg(org('acme'));
   for (const t of [T1, T2, T3]) {
     await kb.createTenant(t.org, t.tenant);

@@ -1,11 +1,12 @@
 /**
  * The Hsm with a bound on the calls the key hierarchy keeps in flight (default 1).
  *
- * Why: with SoftHSM 2.6.1 through Pkcs11Hsm, two concurrent unwrapKey calls crashed the process
- * (heap corruption, SIGSEGV) or failed with CKR_GENERAL_ERROR in our runs, and wraps
- * occasionally did too; one at a time never did. SoftHSM serialises symmetric work internally
- * anyway (PLATFORM.md: 0.72-0.96x with two threads), and the caches keep the HSM off the hot
- * path, so the gate costs no throughput there. Raise `hsmConcurrency` for HSMs proven safe.
+ * Why: before HSM commit 889befb, two concurrent unwrapKey calls through Pkcs11Hsm on SoftHSM
+ * 2.6.1 crashed the process (heap corruption, SIGSEGV) or failed with CKR_GENERAL_ERROR in our
+ * runs; since then they pass, and test/keys/concurrency.test.ts runs with 4 in flight. The
+ * default stays 1 because SoftHSM serialises symmetric work internally anyway (PLATFORM.md:
+ * 0.72-0.96x with two threads) and the caches keep the HSM off the hot path, so it costs nothing
+ * there; raise `hsmConcurrency` for an HSM that scales with parallel sessions.
  */
 import type { Hsm, HsmCapabilities, HsmHealth, HsmKeyRef, HsmSigningAlgorithm } from '../hsm/hsm.ts';
 
