@@ -88,7 +88,7 @@ function manyTenants(
     {
       ...common,
       name: `tenants-${tag}-encrypt-1k`,
-      description: `Crypto.Encrypt of 1 KiB over ${n} tenants: each connection serves 50 calls, then reconnects as another random tenant (handshake included)`,
+      description: `Crypto.Encrypt of 1 KiB over ${n} tenants: each connection serves 25 calls (10 in --quick), then reconnects as another random tenant (handshake included)`,
       unit: 'req/s',
       payloadBytes: 1024,
       concurrency: SMALL,

@@ -83,6 +83,9 @@ export class ChannelSet {
       'kb.bench.channel': `${slotIndex}.${this.#nextId}`,
       'grpc.max_receive_message_length': BENCH_MAX_MESSAGE_BYTES,
       'grpc.max_send_message_length': BENCH_MAX_MESSAGE_BYTES,
+      // An 8 MiB receive window, as keybroker's own client uses: the 64 KiB HTTP/2 default makes
+      // a 64 MiB stream wait for a window update every message.
+      'grpc-node.flow_control_window': 8 * 1024 * 1024,
       ...(this.#spec.tls.serverNameOverride === undefined
         ? {}
         : { 'grpc.ssl_target_name_override': this.#spec.tls.serverNameOverride }),
