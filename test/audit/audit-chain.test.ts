@@ -1,6 +1,7 @@
 // The chain and the verifier: known-answer canonical bytes, then every single-byte edit, every
 // deletion, every adjacent swap and every truncation of a real chain is named at the right entry.
 import assert from 'node:assert/strict';
+import { constants, generateKeyPairSync, sign } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +20,7 @@ import type { AuditEntry, RecordEntry } from '../../daemon/src/audit/audit-recor
 import { verifyAuditBytes, verifyAuditFile } from '../../daemon/src/audit/audit-verifier.ts';
 import type { VerifyReport } from '../../daemon/src/audit/audit-verifier.ts';
 import { createSoftwareSigner } from '../../daemon/src/audit/checkpoint.ts';
+import type { CheckpointSigner } from '../../daemon/src/audit/checkpoint.ts';
 import { buildChain, lineAt, linesOf, rec } from './audit-fixtures.ts';
 import type { LineInfo } from './audit-fixtures.ts';
 
@@ -220,6 +222,21 @@ describe('verifier on a real chain', () => {
     const r = await verifyAuditFile(chain.path, { publicKeys: [other.publicKeyPem] });
     assert.equal(r.ok, false);
     assert.match(r.firstBad?.problem ?? '', /unknown key/);
+  });
+
+  it('RSA-PSS (SHA-256, MGF1-SHA-256, 32-byte salt, as a PKCS#11 token signs) checkpoints verify', async () => {
+    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 3072 });
+    const signer: CheckpointSigner = {
+      alg: 'rsa-pss-sha256-3072',
+      publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+      sign: async (bytes) =>
+        sign('sha256', bytes, { key: privateKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }),
+    };
+    const d = mkdtempSync(join(dir, 'rsa-'));
+    const c = await buildChain(d, 5, 2, signer);
+    const r = await verifyAuditFile(c.path, { publicKeys: [signer.publicKeyPem] });
+    assert.equal(r.ok, true, JSON.stringify(r.firstBad));
+    assert.equal(r.checkpointsVerified, 3);
   });
 
   it('ML-DSA-65 checkpoints verify too', async () => {
