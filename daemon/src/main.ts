@@ -24,7 +24,8 @@ import type { KeyBrokerApi } from './keys/key-broker-api.ts';
 import { HealthServer } from './obs/health-server.ts';
 import type { Readiness } from './obs/health-server.ts';
 import { InstrumentedHsm } from './obs/instrumented-hsm.ts';
-import { createLogger } from './obs/logger.ts';
+import { createLoggers } from './obs/logger.ts';
+import type { Loggers } from './obs/logger.ts';
 import type { Logger } from './obs/logger.ts';
 import { Metrics } from './obs/metrics.ts';
 import type { BrokerStats } from './obs/metrics.ts';
@@ -62,9 +63,13 @@ class Daemon {
   #instrumented: InstrumentedHsm | undefined;
   #poll: NodeJS.Timeout | undefined;
 
-  constructor(cfg: Config, log: Logger, o: DaemonOptions) {
+  readonly loggers: Loggers;
+
+  constructor(cfg: Config, loggers: Loggers, o: DaemonOptions) {
+    const log = loggers.log;
     this.cfg = cfg;
     this.log = log;
+    this.loggers = loggers;
     this.env = o.env ?? process.env;
     this.configPath = o.configPath;
     this.sd = new SdNotify(log, this.env);
@@ -83,6 +88,7 @@ class Daemon {
       authorizer: () => this.authorizer,
       audit: this.audit,
       log,
+      requestLog: loggers.requestLog,
       metrics: this.metrics,
       defaultDeadlineMs: cfg.limits.defaultDeadlineMs,
       shuttingDown: () => this.shuttingDown,
@@ -261,6 +267,7 @@ class Daemon {
         this.log.info({ digest: swap.digest, previous: swap.previousDigest }, 'policy reloaded');
       }
       this.log.level = next.log.level;
+      this.loggers.requestLog.level = next.log.level;
       this.cfg = next;
       this.log.info({}, 'reloaded config and TLS certificates');
     } catch (err) {
@@ -288,8 +295,9 @@ class Daemon {
 /** Run the daemon until a signal stops it; resolves with the exit code. */
 export async function runDaemon(o: DaemonOptions): Promise<number> {
   const cfg = loadConfig(o.configPath, o.env ?? process.env);
-  const log = createLogger(cfg.log.level);
-  const d = new Daemon(cfg, log, o);
+  const loggers = createLoggers(cfg.log.level);
+  const log = loggers.log;
+  const d = new Daemon(cfg, loggers, o);
   if (cfg.policy.file !== '') {
     try {
       d.policy = await PolicyStore.fromFile(cfg.policy.file);
@@ -309,7 +317,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
       if (stopping) {
         log.warn({ sig }, 'second signal: forcing shutdown');
         d.api.forceShutdown();
-        log.flush();
+        loggers.flush();
         resolve(1);
         return;
       }
@@ -317,12 +325,12 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
       log.info({ sig }, 'signal received');
       d.stop().then(
         () => {
-          log.flush();
+          loggers.flush();
           resolve(0);
         },
         (err: unknown) => {
           log.error({ err: String(err) }, 'shutdown failed');
-          log.flush();
+          loggers.flush();
           resolve(1);
         },
       );

@@ -64,6 +64,8 @@ export interface CallGateOptions {
   readonly authorizer: () => Authorizer;
   readonly audit: AuditSink;
   readonly log: Logger;
+  /** Non-redacting logger for the fixed-schema request lines (see obs/logger.ts). */
+  readonly requestLog: Logger;
   readonly metrics: Metrics;
   readonly defaultDeadlineMs: number;
   readonly shuttingDown: () => boolean;
@@ -242,7 +244,7 @@ export class CallGate {
       const cause = err.cause instanceof Error ? err.cause.message : undefined;
       this.#o.log.error({ ...line, detail: err.detail, cause }, 'rpc failed');
     } else {
-      this.#o.log.info(line, 'rpc');
+      this.#o.requestLog.info(line, 'rpc');
     }
   }
 
@@ -327,11 +329,16 @@ export class CallGate {
 
   #context(rpc: string, begun: Begun, identity: CallerIdentity): CallContext {
     if (begun.ac.signal.aborted) throw begun.ac.signal.reason;
+    const root = this.#o.log;
+    let log: Logger | undefined;
     return {
       requestId: begun.requestId,
       rpc,
       identity,
-      log: this.#o.log.child({ requestId: begun.requestId }),
+      // Made on first use: most calls never log beyond their request line.
+      get log() {
+        return (log ??= root.child({ requestId: begun.requestId }));
+      },
       deadline: begun.deadline,
       signal: begun.ac.signal,
     };
