@@ -57,6 +57,35 @@ describe('pqc worker pool', () => {
     assert.ok(openssl.verify('ml-dsa-65', kp.publicKey, new Uint8Array(1), sig, ctx));
   });
 
+  it('signMany / verifyMany: one round trip per batch, per-item user errors in place', async () => {
+    const kp = openssl.generateKeyPair('ml-dsa-65');
+    const key = { form: 'seed' as const, bytes: kp.seed!.expose(), publicKey: kp.publicKey };
+    const msgs = [1, 2, 3, 4].map((i) => new TextEncoder().encode(`item ${i}`));
+    const sigs = await pool.signMany('liboqs', 'ml-dsa-65', key, msgs);
+    const values = sigs.map((r, i) => {
+      assert.ok(r.ok, `item ${i}`);
+      return r.value;
+    });
+    const items = values.map((signature, i) => ({ publicKey: kp.publicKey, message: msgs[i]!, signature }));
+    items.push({ publicKey: kp.publicKey, message: msgs[0]!, signature: values[1]! }); // wrong message
+    items.push({ publicKey: new Uint8Array(5), message: msgs[0]!, signature: values[0]! }); // malformed key
+    const res = await pool.verifyMany('openssl', 'ml-dsa-65', items);
+    assert.deepEqual(
+      res.slice(0, 5).map((r) => r.ok && r.value),
+      [true, true, true, true, false],
+    );
+    const last = res[5]!;
+    assert.ok(!last.ok && last.error.code === 'INVALID_ARGUMENT' && /publicKey/.test(last.error.message));
+    await assert.rejects(
+      pool.verifyMany(
+        'openssl',
+        'ml-dsa-65',
+        Array.from({ length: 1025 }, () => items[0]!),
+      ),
+      (e: unknown) => e instanceof KbError && e.code === 'TOO_LARGE',
+    );
+  });
+
   it('errors keep their code and safe detail', async () => {
     await assert.rejects(
       pool.verify('openssl', 'ml-dsa-65', new Uint8Array(3), new Uint8Array(1), new Uint8Array(3309)),

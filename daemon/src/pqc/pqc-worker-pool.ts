@@ -19,6 +19,8 @@ import { SecretBytes } from '../util/secret-bytes.ts';
 import type { EngineName, Encapsulation, PqcKeyPair } from './pqc-engine.ts';
 import type { KemAlgorithm, PqcAlgorithm, SigAlgorithm } from './pqc-params.ts';
 import type {
+  ItemResult,
+  VerifyItem,
   PqcWorkerOp,
   PqcWorkerReady,
   PqcWorkerReply,
@@ -61,6 +63,17 @@ function fresh(a: Uint8Array, transfer: ArrayBuffer[]): Uint8Array {
 
 function wireKey(k: WirePrivateKey, transfer: ArrayBuffer[]): WirePrivateKey {
   return { form: k.form, bytes: fresh(k.bytes, transfer), publicKey: fresh(k.publicKey, transfer) };
+}
+
+/** Largest batch one signMany/verifyMany call may carry. */
+export const MAX_BATCH_ITEMS = 1024;
+
+/** A batch item: its value, or the user error (KbError) that item alone produced. */
+export type BatchItem<T> =
+  { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: KbError };
+
+function batchItem<T>(r: ItemResult<T>): BatchItem<T> {
+  return r.ok ? { ok: true, value: r.value } : { ok: false, error: remoteError(r.code, r.message) };
 }
 
 /** Rebuild the worker's KbError, keeping its safe detail (e.g. which parameter was bad). */
@@ -199,6 +212,57 @@ export class PqcWorkerPool {
     );
     if (r.op !== 'verify') throw new KbError('INTERNAL');
     return r.valid;
+  }
+
+  /**
+   * Sign many messages with one key in one worker round trip (for batch RPCs). Per-item user
+   * errors come back in place; internal errors reject the whole call.
+   */
+  async signMany(
+    engine: EngineName,
+    alg: SigAlgorithm,
+    key: WirePrivateKey,
+    messages: readonly Uint8Array[],
+    context?: Uint8Array,
+  ): Promise<BatchItem<Uint8Array>[]> {
+    if (messages.length > MAX_BATCH_ITEMS)
+      throw new KbError('TOO_LARGE', `at most ${MAX_BATCH_ITEMS} items per batch`);
+    const transfer: ArrayBuffer[] = [];
+    const base = {
+      op: 'signMany',
+      engine,
+      alg,
+      key: wireKey(key, transfer),
+      messages: messages.map((m) => fresh(m, transfer)),
+    } as const;
+    const r = await this.#submit(
+      context === undefined ? base : { ...base, context: fresh(context, transfer) },
+      transfer,
+    );
+    if (r.op !== 'signMany') throw new KbError('INTERNAL');
+    return r.signatures.map(batchItem);
+  }
+
+  /** Verify many signatures in one worker round trip; per-item results as for signMany. */
+  async verifyMany(
+    engine: EngineName,
+    alg: SigAlgorithm,
+    items: readonly VerifyItem[],
+  ): Promise<BatchItem<boolean>[]> {
+    if (items.length > MAX_BATCH_ITEMS)
+      throw new KbError('TOO_LARGE', `at most ${MAX_BATCH_ITEMS} items per batch`);
+    const transfer: ArrayBuffer[] = [];
+    const wire = items.map((i) => {
+      const base = {
+        publicKey: fresh(i.publicKey, transfer),
+        message: fresh(i.message, transfer),
+        signature: fresh(i.signature, transfer),
+      };
+      return i.context === undefined ? base : { ...base, context: fresh(i.context, transfer) };
+    });
+    const r = await this.#submit({ op: 'verifyMany', engine, alg, items: wire }, transfer);
+    if (r.op !== 'verifyMany') throw new KbError('INTERNAL');
+    return r.valid.map(batchItem);
   }
 
   /** Fail queued work with SHUTTING_DOWN, let in-flight work finish, then stop the workers. */

@@ -49,7 +49,34 @@ export type PqcWorkerOp =
       readonly message: Uint8Array;
       readonly signature: Uint8Array;
       readonly context?: Uint8Array;
+    }
+  | {
+      /** One key, many messages: one message to the worker instead of one per item. */
+      readonly op: 'signMany';
+      readonly engine: EngineName;
+      readonly alg: SigAlgorithm;
+      readonly key: WirePrivateKey;
+      readonly messages: readonly Uint8Array[];
+      readonly context?: Uint8Array;
+    }
+  | {
+      readonly op: 'verifyMany';
+      readonly engine: EngineName;
+      readonly alg: SigAlgorithm;
+      readonly items: readonly VerifyItem[];
     };
+
+export interface VerifyItem {
+  readonly publicKey: Uint8Array;
+  readonly message: Uint8Array;
+  readonly signature: Uint8Array;
+  readonly context?: Uint8Array;
+}
+
+/** Per-item outcome of a batch: user errors stay with their item (Vault-style batches). */
+export type ItemResult<T> =
+  | { readonly ok: true; readonly value: T }
+  | { readonly ok: false; readonly code: string; readonly message: string };
 
 export type PqcWorkerResult =
   | {
@@ -61,7 +88,9 @@ export type PqcWorkerResult =
   | { readonly op: 'encapsulate'; readonly cipherText: Uint8Array; readonly sharedSecret: Uint8Array }
   | { readonly op: 'decapsulate'; readonly sharedSecret: Uint8Array }
   | { readonly op: 'sign'; readonly signature: Uint8Array }
-  | { readonly op: 'verify'; readonly valid: boolean };
+  | { readonly op: 'verify'; readonly valid: boolean }
+  | { readonly op: 'signMany'; readonly signatures: readonly ItemResult<Uint8Array>[] }
+  | { readonly op: 'verifyMany'; readonly valid: readonly ItemResult<boolean>[] };
 
 export interface PqcWorkerRequest {
   readonly id: number;

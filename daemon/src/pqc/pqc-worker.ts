@@ -11,6 +11,7 @@ import { LiboqsEngine } from './liboqs-engine.ts';
 import { OpenSslEngine } from './openssl-engine.ts';
 import type { EngineName, PqcEngine, PqcPrivateKey } from './pqc-engine.ts';
 import type {
+  ItemResult,
   PqcWorkerOp,
   PqcWorkerReady,
   PqcWorkerReply,
@@ -95,6 +96,30 @@ function run(w: PqcWorkerOp): { result: PqcWorkerResult; transfer: ArrayBuffer[]
         result: { op: w.op, valid: engine.verify(w.alg, w.publicKey, w.message, w.signature, w.context) },
         transfer: [],
       };
+    case 'signMany': {
+      const key = loadKey(engine, w.alg, w.key);
+      const signatures = w.messages.map((m) => item(() => own(engine.sign(key, m, w.context))));
+      return {
+        result: { op: w.op, signatures },
+        transfer: t(...signatures.flatMap((r) => (r.ok ? [r.value] : []))),
+      };
+    }
+    case 'verifyMany': {
+      const valid = w.items.map((i) =>
+        item(() => engine.verify(w.alg, i.publicKey, i.message, i.signature, i.context)),
+      );
+      return { result: { op: w.op, valid }, transfer: [] };
+    }
+  }
+}
+
+/** Run one batch item; a KbError stays with the item, anything else aborts the batch. */
+function item<T>(fn: () => T): ItemResult<T> {
+  try {
+    return { ok: true, value: fn() };
+  } catch (err) {
+    if (!(err instanceof KbError) || !err.isUserError) throw err;
+    return { ok: false, code: err.code, message: err.safeMessage };
   }
 }
 
