@@ -47,6 +47,25 @@ function delegatedSection(d: DelegatedResult): string {
   return `${head}${detail}\n\n| record |\n| --- |\n${rows.join('\n')}${more}`;
 }
 
+/**
+ * One row per daemon scenario at its best concurrency: the numbers the README quotes, each next
+ * to its ceilings (echo at the same concurrency, the single-core in-process rate, raw PKCS#11).
+ */
+export function renderHeadline(res: Pick<ResultsFile, 'records'>): string {
+  const names = [...new Set(res.records.filter((r) => r.kind === 'daemon').map((r) => r.scenario))];
+  const rows = names.map((n) => {
+    const best = res.records
+      .filter((r) => r.scenario === n)
+      .sort((a, b) => b.throughput.median - a.throughput.median)[0] as ScenarioRecord;
+    return `| ${esc(n)} | ${best.concurrency} | ${fmtSpread(best.throughput)} ${best.unit} | ${fmtNum(best.p50Us.median)} / ${fmtNum(best.p99Us.median)} | ${fmtNum(best.serverCpuUsPerOp?.median)} | ${ratio(best.ratios?.echo)} | ${ratio(best.ratios?.inProcess)} | ${ratio(best.ratios?.pkcs11)} |`;
+  });
+  return [
+    '| daemon scenario | best c | throughput | p50 / p99 µs | server CPU µs/op | vs echo | vs in-process | vs PKCS#11 |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...rows,
+  ].join('\n');
+}
+
 /** The whole summary. */
 export function renderSummary(res: ResultsFile): string {
   const m = res.machine;
@@ -74,6 +93,9 @@ export function renderSummary(res: ResultsFile): string {
     ),
     '',
   ];
+  if (res.records.some((r) => r.kind === 'daemon')) {
+    lines.push('## Headline (each daemon scenario at its best concurrency)', '', renderHeadline(res), '');
+  }
   const groups = [...new Set(res.records.map((r) => r.group))];
   for (const g of groups) {
     lines.push(`## ${g}`, '', HEADER);
