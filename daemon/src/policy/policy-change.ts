@@ -1,0 +1,37 @@
+/**
+ * A policy change under the two-person rule: the new text is validated first (a bad policy never
+ * consumes an approval), then the approval for exactly this text (by SHA-256) is executed, then
+ * the policy is swapped in atomically.
+ */
+import { createHash } from 'node:crypto';
+import type { ApprovalStore, ApprovalStep } from './approvals.ts';
+import type { CallerIdentity } from './authorizer.ts';
+import { loadPolicy } from './policy-document.ts';
+import type { PolicyStore, PolicySwap } from './policy-store.ts';
+
+/** SHA-256 (hex) of a policy text: what a change-policy approval binds. */
+export function policyDigest(text: string): string {
+  return createHash('sha256').update(text, 'utf8').digest('hex');
+}
+
+export interface PolicyChange {
+  readonly store: PolicyStore;
+  readonly approvals: ApprovalStore;
+  readonly who: CallerIdentity;
+  readonly approvalId: string;
+  readonly text: string;
+  readonly requestId: string;
+}
+
+/** Apply an approved policy text; throws (and changes nothing) if it is invalid or not approved. */
+export async function applyApprovedPolicy(c: PolicyChange): Promise<PolicySwap & { step: ApprovalStep }> {
+  loadPolicy(c.text);
+  const step = await c.approvals.execute(
+    c.who,
+    c.approvalId,
+    'change-policy',
+    { org: c.who.org, payloadDigest: policyDigest(c.text) },
+    c.requestId,
+  );
+  return { ...c.store.replace(c.text), step };
+}
