@@ -4,7 +4,7 @@
  * made directly with pkcs11js in a tight synchronous loop in the same run (the ceiling).
  * Reports ops/s, p50/p99 latency and the event loop's p99 delay; each phase uses a fresh token.
  *
- *   node bench/hsm-bench.ts [--duration-ms 800] [--ops wrap,unwrap,gcm-1k,ecdsa-sign] [--json]
+ *   node bench/hsm-bench.ts [--duration-ms 800] [--ops wrap,unwrap,gcm-1k,ecdsa-sign] [--pool-size 4] [--json]
  * Target: pooled async >= 70% of direct at its best concurrency. Whole run < 2 minutes.
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -22,10 +22,12 @@ const { values: args } = parseArgs({
     'duration-ms': { type: 'string', default: '800' },
     json: { type: 'boolean', default: false },
     ops: { type: 'string', default: 'wrap,unwrap,gcm-1k,ecdsa-sign' },
+    'pool-size': { type: 'string', default: '4' },
   },
 });
 const DURATION_MS = Math.min(Math.max(Number(args['duration-ms']), 100), 5000);
 const ROUNDS = 5;
+const POOL_SIZE = Math.min(Math.max(Number(args['pool-size']), 1), 64);
 const SLICE_MS = DURATION_MS / ROUNDS;
 const CONCURRENCIES = [1, 2, 4, 8, 16, 32];
 const TARGET = 0.7;
@@ -34,7 +36,8 @@ type OpName = 'wrap' | 'unwrap' | 'gcm-1k' | 'ecdsa-sign';
 
 interface BenchRecord {
   op: OpName;
-  mode: 'direct-sync' | 'pooled-async';
+  /** direct-sync: the ceiling; raw-async: pkcs11js C_*Async per session, no pool (reference). */
+  mode: 'direct-sync' | 'raw-async' | 'pooled-async';
   concurrency: number;
   ops: number;
   opsPerSec: number;
@@ -114,6 +117,24 @@ async function pooledSlice(cell: Cell, op: () => Promise<unknown>, concurrency: 
   cell.loop.disable();
 }
 
+/** One slice of raw pkcs11js async calls: one closed loop per session, no pool in between. */
+async function rawSlice(cell: Cell, ops: (() => Promise<unknown>)[], ms: number) {
+  cell.loop.enable();
+  const start = performance.now();
+  const end = start + ms;
+  await Promise.all(
+    ops.map(async (op) => {
+      while (performance.now() < end) {
+        const t0 = nowUs();
+        await op();
+        cell.lat.push(nowUs() - t0);
+      }
+    }),
+  );
+  cell.elapsedMs += performance.now() - start;
+  cell.loop.disable();
+}
+
 /** One slice of the tight synchronous loop on one session: it blocks the event loop throughout. */
 async function directSlice(cell: Cell, op: () => void, ms: number) {
   cell.loop.enable();
@@ -133,6 +154,8 @@ async function directSlice(cell: Cell, op: () => void, ms: number) {
 interface Direct {
   p: pkcs11js.PKCS11;
   s: Buffer;
+  /** POOL_SIZE further sessions for the raw async reference. */
+  extra: Buffer[];
   find(label: string, cls: number): Buffer;
 }
 
@@ -163,12 +186,17 @@ function openDirect(label: string, pin: string): Direct {
     if (!h) throw new Error(`object ${l} not found`);
     return h;
   };
-  return { p, s, find };
+  const extra = Array.from({ length: POOL_SIZE }, () =>
+    p.C_OpenSession(slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION),
+  );
+  return { p, s, extra, find };
 }
 
 interface Phase {
   pooledOp(hsm: Pkcs11Hsm, root: HsmKeyRef, signer: HsmKeyRef, wrapped: Uint8Array): () => Promise<unknown>;
   directOp(d: Direct, root: Buffer, priv: Buffer, wrapped: Buffer): () => void;
+  /** The same calls with pkcs11js C_*Async on session `s`, no pool, no checks (reference). */
+  rawAsyncOp(d: Direct, s: Buffer, root: Buffer, priv: Buffer, wrapped: Buffer): () => Promise<unknown>;
 }
 
 const KEY = randomBytes(32);
@@ -198,6 +226,11 @@ const PHASES: Record<OpName, Phase> = {
       d.p.C_WrapKey(d.s, { mechanism: P.CKM_AES_KEY_WRAP_PAD }, root, tmp, Buffer.alloc(48));
       d.p.C_DestroyObject(d.s, tmp);
     },
+    rawAsyncOp: (d, s, root) => async () => {
+      const tmp = d.p.C_CreateObject(s, secretTemplate());
+      await d.p.C_WrapKeyAsync(s, { mechanism: P.CKM_AES_KEY_WRAP_PAD }, root, tmp, Buffer.alloc(48));
+      d.p.C_DestroyObject(s, tmp);
+    },
   },
   unwrap: {
     pooledOp: (hsm, root, _s, wrapped) => () => hsm.unwrapKey(root, wrapped),
@@ -205,6 +238,17 @@ const PHASES: Record<OpName, Phase> = {
       const h = d.p.C_UnwrapKey(d.s, { mechanism: P.CKM_AES_KEY_WRAP_PAD }, root, wrapped, unwrapTemplate());
       d.p.C_GetAttributeValue(d.s, h, [{ type: P.CKA_VALUE }]);
       d.p.C_DestroyObject(d.s, h);
+    },
+    rawAsyncOp: (d, s, root, _p, wrapped) => async () => {
+      const h = await d.p.C_UnwrapKeyAsync(
+        s,
+        { mechanism: P.CKM_AES_KEY_WRAP_PAD },
+        root,
+        wrapped,
+        unwrapTemplate(),
+      );
+      d.p.C_GetAttributeValue(s, h, [{ type: P.CKA_VALUE }]);
+      d.p.C_DestroyObject(s, h);
     },
   },
   'gcm-1k': {
@@ -220,6 +264,17 @@ const PHASES: Record<OpName, Phase> = {
       d.p.C_EncryptInit(d.s, { mechanism: P.CKM_AES_GCM, parameter }, root);
       d.p.C_Encrypt(d.s, PLAIN_1K, Buffer.alloc(1024 + 16));
     },
+    rawAsyncOp: (d, s, root) => () => {
+      const parameter: pkcs11js.AesGCM = {
+        type: P.CK_PARAMS_AES_GCM,
+        iv: randomBytes(12),
+        aad: Buffer.alloc(16),
+        ivBits: 96,
+        tagBits: 128,
+      };
+      d.p.C_EncryptInit(s, { mechanism: P.CKM_AES_GCM, parameter }, root);
+      return d.p.C_EncryptAsync(s, PLAIN_1K, Buffer.alloc(1024 + 16));
+    },
   },
   'ecdsa-sign': {
     pooledOp: (hsm, _r, signer) => () => hsm.sign(signer, KEY),
@@ -227,6 +282,11 @@ const PHASES: Record<OpName, Phase> = {
       const digest = createHash('sha256').update(KEY).digest();
       d.p.C_SignInit(d.s, { mechanism: P.CKM_ECDSA }, priv);
       d.p.C_Sign(d.s, digest, Buffer.alloc(64));
+    },
+    rawAsyncOp: (d, s, _r, priv) => () => {
+      const digest = createHash('sha256').update(KEY).digest();
+      d.p.C_SignInit(s, { mechanism: P.CKM_ECDSA }, priv);
+      return d.p.C_SignAsync(s, digest, Buffer.alloc(64));
     },
   },
 };
@@ -244,26 +304,31 @@ async function runPhase(op: OpName): Promise<BenchRecord[]> {
     const { ref: signer } = await hsm.generateSigningKey('bench-signer', 'ecdsa-p256');
     const wrapped = await hsm.wrapKey(root, KEY);
     const phase = PHASES[op];
-    const directOp = phase.directOp(
-      d,
-      d.find('bench-root', P.CKO_SECRET_KEY),
-      d.find('bench-signer', P.CKO_PRIVATE_KEY),
-      Buffer.from(wrapped),
-    );
+    const rootH = d.find('bench-root', P.CKO_SECRET_KEY);
+    const privH = d.find('bench-signer', P.CKO_PRIVATE_KEY);
+    const directOp = phase.directOp(d, rootH, privH, Buffer.from(wrapped));
+    const rawOps = d.extra.map((s) => phase.rawAsyncOp(d, s, rootH, privH, Buffer.from(wrapped)));
     const pooledOp = phase.pooledOp(hsm, root, signer, wrapped);
     for (let i = 0; i < 200; i++) directOp();
     for (let i = 0; i < 200; i++) await pooledOp();
     // The machine may be shared: every cell runs in short slices, interleaved round-robin, so a
     // load change during the phase hits direct and pooled alike.
     const directCell = new Cell();
+    const rawCell = new Cell();
     const pooledCells = CONCURRENCIES.map(() => new Cell());
     for (let round = 0; round < ROUNDS; round++) {
       await directSlice(directCell, directOp, SLICE_MS);
+      await rawSlice(rawCell, rawOps, SLICE_MS);
       for (const [i, c] of CONCURRENCIES.entries())
         await pooledSlice(pooledCells[i] ?? new Cell(), pooledOp, c, SLICE_MS);
     }
     const ceiling = directCell.result();
-    const rows: BenchRecord[] = [{ op, mode: 'direct-sync', concurrency: 1, ...ceiling, ratioToDirect: 1 }];
+    const raw = rawCell.result();
+    const rawRatio = Math.round((raw.opsPerSec / Math.max(ceiling.opsPerSec, 1)) * 100) / 100;
+    const rows: BenchRecord[] = [
+      { op, mode: 'direct-sync', concurrency: 1, ...ceiling, ratioToDirect: 1 },
+      { op, mode: 'raw-async', concurrency: rawOps.length, ...raw, ratioToDirect: rawRatio },
+    ];
     for (const [i, c] of CONCURRENCIES.entries()) {
       const r = (pooledCells[i] ?? new Cell()).result();
       const ratio = Math.round((r.opsPerSec / Math.max(ceiling.opsPerSec, 1)) * 100) / 100;
@@ -271,7 +336,7 @@ async function runPhase(op: OpName): Promise<BenchRecord[]> {
     }
     return rows;
   } finally {
-    d.p.C_CloseSession(d.s);
+    for (const s of [d.s, ...d.extra]) d.p.C_CloseSession(s);
     d.p.close();
     await hsm.close();
     token.cleanup();
@@ -301,7 +366,7 @@ if (args.json) {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)));
   const fmt = (row: string[]) => row.map((c, i) => c.padStart(widths[i] ?? 0)).join('  ');
   process.stdout.write(
-    `SoftHSM2 via pkcs11js, ${DURATION_MS} ms per cell in ${ROUNDS} interleaved slices, UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}\n`,
+    `SoftHSM2 via pkcs11js, ${DURATION_MS} ms per cell in ${ROUNDS} interleaved slices, pool ${POOL_SIZE} sessions, UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}\n`,
   );
   process.stdout.write(`${fmt(head)}\n${rows.map(fmt).join('\n')}\n\n`);
   for (const op of OPS) {
