@@ -10,7 +10,9 @@ import { describe, it } from 'node:test';
 import { p256 } from '@noble/curves/nist.js';
 import { ml_dsa65 } from '@noble/post-quantum/ml-dsa.js';
 import { KbError } from '../../daemon/src/errors.ts';
+import type { Hsm, HsmKeyRef } from '../../daemon/src/hsm/hsm.ts';
 import {
+  type HsmSigningPort,
   ecdsaP256RawPublicKey,
   hsmEcdsaP256Signer,
   softwareEcdsaP256Signer,
@@ -192,3 +194,6 @@ describe('composite ML-DSA-65 + ECDSA-P256', () => {
     );
   });
 });
+
+// Compile-time check: the real Hsm interface fits the port the composite's HSM signer needs.
+const _hsmFitsSigningPort = (hsm: Hsm): HsmSigningPort<HsmKeyRef> => hsm;

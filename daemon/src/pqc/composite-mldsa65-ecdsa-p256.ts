@@ -16,7 +16,7 @@ import { createHash, createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { KbError } from '../errors.ts';
 import { SecretBytes } from '../util/secret-bytes.ts';
 import { ecdsaP256Verify, softwareEcdsaP256Signer, type EcdsaP256Signer } from './classical-signatures.ts';
-import { ecdsaP1363ToDer } from './ecdsa-encoding.ts';
+import { toDerEcdsaSignature } from './ecdsa-encoding.ts';
 import { assertBytes } from './pqc-assert.ts';
 import { TAG, readTlv, tlv } from './pqc-der.ts';
 import type { PqcEngine, PqcPrivateKey } from './pqc-engine.ts';
@@ -87,7 +87,7 @@ export class CompositeMlDsa65EcdsaP256 {
       Promise.resolve().then(() => this.#engine.sign(key.mlDsa, mPrime, COMPOSITE_LABEL)),
       key.ecdsa.sign(mPrime),
     ]);
-    const der = ecSig.length === 64 ? ecdsaP1363ToDer(ecSig) : ecSig;
+    const der = toDerEcdsaSignature(ecSig);
     const out = new Uint8Array(mlSig.length + der.length);
     out.set(mlSig, 0);
     out.set(der, mlSig.length);
