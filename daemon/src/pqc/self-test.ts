@@ -134,8 +134,8 @@ async function engineKats(r: Recorder, engine: PqcEngine, kats: SelfTestKats): P
 }
 
 /**
- * Run every KAT on every engine. `expander` (an engine with keygen from seed) serves X-Wing
- * seed expansion. Never throws; inspect `ok`.
+ * Run every KAT on every engine (the first engine with keygen from seed also expands the X-Wing
+ * seed for the others). Never throws; inspect `ok`.
  */
 export async function runSelfTest(
   engines: readonly PqcEngine[],
