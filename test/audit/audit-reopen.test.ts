@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { readChainTail } from '../../daemon/src/audit/audit-file-tail.ts';
+import { tailAudit } from '../../daemon/src/audit/audit-reader.ts';
 import { GENESIS_HASH } from '../../daemon/src/audit/audit-record.ts';
 import { verifyAuditFile } from '../../daemon/src/audit/audit-verifier.ts';
 import { FileAuditSink } from '../../daemon/src/audit/file-audit-sink.ts';
@@ -29,6 +30,15 @@ describe('reopen and tail checks', () => {
     writeFileSync(p, bytes);
     return p;
   };
+
+  it('tail reads the last entries of a long file from its end', async () => {
+    const p = copy('tail.log', long);
+    assert.deepEqual(
+      (await tailAudit(p, 3)).map((e) => e.seq),
+      [1998, 1999, 2000],
+    );
+    assert.equal((await tailAudit(p, 5000)).length, 2000);
+  });
 
   it('an empty or missing file is the genesis', async () => {
     const t = await readChainTail(join(dir, 'missing.log'));

@@ -3,6 +3,7 @@
  * signed checkpoints (to keep elsewhere as anchors against truncation).
  */
 import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { parseEntryLine } from './audit-parse.ts';
 import type { AuditEntry, CheckpointEntry, RecordEntry } from './audit-record.ts';
 
@@ -69,12 +70,31 @@ export async function* readAuditEntries(
 
 /** The last `n` entries. */
 export async function tailAudit(path: string, n: number): Promise<AuditEntry[]> {
-  const out: AuditEntry[] = [];
-  for await (const { entry } of readAuditEntries(path)) {
-    out.push(entry);
-    if (out.length > n) out.shift();
+  // Read backwards in blocks until n complete lines are in hand: tail of a large file stays cheap.
+  const fh = await open(path, 'r');
+  try {
+    const { size } = await fh.stat();
+    let start = size;
+    let buf = Buffer.alloc(0);
+    const BLOCK = 1 << 20;
+    while (start > 0) {
+      const from = Math.max(0, start - BLOCK);
+      const block = Buffer.alloc(start - from);
+      await fh.read(block, 0, block.length, from);
+      buf = Buffer.concat([block, buf]);
+      start = from;
+      let count = 0;
+      for (let i = buf.indexOf(0x0a); i !== -1; i = buf.indexOf(0x0a, i + 1)) count++;
+      if (count > n) break;
+    }
+    if (buf.length > 0 && buf[buf.length - 1] !== 0x0a) throw new Error(`torn last line in ${path}`);
+    // Drop a partial first line when the read did not reach the start of the file.
+    const body = start > 0 ? buf.subarray(buf.indexOf(0x0a) + 1) : buf;
+    const lines = body.toString('utf8').split('\n').slice(0, -1).slice(-n);
+    return lines.map((l) => parseEntryLine(l).entry);
+  } finally {
+    await fh.close();
   }
-  return out;
 }
 
 /** Filters for `audit query`; every given field must match. */
