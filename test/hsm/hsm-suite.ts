@@ -349,6 +349,22 @@ export function hsmSuite(name: string, target: SuiteTarget): void {
       if (signer) await hsm.destroyKey(signer);
     });
 
+    it('recovers after the fault switch by re-initialising the module and logging in again', async () => {
+      const key = randomBytes(32);
+      const wrapped = await hsm.wrapKey(root, key);
+      hsm.setFaultInjection(true);
+      await rejectsWith(hsm.unwrapKey(root, wrapped), 'HSM_UNAVAILABLE', 'unwrapKey during the fault');
+      assert.equal(hsm.health().ok, false);
+      hsm.setFaultInjection(false);
+      await hsm.whenHealthy(15_000);
+      assert.deepEqual(
+        Buffer.from(await hsm.unwrapKey(root, wrapped)),
+        key,
+        'unwrap after C_Finalize/C_Initialize',
+      );
+      assert.deepEqual(await hsm.findKey(root.label, 'root'), root);
+    });
+
     it('a full queue fails fast with POOL_EXHAUSTED (second instance sharing the module)', async () => {
       const small = await Pkcs11Hsm.open({ ...opts, poolSize: 1, maxWaiters: 2 });
       try {
