@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
@@ -275,4 +276,23 @@ test('logs carry one line per request and never plaintext, ciphertext, key bytes
   for (const f of ['requestId', 'rpc', 'identity', 'tenant', 'code', 'latencyMs']) {
     assert.ok(f in sample, `request log line has ${f}: ${JSON.stringify(sample)}`);
   }
+});
+
+test('a second SIGTERM forces the shutdown when a call would hold the drain (exit 1)', async () => {
+  d = await startDaemon({ dataDir, env: { KB_LIFECYCLE_SHUTDOWN_GRACE_MS: '600000' } });
+  const dd = d;
+  const stream = dd.client('service').crypto.stream('EncryptStream');
+  stream.on('error', () => undefined); // cut off by the forced stop, as expected
+  stream.on('data', () => undefined);
+  const opened = once(stream, 'metadata'); // sent once the stream is authorised and audited
+  stream.write({ init: { aad: Buffer.alloc(0) } });
+  await opened;
+  dd.proc.kill('SIGTERM');
+  await dd.waitFor((l) => l.msg === 'shutting down: draining');
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(dd.proc.exitCode, null, 'still draining: the open stream holds it');
+  dd.proc.kill('SIGTERM');
+  assert.equal(await dd.exited, 1, 'forced exit code');
+  assert.ok(dd.lines.some((l) => l.msg === 'second signal: forcing shutdown'));
+  outputs.push(dd.output);
 });
