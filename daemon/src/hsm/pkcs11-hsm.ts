@@ -8,6 +8,11 @@
  * `pin` is kept in memory for re-login after a reconnect; it is never logged nor put in an error.
  * SoftHSM reads SOFTHSM2_CONF at C_Initialize: set it before `open` (test/support/softhsm-token.ts).
  * Tests of "HSM goes away, then returns": `hsm.setFaultInjection(true|false)` + `hsm.whenHealthy(ms)`.
+ * One instance per module per process is the intended setup: a second one shares the module's
+ * C_Initialize and login (PKCS#11 allows one per process), and only the last close finalises it.
+ * The long calls (wrap, unwrap, encrypt, decrypt, sign, key generation) are C_*Async; the short
+ * *Init, C_CreateObject, C_GetAttributeValue and C_DestroyObject steps have no async variant in
+ * pkcs11js and run on the event loop (microseconds each on SoftHSM).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
