@@ -79,6 +79,10 @@ describe('FileAuditSink', () => {
     );
     assert.ok(f.state.syncs <= 10, `expected few fsyncs for 2,000 concurrent appends, got ${f.state.syncs}`);
     assert.deepEqual(sink.head(), pos[1999]);
+    const st = sink.stats();
+    assert.equal(st.records, 2000);
+    assert.equal(st.batches, f.state.syncs, 'one batch per fsync');
+    assert.deepEqual([st.pending, st.healthy, st.failures], [0, true, 0]);
     await sink.close();
     const r = await verifyAuditFile(path);
     assert.equal(r.ok, true, JSON.stringify(r.firstBad));

@@ -48,6 +48,19 @@ export interface FileAuditSinkOptions {
   readonly onEvent?: (event: { kind: string; detail: string }) => void;
 }
 
+/** What `FileAuditSink.stats()` reports (counters since open). */
+export interface AuditSinkStats {
+  readonly records: number;
+  readonly batches: number;
+  readonly checkpoints: number;
+  readonly failures: number;
+  /** Entries in the last write+fsync, and how long it took. */
+  readonly lastBatchSize: number;
+  readonly lastCommitMs: number;
+  readonly pending: number;
+  readonly healthy: boolean;
+}
+
 interface Pending {
   readonly entry: UnsequencedEntry;
   readonly resolve: (p: AuditPosition) => void;
@@ -76,6 +89,7 @@ export class FileAuditSink implements AuditSink {
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
   #unlock: () => void = () => undefined;
+  #stats = { records: 0, batches: 0, checkpoints: 0, failures: 0, lastBatchSize: 0, lastCommitMs: 0 };
 
   private constructor(
     o: FileAuditSinkOptions,
@@ -165,6 +179,11 @@ export class FileAuditSink implements AuditSink {
       this.#checkpointWaiters.push({ resolve, reject });
       this.#kick();
     });
+  }
+
+  /** Counters for metrics: durable records, write+fsync batches, checkpoints, failures. */
+  stats(): AuditSinkStats {
+    return { ...this.#stats, pending: this.#queue.length, healthy: this.#failure === undefined };
   }
 
   head(): AuditPosition {
@@ -262,6 +281,7 @@ export class FileAuditSink implements AuditSink {
     if (lines.length === 0) return;
     since += batch.length;
     const data = Buffer.from(lines.join(''), 'utf8');
+    const t0 = performance.now();
     try {
       let off = 0;
       while (off < data.length) off += await this.#file.write(data.subarray(off));
@@ -270,6 +290,11 @@ export class FileAuditSink implements AuditSink {
       this.#fail(err, batch);
       return;
     }
+    this.#stats.batches += 1;
+    this.#stats.records += batch.length;
+    this.#stats.checkpoints += checkpoint ? 1 : 0;
+    this.#stats.lastBatchSize = lines.length;
+    this.#stats.lastCommitMs = performance.now() - t0;
     this.#seq = seq;
     this.#hash = hash;
     this.#size += data.length;
@@ -328,6 +353,7 @@ export class FileAuditSink implements AuditSink {
   }
 
   #fail(err: unknown, batch: Pending[]): void {
+    this.#stats.failures += 1;
     const code = (err as NodeJS.ErrnoException).code;
     this.#failure = `audit write failed (${code ?? 'error'}): ${(err as Error).message}`.slice(0, 300);
     this.#o.onEvent?.({ kind: 'failed', detail: this.#failure });
