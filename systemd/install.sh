@@ -95,6 +95,8 @@ for f in LICENSE package.json; do [ -e "$RUNTIME/$f" ] && cp -a "$RUNTIME/$f" "$
 # Reference copies of the systemd files (drop-ins are examples: copy the ones you need).
 mkdir -p "$stage/systemd"
 cp -a "$KB_ROOT/systemd/drop-ins" "$KB_ROOT/systemd/etc" "$stage/systemd/"
+mkdir -p "$stage/systemd/sysusers.d"
+cp -a "$KB_ROOT/systemd/sysusers.d/keybroker-opencryptoki.conf" "$stage/systemd/sysusers.d/"
 cp -a "$KB_ROOT/systemd/uninstall.sh" "$stage/systemd/uninstall.sh"
 
 chmod -R u+rwX,go+rX,go-w "$stage"

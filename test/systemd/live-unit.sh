@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs keybroker for real and runs keybroker.service under a real systemd 252 service
 # manager, without touching this machine: run it as root inside a private mount namespace
-#   unshare -m -p --fork --kill-child --mount-proc --propagation private \
+#   unshare -m -i -p --fork --kill-child --mount-proc --propagation private \
 #     bash test/systemd/live-unit.sh REPO WORK [DROP-IN...]
 # /etc, /usr and /var become overlays whose writes land in WORK; /run is a fresh tmpfs.
 # PID 1 here is not systemd, so the manager is `systemd --user` running as root with
@@ -14,6 +14,7 @@ set -euo pipefail
 REPO="$1"
 WORK="$2"
 shift 2 # the rest: extra drop-ins to install for the run
+HSM="${KB_LIVE_HSM:-softhsm2}" # softhsm2, or opencryptoki (with drop-ins/opencryptoki.conf)
 emit() { printf '@@%s %s\n' "$1" "$2"; }
 step() { printf '== %s\n' "$*" >&2; }
 
@@ -51,17 +52,47 @@ bash "$REPO/systemd/install.sh" >"$WORK/install.out" 2>&1 && emit install 0 || {
 emit user "$(getent passwd keybroker)"
 systemd-tmpfiles --create /usr/lib/tmpfiles.d/keybroker.conf && emit tmpfiles 0
 
-step "provision: PKI from keybroker init, SoftHSM2 token as keybroker, PIN file"
+step "provision: PKI from keybroker init, $HSM token, PIN file"
 /usr/bin/keybroker init --data-dir "$WORK/pki-src" --port 0 --metrics-port 0 >&2
 install -o root -g keybroker -m 0640 "$WORK/pki-src/pki/ca.pem" /etc/keybroker/tls/client-ca.pem
 install -o root -g keybroker -m 0640 "$WORK/pki-src/pki/server.pem" /etc/keybroker/tls/server.pem
 install -o root -g keybroker -m 0640 "$WORK/pki-src/pki/server-key.pem" /etc/keybroker/tls/server-key.pem
-pin="$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
-so_pin="$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+if [ "$HSM" = opencryptoki ]; then
+  # Our own slot daemon, shared memory and IPC: the machine's opencryptoki state (used by the HSM
+  # tests) is not touched; the token store under /var is in the overlay.
+  mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+  systemd-tmpfiles --create /usr/lib/tmpfiles.d/opencryptoki.conf
+  /usr/sbin/pkcsslotd
+  pin="$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')" # opencryptoki 3.8: PINs of 4-8 characters
+  # C_InitToken with the package's default SO PIN (wipes the overlay copy), then the user PIN.
+  KB_PIN="$pin" /usr/lib/keybroker/runtime/bin/node --input-type=module -e "
+    import { createRequire } from 'node:module';
+    const { PKCS11 } = createRequire('/usr/lib/keybroker/package.json')('pkcs11js');
+    const p = new PKCS11();
+    p.load('/usr/lib/x86_64-linux-gnu/opencryptoki/libopencryptoki.so.0');
+    p.C_Initialize({ flags: 2 });
+    const slot = p.C_GetSlotList(false).find((b) => b.readUInt32LE(0) === 3);
+    p.C_InitToken(slot, '87654321', 'keybroker'.padEnd(32));
+    const s = p.C_OpenSession(slot, 6);
+    p.C_Login(s, 0, '87654321');
+    p.C_InitPIN(s, process.env.KB_PIN);
+    p.C_Logout(s); p.C_CloseSession(s); p.C_Finalize();" >&2
+  printf 'KB_HSM_PROFILE=opencryptoki\nKB_HSM_SOFTHSM_CONF=\n' >>/etc/keybroker/keybroker.env
+  # The documented step: keybroker joins the pkcs11 group through sysusers.d.
+  install -D -m 0644 /usr/lib/keybroker/systemd/sysusers.d/keybroker-opencryptoki.conf /etc/sysusers.d/keybroker-opencryptoki.conf
+  systemd-sysusers
+  emit pkcs11-group "$(getent group pkcs11)"
+  cp "$REPO/systemd/drop-ins/opencryptoki.conf" "$WORK/opencryptoki.conf"
+  set -- "$@" "$WORK/opencryptoki.conf"
+else
+  pin="$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+  so_pin="$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+  runuser -u keybroker -- env SOFTHSM2_CONF=/etc/keybroker/softhsm2.conf \
+    softhsm2-util --init-token --free --label keybroker --so-pin "$so_pin" --pin "$pin" >&2
+fi
 install -m 0600 /dev/null /etc/keybroker/pins/hsm-user.pin
 printf '%s\n' "$pin" >/etc/keybroker/pins/hsm-user.pin
-runuser -u keybroker -- env SOFTHSM2_CONF=/etc/keybroker/softhsm2.conf \
-  softhsm2-util --init-token --free --label keybroker --so-pin "$so_pin" --pin "$pin" >&2
+emit hsm "$HSM"
 # Test-only settings through the unit's own EnvironmentFile: free ports (other daemons may run
 # on this machine), a ready file to learn them, an org + tenant so that the first start writes
 # tenant files and makes keys in the HSM, and the metrics listener on every address so that the
