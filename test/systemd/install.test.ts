@@ -41,6 +41,7 @@ describe('install.sh into a DESTDIR (PREFIX=/usr)', () => {
     ['usr/lib/keybroker/node_modules', '0755'],
     ['usr/lib/keybroker/systemd/drop-ins/opencryptoki.conf', '0644'],
     ['usr/lib/keybroker/systemd/uninstall.sh', '0755'],
+    ['usr/lib/keybroker/systemd/sysusers.d/keybroker-opencryptoki.conf', '0644'],
     ['usr/bin/keybroker', '0755'],
     ['usr/lib/systemd/system/keybroker.service', '0644'],
     ['usr/lib/sysusers.d/keybroker.conf', '0644'],
