@@ -88,7 +88,7 @@ class Daemon {
       authorizer: () => this.authorizer,
       audit: this.audit,
       log,
-      requestLog: loggers.requestLog,
+      requestLog: (line) => loggers.request(line),
       metrics: this.metrics,
       defaultDeadlineMs: cfg.limits.defaultDeadlineMs,
       shuttingDown: () => this.shuttingDown,
@@ -267,7 +267,6 @@ class Daemon {
         this.log.info({ digest: swap.digest, previous: swap.previousDigest }, 'policy reloaded');
       }
       this.log.level = next.log.level;
-      this.loggers.requestLog.level = next.log.level;
       this.cfg = next;
       this.log.info({}, 'reloaded config and TLS certificates');
     } catch (err) {

@@ -76,7 +76,7 @@ before(async () => {
     authorizer: () => new DefaultAuthorizer(),
     audit: sink,
     log: loggers.log,
-    requestLog: loggers.requestLog,
+    requestLog: (line) => loggers.request(line),
     metrics,
     defaultDeadlineMs: 30_000,
     shuttingDown: () => false,

@@ -12,7 +12,7 @@ test('secret fields are redacted; the request logger writes its fixed fields as 
       cb();
     },
   });
-  const { log, requestLog } = createLoggers('debug', sink);
+  const { log, request } = createLoggers('debug', sink);
   log.info(
     {
       plaintext: 'PT-SECRET',
@@ -38,7 +38,7 @@ test('secret fields are redacted; the request logger writes its fixed fields as 
   }
   assert.ok(out.includes('visible') && out.includes('[redacted]'), out);
   out = '';
-  requestLog.info({ requestId: 'r1', rpc: 'keybroker.v1.Crypto/Encrypt', code: 'OK', latencyMs: 1.5 }, 'rpc');
+  request({ requestId: 'r1', rpc: 'keybroker.v1.Crypto/Encrypt', code: 'OK', latencyMs: 1.5 });
   const line = JSON.parse(out) as Record<string, unknown>;
   assert.equal(line.requestId, 'r1');
   assert.equal(line.msg, 'rpc');

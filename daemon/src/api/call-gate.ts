@@ -17,7 +17,7 @@ import { KbError, toKbError } from '../errors.ts';
 import type { CustomerId, OrgId, TenantId } from '../ids.ts';
 import type { AuditSink } from '../audit/audit-sink.ts';
 import type { Authorizer, CallerIdentity, Decision } from '../policy/authorizer.ts';
-import type { Logger } from '../obs/logger.ts';
+import type { Logger, RequestLine } from '../obs/logger.ts';
 import type { Metrics } from '../obs/metrics.ts';
 import { callerIdentityOf } from './caller-identity.ts';
 import { MALFORMED } from './proto-definitions.ts';
@@ -64,8 +64,8 @@ export interface CallGateOptions {
   readonly authorizer: () => Authorizer;
   readonly audit: AuditSink;
   readonly log: Logger;
-  /** Non-redacting logger for the fixed-schema request lines (see obs/logger.ts). */
-  readonly requestLog: Logger;
+  /** Writes the fixed-schema request lines (see obs/logger.ts). */
+  readonly requestLog: (line: RequestLine) => void;
   readonly metrics: Metrics;
   readonly defaultDeadlineMs: number;
   readonly shuttingDown: () => boolean;
@@ -83,6 +83,8 @@ interface Begun {
   readonly deadline: number;
   readonly ac: AbortController;
   readonly timer: NodeJS.Timeout;
+  readonly call: AnyCall;
+  readonly onCancel: () => void;
 }
 
 /**
@@ -144,9 +146,11 @@ export class CallGate {
       Math.max(0, deadline - Date.now()),
     );
     timer.unref();
-    call.on('cancelled', () => ac.abort(new KbError('DEADLINE_EXCEEDED', 'cancelled by the caller')));
+    // grpc-js also emits 'cancelled' after a normal end; #finish removes this listener first.
+    const onCancel = () => ac.abort(new KbError('DEADLINE_EXCEEDED', 'cancelled by the caller'));
+    call.on('cancelled', onCancel);
     this.#o.metrics.rpcInFlight.inc({ rpc });
-    return { started, requestId, deadline, ac, timer };
+    return { started, requestId, deadline, ac, timer, call, onCancel };
   }
 
   #identify(call: AnyCall): CallerIdentity {
@@ -225,6 +229,7 @@ export class CallGate {
     err: KbError | undefined,
   ): void {
     clearTimeout(begun.timer);
+    begun.call.removeListener('cancelled', begun.onCancel);
     const seconds = Number(process.hrtime.bigint() - begun.started) / 1e9;
     const code = err === undefined ? 'OK' : (GrpcCode[err.status] ?? String(err.status));
     this.#o.metrics.rpcInFlight.dec({ rpc });
@@ -244,7 +249,7 @@ export class CallGate {
       const cause = err.cause instanceof Error ? err.cause.message : undefined;
       this.#o.log.error({ ...line, detail: err.detail, cause }, 'rpc failed');
     } else {
-      this.#o.requestLog.info(line, 'rpc');
+      this.#o.requestLog(line);
     }
   }
 
