@@ -2,7 +2,11 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { status as GrpcCode } from '@grpc/grpc-js';
+import { readFileSync } from 'node:fs';
+import { Client, credentials, loadPackageDefinition } from '@grpc/grpc-js';
 import type { ServiceError } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { protoPath as healthProtoPath } from 'grpc-health-check';
 import type { ServiceClient } from '../../daemon/src/api/api-client.ts';
 
 export { GrpcCode };
@@ -85,4 +89,37 @@ export async function streamDecrypt(
   }
   const out = (await bidi(c, 'DecryptStream', msgs())) as { plaintext: Buffer }[];
   return Buffer.concat(out.map((m) => m.plaintext));
+}
+
+type HealthCtor = new (a: string, c: unknown, o: object) => Client;
+
+/** grpc.health.v1.Health/Check over mTLS with the daemon's service identity; returns the status name. */
+export async function healthCheck(
+  address: string,
+  pki: (f: string) => string,
+  service: string,
+): Promise<string> {
+  const pkg = loadPackageDefinition(loadSync(healthProtoPath, { enums: String })) as unknown as {
+    grpc: { health: { v1: { Health: HealthCtor } } };
+  };
+  const creds = credentials.createSsl(
+    readFileSync(pki('ca.pem')),
+    readFileSync(pki('service-key.pem')),
+    readFileSync(pki('service.pem')),
+  );
+  const client = new pkg.grpc.health.v1.Health(address, creds, {
+    'grpc.ssl_target_name_override': 'localhost',
+  });
+  try {
+    const r = await new Promise<{ status: string }>((resolve, reject) =>
+      (
+        client as unknown as {
+          check: (q: object, cb: (e: ServiceError | null, r: { status: string }) => void) => void;
+        }
+      ).check({ service }, (e, res) => (e ? reject(e) : resolve(res))),
+    );
+    return r.status;
+  } finally {
+    client.close();
+  }
 }

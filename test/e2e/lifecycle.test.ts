@@ -15,7 +15,7 @@ import { connect } from 'node:tls';
 import { after, test } from 'node:test';
 import { REPO_ROOT, startDaemon, initTestDataDir, removeDataDir } from '../support/daemon-harness.ts';
 import type { DaemonHandle } from '../support/daemon-harness.ts';
-import { GrpcCode, expectCode } from './e2e-helpers.ts';
+import { GrpcCode, expectCode, healthCheck } from './e2e-helpers.ts';
 
 type R = Record<string, unknown>;
 const MARK = 'PLAINTEXT-MARKER-b61c';
@@ -123,6 +123,10 @@ test('HSM fault: warm keys keep serving, cold ones get UNAVAILABLE, not ready; t
   );
   assert.equal(e.details, 'key store unavailable');
   await until('readyz reports not ready', async () => (await dd.metrics('/readyz')).status === 503);
+  await until(
+    'gRPC health NOT_SERVING',
+    async () => (await healthCheck(dd.address, (f) => dd.pki(f), '')) === 'NOT_SERVING',
+  );
   const rz = JSON.parse((await dd.metrics('/readyz')).body) as R;
   assert.equal(rz.degraded, true, `readyz body ${JSON.stringify(rz)}`);
   assert.match((await dd.metrics()).body, /^keybroker_degraded 1$/m, 'metrics keybroker_degraded');
@@ -138,6 +142,10 @@ test('HSM fault: warm keys keep serving, cold ones get UNAVAILABLE, not ready; t
     30_000,
   );
   await until('readyz ready again', async () => (await dd.metrics('/readyz')).status === 200, 30_000);
+  await until(
+    'gRPC health SERVING again',
+    async () => (await healthCheck(dd.address, (f) => dd.pki(f), 'keybroker.v1.Crypto')) === 'SERVING',
+  );
 });
 
 function serverSerial(port: number, ca: Buffer): Promise<string> {
@@ -217,6 +225,11 @@ test('an HSM unreachable at start: listening but not ready, data plane UNAVAILAB
   await dd.waitFor((l) => l.msg === 'cannot open HSM; retrying');
   const r = await dd.metrics('/readyz');
   assert.equal(r.status, 503, `readyz: ${r.body}`);
+  assert.equal(
+    await healthCheck(dd.address, (f) => dd.pki(f), ''),
+    'NOT_SERVING',
+    'gRPC health before the HSM opens',
+  );
   await expectCode(
     dd.client('service').crypto.unary('Encrypt', { plaintext: Buffer.from('x'), aad: Buffer.alloc(0) }),
     GrpcCode.UNAVAILABLE,
