@@ -74,6 +74,17 @@ describe('X-Wing interop and rejection', () => {
     });
   }
 
+  it('ciphertexts made on one engine open on the other', () => {
+    const [a, b] = [IMPLS[0]!.xwing, IMPLS[1]!.xwing];
+    const kp = a.generateKeyPair();
+    const keyA = a.loadPrivateKey(kp.seed.expose());
+    const keyB = b.loadPrivateKey(kp.seed.expose(), kp.publicKey);
+    const e1 = a.encapsulate(kp.publicKey);
+    assert.ok(eq(b.decapsulate(keyB, e1.cipherText), e1.sharedSecret), 'openssl -> liboqs');
+    const e2 = b.encapsulate(kp.publicKey);
+    assert.ok(eq(a.decapsulate(keyA, e2.cipherText), e2.sharedSecret), 'liboqs -> openssl');
+  });
+
   it('wrong lengths are INVALID_ARGUMENT naming the parameter', () => {
     const xwing = new XWing(openssl);
     const kp = xwing.generateKeyPair();
