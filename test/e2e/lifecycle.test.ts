@@ -178,7 +178,15 @@ test('SIGHUP swaps the server certificate; live connections keep working; a bad 
   await until('reload logged', async () => reloads() > n);
   const afterSerial = await serverSerial(dd.grpcPort, ca);
   assert.notEqual(afterSerial, before, 'new handshakes see the new certificate');
+  const parses = async () =>
+    Number(/^keybroker_tls_identity_parses_total (\d+)/m.exec((await dd.metrics()).body)?.[1]);
+  const parsesBefore = await parses();
   await live.crypto.unary('Encrypt', { plaintext: Buffer.from('after'), aad: Buffer.alloc(0) });
+  assert.equal(
+    await parses(),
+    parsesBefore,
+    'the live connection survived the reload (no new TLS connection)',
+  );
 
   // A key that does not match its certificate: the reload fails and the old context stays.
   const other = await (await dd.ca()).issue({ commonName: 'x', dnsNames: ['localhost'], usage: 'server' });
