@@ -3,7 +3,7 @@
  * -> ready; and the signals. The API listens before the HSM is open so that an HSM unreachable
  * at start shows as "not ready" (health, /readyz, UNAVAILABLE) instead of a crash loop.
  */
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { KbError, toKbError } from './errors.ts';
 import { orgId, tenantId } from './ids.ts';
@@ -286,6 +286,8 @@ class Daemon {
     await this.audit.close();
     await this.hsm?.close();
     await this.ops.close();
+    // A stale ready file would point clients at a port nobody listens on.
+    if (this.cfg.lifecycle.readyFile !== '') rmSync(this.cfg.lifecycle.readyFile, { force: true });
     this.log.info({ forced }, 'stopped');
     return !forced;
   }
