@@ -359,7 +359,7 @@ export class KeyBroker implements Api.KeyBrokerApi {
     this.#closed = true;
     for (const t of this.#timers) clearInterval(t);
     try {
-      this.#usage.flush();
+      this.#usage.flush(true);
     } finally {
       this.#cache.clear();
       this.#h.d.pool.closeAll();

@@ -6,6 +6,10 @@
 import type { TenantRow } from '../store/registry-store.ts';
 import type { Hierarchy } from './hierarchy.ts';
 
+/** Pending counts kept before closed tenant files are opened just to write them. */
+const MAX_PENDING = 10_000;
+const CLOSED_FILES_PER_TICK = 32;
+
 interface Count {
   readonly t: TenantRow;
   readonly customer: string;
@@ -48,19 +52,33 @@ export class UsageCounter {
     return this.#m.get(`${org}/${tenant}/${customer}/${version}`)?.unflushed ?? 0;
   }
 
-  /** Write unflushed counts; entries are dropped and re-read from the store on next use. */
-  flush(): void {
+  /**
+   * Write unflushed counts; written entries are dropped and re-read from the store on next use.
+   * Files already open are written every tick; counts of closed files wait until their file is
+   * open anyway, unless the backlog passes MAX_PENDING (then a bounded slice per tick), so a
+   * flush never opens and closes hundreds of tenant files in one event-loop turn. `all` (at
+   * close) writes everything.
+   */
+  flush(all = false): void {
     const byFile = new Map<string, Count[]>();
-    for (const c of this.#m.values()) {
-      if (c.unflushed === 0) continue;
+    for (const [k, c] of this.#m) {
+      if (c.unflushed === 0) {
+        this.#m.delete(k);
+        continue;
+      }
       const l = byFile.get(c.t.fileName) ?? [];
       l.push(c);
       byFile.set(c.t.fileName, l);
     }
-    this.#m.clear();
-    for (const list of byFile.values()) {
-      const first = list[0];
-      if (!first) continue;
+    const over = this.#m.size > MAX_PENDING;
+    let closedBudget = all ? Number.POSITIVE_INFINITY : over ? CLOSED_FILES_PER_TICK : 0;
+    for (const [fileName, list] of byFile) {
+      if (!all && !this.#h.d.pool.isOpen(fileName)) {
+        if (closedBudget <= 0) continue;
+        closedBudget--;
+      }
+      for (const c of list) this.#m.delete(`${c.t.org}/${c.t.tenant}/${c.customer}/${c.version}`);
+      const first = list[0] as Count;
       const live = this.#h.tenantRow(first.t.org, first.t.tenant);
       if (!live || live.state !== 'active') continue;
       try {

@@ -21,6 +21,11 @@ export class TenantStorePool {
     return this.#open.size;
   }
 
+  /** Whether a tenant's file is open now (writing to it then costs no open/close). */
+  isOpen(fileName: string): boolean {
+    return this.#open.has(fileName);
+  }
+
   pathOf(fileName: string): string {
     return join(this.#root, fileName);
   }

@@ -194,12 +194,22 @@ export class TenantStore {
       version,
     );
   }
+  /**
+   * Add usage counts. Counts are not key material and a crash may lose the last interval anyway,
+   * so this write skips the fsync (synchronous=NORMAL in WAL) and restores FULL afterwards.
+   */
   addCekUses(rows: readonly { customer: string; version: number; n: number }[]): void {
     const st = this.st('UPDATE cek_versions SET uses = uses + ? WHERE customer = ? AND version = ?');
-    this.tx(() => {
-      for (const r of rows) st.run(r.n, r.customer, r.version);
-    });
+    this.db.pragma('synchronous = NORMAL');
+    try {
+      this.tx(() => {
+        for (const r of rows) st.run(r.n, r.customer, r.version);
+      });
+    } finally {
+      this.db.pragma('synchronous = FULL');
+    }
   }
+
   /** Replace every wrapped CEK and tenant key with its rewrapped form, atomically. */
   rewrapAll(
     ceks: readonly { customer: string; version: number; tekVersion: number; wrapped: Uint8Array }[],
