@@ -7,7 +7,12 @@ import type { CustomerId, OrgId, TenantId } from '../../daemon/src/ids.ts';
 import type { AuthzRequest, CallerIdentity } from '../../daemon/src/policy/authorizer.ts';
 import { loadPolicy } from '../../daemon/src/policy/policy-document.ts';
 import type { Policy } from '../../daemon/src/policy/policy-document.ts';
-import { PolicyEngine, decisionError, evaluatePolicy } from '../../daemon/src/policy/policy-engine.ts';
+import {
+  PolicyEngine,
+  decisionError,
+  effectiveRole,
+  evaluatePolicy,
+} from '../../daemon/src/policy/policy-engine.ts';
 import { PolicyStore } from '../../daemon/src/policy/policy-store.ts';
 import { ALLOW_ALL_POLICY, BASE_POLICY, allRpcs, caller } from './policy-fixtures.ts';
 
@@ -368,6 +373,24 @@ describe('fail-closed', () => {
     assert.match(decisionError(f).safeMessage, /X-Wing contains X25519/);
     const p = evaluatePolicy(base, request({ who: t1svc, rpc: `${A}CreateTenant` }));
     assert.equal(decisionError(p).code, 'PERMISSION_DENIED');
+  });
+  it('fipsMode is visible for health and metrics, and false when the source fails', () => {
+    assert.equal(new PolicyEngine(new PolicyStore(fips)).fipsMode, true);
+    assert.equal(new PolicyEngine(new PolicyStore(base)).fipsMode, false);
+    assert.equal(
+      new PolicyEngine({
+        current: () => {
+          throw new Error('x');
+        },
+      }).fipsMode,
+      false,
+    );
+  });
+  it('effective role is the highest of certificate roles and policy bindings', () => {
+    assert.equal(effectiveRole(base, 'spiffe://acme/admin/olga', ['viewer']), 'operator');
+    assert.equal(effectiveRole(base, 'spiffe://acme/admin/olga', ['admin']), 'admin');
+    assert.equal(effectiveRole(base, 'spiffe://acme/admin/nobody', []), undefined);
+    assert.equal(effectiveRole(undefined, 'spiffe://acme/admin/x', ['viewer']), 'viewer');
   });
   it('evaluation is pure: the same request gives the same decision', () => {
     const r = request({ who: t1billing, rpc: `${C}Decrypt`, tenant: 't1', customer: 'default' });
