@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, test } from 'node:test';
+import { Metadata } from '@grpc/grpc-js';
+import { loadKeybrokerPackage } from '../../daemon/src/api/proto-definitions.ts';
 import { connectKeybroker } from '../../daemon/src/api/api-client.ts';
 import { ApiServer } from '../../daemon/src/api/api-server.ts';
 import { CallGate } from '../../daemon/src/api/call-gate.ts';
@@ -23,6 +25,12 @@ import { createDevCa } from '../../daemon/src/tls/dev-pki.ts';
 import { ReloadableServerCredentials } from '../../daemon/src/tls/reloadable-server-credentials.ts';
 import { FakeKeyBroker } from '../support/fake-key-broker.ts';
 import { GrpcCode, expectCode } from './e2e-helpers.ts';
+
+const encryptDef = (
+  loadKeybrokerPackage()['keybroker.v1.Crypto'] as Record<string, { requestSerialize: (o: object) => Buffer }>
+).Encrypt;
+const encodeEncrypt = (o: { plaintext: Buffer }): Buffer =>
+  (encryptDef as { requestSerialize: (o: object) => Buffer }).requestSerialize(o);
 
 class TestSink implements AuditSink {
   records: AuditRecordInput[] = [];
@@ -128,6 +136,36 @@ test('every call is audited with identity, tenant, rpc and result before it is a
   assert.equal(rec?.rpc, 'keybroker.v1.Crypto/Encrypt');
   assert.equal(rec?.result, 'ok');
   assert.equal(rec?.keyVersion, 1);
+});
+
+test('x-request-id: kept from the client or generated; in the response headers, or trailers on failure', async () => {
+  const call = (requestId?: string, plaintext = Buffer.from('x')) =>
+    new Promise<{ header: string | undefined; trailer: string | undefined; code: number }>((resolve) => {
+      const md = new Metadata();
+      if (requestId !== undefined) md.set('x-request-id', requestId);
+      let header: string | undefined;
+      const c = client.crypto.raw.makeUnaryRequest(
+        '/keybroker.v1.Crypto/Encrypt',
+        (o: object) => encodeEncrypt(o as { plaintext: Buffer }),
+        (b: Buffer) => b,
+        { plaintext },
+        md,
+        () => undefined,
+      );
+      c.on('metadata', (m: Metadata) => (header = m.get('x-request-id')[0] as string | undefined));
+      c.on('status', (st: { code: number; metadata: Metadata }) =>
+        resolve({ header, trailer: st.metadata.get('x-request-id')[0] as string | undefined, code: st.code }),
+      );
+    });
+  const kept = await call('abc-123');
+  assert.equal(kept.header, 'abc-123', 'client id kept, in the headers');
+  const generated = await call();
+  assert.match(generated.header ?? '', /^[0-9a-f-]{36}$/, 'generated uuid');
+  const invalid = await call('bad id with spaces');
+  assert.notEqual(invalid.header, 'bad id with spaces', 'invalid ids are replaced');
+  const failed = await call('fail-1', Buffer.alloc(2 * 1024 * 1024));
+  assert.equal(failed.code, GrpcCode.INVALID_ARGUMENT);
+  assert.equal(failed.trailer, 'fail-1', 'id in the trailers of a failed call');
 });
 
 test('denied calls are audited as denied', async () => {

@@ -283,7 +283,11 @@ export class CallGate {
     this.#finish(rpc, begun, identity, target, err);
     const md = new Metadata();
     md.set('x-request-id', begun.requestId);
-    if (err === undefined) return callback(null, result as Res, md);
+    if (err === undefined) {
+      call.sendMetadata(md);
+      return callback(null, result as Res);
+    }
+    // A failed call has no response headers (trailers-only): the id goes in the trailers.
     const retry = (err as { retryAfterMs?: unknown }).retryAfterMs;
     if (typeof retry === 'number') md.set('retry-after-ms', String(retry));
     callback({ code: err.status, details: err.safeMessage, metadata: md });
