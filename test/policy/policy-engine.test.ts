@@ -137,6 +137,13 @@ const cases: Case[] = [
     want: { allow: true, rule: 'acme-admins' },
   },
   {
+    name: 'a role binding caps an admin certificate (daemon gives admin URIs the admin role)',
+    who: caller('spiffe://acme/admin/olga', ['admin']),
+    rpc: `${A}DestroyTenant`,
+    tenant: 't1',
+    want: { allow: false, rule: 'role:admin' },
+  },
+  {
     name: 'operator may not destroy a tenant',
     who: olga,
     rpc: `${A}DestroyTenant`,
@@ -386,9 +393,18 @@ describe('fail-closed', () => {
       false,
     );
   });
-  it('effective role is the highest of certificate roles and policy bindings', () => {
+  it('effective role: matching policy bindings decide, else certificate roles', () => {
     assert.equal(effectiveRole(base, 'spiffe://acme/admin/olga', ['viewer']), 'operator');
-    assert.equal(effectiveRole(base, 'spiffe://acme/admin/olga', ['admin']), 'admin');
+    assert.equal(
+      effectiveRole(base, 'spiffe://acme/admin/olga', ['admin']),
+      'operator',
+      'a binding caps an admin certificate',
+    );
+    assert.equal(
+      effectiveRole(base, 'spiffe://acme/admin/cert-only', ['admin']),
+      'admin',
+      'no binding: certificate roles',
+    );
     assert.equal(effectiveRole(base, 'spiffe://acme/admin/nobody', []), undefined);
     assert.equal(effectiveRole(undefined, 'spiffe://acme/admin/x', ['viewer']), 'viewer');
   });

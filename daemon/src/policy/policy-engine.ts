@@ -20,15 +20,18 @@ import type { Constraints, Policy } from './policy-document.ts';
 const deny = (reason: string, rule: string, code?: Decision['code']): Decision =>
   code === undefined ? { allow: false, reason, rule } : { allow: false, reason, rule, code };
 
-/** The role the policy grants `uri` on top of the roles its certificate carries. */
+/**
+ * The caller's role: when policy role bindings match its URI they decide (so a policy can hold an
+ * admin certificate to viewer or operator); otherwise the roles its certificate carries.
+ */
 export function effectiveRole(
   policy: Policy | undefined,
   uri: string,
   certRoles: readonly Role[],
 ): Role | undefined {
-  const roles: Role[] = [...certRoles];
-  for (const b of policy?.roleBindings ?? []) if (b.identity.test(uri)) roles.push(b.role);
-  return highestRole(roles);
+  const bound: Role[] = [];
+  for (const b of policy?.roleBindings ?? []) if (b.identity.test(uri)) bound.push(b.role);
+  return highestRole(bound.length > 0 ? bound : certRoles);
 }
 
 /** Returns the name of the first constraint list the request falls outside of, or undefined. */
