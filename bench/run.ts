@@ -15,7 +15,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { CORES } from './lib/child-process.ts';
+import { CORES, stopAllChildren } from './lib/child-process.ts';
 import { compareResults, renderComparison } from './lib/compare.ts';
 import { renderSummary } from './lib/markdown.ts';
 import type { ResultsFile } from './lib/result-types.ts';
@@ -112,6 +112,16 @@ async function main(): Promise<number> {
   // The runner (provisioning, admin timings) stays off the server's core.
   if (CORES.pinned) spawnSync('taskset', ['-pc', CORES.client, String(process.pid)], { stdio: 'ignore' });
   const workDir = mkdtempSync(join(tmpdir(), 'kb-bench-'));
+  // Interrupted: stop the daemon/echo/load children and remove the scratch dir, then exit.
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      process.stderr.write(`bench: ${sig}, stopping children\n`);
+      void stopAllChildren(3000).finally(() => {
+        if (!values['keep-work']) rmSync(workDir, { recursive: true, force: true });
+        process.exit(130);
+      });
+    });
+  }
   const t0 = Date.now();
   try {
     const res = await runSuite({

@@ -29,6 +29,14 @@ export function pinnedArgv(core: string | undefined, argv: readonly string[]): [
   return [cmd, rest];
 }
 
+/** Children still running, so an interrupted suite can stop them (see stopAllChildren). */
+const live = new Set<JsonLineChild>();
+
+/** SIGTERM every child the harness started and still runs; SIGKILL whatever is left after `graceMs`. */
+export async function stopAllChildren(graceMs = 5000): Promise<void> {
+  await Promise.all([...live].map((c) => c.stop(graceMs)));
+}
+
 /** A running child with its stdout as JSON lines. */
 export class JsonLineChild {
   readonly proc: ChildProcess;
@@ -67,13 +75,16 @@ export class JsonLineChild {
     this.proc.stderr!.on('data', (d: Buffer) => {
       this.stderrTail = (this.stderrTail + d.toString('utf8')).slice(-4000);
     });
+    live.add(this);
     this.exitPromise = new Promise((resolve) => {
       this.proc.on('exit', (code, signal) => {
+        live.delete(this);
         this.exited = { code, signal };
         this.wake();
         resolve();
       });
       this.proc.on('error', (err) => {
+        live.delete(this);
         this.stderrTail += `\nspawn error: ${err.message}`;
         this.exited = { code: -1, signal: null };
         this.wake();
