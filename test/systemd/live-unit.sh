@@ -195,10 +195,13 @@ cmp -s "$cred/hsm-user.pin" /etc/keybroker/pins/hsm-user.pin &&
   emit credential-content same || emit credential-content different
 
 step "systemctl reload (ExecReload sends SIGHUP; RELOADING=1 ... READY=1)"
+t0=$(date +%s%N)
 rc=0; timeout 60 systemctl --user reload keybroker.service || rc=$?
 emit reload "$rc"
-# RELOADING=1 and READY=1 come from systemd-notify children, possibly after ExecReload ends.
-for _ in $(seq 1 50); do [ "$(show ActiveState)" = active ] && break; sleep 0.2; done
+# RELOADING=1 and READY=1 come from systemd-notify children, possibly after ExecReload ends;
+# each systemd-notify waits for the manager's barrier (up to 5 s when it is slow).
+for _ in $(seq 1 150); do [ "$(show ActiveState)" = active ] && break; sleep 0.2; done
+emit reload-ms "$(( ($(date +%s%N) - t0) / 1000000 ))"
 emit reloaded.MainPID "$(show MainPID)"
 emit reloaded.ActiveState "$(show ActiveState)"
 emit reloaded.healthz "$(health "$mport" healthz)"

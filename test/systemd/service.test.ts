@@ -194,6 +194,7 @@ describe('keybroker.service under a real systemd manager', { skip, timeout: 600_
     // Under the user-mode manager LoadCredential= leaves the directory empty (see live-unit.sh).
     console.log(`# credential seen by the service: ${JSON.stringify(live.values.get('credential'))}`);
     console.log(`# open-file limit in the service: ${live.values.get('proc.nofile')}`);
+    console.log(`# systemctl reload until active again: ${live.values.get('reload-ms')} ms`);
   });
 
   test('opencryptoki with drop-ins/opencryptoki.conf and its sysusers.d membership', (t) => {
@@ -210,5 +211,6 @@ describe('keybroker.service under a real systemd manager', { skip, timeout: 600_
       ['proc.uid_map', (v) => v.trim().startsWith('0 0 4294967295'), 'no user namespace (PrivateUsers=no)'],
     ];
     for (const [key, check, wanted] of cases) expectValue(live, key, check, wanted);
+    console.log(`# opencryptoki: systemctl reload until active again: ${live.values.get('reload-ms')} ms`);
   });
 });
