@@ -226,6 +226,12 @@ emit stop "$rc"
 for p in ActiveState Result ExecMainCode ExecMainStatus; do emit "stopped.$p" "$(show "$p")"; done
 emit daemon-log "$(tail -c 6000 /run/kbtest/daemon.log | base64 -w0)"
 
+step "why MemoryDenyWriteExecute= is left out: the installed runtime under it"
+mdwe() { systemd-run --user --wait --quiet -p User=keybroker -p "MemoryDenyWriteExecute=$1" \
+  /usr/lib/keybroker/runtime/bin/node -e 'let s = 0; for (let i = 0; i < 1e6; i++) s += i;' >/dev/null 2>&1 && echo ok || echo failed; }
+emit mdwe.no "$(mdwe no)"
+emit mdwe.yes "$(mdwe yes)"
+
 step "uninstall.sh keeps data; --purge removes it"
 bash /usr/lib/keybroker/systemd/uninstall.sh >&2 && emit uninstall 0
 emit after-uninstall "$(ls -d /usr/lib/keybroker /etc/keybroker /var/lib/keybroker 2>/dev/null | tr '\n' ' ')"
