@@ -73,8 +73,16 @@ export interface Config {
     /** Data-plane operations per tenant per UTC day; 0: no quota. */
     readonly tenantOpsPerDay: number;
   };
-  /** Policy document (JSON); empty: the built-in default (admins: own org; services: own tenant). */
-  readonly policy: { readonly file: string };
+  readonly policy: {
+    /** Policy document (JSON); empty: the built-in default (admins: own org; services: own tenant). */
+    readonly file: string;
+    /** FIPS algorithm policy on regardless of the policy document (which may also set `fipsMode`). */
+    readonly fipsMode: boolean;
+    /** Two-person rule for destroy tenant/customer, org key rotation and policy changes. */
+    readonly twoPersonRule: boolean;
+    /** Request -> approve -> execute must all happen within this window. */
+    readonly approvalWindowMs: number;
+  };
   /** Created on the first serve when absent (dev/test convenience); empty org: nothing. */
   readonly bootstrap: { readonly org: string; readonly tenants: readonly string[] };
 }
@@ -115,7 +123,7 @@ export const DEFAULT_CONFIG: Config = {
     perTenantBurst: 100_000,
     tenantOpsPerDay: 0,
   },
-  policy: { file: '' },
+  policy: { file: '', fipsMode: false, twoPersonRule: true, approvalWindowMs: 3_600_000 },
   bootstrap: { org: '', tenants: [] },
 };
 
@@ -174,7 +182,12 @@ export const CONFIG_SCHEMA = obj({
     perTenantBurst: pos(100_000_000),
     tenantOpsPerDay: { type: 'integer', minimum: 0, maximum: 1e15 },
   }),
-  policy: obj({ file: path }),
+  policy: obj({
+    file: path,
+    fipsMode: { type: 'boolean' },
+    twoPersonRule: { type: 'boolean' },
+    approvalWindowMs: pos(7 * 86_400_000),
+  }),
   bootstrap: obj({
     org: { anyOf: [{ const: '' }, { type: 'string', pattern: NAME }] },
     tenants: {

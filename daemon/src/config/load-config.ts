@@ -120,7 +120,7 @@ function resolvePaths(cfg: Config, baseDir: string): Config {
     },
     lifecycle: { ...cfg.lifecycle, readyFile: abs(cfg.lifecycle.readyFile, dataDir) },
     audit: { ...cfg.audit, path: abs(cfg.audit.path, dataDir) },
-    policy: { file: abs(cfg.policy.file, dataDir) },
+    policy: { ...cfg.policy, file: abs(cfg.policy.file, dataDir) },
   };
 }
 
