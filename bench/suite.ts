@@ -79,8 +79,10 @@ export async function runSuite(o: SuiteOptions): Promise<ResultsFile> {
   }
 
   const delegated: DelegatedResult[] = [];
-  for (const script of delegatesWanted(o.only)) {
-    const left = o.budgetMs - (Date.now() - ctx.startedMs);
+  const scripts = delegatesWanted(o.only);
+  for (const [i, script] of scripts.entries()) {
+    // What is left of the budget is shared by the scripts still to run.
+    const left = (o.budgetMs - (Date.now() - ctx.startedMs)) / (scripts.length - i);
     const timeoutMs = Math.max(20_000, Math.min(o.quick ? 45_000 : 300_000, left));
     ctx.log(`delegated ${script} (timeout ${Math.round(timeoutMs / 1000)} s)`);
     const r = await runDelegate(join(o.repoRoot, 'bench'), script, { quick: o.quick, timeoutMs });

@@ -138,6 +138,13 @@ export function httpText(port: number, path: string): Promise<string> {
   });
 }
 
+/** KB_BENCH_DAEMON_PROF=1: a V8 CPU profile of each daemon, written to <dataDir>/prof on exit. */
+function profileArgs(dataDir: string): string[] {
+  return process.env.KB_BENCH_DAEMON_PROF === '1'
+    ? ['--cpu-prof', '--cpu-prof-dir', join(dataDir, 'prof')]
+    : [];
+}
+
 /**
  * Start `keybroker serve` pinned to `core`; resolves once /readyz answers 200 (HSM open,
  * stores ready). `env` carries the phase's KB_* overrides.
@@ -153,7 +160,7 @@ export async function startDaemon(
     process.env.KB_BENCH_DAEMON_LOG === '1' ? openSync(join(dir.dataDir, 'daemon.log'), 'a') : undefined;
   const child = new JsonLineChild(
     'keybroker serve',
-    [NODE, cli(repoRoot), 'serve', '--config', dir.configFile],
+    [NODE, ...profileArgs(dir.dataDir), cli(repoRoot), 'serve', '--config', dir.configFile],
     {
       core: opts.core,
       env: { ...process.env, ...opts.env },
