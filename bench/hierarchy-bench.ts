@@ -283,7 +283,10 @@ if (PHASES.has('large')) {
     'large',
     { maxOpenTenantFiles: 256, cache: { maxEntries: 10_000 }, metadataCacheEntries: 20_000 },
     async (kb, _hsm, dir, token) => {
+      // Run with node --expose-gc for heap numbers after a full GC (otherwise garbage counts too).
+      global.gc?.();
       const rss0 = process.memoryUsage().rss;
+      const heap0 = process.memoryUsage().heapUsed;
       const t0 = msNow();
       const per = Math.ceil(NL / PROCS);
       await Promise.all(
@@ -327,6 +330,14 @@ if (PHASES.has('large')) {
       hot.sort((a, b) => a - b);
       global.gc?.();
       const rss1 = process.memoryUsage().rss;
+      const heap1 = process.memoryUsage().heapUsed;
+      rows.push({
+        phase: `${NL} tenants`,
+        metric: 'JS heap growth',
+        value: (heap1 - heap0) / 2 ** 20,
+        unit: 'MiB',
+        note: global.gc ? 'after full GC' : 'no --expose-gc: includes garbage',
+      });
       rows.push({
         phase: `${NL} tenants`,
         metric: 'encrypt p50 (random tenant, mostly cold)',
