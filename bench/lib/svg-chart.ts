@@ -146,6 +146,15 @@ function panel(group: string, all: readonly ScenarioRecord[], ox: number, oy: nu
         `<circle cx="${px(p.c).toFixed(1)}" cy="${py(p.y).toFixed(1)}" r="2.5" fill="${style.color}"/>`,
       );
     }
+    if (s.kind === 'ceiling-echo') {
+      // Echo lines share one style: name each where it ends.
+      const last = s.points[s.points.length - 1];
+      if (last) {
+        out.push(
+          `<text x="${(px(last.c) - 4).toFixed(1)}" y="${(py(last.y) - 6).toFixed(1)}" font-size="9" text-anchor="end" fill="${style.color}">${esc(s.name)}</text>`,
+        );
+      }
+    }
     legend.push({ label: isCeiling ? `${s.name} (ceiling)` : s.name, color: style.color, dash: style.dash });
   }
   legend.slice(0, LEGEND_ROWS).forEach((l, i) => {
