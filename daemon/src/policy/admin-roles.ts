@@ -1,12 +1,17 @@
 /**
- * Which role each Admin RPC needs (viewer < operator < admin). A policy document may override
- * entries through `adminRpcRoles`; an Admin RPC that is in neither table needs `admin`, so a new
- * method is never weaker than the strongest role by accident.
+ * Which role each control-plane RPC (services Admin, Approvals, Policy) needs (viewer < operator
+ * < admin). A policy document may override entries through `adminRpcRoles`; a control-plane RPC
+ * in neither table needs `admin`, so a new method is never weaker than the strongest role by accident.
  */
 import type { Role } from './authorizer.ts';
 
 /** The Admin service prefix; every method below is "keybroker.v1.Admin/<Method>". */
 export const ADMIN_PREFIX = 'keybroker.v1.Admin/';
+/** The two-person rule's service (proto/keybroker/v1/approvals.proto). */
+export const APPROVALS_PREFIX = 'keybroker.v1.Approvals/';
+/** The policy service (proto/keybroker/v1/policy.proto). */
+export const POLICY_PREFIX = 'keybroker.v1.Policy/';
+const CONTROL_PLANE = [ADMIN_PREFIX, APPROVALS_PREFIX, POLICY_PREFIX];
 
 const RANK: Readonly<Record<Role, number>> = { viewer: 1, operator: 2, admin: 3 };
 
@@ -24,10 +29,10 @@ export function highestRole(roles: Iterable<Role>): Role | undefined {
 
 const table: Record<string, Role> = {};
 const add = (role: Role, methods: readonly string[]): void => {
-  for (const m of methods) table[ADMIN_PREFIX + m] = role;
+  for (const m of methods) table[m.includes('/') ? `keybroker.v1.${m}` : ADMIN_PREFIX + m] = role;
 };
-// Names from proto/keybroker/v1/admin.proto, plus methods planned by the audit/approval work.
-// Read-only views of the hierarchy, policy, approvals and audit.
+// Names from proto/keybroker/v1/{admin,approvals,policy}.proto ("Service/Method" outside Admin).
+// Read-only views of the hierarchy, policy and approvals.
 add('viewer', [
   'ListOrgs',
   'DescribeOrg',
@@ -35,10 +40,8 @@ add('viewer', [
   'DescribeTenant',
   'ListCustomers',
   'DescribeCustomer',
-  'GetPolicy',
-  'ListApprovals',
-  'GetAuditHead',
-  'ExportAuditCheckpoints',
+  'Policy/GetPolicy',
+  'Approvals/ListApprovals',
 ]);
 // Day-to-day lifecycle that destroys nothing and creates no trust root.
 add('operator', [
@@ -59,19 +62,17 @@ add('admin', [
   'CreateTenant',
   'DestroyTenant',
   'DestroyCustomer',
-  'SetPolicy',
-  'ReloadPolicy',
-  'RequestApproval',
-  'ApproveRequest',
-  'ExecuteApproval',
-  'CancelApproval',
+  'Policy/SetPolicy',
+  'Approvals/RequestApproval',
+  'Approvals/ApproveRequest',
+  'Approvals/CancelApproval',
 ]);
 
-/** Default role per Admin RPC. */
+/** Default role per control-plane RPC. */
 export const DEFAULT_ADMIN_RPC_ROLES: ReadonlyMap<string, Role> = new Map(Object.entries(table));
 
-/** The role `rpc` needs, or undefined when it is not an Admin RPC. */
+/** The role `rpc` needs, or undefined when it is not a control-plane RPC. */
 export function requiredRole(rpc: string, overrides?: ReadonlyMap<string, Role>): Role | undefined {
-  if (!rpc.startsWith(ADMIN_PREFIX)) return undefined;
+  if (!CONTROL_PLANE.some((p) => rpc.startsWith(p))) return undefined;
   return overrides?.get(rpc) ?? DEFAULT_ADMIN_RPC_ROLES.get(rpc) ?? 'admin';
 }

@@ -109,7 +109,7 @@ function fromRow(r: Row): Approval {
   };
 }
 
-const RPC = 'keybroker.v1.Admin/';
+const RPC = 'keybroker.v1.Approvals/';
 
 interface StepRecord {
   readonly who: CallerIdentity;

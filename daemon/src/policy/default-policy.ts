@@ -27,7 +27,7 @@ export const DEFAULT_POLICY_TEXT = JSON.stringify({
       id: 'default/admin',
       effect: 'allow',
       identities: ['spiffe://*/admin/*'],
-      rpcs: ['keybroker.v1.Admin/*'],
+      rpcs: ['keybroker.v1.Admin/*', 'keybroker.v1.Approvals/*', 'keybroker.v1.Policy/*'],
     },
   ],
 });

@@ -78,7 +78,7 @@ export const POLICY_SCHEMA = {
     adminRpcRoles: {
       type: 'object',
       maxProperties: MAX_LIST,
-      propertyNames: { pattern: '^keybroker\\.v1\\.Admin/[A-Za-z][A-Za-z0-9]{0,63}$' },
+      propertyNames: { pattern: '^keybroker\\.v1\\.(Admin|Approvals|Policy)/[A-Za-z][A-Za-z0-9]{0,63}$' },
       additionalProperties: ROLE,
     },
   },

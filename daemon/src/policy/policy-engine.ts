@@ -84,13 +84,16 @@ function structural(req: AuthzRequest): Decision | undefined {
   return undefined;
 }
 
-/** Evaluate one request against one policy. Pure: same inputs, same decision. */
-export function evaluatePolicy(policy: Policy | undefined, req: AuthzRequest): Decision {
+/**
+ * Evaluate one request against one policy. Pure: same inputs, same decision. `forceFips` turns
+ * FIPS mode on whatever the document says (daemon config `policy.fipsMode`).
+ */
+export function evaluatePolicy(policy: Policy | undefined, req: AuthzRequest, forceFips = false): Decision {
   const s = structural(req);
   if (s) return s;
   if (policy === undefined) return deny('no policy loaded', 'no-policy');
 
-  if (policy.fipsMode && req.algorithm !== undefined) {
+  if ((forceFips || policy.fipsMode) && req.algorithm !== undefined) {
     const why = fipsRefusal(req.algorithm);
     if (why !== undefined) return deny(`FIPS mode: ${why}`, 'fips', 'ALGORITHM_NOT_ALLOWED');
   }
@@ -131,14 +134,17 @@ export interface PolicySource {
 /** The Authorizer the daemon uses: evaluates every call against the source's current policy. */
 export class PolicyEngine implements Authorizer {
   readonly #source: PolicySource;
+  readonly #forceFips: boolean;
 
-  constructor(source: PolicySource) {
+  /** `o.fipsMode` forces FIPS mode on (config); off leaves it to the policy document. */
+  constructor(source: PolicySource, o: { readonly fipsMode?: boolean } = {}) {
     this.#source = source;
+    this.#forceFips = o.fipsMode === true;
   }
 
   authorize(req: AuthzRequest): Decision {
     try {
-      return evaluatePolicy(this.#source.current(), req);
+      return evaluatePolicy(this.#source.current(), req, this.#forceFips);
     } catch {
       // Fail closed; the cause is a bug or a corrupt policy object, never the caller's business.
       return deny('policy evaluation failed', 'evaluator-error');
@@ -147,6 +153,7 @@ export class PolicyEngine implements Authorizer {
 
   /** Whether FIPS mode is on in the current policy (for health and metrics). */
   get fipsMode(): boolean {
+    if (this.#forceFips) return true;
     try {
       return this.#source.current()?.fipsMode ?? false;
     } catch {

@@ -15,12 +15,27 @@ export interface PolicySwap {
   readonly digest: string;
 }
 
+/** Where the policy in force came from (GetPolicy reports it). */
+export type PolicyOrigin = 'default' | 'file' | 'api';
+
 export class PolicyStore implements PolicySource {
   #current: Policy | undefined;
+  #text: string | undefined;
+  #origin: PolicyOrigin = 'default';
 
   /** Start with `initial` (already validated) or with no policy, which denies everything. */
-  constructor(initial?: Policy) {
+  constructor(initial?: Policy, text?: string) {
     this.#current = initial;
+    this.#text = text;
+  }
+
+  /** The document text in force (undefined when constructed from a compiled policy only). */
+  text(): string | undefined {
+    return this.#text;
+  }
+
+  origin(): PolicyOrigin {
+    return this.#origin;
   }
 
   /** Validate and compile `text` from a file path. */
@@ -35,10 +50,12 @@ export class PolicyStore implements PolicySource {
   }
 
   /** Replace the policy with `text` if it is valid; otherwise throw and keep the old one. */
-  replace(text: string): PolicySwap {
+  replace(text: string, origin: PolicyOrigin = 'api'): PolicySwap {
     const next = loadPolicy(text);
     const previousDigest = this.#current?.digest;
     this.#current = next;
+    this.#text = text;
+    this.#origin = origin;
     return { previousDigest, digest: next.digest };
   }
 
@@ -53,6 +70,6 @@ export class PolicyStore implements PolicySource {
         detail: (err as Error).message,
       });
     }
-    return this.replace(text);
+    return this.replace(text, 'file');
   }
 }
