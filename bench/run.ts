@@ -69,7 +69,7 @@ async function main(): Promise<number> {
       process.stdout.write(`${s.name.padEnd(34)} ${s.phase.padEnd(20)} ${s.description}${flag}\n`);
     }
     process.stdout.write(
-      'delegated: hsm-bench hierarchy-bench pqc-bench audit-bench (run with --only delegated or by name)\n',
+      'delegated: hsm-bench hierarchy-bench pqc-bench audit-bench rate-limit-bench (--only delegated, or by name)\n',
     );
     return 0;
   }
@@ -97,7 +97,8 @@ async function main(): Promise<number> {
     .filter((x) => x !== '');
   const unknown = only
     ? unknownScenarioNames(only).filter(
-        (n) => !/^(delegated\*?|hsm-bench|hierarchy-bench|pqc-bench|audit-bench)(\.ts)?$/.test(n),
+        (n) =>
+          !/^(delegated\*?|hsm-bench|hierarchy-bench|pqc-bench|audit-bench|rate-limit-bench)(\.ts)?$/.test(n),
       )
     : [];
   if (unknown.length > 0) usage(`unknown scenario(s): ${unknown.join(', ')} (see --list)`);

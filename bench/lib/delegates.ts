@@ -9,12 +9,13 @@ import { join } from 'node:path';
 import type { DelegatedResult } from './result-types.ts';
 import { CORES, NODE, pinnedArgv } from './child-process.ts';
 
-/** The scripts the suite runs, in order, and the issue each belongs to. */
+/** The per-area scripts the suite runs, in order (HSM, hierarchy, post-quantum, audit, rate limits). */
 export const DELEGATED_SCRIPTS = [
   'hsm-bench.ts',
   'hierarchy-bench.ts',
   'pqc-bench.ts',
   'audit-bench.ts',
+  'rate-limit-bench.ts',
 ] as const;
 
 /** Parse a script's stdout: one JSON document (array or object), or one JSON value per line. */
