@@ -24,6 +24,8 @@ import { Shredder } from './shredder.ts';
 import { UsageCounter } from './usage-counter.ts';
 import { BatchRunner } from './batch-runner.ts';
 import { Lifecycle } from './lifecycle.ts';
+import { AsymmetricKeys } from './asymmetric-keys.ts';
+import type { AsymmetricKeysOptions } from './asymmetric-keys.ts';
 
 /** The pino subset KeyBroker logs through. Never given key bytes, plaintext or ciphertext. */
 export interface KeyBrokerLogger {
@@ -59,6 +61,8 @@ export interface KeyBrokerOptions {
   readonly shredRetryMs?: number;
   /** Run rotateDueKeys this often (0 = never; the daemon may call it itself). Default 0. */
   readonly rotationScanMs?: number;
+  /** Tenant asymmetric keys (post-quantum, Ed25519, HSM ECDSA); absent: `asymmetric` is undefined. */
+  readonly pqc?: AsymmetricKeysOptions;
 }
 
 const NOOP_LOG: KeyBrokerLogger = { info: () => {}, warn: () => {}, error: () => {} };
@@ -73,6 +77,8 @@ export class KeyBroker implements Api.KeyBrokerApi {
   readonly #usage: UsageCounter;
   readonly #cache: KeyCache;
   readonly #log: KeyBrokerLogger;
+  /** Tenant asymmetric keys, when the daemon enabled them (options.pqc). */
+  readonly asymmetric: AsymmetricKeys | undefined;
   readonly #timers: NodeJS.Timeout[] = [];
   #closed = false;
   #resuming = false;
@@ -121,6 +127,7 @@ export class KeyBroker implements Api.KeyBrokerApi {
     );
     this.#dp = new DataPlane(this.#h, this.#usage, (t, c, v) => this.#life.rotateCekIfPrimary(t, c, v));
     this.#batch = new BatchRunner();
+    this.asymmetric = o.pqc ? new AsymmetricKeys(this.#h, tenantLock, hsm, o.pqc) : undefined;
   }
 
   /** Open (creating) the data dir, resume interrupted shreds and epochs, start timers. */
@@ -143,6 +150,7 @@ export class KeyBroker implements Api.KeyBrokerApi {
     };
     every(o.usageFlushMs ?? 1000, () => kb.#usage.flush());
     every(30_000, () => kb.#cache.sweep());
+    if (kb.asymmetric) every(30_000, () => kb.asymmetric?.sweep());
     // A shred whose epoch failed (e.g. HSM outage) is retried until it completes.
     every(o.shredRetryMs ?? 60_000, () => {
       if (kb.#closed || kb.#resuming || !kb.#shred.hasUnfinished) return;
@@ -284,7 +292,15 @@ export class KeyBroker implements Api.KeyBrokerApi {
     return this.#guard(() => this.#life.rotateDueKeys(now ?? this.#h.d.now()));
   }
   destroyTenant(ref: TenantRef): Promise<Api.ShredReceipt> {
-    return this.#guard(() => this.#shred.destroyTenant(orgId(ref.org), tenantId(ref.tenant)));
+    return this.#guard(async () => {
+      // HSM-resident asymmetric keys of the tenant are destroyed first (see asymmetric-keys.ts).
+      try {
+        await this.asymmetric?.beforeTenantShred(ref);
+        return await this.#shred.destroyTenant(orgId(ref.org), tenantId(ref.tenant));
+      } finally {
+        this.asymmetric?.afterTenantShred(ref);
+      }
+    });
   }
   destroyCustomer(ref: TenantRef, customer: CustomerId): Promise<Api.ShredReceipt> {
     return this.#guard(() =>
@@ -362,6 +378,7 @@ export class KeyBroker implements Api.KeyBrokerApi {
       this.#usage.flush(true);
     } finally {
       this.#cache.clear();
+      this.asymmetric?.close();
       this.#h.d.pool.closeAll();
       this.#h.d.registry.close();
     }

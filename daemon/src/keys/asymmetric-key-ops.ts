@@ -1,0 +1,188 @@
+/**
+ * Operations on one loaded key version (private side) or one stored public key (verify,
+ * encapsulate, seal). ML-DSA signing (also the ML-DSA half of a composite) goes to the worker
+ * pool when routing offloads `sig.sign`; everything else runs where the router says.
+ */
+import { KbError, decryptionFailed } from '../errors.ts';
+import { ecdsaP256Verify, ed25519Sign, ed25519Verify } from '../pqc/classical-signatures.ts';
+import { COMPOSITE_LABEL, compositeMessageRepresentative } from '../pqc/composite-mldsa65-ecdsa-p256.ts';
+import { toDerEcdsaSignature } from '../pqc/ecdsa-encoding.ts';
+import { KEM_LENGTHS, SIG_LENGTHS, type KemAlgorithm, type SigAlgorithm } from '../pqc/pqc-params.ts';
+import type { BatchItem } from '../pqc/pqc-worker-pool.ts';
+import { XWING_LENGTHS } from '../pqc/xwing.ts';
+import type { AsymmetricRuntime, LoadedKey } from './asymmetric-key-material.ts';
+import type { AsymmetricKeyType } from './asymmetric-key-store.ts';
+
+const isMlDsa = (t: AsymmetricKeyType): t is SigAlgorithm =>
+  t === 'ml-dsa-44' || t === 'ml-dsa-65' || t === 'ml-dsa-87';
+const isMlKem = (t: AsymmetricKeyType): t is KemAlgorithm & AsymmetricKeyType =>
+  t === 'ml-kem-768' || t === 'ml-kem-1024';
+const ctxOrUndefined = (c: Uint8Array): Uint8Array | undefined => (c.length === 0 ? undefined : c);
+
+/** Context strings exist for ML-DSA and composite only; FIPS 204 caps them at 255 bytes. */
+export function checkContext(type: AsymmetricKeyType, context: Uint8Array): void {
+  if (context.length === 0) return;
+  if (!isMlDsa(type) && type !== 'composite-mldsa65-ecdsa-p256')
+    throw new KbError('INVALID_ARGUMENT', `context is not supported by ${type} keys`);
+  if (context.length > 255) throw new KbError('INVALID_ARGUMENT', 'context exceeds 255 bytes');
+}
+
+function offloadSign(rt: AsymmetricRuntime): boolean {
+  return rt.pool !== undefined && rt.router.offloaded('sig.sign');
+}
+
+async function mlDsaSign(
+  rt: AsymmetricRuntime,
+  k: LoadedKey,
+  alg: SigAlgorithm,
+  message: Uint8Array,
+  context: Uint8Array | undefined,
+): Promise<Uint8Array> {
+  if (offloadSign(rt) && rt.pool !== undefined && k.seed !== undefined) {
+    const engine = rt.router.engineFor('sig.sign', context).name;
+    return rt.pool.sign(
+      engine,
+      alg,
+      { form: 'seed', bytes: k.seed.expose(), publicKey: mlPublic(k) },
+      message,
+      context,
+    );
+  }
+  const handle = k.handle(rt, 'sig.sign', context);
+  return rt.router.engineFor('sig.sign', context).sign(handle, message, context);
+}
+
+/** The ML-DSA public key of a plain ML-DSA key or of a composite's first half. */
+function mlPublic(k: LoadedKey): Uint8Array {
+  return k.type === 'composite-mldsa65-ecdsa-p256'
+    ? k.publicKey.subarray(0, SIG_LENGTHS['ml-dsa-65'].publicKey)
+    : k.publicKey;
+}
+
+/** Sign with a loaded key (the caller checked purpose and context). */
+export async function signWith(
+  rt: AsymmetricRuntime,
+  k: LoadedKey,
+  message: Uint8Array,
+  context: Uint8Array,
+): Promise<Uint8Array> {
+  const t = k.type;
+  if (isMlDsa(t)) return mlDsaSign(rt, k, t, message, ctxOrUndefined(context));
+  if (t === 'ed25519' && k.ed25519 !== undefined) return ed25519Sign(k.ed25519, message);
+  if (t === 'ecdsa-p256' && k.ecdsa !== undefined) return toDerEcdsaSignature(await k.ecdsa.sign(message));
+  if (t === 'composite-mldsa65-ecdsa-p256' && k.ecdsa !== undefined) {
+    const mPrime = compositeMessageRepresentative(message, context);
+    // Both halves always run (the draft: do not reveal which component failed).
+    const [ml, ec] = await Promise.all([
+      mlDsaSign(rt, k, 'ml-dsa-65', mPrime, COMPOSITE_LABEL),
+      k.ecdsa.sign(mPrime),
+    ]);
+    const der = toDerEcdsaSignature(ec);
+    const out = new Uint8Array(ml.length + der.length);
+    out.set(ml, 0);
+    out.set(der, ml.length);
+    return out;
+  }
+  throw new KbError('INVALID_ARGUMENT', `${t} keys do not sign`);
+}
+
+/** Sign many messages: one worker round trip for ML-DSA on the pool, else one by one. */
+export async function signManyWith(
+  rt: AsymmetricRuntime,
+  k: LoadedKey,
+  messages: readonly Uint8Array[],
+  context: Uint8Array,
+): Promise<BatchItem<Uint8Array>[]> {
+  const t = k.type;
+  if (isMlDsa(t) && offloadSign(rt) && rt.pool !== undefined && k.seed !== undefined) {
+    const ctx = ctxOrUndefined(context);
+    const engine = rt.router.engineFor('sig.sign', ctx).name;
+    return rt.pool.signMany(
+      engine,
+      t,
+      { form: 'seed', bytes: k.seed.expose(), publicKey: k.publicKey },
+      messages,
+      ctx,
+    );
+  }
+  return Promise.all(
+    messages.map((m) =>
+      signWith(rt, k, m, context).then(
+        (value): BatchItem<Uint8Array> => ({ ok: true, value }),
+        (err: unknown): BatchItem<Uint8Array> => {
+          if (err instanceof KbError && err.isUserError) return { ok: false, error: err };
+          throw err;
+        },
+      ),
+    ),
+  );
+}
+
+/** Verify against a stored public key; false for any invalid or malformed signature. */
+export function verifyWith(
+  rt: AsymmetricRuntime,
+  type: AsymmetricKeyType,
+  publicKey: Uint8Array,
+  message: Uint8Array,
+  signature: Uint8Array,
+  context: Uint8Array,
+): boolean {
+  if (isMlDsa(type)) {
+    if (signature.length !== SIG_LENGTHS[type].signature) return false;
+    return rt.router.verify(type, publicKey, message, signature, ctxOrUndefined(context));
+  }
+  switch (type) {
+    case 'ed25519':
+      return ed25519Verify(publicKey, message, signature);
+    case 'ecdsa-p256':
+      return ecdsaP256Verify(publicKey, message, signature, 'der');
+    case 'composite-mldsa65-ecdsa-p256':
+      return rt.composite.verify(publicKey, message, signature, context);
+    default:
+      throw new KbError('INVALID_ARGUMENT', `${type} keys do not verify signatures`);
+  }
+}
+
+/** Encapsulate to a stored public key. */
+export async function encapsulateTo(
+  rt: AsymmetricRuntime,
+  type: AsymmetricKeyType,
+  publicKey: Uint8Array,
+): Promise<{ cipherText: Uint8Array; sharedSecret: Uint8Array }> {
+  if (type === 'x-wing') return rt.xwing.encapsulate(publicKey);
+  if (!isMlKem(type)) throw new KbError('INVALID_ARGUMENT', `${type} keys do not encapsulate`);
+  const engine = rt.router.engineFor('kem.encapsulate');
+  if (rt.pool !== undefined && rt.router.offloaded('kem.encapsulate'))
+    return rt.pool.encapsulate(engine.name, type, publicKey);
+  return engine.encapsulate(type, publicKey);
+}
+
+/** Decapsulate; a ciphertext of the wrong length is the one opaque DECRYPTION_FAILED. */
+export async function decapsulateWith(
+  rt: AsymmetricRuntime,
+  k: LoadedKey,
+  cipherText: Uint8Array,
+): Promise<Uint8Array> {
+  const t = k.type;
+  if (t === 'x-wing' && k.xwing !== undefined) {
+    if (cipherText.length !== XWING_LENGTHS.cipherText) throw decryptionFailed();
+    return rt.xwing.decapsulate(k.xwing, cipherText);
+  }
+  if (!isMlKem(t)) throw new KbError('INVALID_ARGUMENT', `${t} keys do not decapsulate`);
+  if (cipherText.length !== KEM_LENGTHS[t].cipherText) throw decryptionFailed();
+  const engine = rt.router.engineFor('kem.decapsulate');
+  if (rt.pool !== undefined && rt.router.offloaded('kem.decapsulate') && k.seed !== undefined)
+    return rt.pool.decapsulate(
+      engine.name,
+      t,
+      { form: 'seed', bytes: k.seed.expose(), publicKey: k.publicKey },
+      cipherText,
+    );
+  return engine.decapsulate(k.handle(rt, 'kem.decapsulate'), cipherText);
+}
+
+/** Sealed boxes exist for ML-KEM-768 and X-Wing keys (HPKE KEM ids 0x0041, 0x647a). */
+export function boxKem(type: AsymmetricKeyType): 'ml-kem-768' | 'x-wing' {
+  if (type === 'ml-kem-768' || type === 'x-wing') return type;
+  throw new KbError('INVALID_ARGUMENT', `${type} keys cannot seal or open boxes`);
+}
