@@ -182,11 +182,17 @@ test('undecodable protobuf to every unary RPC is INVALID_ARGUMENT, not INTERNAL'
   }
 });
 
-test('a message over the gRPC limit is refused by gRPC (RESOURCE_EXHAUSTED) and the daemon keeps serving', async () => {
-  await expectCode(
+test('a message over the size limit is INVALID_ARGUMENT before decoding, and the daemon keeps serving', async () => {
+  const e = await expectCode(
     svc.crypto.unary('Encrypt', { plaintext: big(17 * 1024 * 1024) }),
-    GrpcCode.RESOURCE_EXHAUSTED,
-    'Encrypt with a 17 MiB message',
+    I,
+    'Encrypt with a 17 MiB message (limit 16 MiB)',
+  );
+  assert.equal(e.details, 'request field too large: request message over the size limit');
+  await expectCode(
+    bidi(svc.crypto, 'EncryptStream', [{ init: {} }, { plaintext: big(17 * 1024 * 1024) }]),
+    I,
+    'EncryptStream with a 17 MiB message',
   );
   const ok = await svc.crypto.unary<R>('Encrypt', { plaintext: MARK });
   assert.ok((ok.ciphertext as Buffer).length > MARK.length, 'Encrypt after the refused message');

@@ -38,13 +38,18 @@ export class ApiServer {
   constructor(o: ApiServerOptions) {
     this.#creds = o.credentials;
     this.#server = new Server({
-      'grpc.max_receive_message_length': o.limits.maxMessageBytes,
+      // Hard cap of gRPC itself (RESOURCE_EXHAUSTED); up to it, oversized messages are refused
+      // with INVALID_ARGUMENT by the deserializers (see safeService).
+      'grpc.max_receive_message_length': o.limits.maxMessageBytes * 4,
       'grpc.max_send_message_length': o.limits.maxMessageBytes * 2,
     });
     const pkg = loadKeybrokerPackage();
-    this.#server.addService(safeService(pkg, 'keybroker.v1.Admin'), adminService(o.gate, o.broker));
     this.#server.addService(
-      safeService(pkg, 'keybroker.v1.Crypto'),
+      safeService(pkg, 'keybroker.v1.Admin', o.limits.maxMessageBytes),
+      adminService(o.gate, o.broker),
+    );
+    this.#server.addService(
+      safeService(pkg, 'keybroker.v1.Crypto', o.limits.maxMessageBytes),
       cryptoService(o.gate, o.broker, o.limits),
     );
     const initial: Record<string, ServingStatus> = { '': 'NOT_SERVING' };

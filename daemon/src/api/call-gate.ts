@@ -20,7 +20,7 @@ import type { Authorizer, CallerIdentity, Decision } from '../policy/authorizer.
 import type { Logger, RequestLine } from '../obs/logger.ts';
 import type { Metrics } from '../obs/metrics.ts';
 import { callerIdentityOf } from './caller-identity.ts';
-import { MALFORMED } from './proto-definitions.ts';
+import { MALFORMED, OVERSIZED } from './proto-definitions.ts';
 
 /** What an allowed handler gets to know about its call. */
 export interface CallContext {
@@ -39,12 +39,16 @@ export interface CallTarget {
   readonly org?: OrgId;
   readonly tenant?: TenantId;
   readonly customer?: CustomerId;
+  /** Algorithm the call would use (FIPS mode and algorithm rules), when the request names one. */
+  readonly algorithm?: string;
 }
 
 /** Facts a handler reports for the audit record. */
 export interface AuditFacts {
   customer?: string;
   keyVersion?: number;
+  /** Why, when the handler knows better than the policy decision (e.g. which approval was used). */
+  reason?: string;
 }
 
 export interface UnarySpec<Req, Res> {
@@ -120,9 +124,17 @@ export class CallGate {
   }
 
   /** Wrap a unary handler. */
-  unary<Req, Res>(rpc: string, spec: UnarySpec<Req, Res>): handleUnaryCall<Req | typeof MALFORMED, Res> {
+  unary<Req, Res>(
+    rpc: string,
+    spec: UnarySpec<Req, Res>,
+  ): handleUnaryCall<Req | typeof MALFORMED | typeof OVERSIZED, Res> {
     return (call, callback: sendUnaryData<Res>) => {
-      void this.#runUnary(rpc, spec, call as ServerUnaryCall<Req | typeof MALFORMED, Res>, callback);
+      void this.#runUnary(
+        rpc,
+        spec,
+        call as ServerUnaryCall<Req | typeof MALFORMED | typeof OVERSIZED, Res>,
+        callback,
+      );
     };
   }
 
@@ -195,7 +207,7 @@ export class CallGate {
   ): Promise<KbError | undefined> {
     const customer = facts.customer ?? target?.customer;
     const denied = decision !== undefined && !decision.allow;
-    const reason = note ?? decision?.reason;
+    const reason = note ?? facts.reason ?? decision?.reason;
     try {
       await this.#o.audit.append({
         time: new Date(),
@@ -256,7 +268,7 @@ export class CallGate {
   async #runUnary<Req, Res>(
     rpc: string,
     spec: UnarySpec<Req, Res>,
-    call: ServerUnaryCall<Req | typeof MALFORMED, Res>,
+    call: ServerUnaryCall<Req | typeof MALFORMED | typeof OVERSIZED, Res>,
     callback: sendUnaryData<Res>,
   ): Promise<void> {
     const begun = this.#begin(rpc, call);
@@ -270,6 +282,7 @@ export class CallGate {
       identity = this.#identify(call);
       const req = call.request;
       if (req === MALFORMED) throw new KbError('INVALID_ARGUMENT', 'malformed request');
+      if (req === OVERSIZED) throw new KbError('TOO_LARGE', 'request message over the size limit');
       target = spec.target(identity, req);
       decision = this.#authorize(rpc, identity, target);
       this.#enforce(decision);

@@ -23,14 +23,20 @@ export const LOADER_OPTIONS: Options = {
 /** Marker for a request that failed to decode. */
 export const MALFORMED: unique symbol = Symbol('malformed request');
 export type Malformed = typeof MALFORMED;
+/** Marker for a request over the configured message size (decoded never). */
+export const OVERSIZED: unique symbol = Symbol('oversized request');
 
 /** Load the keybroker.v1 package definition (shared by server, reflection and clients). */
 export function loadKeybrokerPackage(): PackageDefinition {
   return loadSync(PROTO_FILES, LOADER_OPTIONS);
 }
 
-/** A service definition whose request deserializers never throw. */
-export function safeService(pkg: PackageDefinition, name: string): ServiceDefinition {
+/**
+ * A service definition whose request deserializers never throw, and refuse (without decoding)
+ * messages over `maxBytes` so the caller gets INVALID_ARGUMENT rather than gRPC's own
+ * RESOURCE_EXHAUSTED, which only applies beyond the server's hard receive limit.
+ */
+export function safeService(pkg: PackageDefinition, name: string, maxBytes: number): ServiceDefinition {
   const svc = pkg[name] as ServiceDefinition | undefined;
   if (svc === undefined || 'format' in svc) throw new Error(`service ${name} not in the proto package`);
   const out: ServiceDefinition = {};
@@ -39,6 +45,7 @@ export function safeService(pkg: PackageDefinition, name: string): ServiceDefini
     out[method] = {
       ...def,
       requestDeserialize: (buf: Buffer): object => {
+        if (buf.length > maxBytes) return OVERSIZED as unknown as object;
         try {
           return decode(buf);
         } catch {

@@ -30,7 +30,7 @@ export interface Config {
   };
   readonly metrics: { readonly enabled: boolean; readonly host: string; readonly port: number };
   readonly limits: {
-    /** gRPC max receive message size; larger messages are refused by gRPC (RESOURCE_EXHAUSTED). */
+    /** Larger request messages are refused undecoded (INVALID_ARGUMENT); gRPC's own cap is 4x. */
     readonly maxMessageBytes: number;
     readonly maxPlaintextBytes: number;
     readonly maxAadBytes: number;

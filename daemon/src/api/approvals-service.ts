@@ -1,0 +1,173 @@
+/**
+ * keybroker.v1.Approvals: the two-person rule over gRPC (request -> approve -> execute), and the
+ * check the destructive Admin RPCs and Policy.SetPolicy make before acting. The ApprovalStore is
+ * built without an audit sink: the call gate writes the one record per RPC, and each step's
+ * reason (which approval, which operation) goes into that record through AuditFacts.
+ */
+import type { UntypedServiceImplementation } from '@grpc/grpc-js';
+import { KbError } from '../errors.ts';
+import type { OrgId } from '../ids.ts';
+import type { Approval, ApprovalOp, ApprovalStatus, ApprovalStore, ApprovalTarget } from '../policy/approvals.ts';
+import type { PolicyStore } from '../policy/policy-store.ts';
+import type { AuditFacts, CallContext, CallGate, CallTarget } from './call-gate.ts';
+import { requiredCustomer, requiredOrg, tenantRefOf } from './request-bounds.ts';
+
+const RPC = 'keybroker.v1.Approvals/';
+
+/** What the Approvals and Policy services need from the daemon. */
+export interface Governance {
+  readonly approvals: ApprovalStore;
+  readonly policy: PolicyStore;
+  /** FIPS mode as the engine applies it (document or config). */
+  readonly fipsMode: () => boolean;
+  /** Whether destroy/rotate-org/set-policy need an approval (config policy.twoPersonRule). */
+  readonly twoPersonRule: () => boolean;
+}
+
+/** Proto enum name -> store operation. */
+const OPS: Readonly<Record<string, ApprovalOp>> = {
+  APPROVAL_OPERATION_DESTROY_TENANT: 'destroy-tenant',
+  APPROVAL_OPERATION_DESTROY_CUSTOMER: 'destroy-customer',
+  APPROVAL_OPERATION_ROTATE_ORG_KEY: 'rotate-oek',
+  APPROVAL_OPERATION_SET_POLICY: 'change-policy',
+};
+const OP_NAMES = new Map(Object.entries(OPS).map(([k, v]) => [v, k]));
+const STATUS: Readonly<Record<string, ApprovalStatus | 'expired'>> = {
+  APPROVAL_STATUS_PENDING: 'pending',
+  APPROVAL_STATUS_APPROVED: 'approved',
+  APPROVAL_STATUS_EXECUTED: 'executed',
+  APPROVAL_STATUS_CANCELLED: 'cancelled',
+  APPROVAL_STATUS_EXPIRED: 'expired',
+};
+const MAX_LISTED = 1000;
+
+/** Pending or approved past its window shows as expired (the store keeps the last real state). */
+function statusOf(a: Approval, now: number): ApprovalStatus | 'expired' {
+  return (a.status === 'pending' || a.status === 'approved') && now >= a.expiresAt ? 'expired' : a.status;
+}
+
+const iso = (ms: number | undefined) => (ms === undefined ? '' : new Date(ms).toISOString());
+
+/** Store approval -> proto Approval. */
+export function approvalMessage(a: Approval, now = Date.now()): object {
+  return {
+    approvalId: a.id,
+    operation: OP_NAMES.get(a.op) ?? 'APPROVAL_OPERATION_UNSPECIFIED',
+    org: a.org,
+    tenant: a.tenant ?? '',
+    customer: a.customer ?? '',
+    policySha256: a.payloadDigest ?? '',
+    requester: a.requester,
+    approver: a.approver ?? '',
+    status: `APPROVAL_STATUS_${statusOf(a, now).toUpperCase()}`,
+    requestTime: iso(a.requestedAt),
+    expireTime: iso(a.expiresAt),
+    approveTime: iso(a.approvedAt),
+    executeTime: iso(a.executedAt),
+  };
+}
+
+function approvalIdField(v: unknown): string {
+  if (typeof v !== 'string' || v === '' || v.length > 64)
+    throw new KbError('INVALID_ARGUMENT', 'approval_id: expected an approval id');
+  return v;
+}
+
+/** The approval target a RequestApproval names, validated per operation. */
+function requestTarget(op: ApprovalOp, r: Record<string, unknown>): ApprovalTarget {
+  const org = requiredOrg(r.org);
+  switch (op) {
+    case 'destroy-tenant':
+      return { org, tenant: tenantRefOf(org, r.tenant).tenant };
+    case 'destroy-customer':
+      return { org, tenant: tenantRefOf(org, r.tenant).tenant, customer: requiredCustomer(r.customer) };
+    case 'rotate-oek':
+      return { org };
+    case 'change-policy': {
+      const d = r.policySha256;
+      if (typeof d !== 'string' || !/^[0-9a-f]{64}$/.test(d))
+        throw new KbError('INVALID_ARGUMENT', 'policy_sha256: expected 64 lowercase hex digits');
+      return { org, payloadDigest: d };
+    }
+  }
+}
+
+const targetOf = (t: ApprovalTarget): CallTarget => ({
+  org: t.org as OrgId,
+  ...(t.tenant !== undefined ? { tenant: t.tenant as CallTarget['tenant'] } : {}),
+  ...(t.customer !== undefined ? { customer: t.customer as CallTarget['customer'] } : {}),
+});
+
+/**
+ * Before a two-person operation: consume the caller's approved approval for exactly `op` on
+ * `target`. Without an approval id: APPROVAL_REQUIRED. No-op when the rule is off.
+ */
+export async function requireApproval(
+  g: Governance | undefined,
+  ctx: CallContext,
+  facts: AuditFacts,
+  approvalId: unknown,
+  op: ApprovalOp,
+  target: ApprovalTarget,
+): Promise<void> {
+  if (g === undefined || !g.twoPersonRule()) return;
+  if (approvalId === undefined || approvalId === '') {
+    throw new KbError('APPROVAL_REQUIRED', `${op} needs an approval by a second admin (approval_id)`);
+  }
+  const step = await g.approvals.execute(ctx.identity, approvalIdField(approvalId), op, target, ctx.requestId);
+  facts.reason = step.record.reason;
+}
+
+/** Build the Approvals service implementation. */
+export function approvalsService(gate: CallGate, g: Governance): UntypedServiceImplementation {
+  type Req = Record<string, unknown>;
+  const parsed = new WeakMap<Req, { op: ApprovalOp; target: ApprovalTarget }>();
+  const parseRequest = (r: Req) => {
+    const op = typeof r.operation === 'string' ? OPS[r.operation] : undefined;
+    if (op === undefined) throw new KbError('INVALID_ARGUMENT', 'operation: expected an approval operation');
+    const p = { op, target: requestTarget(op, r) };
+    parsed.set(r, p);
+    return p;
+  };
+  const own = (id: { org: OrgId }): CallTarget => ({ org: id.org });
+  return {
+    RequestApproval: gate.unary<Req, object>(`${RPC}RequestApproval`, {
+      target: (_id, r) => targetOf(parseRequest(r).target),
+      handle: async (ctx, r, facts) => {
+        const p = parsed.get(r) ?? parseRequest(r);
+        const step = await g.approvals.request(ctx.identity, p.op, p.target, ctx.requestId);
+        facts.reason = step.record.reason;
+        return { approval: approvalMessage(step.approval) };
+      },
+    }),
+    ApproveRequest: gate.unary<Req, object>(`${RPC}ApproveRequest`, {
+      target: (id) => own(id),
+      handle: async (ctx, r, facts) => {
+        const step = await g.approvals.approve(ctx.identity, approvalIdField(r.approvalId), ctx.requestId);
+        facts.reason = step.record.reason;
+        return { approval: approvalMessage(step.approval) };
+      },
+    }),
+    CancelApproval: gate.unary<Req, object>(`${RPC}CancelApproval`, {
+      target: (id) => own(id),
+      handle: async (ctx, r, facts) => {
+        const step = await g.approvals.cancel(ctx.identity, approvalIdField(r.approvalId), ctx.requestId);
+        facts.reason = step.record.reason;
+        return { approval: approvalMessage(step.approval) };
+      },
+    }),
+    ListApprovals: gate.unary<Req, object>(`${RPC}ListApprovals`, {
+      target: (_id, r) => ({ org: requiredOrg(r.org) }),
+      handle: (_ctx, r) => {
+        const want = typeof r.status === 'string' ? STATUS[r.status] : undefined;
+        const now = Date.now();
+        const stored = want === undefined || want === 'expired' ? undefined : want;
+        const list = g.approvals
+          .list(requiredOrg(r.org), stored)
+          .filter((a) => want === undefined || statusOf(a, now) === want)
+          .slice(0, MAX_LISTED);
+        return Promise.resolve({ approvals: list.map((a) => approvalMessage(a, now)) });
+      },
+    }),
+  };
+}
