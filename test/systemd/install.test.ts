@@ -7,7 +7,16 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { REPO_ROOT, SYSTEMD_DIR, describeRun, hasTool, installInto, run, tempDir } from './systemd-tools.ts';
+import {
+  REPO_ROOT,
+  SYSTEMD_DIR,
+  describeRun,
+  hasTool,
+  installInto,
+  run,
+  systemdVersion,
+  tempDir,
+} from './systemd-tools.ts';
 
 const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as {
   dependencies: Record<string, string>;
@@ -63,6 +72,16 @@ describe('install.sh into a DESTDIR (PREFIX=/usr)', () => {
       assert.equal(modeOf(full), mode, `mode of ${path}`);
     });
   }
+
+  test('the restart-backoff drop-in is installed only for systemd >= 254', () => {
+    const dropIn = join(dest.dir, 'usr/lib/systemd/system/keybroker.service.d/restart-backoff.conf');
+    const want = systemdVersion() >= 254;
+    assert.equal(
+      existsSync(dropIn),
+      want,
+      `systemd ${systemdVersion()}: restart-backoff.conf present should be ${want}`,
+    );
+  });
 
   test('nothing in the tree is group- or world-writable', () => {
     const r = run('find', [dest.dir, '-mindepth', '1', '-perm', '/022', '-not', '-type', 'l']);
@@ -254,10 +273,10 @@ describe('install.sh into a DESTDIR (PREFIX=/usr)', () => {
 });
 
 describe('install.sh variants', () => {
-  test('PREFIX=/usr/local puts the app, unit and wrapper under /usr/local and points at them', () => {
+  test('PREFIX=/usr/local puts the app, unit, wrapper and backoff drop-in under /usr/local', () => {
     const d = tempDir('kb-destdir-');
     try {
-      installInto(d.dir, { prefix: '/usr/local' });
+      installInto(d.dir, { prefix: '/usr/local', args: ['--restart-backoff=yes'] });
       const unit = readFileSync(join(d.dir, 'usr/local/lib/systemd/system/keybroker.service'), 'utf8');
       assert.match(
         unit,
@@ -268,6 +287,8 @@ describe('install.sh variants', () => {
         'usr/local/lib/keybroker/runtime/bin/node',
         'usr/local/bin/keybroker',
         'usr/local/lib/sysusers.d/keybroker.conf',
+        // --restart-backoff=yes: the systemd >= 254 drop-in, whatever this machine runs.
+        'usr/local/lib/systemd/system/keybroker.service.d/restart-backoff.conf',
       ]) {
         assert.ok(existsSync(join(d.dir, p)), `${p} missing`);
       }
