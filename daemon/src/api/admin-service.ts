@@ -5,7 +5,9 @@
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { CustomerId, OrgId, TenantRef } from '../ids.ts';
 import type { KeyBrokerApi } from '../keys/key-broker-api.ts';
-import type { CallContext, CallGate, CallTarget } from './call-gate.ts';
+import type { Governance } from './approvals-service.ts';
+import { requireApproval } from './approvals-service.ts';
+import type { AuditFacts, CallContext, CallGate, CallTarget } from './call-gate.ts';
 import { customerMessage, keyMessage, orgMessage, receiptMessage, tenantMessage } from './admin-messages.ts';
 import {
   newTenantName,
@@ -27,13 +29,20 @@ interface Parsed {
   customer?: CustomerId;
 }
 
-/** Build the Admin service implementation. */
-export function adminService(gate: CallGate, broker: () => KeyBrokerApi): UntypedServiceImplementation {
+/**
+ * Build the Admin service implementation. With `governance`, DestroyTenant, DestroyCustomer and
+ * RotateOrgKey first consume an approval (two-person rule) when the rule is on.
+ */
+export function adminService(
+  gate: CallGate,
+  broker: () => KeyBrokerApi,
+  governance?: Governance,
+): UntypedServiceImplementation {
   // Each RPC parses its names once (in `target`, before authorisation) and reuses them.
   const rpc = (
     name: string,
     parse: (r: Req) => Parsed,
-    run: (p: Parsed, r: Req, ctx: CallContext) => Promise<object>,
+    run: (p: Parsed, r: Req, ctx: CallContext, facts: AuditFacts) => Promise<object>,
   ) => {
     const parsed = new WeakMap<Req, Parsed>();
     return gate.unary<Req, object>(RPC + name, {
@@ -48,7 +57,7 @@ export function adminService(gate: CallGate, broker: () => KeyBrokerApi): Untype
         };
         return t;
       },
-      handle: (ctx, r) => run(parsed.get(r) ?? parse(r), r, ctx),
+      handle: (ctx, r, facts) => run(parsed.get(r) ?? parse(r), r, ctx, facts),
     });
   };
   const org = (r: Req): Parsed => ({ org: requiredOrg(r.org) });
@@ -80,7 +89,10 @@ export function adminService(gate: CallGate, broker: () => KeyBrokerApi): Untype
     SetOrgEnabled: rpc('SetOrgEnabled', org, async (p, r) => ({
       org: orgMessage(await b().setOrgEnabled(O(p), r.enabled === true)),
     })),
-    RotateOrgKey: rpc('RotateOrgKey', org, async (p) => ({ org: orgMessage(await b().rotateOrgKey(O(p))) })),
+    RotateOrgKey: rpc('RotateOrgKey', org, async (p, r, ctx, facts) => {
+      await requireApproval(governance, ctx, facts, r.approvalId, 'rotate-oek', { org: O(p) });
+      return { org: orgMessage(await b().rotateOrgKey(O(p))) };
+    }),
 
     CreateTenant: rpc(
       'CreateTenant',
@@ -102,9 +114,12 @@ export function adminService(gate: CallGate, broker: () => KeyBrokerApi): Untype
     RotateTenantKey: rpc('RotateTenantKey', tenant, async (p) => ({
       tenant: tenantMessage(await b().rotateTenantKey(T(p))),
     })),
-    DestroyTenant: rpc('DestroyTenant', tenant, async (p) => ({
-      receipt: receiptMessage(await b().destroyTenant(T(p))),
-    })),
+    DestroyTenant: rpc('DestroyTenant', tenant, async (p, r, ctx, facts) => {
+      const t = T(p);
+      const target = { org: t.org, tenant: t.tenant };
+      await requireApproval(governance, ctx, facts, r.approvalId, 'destroy-tenant', target);
+      return { receipt: receiptMessage(await b().destroyTenant(t)) };
+    }),
 
     CreateCustomer: rpc('CreateCustomer', customer, async (p, r) => ({
       customer: customerMessage(await b().createCustomer(T(p), C(p), policyUpdate(r.policy))),
@@ -121,9 +136,11 @@ export function adminService(gate: CallGate, broker: () => KeyBrokerApi): Untype
     RotateCustomerKey: rpc('RotateCustomerKey', customer, async (p) => ({
       customer: customerMessage(await b().rotateCustomerKey(T(p), C(p))),
     })),
-    DestroyCustomer: rpc('DestroyCustomer', customer, async (p) => ({
-      receipt: receiptMessage(await b().destroyCustomer(T(p), C(p))),
-    })),
+    DestroyCustomer: rpc('DestroyCustomer', customer, async (p, r, ctx, facts) => {
+      const t = { org: T(p).org, tenant: T(p).tenant, customer: C(p) };
+      await requireApproval(governance, ctx, facts, r.approvalId, 'destroy-customer', t);
+      return { receipt: receiptMessage(await b().destroyCustomer(T(p), C(p))) };
+    }),
 
     SetKeyPolicy: rpc('SetKeyPolicy', keyOwner, async (p, r) => ({
       key: keyMessage(await b().setKeyPolicy(T(p), p.customer, policyUpdate(r.policy))),
