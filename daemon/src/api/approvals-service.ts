@@ -6,8 +6,15 @@
  */
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import { KbError } from '../errors.ts';
-import type { OrgId } from '../ids.ts';
-import type { Approval, ApprovalOp, ApprovalStatus, ApprovalStore, ApprovalTarget } from '../policy/approvals.ts';
+import type { CustomerId, OrgId, TenantId } from '../ids.ts';
+import type {
+  Approval,
+  ApprovalOp,
+  ApprovalStatus,
+  ApprovalStep,
+  ApprovalStore,
+  ApprovalTarget,
+} from '../policy/approvals.ts';
 import type { PolicyStore } from '../policy/policy-store.ts';
 import type { AuditFacts, CallContext, CallGate, CallTarget } from './call-gate.ts';
 import { requiredCustomer, requiredOrg, tenantRefOf } from './request-bounds.ts';
@@ -94,9 +101,14 @@ function requestTarget(op: ApprovalOp, r: Record<string, unknown>): ApprovalTarg
 
 const targetOf = (t: ApprovalTarget): CallTarget => ({
   org: t.org as OrgId,
-  ...(t.tenant !== undefined ? { tenant: t.tenant as CallTarget['tenant'] } : {}),
-  ...(t.customer !== undefined ? { customer: t.customer as CallTarget['customer'] } : {}),
+  ...(t.tenant !== undefined ? { tenant: t.tenant as TenantId } : {}),
+  ...(t.customer !== undefined ? { customer: t.customer as CustomerId } : {}),
 });
+
+/** The step's reason (approval id, operation) goes into the gate's audit record. */
+function note(facts: AuditFacts, step: ApprovalStep): void {
+  if (step.record.reason !== undefined) facts.reason = step.record.reason;
+}
 
 /**
  * Before a two-person operation: consume the caller's approved approval for exactly `op` on
@@ -114,8 +126,14 @@ export async function requireApproval(
   if (approvalId === undefined || approvalId === '') {
     throw new KbError('APPROVAL_REQUIRED', `${op} needs an approval by a second admin (approval_id)`);
   }
-  const step = await g.approvals.execute(ctx.identity, approvalIdField(approvalId), op, target, ctx.requestId);
-  facts.reason = step.record.reason;
+  const step = await g.approvals.execute(
+    ctx.identity,
+    approvalIdField(approvalId),
+    op,
+    target,
+    ctx.requestId,
+  );
+  note(facts, step);
 }
 
 /** Build the Approvals service implementation. */
@@ -136,7 +154,7 @@ export function approvalsService(gate: CallGate, g: Governance): UntypedServiceI
       handle: async (ctx, r, facts) => {
         const p = parsed.get(r) ?? parseRequest(r);
         const step = await g.approvals.request(ctx.identity, p.op, p.target, ctx.requestId);
-        facts.reason = step.record.reason;
+        note(facts, step);
         return { approval: approvalMessage(step.approval) };
       },
     }),
@@ -144,7 +162,7 @@ export function approvalsService(gate: CallGate, g: Governance): UntypedServiceI
       target: (id) => own(id),
       handle: async (ctx, r, facts) => {
         const step = await g.approvals.approve(ctx.identity, approvalIdField(r.approvalId), ctx.requestId);
-        facts.reason = step.record.reason;
+        note(facts, step);
         return { approval: approvalMessage(step.approval) };
       },
     }),
@@ -152,7 +170,7 @@ export function approvalsService(gate: CallGate, g: Governance): UntypedServiceI
       target: (id) => own(id),
       handle: async (ctx, r, facts) => {
         const step = await g.approvals.cancel(ctx.identity, approvalIdField(r.approvalId), ctx.requestId);
-        facts.reason = step.record.reason;
+        note(facts, step);
         return { approval: approvalMessage(step.approval) };
       },
     }),
