@@ -37,6 +37,8 @@ export interface VerifyItem {
 }
 
 export interface AsymmetricKeyApi {
+  /** The type of a key, for authorisation before the call runs; undefined when unknown. Never throws. */
+  algorithmOf(ref: TenantRef, keyId: string): AsymmetricKeyType | undefined;
   createKey(
     ref: TenantRef,
     keyId: string,

@@ -27,6 +27,12 @@ export function checkContext(type: AsymmetricKeyType, context: Uint8Array): void
   if (context.length > 255) throw new KbError('INVALID_ARGUMENT', 'context exceeds 255 bytes');
 }
 
+/** The HSM signs messages of at most 64 KiB (pkcs11-hsm.ts); other keys take the API's bound. */
+export function checkMessage(type: AsymmetricKeyType, message: Uint8Array): void {
+  if (type === 'ecdsa-p256' && message.length > 64 * 1024)
+    throw new KbError('TOO_LARGE', 'message exceeds 65536 bytes for HSM keys');
+}
+
 function offloadSign(rt: AsymmetricRuntime): boolean {
   return rt.pool !== undefined && rt.router.offloaded('sig.sign');
 }

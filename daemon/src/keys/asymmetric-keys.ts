@@ -18,6 +18,7 @@ import { generateKey, loadKey, type AsymmetricRuntime, type LoadedKey } from './
 import {
   boxKem,
   checkContext,
+  checkMessage,
   decapsulateWith,
   encapsulateTo,
   signManyWith,
@@ -229,6 +230,18 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
     );
   }
 
+  /** The type of a key, for authorisation (FIPS mode) before the call runs; never throws. */
+  algorithmOf(ref: TenantRef, keyId: string): AsymmetricKeyType | undefined {
+    try {
+      const t = this.#h.activeTenant(ref.org, ref.tenant);
+      return AsymmetricKeyStore.versions(this.#h.store(t), keyId)[0]?.type;
+    } catch (err) {
+      // The call itself reports a missing tenant or a store failure, through the gate.
+      void err;
+      return undefined;
+    }
+  }
+
   #cacheKey(t: TenantRow, keyId: string, version: number): string {
     return `${t.org}/${t.tenant}/${keyId}/${version}`;
   }
@@ -274,6 +287,7 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
     const t = this.#tenant(ref);
     const row = this.#version(this.#rows(t, keyId), undefined, 'sig');
     checkContext(row.type, context);
+    checkMessage(row.type, message);
     const k = await this.#loaded(t, row);
     return { signature: await signWith(this.#rt, k, message, context), version: row.version };
   }
@@ -287,6 +301,7 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
     const t = this.#tenant(ref);
     const row = this.#version(this.#rows(t, keyId), undefined, 'sig');
     checkContext(row.type, context);
+    for (const m of messages) checkMessage(row.type, m);
     const k = await this.#loaded(t, row);
     return { version: row.version, results: await signManyWith(this.#rt, k, messages, context) };
   }

@@ -1,0 +1,299 @@
+/**
+ * keybroker.v1.Keys: a thin layer over AsymmetricKeyApi (KeyBroker.asymmetric). The tenant is
+ * always the caller's own, from its certificate; every field is bounded here, before any work.
+ * The algorithm (and key name) go to the authoriser with the target, so FIPS mode and per-key
+ * policy rules apply through the same call gate as every other service.
+ */
+import type { UntypedServiceImplementation } from '@grpc/grpc-js';
+import { KbError } from '../errors.ts';
+import type { AsymmetricKeyApi, VerifyItem } from '../keys/asymmetric-key-api.ts';
+import type { AsymmetricKeyType } from '../keys/asymmetric-key-store.ts';
+import { asymmetricKeyId } from '../keys/asymmetric-keys.ts';
+import type { KeyBrokerApi } from '../keys/key-broker-api.ts';
+import type { CallerIdentity } from '../policy/authorizer.ts';
+import { publicKeyToJwk, publicKeyToPem, publicKeyToSpki } from '../pqc/public-key-export.ts';
+import type { CallGate, CallTarget, UnarySpec } from './call-gate.ts';
+import { ownTenant } from './caller-identity.ts';
+import {
+  asymmetricKeyMessage,
+  itemErrorMessage,
+  keyAlgorithmEnum,
+  keyAlgorithmField,
+  policyAlgorithm,
+} from './keys-messages.ts';
+import type { FieldLimits } from './request-bounds.ts';
+import { batchItems, bytesField, versionField } from './request-bounds.ts';
+
+const RPC = 'keybroker.v1.Keys/';
+/** Bounds of the fields only this service has. */
+export const KEYS_BOUNDS = {
+  context: 255,
+  info: 1024,
+  signature: 8192,
+  /** Largest KEM ciphertext (ML-KEM-1024); anything longer is refused before any work. */
+  kemCiphertext: 1568,
+  /** enc (at most 1120) + tag, on top of the plaintext bound. */
+  boxOverhead: 2048,
+  /** Pool batches carry at most 1024 items. */
+  batchItems: 1024,
+} as const;
+
+/** The authoriser sees the algorithm and key name too (policy-engine.ts, FIPS mode). */
+type KeysTarget = CallTarget & { readonly algorithm?: string; readonly keyName?: string };
+
+interface KeyMsg {
+  keyId: string;
+  algorithm?: string;
+}
+
+const optionalVersion = (v: unknown): number | undefined =>
+  v === 0 || v === undefined ? undefined : versionField(v);
+
+/** Build the Keys service implementation. */
+export function keysService(
+  gate: CallGate,
+  broker: () => KeyBrokerApi,
+  limits: FieldLimits,
+): UntypedServiceImplementation {
+  const asym = (): AsymmetricKeyApi => {
+    const a = (broker() as KeyBrokerApi & { asymmetric?: AsymmetricKeyApi }).asymmetric;
+    if (a === undefined) throw new KbError('UNIMPLEMENTED', 'asymmetric keys are not enabled');
+    return a;
+  };
+  const maxBatch = Math.min(limits.maxBatchItems, KEYS_BOUNDS.batchItems);
+  const ctxField = (v: unknown) => bytesField('context', v, KEYS_BOUNDS.context);
+  const msgField = (name: string, v: unknown) => bytesField(name, v, limits.maxPlaintextBytes);
+  const totalBytes = (sizes: number[]) => {
+    if (sizes.reduce((a, b) => a + b, 0) > limits.maxBatchBytes)
+      throw new KbError('TOO_LARGE', `items exceed ${limits.maxBatchBytes} bytes in total`);
+  };
+  const target = (id: CallerIdentity, m: KeyMsg): KeysTarget => {
+    if (id.tenant === undefined) return { org: id.org };
+    const own = { org: id.org, tenant: id.tenant };
+    const keyName = typeof m.keyId === 'string' && m.keyId !== '' ? asymmetricKeyId(m.keyId) : undefined;
+    let alg: AsymmetricKeyType | undefined;
+    if (m.algorithm !== undefined) alg = keyAlgorithmField(m.algorithm);
+    else if (keyName !== undefined) alg = asym().algorithmOf(own, keyName);
+    return {
+      ...own,
+      ...(keyName !== undefined ? { keyName } : {}),
+      ...(alg !== undefined ? { algorithm: policyAlgorithm(alg) } : {}),
+    };
+  };
+  const unary = <Req extends KeyMsg>(
+    name: string,
+    handle: UnarySpec<Req, object>['handle'],
+    cost?: (r: Req) => number,
+  ) =>
+    gate.unary<Req, object>(RPC + name, {
+      target: (id, req) => target(id, req),
+      ...(cost !== undefined ? { cost } : {}),
+      handle,
+    });
+  const me = (id: CallerIdentity) => ownTenant(id);
+  const keyMsg = (k: Parameters<typeof asymmetricKeyMessage>[0]) => ({ key: asymmetricKeyMessage(k) });
+  const itemsCost = (r: { messages?: unknown[]; items?: unknown[] }) =>
+    Math.min(Math.max((r.messages ?? r.items ?? []).length, 1), maxBatch);
+
+  return {
+    CreateKey: unary<KeyMsg & { hsmEcdsa: boolean; algorithm: string }>('CreateKey', async (ctx, m) =>
+      keyMsg(
+        await asym().createKey(me(ctx.identity), asymmetricKeyId(m.keyId), keyAlgorithmField(m.algorithm), {
+          hsmEcdsa: m.hsmEcdsa === true,
+        }),
+      ),
+    ),
+    ListKeys: unary<KeyMsg>('ListKeys', async (ctx) => ({
+      keys: (await asym().listKeys(me(ctx.identity))).map(asymmetricKeyMessage),
+    })),
+    DescribeKey: unary<KeyMsg>('DescribeKey', async (ctx, m) =>
+      keyMsg(await asym().describeKey(me(ctx.identity), asymmetricKeyId(m.keyId))),
+    ),
+    RotateKey: unary<KeyMsg>('RotateKey', async (ctx, m, facts) => {
+      const k = await asym().rotateKey(me(ctx.identity), asymmetricKeyId(m.keyId));
+      facts.keyVersion = k.primaryVersion;
+      return keyMsg(k);
+    }),
+    SetAsymmetricKeyVersionEnabled: unary<KeyMsg & { version: number; enabled: boolean }>(
+      'SetAsymmetricKeyVersionEnabled',
+      async (ctx, m, facts) => {
+        const v = versionField(m.version);
+        facts.keyVersion = v;
+        return keyMsg(
+          await asym().setKeyVersionEnabled(
+            me(ctx.identity),
+            asymmetricKeyId(m.keyId),
+            v,
+            m.enabled === true,
+          ),
+        );
+      },
+    ),
+    GetPublicKey: unary<KeyMsg & { version: number; format: string }>('GetPublicKey', async (ctx, m) => {
+      const r = await asym().publicKey(
+        me(ctx.identity),
+        asymmetricKeyId(m.keyId),
+        optionalVersion(m.version),
+      );
+      const enc = new TextEncoder();
+      let out: Uint8Array;
+      switch (m.format) {
+        case 'PUBLIC_KEY_FORMAT_SPKI_DER':
+          out = publicKeyToSpki(r.type, r.publicKey);
+          break;
+        case 'PUBLIC_KEY_FORMAT_SPKI_PEM':
+          out = enc.encode(publicKeyToPem(r.type, r.publicKey));
+          break;
+        case 'PUBLIC_KEY_FORMAT_JWK':
+          out = enc.encode(
+            JSON.stringify({ ...publicKeyToJwk(r.type, r.publicKey), kid: `${m.keyId}.${r.version}` }),
+          );
+          break;
+        case 'PUBLIC_KEY_FORMAT_RAW':
+        case 'PUBLIC_KEY_FORMAT_UNSPECIFIED':
+        case undefined:
+          out = r.publicKey;
+          break;
+        default:
+          throw new KbError('INVALID_ARGUMENT', 'format must be a PublicKeyFormat');
+      }
+      return { algorithm: keyAlgorithmEnum(r.type), version: r.version, publicKey: out };
+    }),
+    GetJwks: unary<KeyMsg>('GetJwks', async (ctx) => ({
+      jwksJson: JSON.stringify(await asym().jwks(me(ctx.identity))),
+    })),
+    Sign: unary<KeyMsg & { message: Uint8Array; context: Uint8Array }>('Sign', async (ctx, m, facts) => {
+      const r = await asym().sign(
+        me(ctx.identity),
+        asymmetricKeyId(m.keyId),
+        msgField('message', m.message),
+        ctxField(m.context),
+      );
+      facts.keyVersion = r.version;
+      return { signature: r.signature, keyVersion: r.version };
+    }),
+    Verify: unary<
+      KeyMsg & { version: number; message: Uint8Array; signature: Uint8Array; context: Uint8Array }
+    >('Verify', async (ctx, m, facts) => {
+      const r = await asym().verify(
+        me(ctx.identity),
+        asymmetricKeyId(m.keyId),
+        optionalVersion(m.version),
+        {
+          message: msgField('message', m.message),
+          signature: bytesField('signature', m.signature, KEYS_BOUNDS.signature),
+        },
+        ctxField(m.context),
+      );
+      if (r.valid) facts.keyVersion = r.version;
+      return { valid: r.valid, keyVersion: r.version };
+    }),
+    SignBatch: unary<KeyMsg & { messages: Uint8Array[]; context: Uint8Array }>(
+      'SignBatch',
+      async (ctx, m, facts) => {
+        const msgs = batchItems<Uint8Array>('messages', m.messages, maxBatch).map((x, i) =>
+          msgField(`messages[${i}]`, x),
+        );
+        totalBytes(msgs.map((x) => x.length));
+        const r = await asym().signBatch(
+          me(ctx.identity),
+          asymmetricKeyId(m.keyId),
+          msgs,
+          ctxField(m.context),
+        );
+        facts.keyVersion = r.version;
+        return {
+          keyVersion: r.version,
+          results: r.results.map((x) => {
+            gate.countItem('SignBatch', x.ok);
+            return x.ok ? { signature: x.value } : { error: itemErrorMessage(x.error) };
+          }),
+        };
+      },
+      itemsCost,
+    ),
+    VerifyBatch: unary<
+      KeyMsg & {
+        version: number;
+        items: { message: Uint8Array; signature: Uint8Array }[];
+        context: Uint8Array;
+      }
+    >(
+      'VerifyBatch',
+      async (ctx, m) => {
+        const items: VerifyItem[] = batchItems<{ message: Uint8Array; signature: Uint8Array }>(
+          'items',
+          m.items,
+          maxBatch,
+        ).map((it, i) => ({
+          message: msgField(`items[${i}].message`, it.message),
+          signature: bytesField(`items[${i}].signature`, it.signature, KEYS_BOUNDS.signature),
+        }));
+        totalBytes(items.map((x) => x.message.length + x.signature.length));
+        const r = await asym().verifyBatch(
+          me(ctx.identity),
+          asymmetricKeyId(m.keyId),
+          optionalVersion(m.version),
+          items,
+          ctxField(m.context),
+        );
+        return {
+          results: r.map((x) => {
+            gate.countItem('VerifyBatch', x.ok);
+            return x.ok
+              ? { valid: x.value.valid, keyVersion: x.value.version }
+              : { valid: false, keyVersion: 0, error: itemErrorMessage(x.error) };
+          }),
+        };
+      },
+      itemsCost,
+    ),
+    Encapsulate: unary<KeyMsg>('Encapsulate', async (ctx, m, facts) => {
+      const r = await asym().encapsulate(me(ctx.identity), asymmetricKeyId(m.keyId));
+      facts.keyVersion = r.version;
+      return { ciphertext: r.cipherText, sharedSecret: r.sharedSecret, keyVersion: r.version };
+    }),
+    Decapsulate: unary<KeyMsg & { version: number; ciphertext: Uint8Array }>(
+      'Decapsulate',
+      async (ctx, m, facts) => {
+        const r = await asym().decapsulate(
+          me(ctx.identity),
+          asymmetricKeyId(m.keyId),
+          optionalVersion(m.version),
+          bytesField('ciphertext', m.ciphertext, KEYS_BOUNDS.kemCiphertext),
+        );
+        facts.keyVersion = r.version;
+        return { sharedSecret: r.sharedSecret, keyVersion: r.version };
+      },
+    ),
+    SealBox: unary<KeyMsg & { plaintext: Uint8Array; info: Uint8Array; aad: Uint8Array }>(
+      'SealBox',
+      async (ctx, m, facts) => {
+        const r = await asym().sealBox(
+          me(ctx.identity),
+          asymmetricKeyId(m.keyId),
+          msgField('plaintext', m.plaintext),
+          bytesField('info', m.info, KEYS_BOUNDS.info),
+          bytesField('aad', m.aad, limits.maxAadBytes),
+        );
+        facts.keyVersion = r.version;
+        return { sealed: r.sealed, keyVersion: r.version };
+      },
+    ),
+    OpenBox: unary<KeyMsg & { version: number; sealed: Uint8Array; info: Uint8Array; aad: Uint8Array }>(
+      'OpenBox',
+      async (ctx, m, facts) => {
+        const r = await asym().openBox(
+          me(ctx.identity),
+          asymmetricKeyId(m.keyId),
+          optionalVersion(m.version),
+          bytesField('sealed', m.sealed, limits.maxPlaintextBytes + KEYS_BOUNDS.boxOverhead),
+          bytesField('info', m.info, KEYS_BOUNDS.info),
+          bytesField('aad', m.aad, limits.maxAadBytes),
+        );
+        facts.keyVersion = r.version;
+        return { plaintext: r.plaintext, keyVersion: r.version };
+      },
+    ),
+  };
+}
