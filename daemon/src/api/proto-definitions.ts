@@ -8,7 +8,11 @@ import { loadSync } from '@grpc/proto-loader';
 import type { MethodDefinition, Options, PackageDefinition, ServiceDefinition } from '@grpc/proto-loader';
 
 export const PROTO_ROOT = resolve(import.meta.dirname, '../../../proto');
-export const PROTO_FILES = ['keybroker/v1/admin.proto', 'keybroker/v1/crypto.proto'];
+export const PROTO_FILES = [
+  'keybroker/v1/admin.proto',
+  'keybroker/v1/crypto.proto', 'keybroker/v1/approvals.proto', 'keybroker/v1/policy.proto',
+  'keybroker/v1/keys.proto',
+];
 
 /** How messages look in JS: camelCase fields, enums as names, 64-bit ints as numbers, bytes as Buffer. */
 export const LOADER_OPTIONS: Options = {
