@@ -14,13 +14,14 @@ import type { ReloadableServerCredentials } from '../tls/reloadable-server-crede
 import { adminService } from './admin-service.ts';
 import type { CallGate } from './call-gate.ts';
 import { cryptoService } from './crypto-service.ts';
+import { keysService } from './keys-service.ts';
 import { loadKeybrokerPackage, safeService } from './proto-definitions.ts';
 import type { FieldLimits } from './request-bounds.ts';
 
 const FLOW_CONTROL_WINDOW = 8 * 1024 * 1024;
 const WIDENED = new WeakSet<Http2SecureServer>();
 
-export const SERVICE_NAMES = ['keybroker.v1.Admin', 'keybroker.v1.Crypto'] as const;
+export const SERVICE_NAMES = ['keybroker.v1.Admin', 'keybroker.v1.Crypto', 'keybroker.v1.Keys'] as const;
 
 export interface ApiServerOptions {
   readonly credentials: ReloadableServerCredentials;
@@ -51,6 +52,10 @@ export class ApiServer {
     this.#server.addService(
       safeService(pkg, 'keybroker.v1.Crypto', o.limits.maxMessageBytes),
       cryptoService(o.gate, o.broker, o.limits),
+    );
+    this.#server.addService(
+      safeService(pkg, 'keybroker.v1.Keys', o.limits.maxMessageBytes),
+      keysService(o.gate, o.broker, o.limits),
     );
     const initial: Record<string, ServingStatus> = { '': 'NOT_SERVING' };
     for (const s of SERVICE_NAMES) initial[s] = 'NOT_SERVING';
