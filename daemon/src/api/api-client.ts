@@ -89,10 +89,11 @@ export class ServiceClient {
 
 type Ctor = new (address: string, creds: ReturnType<typeof credentials.createSsl>, opts: object) => Client;
 
-/** Clients for Admin and Crypto over one mTLS configuration. */
+/** Clients for Admin, Crypto and Keys over one mTLS configuration. */
 export function connectKeybroker(o: ClientOptions): {
   admin: ServiceClient;
   crypto: ServiceClient;
+  keys: ServiceClient;
   close(): void;
 } {
   const pkg = loadPackageDefinition(loadKeybrokerPackage()) as unknown as {
@@ -117,12 +118,15 @@ export function connectKeybroker(o: ClientOptions): {
   };
   const admin = make('Admin');
   const crypto = make('Crypto');
+  const keys = make('Keys');
   return {
     admin,
     crypto,
+    keys,
     close() {
       admin.close();
       crypto.close();
+      keys.close();
     },
   };
 }
