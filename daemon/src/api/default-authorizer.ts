@@ -1,12 +1,13 @@
 /**
  * The built-in policy until a policy document is configured: admins (spiffe://<org>/admin/<name>)
- * may call Admin RPCs on their own org; tenant services may call Crypto RPCs on their own tenant;
+ * may call Admin RPCs on their own org; tenant services may call Crypto and Keys RPCs on their own tenant;
  * everything else is denied. Fail-closed.
  */
 import type { AuthzRequest, Authorizer, Decision } from '../policy/authorizer.ts';
 
 const ADMIN = 'keybroker.v1.Admin/';
 const CRYPTO = 'keybroker.v1.Crypto/';
+const KEYS = 'keybroker.v1.Keys/';
 
 export class DefaultAuthorizer implements Authorizer {
   authorize(req: AuthzRequest): Decision {
@@ -17,7 +18,7 @@ export class DefaultAuthorizer implements Authorizer {
         return deny('admins act on their own org only', 'own-org');
       return { allow: true, reason: 'org admin', rule: 'default/admin' };
     }
-    if (req.rpc.startsWith(CRYPTO)) {
+    if (req.rpc.startsWith(CRYPTO) || req.rpc.startsWith(KEYS)) {
       if (id.tenant === undefined) return deny('a tenant identity is required', 'tenant-only');
       if (req.org !== id.org || req.tenant !== id.tenant) return deny('own tenant only', 'own-tenant');
       return { allow: true, reason: 'own tenant', rule: 'default/data-plane' };
