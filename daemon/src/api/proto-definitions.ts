@@ -10,7 +10,9 @@ import type { MethodDefinition, Options, PackageDefinition, ServiceDefinition } 
 export const PROTO_ROOT = resolve(import.meta.dirname, '../../../proto');
 export const PROTO_FILES = [
   'keybroker/v1/admin.proto',
-  'keybroker/v1/crypto.proto', 'keybroker/v1/approvals.proto', 'keybroker/v1/policy.proto',
+  'keybroker/v1/crypto.proto',
+  'keybroker/v1/approvals.proto',
+  'keybroker/v1/policy.proto',
   'keybroker/v1/keys.proto',
 ];
 
