@@ -93,6 +93,8 @@ type Ctor = new (address: string, creds: ReturnType<typeof credentials.createSsl
 export function connectKeybroker(o: ClientOptions): {
   admin: ServiceClient;
   crypto: ServiceClient;
+  approvals: ServiceClient;
+  policy: ServiceClient;
   keys: ServiceClient;
   close(): void;
 } {
@@ -118,14 +120,20 @@ export function connectKeybroker(o: ClientOptions): {
   };
   const admin = make('Admin');
   const crypto = make('Crypto');
+  const approvals = make('Approvals');
+  const policy = make('Policy');
   const keys = make('Keys');
   return {
     admin,
     crypto,
+    approvals,
+    policy,
     keys,
     close() {
       admin.close();
       crypto.close();
+      approvals.close();
+      policy.close();
       keys.close();
     },
   };
