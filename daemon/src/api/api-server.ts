@@ -12,8 +12,11 @@ import type { ServingStatus } from 'grpc-health-check';
 import type { KeyBrokerApi } from '../keys/key-broker-api.ts';
 import type { ReloadableServerCredentials } from '../tls/reloadable-server-credentials.ts';
 import { adminService } from './admin-service.ts';
+import { approvalsService } from './approvals-service.ts';
+import type { Governance } from './approvals-service.ts';
 import type { CallGate } from './call-gate.ts';
 import { cryptoService } from './crypto-service.ts';
+import { policyService } from './policy-service.ts';
 import { keysService } from './keys-service.ts';
 import { loadKeybrokerPackage, safeService } from './proto-definitions.ts';
 import type { FieldLimits } from './request-bounds.ts';
@@ -21,12 +24,20 @@ import type { FieldLimits } from './request-bounds.ts';
 const FLOW_CONTROL_WINDOW = 8 * 1024 * 1024;
 const WIDENED = new WeakSet<Http2SecureServer>();
 
-export const SERVICE_NAMES = ['keybroker.v1.Admin', 'keybroker.v1.Crypto', 'keybroker.v1.Keys'] as const;
+export const SERVICE_NAMES = [
+  'keybroker.v1.Admin',
+  'keybroker.v1.Crypto',
+  'keybroker.v1.Approvals',
+  'keybroker.v1.Policy',
+  'keybroker.v1.Keys',
+] as const;
 
 export interface ApiServerOptions {
   readonly credentials: ReloadableServerCredentials;
   readonly gate: CallGate;
   readonly broker: () => KeyBrokerApi;
+  /** Two-person rule and policy services (Approvals, Policy); absent in gate-only tests. */
+  readonly governance?: Governance;
   readonly limits: FieldLimits & { readonly maxMessageBytes: number };
 }
 
@@ -47,7 +58,7 @@ export class ApiServer {
     const pkg = loadKeybrokerPackage();
     this.#server.addService(
       safeService(pkg, 'keybroker.v1.Admin', o.limits.maxMessageBytes),
-      adminService(o.gate, o.broker),
+      adminService(o.gate, o.broker, o.governance),
     );
     this.#server.addService(
       safeService(pkg, 'keybroker.v1.Crypto', o.limits.maxMessageBytes),
@@ -57,6 +68,16 @@ export class ApiServer {
       safeService(pkg, 'keybroker.v1.Keys', o.limits.maxMessageBytes),
       keysService(o.gate, o.broker, o.limits),
     );
+    if (o.governance !== undefined) {
+      this.#server.addService(
+        safeService(pkg, 'keybroker.v1.Approvals', o.limits.maxMessageBytes),
+        approvalsService(o.gate, o.governance),
+      );
+      this.#server.addService(
+        safeService(pkg, 'keybroker.v1.Policy', o.limits.maxMessageBytes),
+        policyService(o.gate, o.governance),
+      );
+    }
     const initial: Record<string, ServingStatus> = { '': 'NOT_SERVING' };
     for (const s of SERVICE_NAMES) initial[s] = 'NOT_SERVING';
     this.#health = new HealthImplementation(initial);
