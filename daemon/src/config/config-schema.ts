@@ -85,7 +85,27 @@ export interface Config {
   };
   /** Created on the first serve when absent (dev/test convenience); empty org: nothing. */
   readonly bootstrap: { readonly org: string; readonly tenants: readonly string[] };
+  /**
+   * Tenant asymmetric keys (keybroker.v1.Keys) and their post-quantum engines. Every enabled
+   * engine passes its power-on self-test before the daemon serves. Routes/offload: see
+   * daemon/src/pqc/pqc-router.ts (defaults from bench/pqc-bench.ts).
+   */
+  readonly pqc: {
+    readonly enabled: boolean;
+    readonly engines: readonly ('openssl' | 'liboqs')[];
+    readonly routes: Readonly<Record<PqcRouteName, 'openssl' | 'liboqs'>>;
+    readonly offload: readonly PqcRouteName[];
+    /** Worker threads for offloaded operations; 0: one per core. */
+    readonly workers: number;
+    /** Unwrapped private keys cached (TTL is keys.cacheTtlMs). */
+    readonly cacheMaxEntries: number;
+  };
 }
+
+/** Operations the pqc router routes (pqc-router.ts PQC_OPERATIONS). */
+export type PqcRouteName =
+  'kem.keygen' | 'kem.encapsulate' | 'kem.decapsulate' | 'sig.keygen' | 'sig.sign' | 'sig.verify';
+const PQC_OPS = ['kem.keygen', 'kem.encapsulate', 'kem.decapsulate', 'sig.keygen', 'sig.sign', 'sig.verify'];
 
 /** Defaults; relative paths are resolved against the config file's directory. */
 export const DEFAULT_CONFIG: Config = {
@@ -125,6 +145,21 @@ export const DEFAULT_CONFIG: Config = {
   },
   policy: { file: '', fipsMode: false, twoPersonRule: true, approvalWindowMs: 3_600_000 },
   bootstrap: { org: '', tenants: [] },
+  pqc: {
+    enabled: true,
+    engines: ['openssl', 'liboqs'],
+    routes: {
+      'kem.keygen': 'openssl',
+      'kem.encapsulate': 'openssl',
+      'kem.decapsulate': 'openssl',
+      'sig.keygen': 'openssl',
+      'sig.sign': 'liboqs',
+      'sig.verify': 'openssl',
+    },
+    offload: ['kem.keygen', 'sig.keygen', 'sig.sign'],
+    workers: 0,
+    cacheMaxEntries: 1000,
+  },
 };
 
 const str = { type: 'string' } as const;
@@ -195,5 +230,18 @@ export const CONFIG_SCHEMA = obj({
       maxItems: 100,
       items: { type: 'string', pattern: NAME, not: { const: 'admin' } },
     },
+  }),
+  pqc: obj({
+    enabled: { type: 'boolean' },
+    engines: {
+      type: 'array',
+      minItems: 1,
+      uniqueItems: true,
+      items: { enum: ['openssl', 'liboqs'] },
+    },
+    routes: obj(Object.fromEntries(PQC_OPS.map((op) => [op, { enum: ['openssl', 'liboqs'] }]))),
+    offload: { type: 'array', uniqueItems: true, items: { enum: PQC_OPS } },
+    workers: { type: 'integer', minimum: 0, maximum: 256 },
+    cacheMaxEntries: pos(10_000_000),
   }),
 });
