@@ -3,7 +3,8 @@
 # manager, without touching this machine: run it as root inside a private mount namespace
 #   unshare -m -i -p --fork --kill-child --mount-proc --propagation private \
 #     bash test/systemd/live-unit.sh REPO WORK [DROP-IN...]
-# /etc, /usr and /var become overlays whose writes land in WORK; /run is a fresh tmpfs.
+# /etc, /usr and /var become overlays whose writes land in WORK; /run is a fresh tmpfs, with a
+# journald of our own.
 # PID 1 here is not systemd, so the manager is `systemd --user` running as root with
 # XDG_CONFIG_HOME=/var/lib and XDG_RUNTIME_DIR=/run: the unit's StateDirectory, RuntimeDirectory
 # and credentials resolve to the same paths as under the system manager (ConfigurationDirectory
@@ -20,7 +21,7 @@ step() { printf '== %s\n' "$*" >&2; }
 
 mgr=""
 cleanup() {
-  cp /run/kbtest/daemon.log "$WORK/daemon.log" 2>/dev/null || true
+  daemon_log >"$WORK/daemon.log" 2>/dev/null || true
   if [ -n "$mgr" ] && kill -0 "$mgr" 2>/dev/null; then
     systemctl --user stop keybroker.service >/dev/null 2>&1 || true
     kill "$mgr" 2>/dev/null || true
@@ -45,6 +46,14 @@ mkdir -p /run/systemd/system /run/lock /run/kbtest
 # systemd 252's user mode puts StateDirectory= (and ConfigurationDirectory=, LogsDirectory=/log)
 # under $XDG_CONFIG_HOME, RuntimeDirectory= and credentials under $XDG_RUNTIME_DIR.
 export XDG_RUNTIME_DIR=/run XDG_CONFIG_HOME=/var/lib XDG_STATE_HOME=/var/lib XDG_CACHE_HOME=/var/cache
+
+step "journald of our own (volatile, no kernel log), so StandardOutput=journal is real"
+mkdir -p /etc/systemd/journald.conf.d
+printf '[Journal]\nStorage=volatile\nReadKMsg=no\nForwardToKMsg=no\nForwardToConsole=no\nForwardToWall=no\nForwardToSyslog=no\nAudit=no\n' \
+  >/etc/systemd/journald.conf.d/zz-kbtest.conf
+/lib/systemd/systemd-journald >"$WORK/journald.log" 2>&1 &
+for _ in $(seq 1 50); do [ -S /run/systemd/journal/stdout ] && break; sleep 0.1; done
+daemon_log() { journalctl -D /run/log/journal --no-pager -o cat -t keybroker; }
 
 step "install.sh into / (creates the user with systemd-sysusers, applies ownership)"
 getent passwd keybroker >/dev/null && emit user-before present || emit user-before absent
@@ -118,12 +127,6 @@ install -o keybroker -g keybroker -m 0600 /etc/keybroker/pins/hsm-user.pin /etc/
 step "the installed system unit, loaded by the manager from /etc/systemd/user"
 mkdir -p /etc/systemd/user/keybroker.service.d
 cp /usr/lib/systemd/system/keybroker.service /etc/systemd/user/keybroker.service
-# No journald here: the daemon's stdout/stderr go to a file instead (test-only drop-in).
-cat >/etc/systemd/user/keybroker.service.d/zz-test-output.conf <<'EOF'
-[Service]
-StandardOutput=append:/run/kbtest/daemon.log
-StandardError=append:/run/kbtest/daemon.log
-EOF
 for f in "$@"; do cp "$f" /etc/systemd/user/keybroker.service.d/; done
 
 SYSTEMD_LOG_TARGET=console SYSTEMD_LOG_LEVEL=info /lib/systemd/systemd --user >"$WORK/manager.log" 2>&1 &
@@ -149,7 +152,7 @@ for p in ActiveState SubState Result NRestarts StatusText SystemCallErrorNumber 
 pid="$(show MainPID)"
 emit started.MainPID "$pid"
 if [ "$rc" != 0 ] || [ "$pid" = 0 ]; then
-  emit daemon-log "$(tail -c 3000 /run/kbtest/daemon.log 2>/dev/null | base64 -w0)"
+  emit daemon-log "$(daemon_log | tail -c 3000 | base64 -w0)"
   emit manager-log "$(tail -c 3000 "$WORK/manager.log" | base64 -w0)"
   exit 0
 fi
@@ -224,7 +227,10 @@ step "systemctl stop (SIGTERM: drain, STOPPING=1, exit 0)"
 rc=0; timeout 90 systemctl --user stop keybroker.service || rc=$?
 emit stop "$rc"
 for p in ActiveState Result ExecMainCode ExecMainStatus; do emit "stopped.$p" "$(show "$p")"; done
-emit daemon-log "$(tail -c 6000 /run/kbtest/daemon.log | base64 -w0)"
+emit daemon-log "$(daemon_log | tail -c 6000 | base64 -w0)"
+# The daemon's JSON lines reached the journal under the unit's SyslogIdentifier and unit name.
+emit journal.ready "$(daemon_log | grep -c '"msg":"ready"' || true)"
+emit journal.unit "$(journalctl -D /run/log/journal --no-pager -o export -t keybroker | sed -n 's/^_SYSTEMD_UNIT=//p' | sort -u | tr '\n' ' ')"
 
 step "why MemoryDenyWriteExecute= is left out: the installed runtime under it"
 mdwe() { systemd-run --user --wait --quiet -p User=keybroker -p "MemoryDenyWriteExecute=$1" \

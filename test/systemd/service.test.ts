@@ -1,5 +1,5 @@
 /**
- * keybroker.service run for real: install.sh into /, systemd-sysusers, systemd-tmpfiles,
+ * keybroker.service run for real: install.sh into /, systemd-sysusers, systemd-tmpfiles, journald,
  * provisioning, then `systemctl start/reload/stop` under a real systemd 252 service manager
  * (the user-mode manager, as root: PID 1 on this machine is not systemd), all inside a private
  * mount namespace whose /etc, /usr and /var writes land in a temp dir (see live-unit.sh).
@@ -158,6 +158,8 @@ function commonCases(live: Live, privateUsers: boolean): Case[] {
     ['purge', eq('0'), 'uninstall.sh --purge to succeed'],
     ['after-purge', eq(''), 'config, data and logs gone'],
     ['user-after-purge', eq('absent'), 'the keybroker user removed'],
+    ['journal.ready', (v) => Number(v) >= 1, 'the JSON "ready" line in the journal (StandardOutput=journal)'],
+    ['journal.unit', eq('keybroker.service '), 'journal entries tagged keybroker, from keybroker.service'],
     ['mdwe.no', eq('ok'), 'the installed runtime to run as a transient unit'],
     ['mdwe.yes', eq('failed'), 'MemoryDenyWriteExecute=yes to break Node (why the unit leaves it out)'],
   ];
