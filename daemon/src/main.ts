@@ -20,6 +20,8 @@ import { ConfigError, loadConfig, readHsmPin } from './config/load-config.ts';
 import { loadProfile } from './hsm/hsm-profile.ts';
 import { Pkcs11Hsm } from './hsm/pkcs11-hsm.ts';
 import { KeyBroker } from './keys/key-broker.ts';
+import type { AsymmetricRuntime } from './keys/asymmetric-key-material.ts';
+import { startAsymmetricRuntime } from './keys/asymmetric-runtime-start.ts';
 import type { KeyBrokerApi } from './keys/key-broker-api.ts';
 import { HealthServer } from './obs/health-server.ts';
 import type { Readiness } from './obs/health-server.ts';
@@ -56,6 +58,8 @@ class Daemon {
   readonly ops: HealthServer;
   hsm: Pkcs11Hsm | undefined;
   broker: KeyBroker | undefined;
+  /** Post-quantum engines (self-tested), router and worker pool; undefined when pqc is disabled. */
+  pqc: AsymmetricRuntime | undefined;
   shuttingDown = false;
   #readyOnce = false;
   #lastReady = false;
@@ -192,6 +196,15 @@ class Daemon {
       degradedServeMs: this.cfg.keys.degradedServeMs,
       logger: this.log,
       auditHead: () => this.audit.head(),
+      ...(this.pqc !== undefined
+        ? {
+            pqc: {
+              runtime: this.pqc,
+              cacheTtlMs: this.cfg.keys.cacheTtlMs,
+              cacheMaxEntries: this.cfg.pqc.cacheMaxEntries,
+            },
+          }
+        : {}),
     });
     try {
       await this.#bootstrap(broker);
@@ -283,6 +296,7 @@ class Daemon {
     this.log.info({ graceMs: this.cfg.lifecycle.shutdownGraceMs }, 'shutting down: draining');
     const { forced } = await this.api.shutdown(this.cfg.lifecycle.shutdownGraceMs);
     await this.broker?.close();
+    await this.pqc?.pool?.close();
     await this.audit.close();
     await this.hsm?.close();
     await this.ops.close();
@@ -311,6 +325,25 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     log.warn({}, 'no policy.file: built-in default policy (admins: own org; services: own tenant)');
   }
   installTestHooks(d);
+  if (cfg.pqc.enabled) {
+    // Power-on self-test before anything listens: a failed known answer means no start at all.
+    try {
+      const corruptKat = d.env.KB_TEST_HOOKS === '1' ? d.env.KB_TEST_PQC_CORRUPT_KAT : undefined;
+      const { runtime, report } = await startAsymmetricRuntime({
+        ...cfg.pqc,
+        ...(corruptKat !== undefined ? { corruptKat } : {}),
+      });
+      d.pqc = runtime;
+      log.info(
+        { engines: cfg.pqc.engines, checks: report.results.length, ms: Math.round(report.durationMs) },
+        'pqc power-on self-test passed',
+      );
+    } catch (err) {
+      log.fatal({ err: toKbError(err).safeMessage }, 'pqc power-on self-test failed: refusing to start');
+      loggers.flush();
+      return 1;
+    }
+  }
   await d.start();
   return new Promise<number>((resolve) => {
     let stopping = false;
