@@ -4,7 +4,7 @@
  * at start shows as "not ready" (health, /readyz, UNAVAILABLE) instead of a crash loop.
  */
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { KbError, toKbError } from './errors.ts';
 import { orgId, tenantId } from './ids.ts';
 import { FileAuditSink } from './audit/file-audit-sink.ts';
@@ -33,9 +33,12 @@ import { Metrics } from './obs/metrics.ts';
 import type { BrokerStats } from './obs/metrics.ts';
 import { SdNotify } from './obs/sd-notify.ts';
 import type { Authorizer } from './policy/authorizer.ts';
-import { PolicyEngine } from './policy/policy-engine.ts';
+import { ApprovalStore } from './policy/approvals.ts';
+import { DEFAULT_POLICY_TEXT, defaultPolicy } from './policy/default-policy.ts';
+import { PolicyEngine, effectiveRole } from './policy/policy-engine.ts';
 import { PolicyStore } from './policy/policy-store.ts';
 import { ReloadableServerCredentials } from './tls/reloadable-server-credentials.ts';
+import { Gauge } from 'prom-client';
 
 export interface DaemonOptions {
   readonly configPath?: string;
@@ -52,7 +55,12 @@ class Daemon {
   readonly metrics: Metrics;
   readonly audit = new DeferredAuditSink();
   authorizer: Authorizer = new DefaultAuthorizer();
-  policy: PolicyStore | undefined;
+  /** The one policy every call is evaluated against (the built-in default without policy.file). */
+  readonly policy: PolicyStore;
+  readonly engine: PolicyEngine;
+  /** Two-person approvals (SQLite in the data dir); steps are audited by the call gate. */
+  readonly approvals: ApprovalStore;
+  #fileSink: FileAuditSink | undefined;
   readonly creds: ReloadableServerCredentials;
   readonly api: ApiServer;
   readonly ops: HealthServer;
@@ -69,8 +77,17 @@ class Daemon {
 
   readonly loggers: Loggers;
 
-  constructor(cfg: Config, loggers: Loggers, o: DaemonOptions) {
+  constructor(cfg: Config, loggers: Loggers, o: DaemonOptions, policy: PolicyStore) {
     const log = loggers.log;
+    this.policy = policy;
+    this.engine = new PolicyEngine(policy, { fipsMode: cfg.policy.fipsMode });
+    this.authorizer = this.engine;
+    mkdirSync(cfg.dataDir, { recursive: true });
+    this.approvals = new ApprovalStore({
+      path: join(cfg.dataDir, 'approvals.db'),
+      windowMs: cfg.policy.approvalWindowMs,
+      roleOf: (who) => effectiveRole(policy.current(), who.uri, who.roles),
+    });
     this.cfg = cfg;
     this.log = log;
     this.loggers = loggers;
@@ -86,6 +103,7 @@ class Daemon {
       ready: () => this.readiness().ready,
       degraded: () => this.readiness().degraded,
     });
+    this.#governanceMetrics();
     this.ops = new HealthServer(this.metrics.registry, () => this.readiness());
     this.creds = new ReloadableServerCredentials(cfg.tls);
     const gate = new CallGate({
@@ -103,6 +121,40 @@ class Daemon {
       gate,
       broker: () => this.brokerOrThrow(),
       limits: cfg.limits,
+      governance: {
+        approvals: this.approvals,
+        policy,
+        fipsMode: () => this.engine.fipsMode,
+        twoPersonRule: () => this.cfg.policy.twoPersonRule,
+      },
+    });
+  }
+
+  /** FIPS mode and audit sink counters as Prometheus gauges (read at scrape time). */
+  #governanceMetrics(): void {
+    const registers = [this.metrics.registry];
+    const engine = this.engine;
+    const sink = () => this.#fileSink?.stats();
+    new Gauge({
+      name: 'keybroker_fips_mode',
+      help: '1 when the FIPS algorithm policy is on (an algorithm policy, not a validated module)',
+      registers,
+      collect() {
+        this.set(engine.fipsMode ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'keybroker_audit_sink',
+      help: 'Audit sink counters since open (records, batches, checkpoints, failures, pending, healthy)',
+      labelNames: ['stat'],
+      registers,
+      collect() {
+        const st = sink();
+        if (st === undefined) return;
+        for (const k of ['records', 'batches', 'checkpoints', 'failures', 'pending'] as const)
+          this.set({ stat: k }, st[k]);
+        this.set({ stat: 'healthy' }, st.healthy ? 1 : 0);
+      },
     });
   }
 
@@ -114,18 +166,21 @@ class Daemon {
   }
 
   readiness(): Readiness {
-    if (this.shuttingDown) return { ready: false, degraded: false, reason: 'shutting down' };
+    const fipsMode = this.engine.fipsMode;
+    if (this.shuttingDown) return { ready: false, degraded: false, reason: 'shutting down', fipsMode };
     if (this.broker === undefined)
-      return { ready: false, degraded: false, reason: this.#hsmError ?? 'starting' };
+      return { ready: false, degraded: false, reason: this.#hsmError ?? 'starting', fipsMode };
     const b = this.broker.health();
     const a = this.audit.health();
-    if (!a.ok) return { ready: false, degraded: b.degraded, reason: `audit: ${a.reason ?? 'unavailable'}` };
+    if (!a.ok)
+      return { ready: false, degraded: b.degraded, reason: `audit: ${a.reason ?? 'unavailable'}`, fipsMode };
     // Degraded (HSM away, cached keys serving) is not ready: balancers should move new work
     // elsewhere while in-flight callers with warm keys keep being served.
     return {
       ready: b.ready && !b.degraded,
       degraded: b.degraded,
       ...(b.reason !== undefined ? { reason: b.reason } : {}),
+      fipsMode,
     };
   }
 
@@ -231,6 +286,7 @@ class Daemon {
       onEvent: (e) => this.log.warn({ kind: e.kind, detail: e.detail }, 'audit event'),
     });
     this.audit.attach(sink);
+    this.#fileSink = sink;
     this.log.info({ path: a.path, head: sink.head().seq }, 'audit log open');
   }
 
@@ -275,7 +331,8 @@ class Daemon {
     try {
       const next = loadConfig(this.configPath, this.env);
       this.creds.reload(next.tls);
-      if (this.policy !== undefined && next.policy.file !== '') {
+      // A bad policy throws here and the old one stays (the whole reload is refused).
+      if (next.policy.file !== '') {
         const swap = await this.policy.reloadFromFile(next.policy.file);
         this.log.info({ digest: swap.digest, previous: swap.previousDigest }, 'policy reloaded');
       }
@@ -298,6 +355,7 @@ class Daemon {
     await this.broker?.close();
     await this.pqc?.pool?.close();
     await this.audit.close();
+    this.approvals.close();
     await this.hsm?.close();
     await this.ops.close();
     // A stale ready file would point clients at a port nobody listens on.
@@ -312,18 +370,23 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
   const cfg = loadConfig(o.configPath, o.env ?? process.env);
   const loggers = createLoggers(cfg.log.level);
   const log = loggers.log;
-  const d = new Daemon(cfg, loggers, o);
+  let policy: PolicyStore;
   if (cfg.policy.file !== '') {
     try {
-      d.policy = await PolicyStore.fromFile(cfg.policy.file);
+      policy = await PolicyStore.fromFile(cfg.policy.file);
     } catch (err) {
       throw new ConfigError(`policy.file: ${toKbError(err).safeMessage} (${cfg.policy.file})`);
     }
-    d.authorizer = new PolicyEngine(d.policy);
-    log.info({ file: cfg.policy.file, digest: d.policy.current()?.digest }, 'policy loaded');
+    log.info({ file: cfg.policy.file, digest: policy.current()?.digest }, 'policy loaded');
   } else {
+    policy = new PolicyStore(defaultPolicy(), DEFAULT_POLICY_TEXT);
     log.warn({}, 'no policy.file: built-in default policy (admins: own org; services: own tenant)');
   }
+  const d = new Daemon(cfg, loggers, o, policy);
+  log.info(
+    { fipsMode: d.engine.fipsMode, twoPersonRule: cfg.policy.twoPersonRule },
+    'access control: one policy engine for every call',
+  );
   installTestHooks(d);
   if (cfg.pqc.enabled) {
     // Power-on self-test before anything listens: a failed known answer means no start at all.
