@@ -11,6 +11,8 @@ export interface Readiness {
   readonly ready: boolean;
   readonly degraded: boolean;
   readonly reason?: string;
+  /** FIPS algorithm policy on (shown in /readyz). */
+  readonly fipsMode?: boolean;
 }
 
 export class HealthServer {
@@ -28,7 +30,12 @@ export class HealthServer {
       if (path === '/healthz') return send(200, 'application/json', '{"status":"alive"}\n');
       if (path === '/readyz') {
         const r = readiness();
-        const body = { status: r.ready ? 'ready' : 'not ready', degraded: r.degraded, reason: r.reason };
+        const body = {
+          status: r.ready ? 'ready' : 'not ready',
+          degraded: r.degraded,
+          reason: r.reason,
+          ...(r.fipsMode !== undefined ? { fipsMode: r.fipsMode } : {}),
+        };
         return send(r.ready ? 200 : 503, 'application/json', JSON.stringify(body) + '\n');
       }
       if (path === '/metrics') {
