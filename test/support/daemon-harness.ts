@@ -34,6 +34,12 @@ export interface StartOptions {
   readonly init?: InitOptions;
   /** Extra environment (KB_* overrides). */
   readonly env?: Readonly<Record<string, string>>;
+  /**
+   * Two-person rule for destroy/rotate-org/set-policy (config policy.twoPersonRule). Default
+   * false here so suites about other features can destroy and rotate directly; the daemon's own
+   * default is true, and test/e2e/access-control.test.ts runs with it on.
+   */
+  readonly twoPersonRule?: boolean;
   /** Wait for the "ready" line (default true); false waits for "listening" only. */
   readonly waitReady?: boolean;
   readonly timeoutMs?: number;
@@ -174,7 +180,13 @@ export async function initTestDataDir(o: InitOptions = {}): Promise<string> {
 export async function startDaemon(o: StartOptions = {}): Promise<DaemonHandle> {
   const dataDir = o.dataDir ?? (await initTestDataDir(o.init));
   const proc = spawn(process.execPath, [CLI, 'serve', '--config', join(dataDir, 'keybroker.json')], {
-    env: { ...process.env, KB_TEST_HOOKS: '1', KB_LOG_LEVEL: 'debug', ...o.env },
+    env: {
+      ...process.env,
+      KB_TEST_HOOKS: '1',
+      KB_LOG_LEVEL: 'debug',
+      KB_POLICY_TWO_PERSON_RULE: o.twoPersonRule === true ? 'true' : 'false',
+      ...o.env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const d = new DaemonHandle(dataDir, proc);
