@@ -37,7 +37,7 @@ export class Metrics {
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'keybroker_process_' });
+    collectDefaultMetrics({ register: this.registry, prefix: 'keybroker_' });
     this.rpcRequests = new Counter({
       name: 'keybroker_rpc_requests_total',
       help: 'gRPC calls by method and final status code',
