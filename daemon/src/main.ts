@@ -278,9 +278,15 @@ class Daemon {
       this.audit.attach(new PlaceholderNoopAuditSink());
       return;
     }
+    const signer = await hsmCheckpointSigner(hsm);
+    // The checkpoint public key beside the log, for `keybroker audit verify --public-key`.
+    const pub = join(dirname(a.path), 'audit-key.pem');
+    mkdirSync(dirname(pub), { recursive: true });
+    writeFileSync(`${pub}.tmp`, signer.publicKeyPem);
+    renameSync(`${pub}.tmp`, pub);
     const sink = await FileAuditSink.open({
       path: a.path,
-      signer: await hsmCheckpointSigner(hsm),
+      signer,
       checkpointEvery: a.checkpointEvery,
       checkpointIntervalMs: a.checkpointIntervalMs,
       onEvent: (e) => this.log.warn({ kind: e.kind, detail: e.detail }, 'audit event'),
