@@ -217,3 +217,9 @@ test('AES-256-GCM (envelope AEAD) with 96-bit IVs matches Wycheproof', () => {
   }
   assert.ok(n > 5, `only ${n} GCM vectors ran`);
 });
+
+test('a sealed envelope owns its ArrayBuffer (no shared pool slab with other requests bytes)', () => {
+  const blob = sealEnvelope(cek, H, new Uint8Array(10), aad);
+  assert.equal(blob.byteOffset, 0);
+  assert.equal(blob.buffer.byteLength, blob.length);
+});

@@ -94,7 +94,7 @@ function deriveDek(
 
 /** lp32(header) ‖ lp32(aad), in one allocation. */
 function gcmAad(header: Uint8Array, aad: Uint8Array): Buffer {
-  const b = Buffer.allocUnsafe(8 + header.length + aad.length);
+  const b = Buffer.allocUnsafeSlow(8 + header.length + aad.length);
   b.writeUInt32BE(header.length, 0);
   b.set(header, 4);
   b.writeUInt32BE(aad.length, 4 + header.length);
@@ -112,7 +112,9 @@ export function sealEnvelope(
 ): Uint8Array {
   const prefixLen = 3 + 3 + h.org.length + h.tenant.length + h.customer.length + 4;
   const headerLen = prefixLen + SALT_BYTES + NONCE_BYTES + COMMIT_BYTES;
-  const out = Buffer.allocUnsafe(headerLen + plaintext.length + TAG_BYTES);
+  // Not from Buffer's shared pool: the caller gets this ArrayBuffer, and a pooled slab would also
+  // hold other requests' bytes (every byte of `out` is written below).
+  const out = Buffer.allocUnsafeSlow(headerLen + plaintext.length + TAG_BYTES);
   out[0] = FORMAT_V1;
   out[1] = h.type;
   out[2] = ALG_AES256GCM_HKDF_COMMIT;
