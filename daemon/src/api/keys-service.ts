@@ -30,8 +30,11 @@ export const KEYS_BOUNDS = {
   context: 255,
   info: 1024,
   signature: 8192,
-  /** Largest KEM ciphertext (ML-KEM-1024); anything longer is refused before any work. */
-  kemCiphertext: 1568,
+  /**
+   * Field bound for KEM ciphertexts, above the largest (ML-KEM-1024, 1568 B) so that any wrong
+   * length up to it is the one opaque decryption error; longer is refused before any work.
+   */
+  kemCiphertext: 2048,
   /** enc (at most 1120) + tag, on top of the plaintext bound. */
   boxOverhead: 2048,
   /** Pool batches carry at most 1024 items. */
