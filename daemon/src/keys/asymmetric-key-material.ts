@@ -194,8 +194,11 @@ export class LoadedKey {
     const engine = rt.router.engineFor(op, context).name;
     let h = this.#handles.get(engine);
     if (h === undefined) {
-      const alg = this.type as KemAlgorithm | SigAlgorithm;
-      h = rt.router.loadPrivateKey(op, alg, this.seed.expose(), this.publicKey, context);
+      // A composite's handle is its ML-DSA-65 half (the first 1952 bytes of its public key).
+      const composite = this.type === 'composite-mldsa65-ecdsa-p256';
+      const alg = composite ? 'ml-dsa-65' : (this.type as KemAlgorithm | SigAlgorithm);
+      const pk = composite ? this.publicKey.subarray(0, 1952) : this.publicKey;
+      h = rt.router.loadPrivateKey(op, alg, this.seed.expose(), pk, context);
       this.#handles.set(engine, h);
     }
     return h;

@@ -62,6 +62,12 @@ const info = (rows: readonly AsymmetricKeyRow[]): Api.AsymmetricKeyInfo => {
   };
 };
 
+/** Key-loading failures are the opaque error, except an HSM outage (retryable, says so). */
+function passUnavailable(err: unknown): KbError {
+  if (err instanceof KbError && (err.code === 'HSM_UNAVAILABLE' || err.code === 'SHUTTING_DOWN')) return err;
+  return decryptionFailed(err);
+}
+
 export class AsymmetricKeys implements Api.AsymmetricKeyApi {
   readonly #h: Hierarchy;
   readonly #lock: KeyedMutex;
@@ -272,7 +278,7 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
           // A TEK rotation may have rewrapped the row meanwhile (as in hierarchy.ts #loadCek).
           const again = AsymmetricKeyStore.get(this.#h.store(t), row.keyId, row.version);
           if (attempt < 3 && again !== undefined && again.tekVersion !== r.tekVersion) continue;
-          throw err;
+          throw passUnavailable(err);
         }
       }
     });
