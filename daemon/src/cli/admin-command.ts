@@ -7,6 +7,8 @@ import type { ServiceError } from '@grpc/grpc-js';
 import type { Argv, CommandModule } from 'yargs';
 import { clientOptionsFromFiles, connectKeybroker } from '../api/api-client.ts';
 import { CLIENT_OPTIONS, resolveClientConfig } from '../config/client-config.ts';
+import { approvalCommand } from './approval-command.ts';
+import { policyCommand } from './policy-command.ts';
 
 interface ConnArgs {
   'data-dir'?: string;
@@ -21,7 +23,7 @@ type Args = ConnArgs & Record<string, unknown>;
 export async function runClientCall(
   a: ConnArgs,
   as: 'admin' | 'service',
-  service: 'admin' | 'crypto',
+  service: 'admin' | 'crypto' | 'approvals' | 'policy',
   method: string,
   req: object,
 ): Promise<Record<string, unknown>> {
@@ -78,6 +80,13 @@ function leaf(
 }
 
 const enable = (on: boolean) => () => ({ enabled: on });
+/** Two-person rule: the approved approval for this destroy / org key rotation. */
+const approval = (a: Args) => ({ approvalId: typeof a['approval-id'] === 'string' ? a['approval-id'] : '' });
+const approvalOption = (y: Argv<Args>) =>
+  y.option('approval-id', {
+    type: 'string',
+    describe: 'approved approval (keybroker admin approval request ...)',
+  }) as Argv<Args>;
 
 function group(
   name: string,
@@ -120,7 +129,14 @@ export const adminCommand: CommandModule<object, Args> = {
           leaf('create', ['org'], 'CreateOrg', 'create an org and its root key'),
           leaf('list', [], 'ListOrgs', 'list orgs'),
           leaf('describe', ['org'], 'DescribeOrg', 'show an org and its key versions'),
-          leaf('rotate', ['org'], 'RotateOrgKey', 'new root key version; rewrap tenant keys'),
+          leaf(
+            'rotate',
+            ['org'],
+            'RotateOrgKey',
+            'new root key version; rewrap tenant keys',
+            approval,
+            approvalOption,
+          ),
           leaf('enable', ['org'], 'SetOrgEnabled', 'enable an org', enable(true)),
           leaf('disable', ['org'], 'SetOrgEnabled', 'disable an org', enable(false)),
         ]),
@@ -136,6 +152,8 @@ export const adminCommand: CommandModule<object, Args> = {
             ['org', 'tenant'],
             'DestroyTenant',
             'crypto-shred a tenant; prints the signed receipt',
+            approval,
+            approvalOption,
           ),
         ]),
         group('customer', 'Customers of a tenant and their keys', [
@@ -167,6 +185,8 @@ export const adminCommand: CommandModule<object, Args> = {
             ['org', 'tenant', 'customer'],
             'DestroyCustomer',
             'crypto-shred a customer; prints the receipt',
+            approval,
+            approvalOption,
           ),
         ]),
         leaf(
@@ -194,10 +214,12 @@ export const adminCommand: CommandModule<object, Args> = {
               .option('customer', { type: 'string' }) as Argv<Args>,
         ),
         leaf('rotate-due', [], 'RotateDueKeys', 'run the scheduled rotation pass now'),
+        approvalCommand,
+        policyCommand,
       ])
       .demandCommand(
         1,
-        'name a resource: org, tenant, customer, key-policy, key-version, rotate-due',
+        'name a resource: org, tenant, customer, key-policy, key-version, rotate-due, approval, policy',
       ) as Argv<Args>,
   handler: () => undefined,
 };
