@@ -7,12 +7,13 @@
  * bad file keeps the old policy and a good one takes effect.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { DEFAULT_POLICY_TEXT } from '../../daemon/src/policy/default-policy.ts';
-import { initTestDataDir, removeDataDir, startDaemon } from '../support/daemon-harness.ts';
+import { REPO_ROOT, initTestDataDir, removeDataDir, startDaemon } from '../support/daemon-harness.ts';
 import type { DaemonHandle, KeybrokerClient } from '../support/daemon-harness.ts';
 import { GrpcCode, expectCode } from './e2e-helpers.ts';
 
@@ -42,6 +43,8 @@ let vic: KeybrokerClient;
 let opal: KeybrokerClient;
 let svc: KeybrokerClient;
 let other: KeybrokerClient;
+/** --cert/--key arguments per admin, for the CLI test. */
+const certArgs: Record<string, string[]> = {};
 
 before(async () => {
   const dir = await initTestDataDir();
@@ -52,8 +55,17 @@ before(async () => {
     twoPersonRule: true,
     env: { KB_POLICY_FILE: policyFile, KB_POLICY_APPROVAL_WINDOW_MS: String(WINDOW_MS) },
   });
-  alice = d.client(await d.issueClient('spiffe://acme/admin/alice'));
-  bob = d.client(await d.issueClient('spiffe://acme/admin/bob'));
+  const pairs = {
+    alice: await d.issueClient('spiffe://acme/admin/alice'),
+    bob: await d.issueClient('spiffe://acme/admin/bob'),
+  };
+  for (const [name, p] of Object.entries(pairs)) {
+    writeFileSync(join(dir, `${name}.pem`), p.certPem);
+    writeFileSync(join(dir, `${name}-key.pem`), p.keyPem);
+    certArgs[name] = ['--cert', join(dir, `${name}.pem`), '--key', join(dir, `${name}-key.pem`)];
+  }
+  alice = d.client(pairs.alice);
+  bob = d.client(pairs.bob);
   vic = d.client(await d.issueClient('spiffe://acme/admin/vic'));
   opal = d.client(await d.issueClient('spiffe://acme/admin/opal'));
   other = d.client(await d.issueClient('spiffe://globex/admin/gus'));
@@ -340,4 +352,50 @@ test('SIGHUP policy reload: a bad file keeps the policy in force, a good one tak
   await vic.admin.unary('CreateCustomer', { org: 'acme', tenant: 'alpha', customer: 'v3' });
   await svc.keys.unary('CreateKey', { keyId: 'xw-after', algorithm: 'KEY_ALGORITHM_X_WING' });
   assert.match((await d.metrics()).body, /^keybroker_fips_mode 0$/m);
+});
+
+test('CLI: admin approval request/approve/list/cancel and --approval-id on tenant destroy', async () => {
+  await alice.admin.unary('CreateTenant', { org: 'acme', tenant: 'cli-doomed' });
+  const kb = (who: string, args: string[]) => {
+    const r = spawnSync(
+      process.execPath,
+      [
+        join(REPO_ROOT, 'daemon/src/cli/main.ts'),
+        'admin',
+        ...args,
+        '--data-dir',
+        d.dataDir,
+        ...(certArgs[who] ?? []),
+      ],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
+    return { status: r.status, out: r.stdout, err: r.stderr };
+  };
+  const denied = kb('alice', ['tenant', 'destroy', 'acme', 'cli-doomed']);
+  assert.equal(denied.status, 1, 'destroy without --approval-id fails');
+  assert.match(denied.err, /FAILED_PRECONDITION: approval by a second admin required/);
+  const req = kb('alice', ['approval', 'request', 'destroy-tenant', 'acme', 'cli-doomed']);
+  assert.equal(req.status, 0, req.err);
+  const id = String(((JSON.parse(req.out) as R).approval as R).approvalId);
+  const self = kb('alice', ['approval', 'approve', id]);
+  assert.equal(self.status, 1, 'self-approval through the CLI fails');
+  assert.match(self.err, /PERMISSION_DENIED/);
+  const ok = kb('bob', ['approval', 'approve', id]);
+  assert.equal(ok.status, 0, ok.err);
+  const pending = kb('bob', ['approval', 'list', 'acme', '--status', 'approved']);
+  assert.ok(
+    ((JSON.parse(pending.out) as R).approvals as R[]).some((a) => a.approvalId === id),
+    'list --status approved shows it',
+  );
+  const done = kb('alice', ['tenant', 'destroy', 'acme', 'cli-doomed', '--approval-id', id]);
+  assert.equal(done.status, 0, done.err);
+  assert.ok((JSON.parse(done.out) as R).receipt !== undefined, 'destroy prints the receipt');
+  const other2 = kb('alice', ['approval', 'request', 'rotate-org-key', 'acme']);
+  const id2 = String(((JSON.parse(other2.out) as R).approval as R).approvalId);
+  const cancel = kb('bob', ['approval', 'cancel', id2]);
+  assert.equal(cancel.status, 0, cancel.err);
+  assert.equal(((JSON.parse(cancel.out) as R).approval as R).status, 'APPROVAL_STATUS_CANCELLED');
+  const pol = kb('bob', ['policy', 'get']);
+  assert.equal(pol.status, 0, pol.err);
+  assert.match(String((JSON.parse(pol.out) as R).policySha256), /^[0-9a-f]{64}$/);
 });
