@@ -5,6 +5,7 @@
  *   node bench/run.ts --compare A.json B.json [--threshold 0.1]
  *   node bench/run.ts --list
  *   node bench/run.ts --render results.json [--out DIR]
+ *   node bench/run.ts --only a,b --merge BASE/results.json --out DIR   (re-run some, fold into BASE)
  *
  * The suite writes DIR/results.json, DIR/summary.md and DIR/chart.svg (default DIR:
  * bench/results/tmp/<mode>-<time>). Compare prints a markdown diff and exits 1 when B has
@@ -18,6 +19,7 @@ import { parseArgs } from 'node:util';
 import { CORES, stopAllChildren } from './lib/child-process.ts';
 import { compareResults, renderComparison } from './lib/compare.ts';
 import { renderSummary } from './lib/markdown.ts';
+import { mergeResults } from './lib/merge.ts';
 import type { ResultsFile } from './lib/result-types.ts';
 import { RESULTS_SCHEMA } from './lib/result-types.ts';
 import { renderChart } from './lib/svg-chart.ts';
@@ -61,6 +63,7 @@ async function main(): Promise<number> {
       render: { type: 'string' },
       'keep-work': { type: 'boolean', default: false },
       'with-100k': { type: 'boolean', default: false },
+      merge: { type: 'string' },
     },
   });
   if (values.list) {
@@ -75,7 +78,9 @@ async function main(): Promise<number> {
   }
   if (values.render !== undefined) {
     // Re-render summary.md and chart.svg from an existing results.json.
-    const res = loadResults(values.render);
+    // With --merge BASE: fold this (later, partial) result into BASE first.
+    const next = loadResults(values.render);
+    const res = values.merge === undefined ? next : mergeResults(loadResults(values.merge), next, SCENARIOS);
     const out = resolve(values.out ?? join(values.render, '..'));
     writeOutputs(out, res);
     process.stderr.write(`bench: rendered ${out}/summary.md and chart.svg\n`);
@@ -135,7 +140,8 @@ async function main(): Promise<number> {
       budgetMs: values.quick ? 170_000 : 28 * 60_000,
       log: (m) => process.stderr.write(m + '\n'),
     });
-    writeOutputs(out, res);
+    const final = values.merge === undefined ? res : mergeResults(loadResults(values.merge), res, SCENARIOS);
+    writeOutputs(out, final);
     process.stderr.write(
       `bench: done in ${((Date.now() - t0) / 1000).toFixed(0)} s; ${res.records.length} records, ${res.missing.length} missing -> ${out}\n`,
     );

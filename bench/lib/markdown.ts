@@ -76,6 +76,10 @@ export function renderSummary(res: ResultsFile): string {
     `- runtime: Node ${m.node}, OpenSSL ${m.openssl}; server and load generator ${m.pinned ? 'pinned to separate cores (taskset)' : 'NOT pinned (no taskset or one core)'}`,
     `- git: ${res.git.revision.slice(0, 12)}${res.git.dirty ? ' (uncommitted changes)' : ''}; duration ${(res.durationS / 60).toFixed(1)} min`,
     `- 1-min load average: ${res.loadAverage.atStart.toFixed(1)} at start, ${res.loadAverage.atEnd.toFixed(1)} at end${res.loadAverage.atStart > m.cores || res.loadAverage.atEnd > m.cores ? ' — other work shared the machine: read the ratios (measured in the same run), not the absolute numbers' : ''}`,
+    ...(res.merged ?? []).map(
+      (m) =>
+        `- re-measured ${m.startedAt.slice(0, 16).replace('T', ' ')} UTC (git ${m.git.revision.slice(0, 12)}, load ${m.loadAverage.atStart.toFixed(1)}) and merged in: ${m.scenarios.join(', ')}`,
+    ),
     `- TLS: ${
       Object.entries(res.tls)
         .map(([k, v]) => `${k} ${v}`)

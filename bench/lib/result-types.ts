@@ -113,4 +113,11 @@ export interface ResultsFile {
   readonly delegated: readonly DelegatedResult[];
   /** Scenarios that were asked for but could not run here, with the reason. */
   readonly missing: readonly { readonly scenario: string; readonly reason: string }[];
+  /** Scenarios re-measured later and folded in with --merge (when, at which revision, load). */
+  readonly merged?: readonly {
+    readonly scenarios: readonly string[];
+    readonly startedAt: string;
+    readonly git: { readonly revision: string; readonly dirty: boolean };
+    readonly loadAverage: { readonly atStart: number; readonly atEnd: number };
+  }[];
 }

@@ -29,8 +29,14 @@ interface PhaseSetup {
   readonly provisionS?: number;
 }
 
-/** Every phase: the bench measures capacity, so per-identity rate limits are off. */
-const COMMON_ENV: Readonly<Record<string, string>> = { KB_RATE_LIMIT_ENABLED: 'false' };
+/**
+ * Every phase: the bench measures capacity, so per-identity rate limits are off, and the
+ * two-person rule is off so RotateOrgKey/DestroyTenant time the key work, not approvals.
+ */
+const COMMON_ENV: Readonly<Record<string, string>> = {
+  KB_RATE_LIMIT_ENABLED: 'false',
+  KB_POLICY_TWO_PERSON_RULE: 'false',
+};
 
 const SETUP: Partial<Record<PhaseName, PhaseSetup>> = {
   daemon: { env: {} },

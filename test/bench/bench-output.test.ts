@@ -7,6 +7,7 @@ import { after, test } from 'node:test';
 import { attachRatios } from '../../bench/lib/aggregate.ts';
 import { parseJsonRecords } from '../../bench/lib/delegates.ts';
 import { renderSummary } from '../../bench/lib/markdown.ts';
+import { mergeResults } from '../../bench/lib/merge.ts';
 import { niceStep, renderChart } from '../../bench/lib/svg-chart.ts';
 import { evaluateTargets } from '../../bench/lib/targets.ts';
 import { SCENARIOS, selectScenarios, unknownScenarioNames } from '../../bench/scenarios.ts';
@@ -190,4 +191,23 @@ test('--only selects by exact name or prefix*, and quick/full variants', () => {
       );
     }
   }
+});
+
+test('--merge replaces the re-run scenarios, keeps the rest and says what was merged', () => {
+  const base = { ...resultsFile(sweep()), missing: [{ scenario: 'decrypt-1k', reason: 'was broken' }] };
+  const later = { ...resultsFile([record(dec, 16, [5000])]), startedAt: '2026-11-22T07:00:00.000Z' };
+  const m = mergeResults(base, later, [enc, dec, echo, ipEnc, ipDec]);
+  const dec16 = m.records.filter((r) => r.scenario === 'decrypt-1k');
+  assert.deepEqual(
+    dec16.map((r) => `${r.concurrency}:${r.throughput.median}`),
+    ['16:5000'],
+    'decrypt-1k records after the merge',
+  );
+  assert.ok(
+    m.records.some((r) => r.scenario === 'encrypt-1k' && r.concurrency === 1),
+    'encrypt-1k was dropped',
+  );
+  assert.equal(m.missing.length, 0, `missing after the merge: ${JSON.stringify(m.missing)}`);
+  assert.deepEqual(m.merged?.[0]?.scenarios, ['decrypt-1k']);
+  assert.match(renderSummary(m), /re-measured 2026-11-22 07:00 UTC .* merged in: decrypt-1k/);
 });
