@@ -143,3 +143,40 @@ test('a shred whose epoch failed is retried in the background until it completes
   assert.equal(text((await live.decrypt(B, { ciphertext: bCt, aad: ctx })).plaintext), 'b data');
   await live.close();
 });
+
+test('tenant shred, died right after C_GenerateKey: the leftover OEK object is discarded, not adopted', async () => {
+  const { hsm, dir, kb, bCt } = await setup();
+  const generate = hsm.generateRootKey.bind(hsm);
+  let leftover: string | undefined;
+  hsm.generateRootKey = async (label) => {
+    await generate(label);
+    leftover = label;
+    throw new Error('injected death after C_GenerateKey');
+  };
+  assert.notEqual(await codeOf(() => kb.destroyTenant(A)), 'no error', 'the injected crash must surface');
+  hsm.generateRootKey = generate;
+  await kb.close();
+  assert.ok(leftover, 'the object was made before the crash');
+  // SoftHSM can keep a half-made object after a SIGKILL inside C_GenerateKey: every wrap fails.
+  const wrap = hsm.wrapKey.bind(hsm);
+  hsm.wrapKey = async (root, key) => {
+    if (root.label === leftover) throw new Error('CKR_GENERAL_ERROR');
+    return wrap(root, key);
+  };
+
+  const kb2 = await KeyBroker.open({ hsm, dataDir: dir, shredBatchMs: 0 });
+  const r = registry(dir);
+  assert.ok(
+    r.epochs.every((e) => e.state === 'done'),
+    `epochs after resume: ${JSON.stringify(r.epochs)}`,
+  );
+  assert.equal(r.shreds[0]?.state, 'done');
+  assert.equal(await hsm.findKey(leftover, 'root'), undefined, 'the leftover object is still in the HSM');
+  assert.equal(hsm.rootKeyCount, 1, 'exactly one OEK (the fresh one) remains');
+  assert.equal(text((await kb2.decrypt(B, { ciphertext: bCt, aad: ctx })).plaintext), 'b data');
+  const t = ref('acme', 'after');
+  await kb2.createTenant(t.org, t.tenant);
+  const ct = (await kb2.encrypt(t, { plaintext: bytes('new'), aad: ctx })).ciphertext;
+  assert.equal(text((await kb2.decrypt(t, { ciphertext: ct, aad: ctx })).plaintext), 'new');
+  await kb2.close();
+});

@@ -107,7 +107,9 @@ export class KeyBroker implements Api.KeyBrokerApi {
     this.#usage = new UsageCounter(this.#h, (err) =>
       this.#log.warn({ err: toKbError(err).detail }, 'usage flush failed'),
     );
-    const epochs = new ShredEpochRunner(this.#h, orgLock, o.shredBatchMs ?? 20);
+    const epochs = new ShredEpochRunner(this.#h, orgLock, o.shredBatchMs ?? 20, (d, m) =>
+      this.#log.warn(d, m),
+    );
     this.#shred = new Shredder(
       this.#h,
       tenantLock,

@@ -38,11 +38,18 @@ export class ShredEpochRunner {
   readonly #orgLock: KeyedMutex;
   readonly #batchMs: number;
   readonly #pending = new Map<string, Pending>();
+  readonly #warn: (detail: object, msg: string) => void;
 
-  constructor(h: Hierarchy, orgLock: KeyedMutex, batchMs: number) {
+  constructor(
+    h: Hierarchy,
+    orgLock: KeyedMutex,
+    batchMs: number,
+    warn: (detail: object, msg: string) => void = () => {},
+  ) {
     this.#h = h;
     this.#orgLock = orgLock;
     this.#batchMs = batchMs;
+    this.#warn = warn;
   }
 
   /** Join the org's next shred epoch (destroying every older OEK version) and wait for it. */
@@ -99,7 +106,20 @@ export class ShredEpochRunner {
       for (const o of reg.listOeks(e.org)) labels.set(o.version, o.hsmLabel);
       switch (e.state) {
         case 'generating': {
-          if (!(await hsm.findKey(e.newLabel, 'root'))) await hsm.generateRootKey(e.newLabel);
+          // A key already under the recorded label means we died in or right after
+          // C_GenerateKey. SoftHSM can then hold a half-made object that fails every wrap
+          // (seen: CKR_GENERAL_ERROR after a SIGKILL). Nothing is wrapped under it while the
+          // epoch is still generating, so discard it and generate under a fresh label.
+          const leftover = await hsm.findKey(e.newLabel, 'root');
+          if (leftover) {
+            await hsm.destroyKey(leftover).catch((err: unknown) => {
+              // Never used to wrap anything: an orphan, not a leak. Do not let it wedge the epoch.
+              this.#warn({ err, label: e.newLabel }, 'could not destroy a leftover OEK; left orphaned');
+            });
+            reg.setEpochLabel(id, `kb-oek-${e.org}-v${e.newOek}-${randomBytes(4).toString('hex')}`);
+            continue;
+          }
+          await hsm.generateRootKey(e.newLabel);
           const now = this.#h.d.now().toISOString();
           reg.tx(() => {
             if (!reg.getOek(e.org, e.newOek)) {

@@ -314,6 +314,10 @@ export class RegistryStore {
       epochOf,
     );
   }
+  /** A new label for an epoch still generating its OEK (the old one may name a half-made object). */
+  setEpochLabel(id: number, label: string): void {
+    this.st("UPDATE shred_epochs SET new_label = ? WHERE id = ? AND state = 'generating'").run(label, id);
+  }
   setEpochState(id: number, state: EpochRow['state'], completedAt: string | null): void {
     this.st('UPDATE shred_epochs SET state = ?, completed_at = ? WHERE id = ?').run(state, completedAt, id);
   }
