@@ -57,7 +57,7 @@ class Daemon {
   authorizer: Authorizer = new DefaultAuthorizer();
   /** The one policy every call is evaluated against (the built-in default without policy.file). */
   readonly policy: PolicyStore;
-  readonly engine: PolicyEngine;
+  engine: PolicyEngine;
   /** Two-person approvals (SQLite in the data dir); steps are audited by the call gate. */
   readonly approvals: ApprovalStore;
   #fileSink: FileAuditSink | undefined;
@@ -133,14 +133,14 @@ class Daemon {
   /** FIPS mode and audit sink counters as Prometheus gauges (read at scrape time). */
   #governanceMetrics(): void {
     const registers = [this.metrics.registry];
-    const engine = this.engine;
+    const fipsMode = () => this.engine.fipsMode;
     const sink = () => this.#fileSink?.stats();
     new Gauge({
       name: 'keybroker_fips_mode',
       help: '1 when the FIPS algorithm policy is on (an algorithm policy, not a validated module)',
       registers,
       collect() {
-        this.set(engine.fipsMode ? 1 : 0);
+        this.set(fipsMode() ? 1 : 0);
       },
     });
     new Gauge({
@@ -341,6 +341,13 @@ class Daemon {
       if (next.policy.file !== '') {
         const swap = await this.policy.reloadFromFile(next.policy.file);
         this.log.info({ digest: swap.digest, previous: swap.previousDigest }, 'policy reloaded');
+      }
+      // Config FIPS mode applies from now on; twoPersonRule is read per call from this.cfg, and
+      // approvalWindowMs applies to approvals made after a restart.
+      if (next.policy.fipsMode !== this.cfg.policy.fipsMode) {
+        this.engine = new PolicyEngine(this.policy, { fipsMode: next.policy.fipsMode });
+        this.authorizer = this.engine;
+        this.log.warn({ fipsMode: this.engine.fipsMode }, 'FIPS mode changed by config reload');
       }
       this.log.level = next.log.level;
       this.cfg = next;
