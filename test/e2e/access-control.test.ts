@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { DEFAULT_POLICY_TEXT } from '../../daemon/src/policy/default-policy.ts';
@@ -352,6 +352,29 @@ test('SIGHUP policy reload: a bad file keeps the policy in force, a good one tak
   await vic.admin.unary('CreateCustomer', { org: 'acme', tenant: 'alpha', customer: 'v3' });
   await svc.keys.unary('CreateKey', { keyId: 'xw-after', algorithm: 'KEY_ALGORITHM_X_WING' });
   assert.match((await d.metrics()).body, /^keybroker_fips_mode 0$/m);
+
+  // The config switch (policy.fipsMode in keybroker.json) turns FIPS mode on at the next SIGHUP,
+  // whatever the policy document says.
+  const cfgPath = join(d.dataDir, 'keybroker.json');
+  const cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as R;
+  writeFileSync(
+    cfgPath,
+    JSON.stringify({ ...cfg, policy: { ...(cfg.policy as R | undefined), fipsMode: true } }),
+  );
+  d.proc.kill('SIGHUP');
+  await d.waitFor((l) => l.msg === 'FIPS mode changed by config reload');
+  const e = await expectCode(
+    svc.keys.unary('CreateKey', { keyId: 'xw-config', algorithm: 'KEY_ALGORITHM_X_WING' }),
+    GrpcCode.FAILED_PRECONDITION,
+    'CreateKey X-Wing with config policy.fipsMode',
+  );
+  assert.match(e.details, /algorithm not allowed/);
+  assert.equal((JSON.parse((await d.metrics('/readyz')).body) as R).fipsMode, true);
+  assert.equal(
+    (await vic.policy.unary<R>('GetPolicy', {})).fipsMode,
+    true,
+    'GetPolicy shows config FIPS mode',
+  );
 });
 
 test('CLI: admin approval request/approve/list/cancel and --approval-id on tenant destroy', async () => {
