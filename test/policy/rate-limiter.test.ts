@@ -27,6 +27,27 @@ describe('RateLimiter', () => {
     c.advance(1);
     assert.equal(rl.take('id-a', 'acme/t1').allow, true, 'after retryAfterMs the call passes');
   });
+  it('refused callers get staggered hints (a virtual queue), which decay as tokens refill', () => {
+    const c = clock();
+    const rl = new RateLimiter({
+      perIdentity: { ratePerSec: 1e6, burst: 1e6 },
+      perTenant: { ratePerSec: 10, burst: 1 },
+      now: c.now,
+    });
+    assert.equal(rl.take('a', 'acme/t').allow, true);
+    const hints = Array.from({ length: 4 }, () => {
+      const d = rl.take('a', 'acme/t');
+      return d.allow ? 0 : d.retryAfterMs;
+    });
+    assert.deepEqual(hints, [100, 200, 300, 400], 'each refused caller is told to come after the previous');
+    c.advance(100);
+    assert.equal(rl.take('a', 'acme/t').allow, true, 'the first caller, back on time, is served');
+    c.advance(1000);
+    const d = rl.take('x', 'acme/t');
+    assert.equal(d.allow, true, 'after the promised tokens have refilled, a call passes');
+    const e = rl.take('x', 'acme/t');
+    assert.deepEqual(e, { allow: false, scope: 'tenant', retryAfterMs: 100 }, 'promises decayed');
+  });
   it('a noisy tenant is limited while another tenant and identity are not', () => {
     const c = clock();
     const rl = new RateLimiter({

@@ -43,8 +43,17 @@ export const DEFAULT_TENANT_BUCKET: BucketSpec = { ratePerSec: 5_000, burst: 10_
 interface Bucket {
   tokens: number;
   last: number;
+  /**
+   * Tokens already promised to refused callers by their retry hints (a virtual queue): the next
+   * refused caller is told to come back after those, so callers that honour the hint arrive
+   * spread at the refill rate instead of all at the next token. Decays as tokens refill.
+   */
+  promised: number;
   readonly spec: BucketSpec;
 }
+
+/** Retry hints never promise more than this many seconds of refill ahead. */
+const MAX_PROMISE_S = 10;
 
 function checkSpec(name: string, s: BucketSpec): BucketSpec {
   if (!(s.ratePerSec > 0 && Number.isFinite(s.ratePerSec)) || !(s.burst >= 1 && Number.isFinite(s.burst))) {
@@ -82,22 +91,27 @@ export class RateLimiter {
   #bucket(key: string, spec: BucketSpec, now: number): Bucket {
     let b = this.#buckets.get(key);
     if (b === undefined) {
-      b = { tokens: spec.burst, last: now, spec };
+      b = { tokens: spec.burst, last: now, promised: 0, spec };
       if (this.#buckets.size >= this.#max) {
         const oldest = this.#buckets.keys().next();
         if (!oldest.done) this.#buckets.delete(oldest.value);
       }
     } else {
       this.#buckets.delete(key); // re-insert below: Map order is the LRU order
-      b.tokens = Math.min(b.spec.burst, b.tokens + ((now - b.last) / 1000) * b.spec.ratePerSec);
+      const refill = ((now - b.last) / 1000) * b.spec.ratePerSec;
+      b.tokens = Math.min(b.spec.burst, b.tokens + refill);
+      b.promised = Math.max(0, b.promised - refill);
       b.last = now;
     }
     this.#buckets.set(key, b);
     return b;
   }
 
+  /** The retry hint for a refused call: after the tokens promised to earlier refused callers. */
   static #wait(b: Bucket, cost: number): number {
-    return Math.max(1, Math.ceil(((cost - b.tokens) / b.spec.ratePerSec) * 1000));
+    const ms = Math.max(1, Math.ceil(((cost - b.tokens + b.promised) / b.spec.ratePerSec) * 1000));
+    b.promised = Math.min(b.promised + cost, b.spec.ratePerSec * MAX_PROMISE_S);
+    return ms;
   }
 
   /**
