@@ -14,6 +14,7 @@
  *   node bench/keys-bench.ts               # table
  *   node bench/keys-bench.ts --json        # one JSON record per line
  *   node bench/keys-bench.ts --quick       # shorter cells
+ *   node bench/keys-bench.ts --audit-off   # diagnostic: daemon without its audit log
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg } from 'node:os';
@@ -34,7 +35,12 @@ import { initTestDataDir, removeDataDir, startDaemon } from '../test/support/dae
 import type { KeybrokerClient } from '../test/support/daemon-harness.ts';
 
 const { values: args } = parseArgs({
-  options: { json: { type: 'boolean', default: false }, quick: { type: 'boolean', default: false } },
+  options: {
+    json: { type: 'boolean', default: false },
+    quick: { type: 'boolean', default: false },
+    // Diagnostic: run the daemon with the audit log off, to see what the fail-closed audit costs.
+    'audit-off': { type: 'boolean', default: false },
+  },
 });
 const CELL_MS = args.quick ? 600 : 1500;
 const IN_PROCESS_MS = args.quick ? 300 : 1000;
@@ -205,6 +211,7 @@ async function phase(engine: EngineName): Promise<Rec[]> {
   const cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;
   const r = routing(engine);
   cfg.pqc = { routes: r.routes, offload: r.offload, workers: WORKERS };
+  if (args['audit-off']) cfg.audit = { enabled: false };
   writeFileSync(cfgPath, JSON.stringify(cfg, null, 2));
   const d = await startDaemon({
     dataDir: dir,
