@@ -4,6 +4,7 @@
  */
 import type { InProcessOp } from './ceilings/in-process-crypto.ts';
 import type { RecordKind } from './lib/result-types.ts';
+import type { KeysOpName } from './load/keys-ops.ts';
 import type { OpSpec } from './load/load-spec.ts';
 
 /** Phases run in this order; each daemon phase gets a fresh daemon, token and data dir. */
@@ -116,6 +117,48 @@ function manyTenants(
       admin: 'destroy-tenant',
     },
   ];
+}
+
+/** Post-quantum operations through the Keys service, with Node's native engine in-process as ceiling. */
+function postQuantum(): Scenario[] {
+  const group = 'post-quantum (Keys service)';
+  const ops: { op: KeysOpName; what: string; inProcess?: InProcessOp['kind'] }[] = [
+    { op: 'mlkem768-encapsulate', what: 'Keys.Encapsulate, ML-KEM-768', inProcess: 'mlkem768-encapsulate' },
+    { op: 'mlkem768-decapsulate', what: 'Keys.Decapsulate, ML-KEM-768', inProcess: 'mlkem768-decapsulate' },
+    { op: 'xwing-decapsulate', what: 'Keys.Decapsulate, X-Wing' },
+    { op: 'mldsa65-sign', what: 'Keys.Sign, ML-DSA-65, 256-byte message', inProcess: 'mldsa65-sign' },
+    { op: 'mldsa65-verify', what: 'Keys.Verify, ML-DSA-65, 256-byte message', inProcess: 'mldsa65-verify' },
+    { op: 'composite-sign', what: 'Keys.Sign, composite ML-DSA-65 + ECDSA P-256' },
+  ];
+  const out: Scenario[] = [];
+  for (const o of ops) {
+    if (o.inProcess !== undefined) {
+      out.push({
+        name: `inproc-${o.op}`,
+        kind: 'ceiling-in-process',
+        group,
+        description: `in-process ${o.op} with Node's native OpenSSL 3.5, one core`,
+        unit: 'ops/s',
+        payloadBytes: 0,
+        phase: 'in-process',
+        concurrency: ONE,
+        inProcess: { name: `inproc-${o.op}`, kind: o.inProcess } as InProcessOp,
+      });
+    }
+    out.push({
+      name: `pqc-${o.op}`,
+      kind: 'daemon',
+      group,
+      description: `${o.what} through the daemon (key created by the calling tenant)`,
+      unit: 'req/s',
+      payloadBytes: 0,
+      phase: 'daemon',
+      concurrency: SMALL,
+      op: { kind: 'keys', op: o.op },
+      ceilings: { echo: 'echo-32', ...(o.inProcess !== undefined ? { inProcess: `inproc-${o.op}` } : {}) },
+    });
+  }
+  return out;
 }
 
 const SIZES = [
@@ -287,6 +330,7 @@ export const SCENARIOS: readonly Scenario[] = [
     op: { kind: 'daemon', rpc: 'encrypt-stream', bytes: CHUNK, totalBytes: STREAM, chunkBytes: CHUNK },
     ceilings: { echo: 'echo-stream-64m', inProcess: 'inproc-stream-64m' },
   },
+  ...postQuantum(),
   {
     name: 'pkcs11-wrap',
     kind: 'ceiling-pkcs11',

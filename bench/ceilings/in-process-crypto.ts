@@ -6,7 +6,17 @@
  *
  * Usage: node bench/ceilings/in-process-crypto.ts SPEC.json   (prints RunLine JSON per run)
  */
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  decapsulate,
+  encapsulate,
+  generateKeyPairSync,
+  hkdfSync,
+  randomBytes,
+  sign,
+  verify,
+} from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { measureSync, type LoopBounds } from '../lib/loop-measure.ts';
 import type { RunLine } from '../load/load-spec.ts';
@@ -15,6 +25,11 @@ import type { RunLine } from '../load/load-spec.ts';
 export type InProcessOp =
   | { readonly name: string; readonly kind: 'encrypt' | 'decrypt' | 'rewrap'; readonly bytes: number }
   | { readonly name: string; readonly kind: 'data-key' }
+  /** Node's native ML-KEM-768 / ML-DSA-65 (OpenSSL 3.5), the Keys service's default engine. */
+  | {
+      readonly name: string;
+      readonly kind: 'mlkem768-encapsulate' | 'mlkem768-decapsulate' | 'mldsa65-sign' | 'mldsa65-verify';
+    }
   | {
       readonly name: string;
       readonly kind: 'stream';
@@ -80,6 +95,28 @@ function prepare(op: InProcessOp): { fn: (i: number) => void; unitsPerCall: numb
         },
         unitsPerCall: 1,
       };
+    }
+    case 'mlkem768-encapsulate':
+    case 'mlkem768-decapsulate': {
+      const { publicKey, privateKey } = generateKeyPairSync('ml-kem-768');
+      const enc = encapsulate(publicKey);
+      return op.kind === 'mlkem768-encapsulate'
+        ? { fn: () => void encapsulate(publicKey), unitsPerCall: 1 }
+        : { fn: () => void decapsulate(privateKey, enc.ciphertext), unitsPerCall: 1 };
+    }
+    case 'mldsa65-sign':
+    case 'mldsa65-verify': {
+      const { publicKey, privateKey } = generateKeyPairSync('ml-dsa-65');
+      const msg = randomBytes(256);
+      const sig = sign(null, msg, privateKey);
+      return op.kind === 'mldsa65-sign'
+        ? { fn: () => void sign(null, msg, privateKey), unitsPerCall: 1 }
+        : {
+            fn: () => {
+              if (!verify(null, msg, publicKey, sig)) throw new Error('ML-DSA-65 verify failed');
+            },
+            unitsPerCall: 1,
+          };
     }
     case 'data-key':
       // A data key is 32 random bytes sealed under a derived key, like a 32-byte encrypt.

@@ -11,7 +11,10 @@ const ECHO_DIR = join(import.meta.dirname, '../echo');
 const MIB = 1024 * 1024;
 
 /** Unary echo of a payload, a batch echo of items, or a streamed echo of totalBytes. */
-export async function createEchoOp(ctx: OpContext, op: Exclude<OpSpec, { kind: 'daemon' }>): Promise<LoadOp> {
+export async function createEchoOp(
+  ctx: OpContext,
+  op: Exclude<OpSpec, { kind: 'daemon' | 'keys' }>,
+): Promise<LoadOp> {
   const root = loadProto([join(ECHO_DIR, 'echo.proto')], [ECHO_DIR]);
   const ctor = serviceConstructor(root, 'keybroker.bench.v1.EchoService');
   const client = (ch: number): grpc.Client => ctx.channels.client(ch, ctor);

@@ -40,6 +40,10 @@ function emit(line: object): void {
 }
 
 async function createOp(ctx: OpContext): Promise<LoadOp> {
+  if (spec.op.kind === 'keys') {
+    const { createKeysOp } = await import('./keys-ops.ts');
+    return createKeysOp(ctx, spec.op.op);
+  }
   if (spec.op.kind === 'daemon') {
     // Loaded lazily: the daemon's proto only exists once the daemon lands.
     const { createDaemonOp } = await import('./daemon-ops.ts');

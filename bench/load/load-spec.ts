@@ -12,6 +12,8 @@ export interface ClientTls {
 /** The operation each call performs. `daemon` ops are resolved by bench/load/daemon-ops.ts. */
 export type OpSpec =
   | { readonly kind: 'echo'; readonly bytes: number }
+  /** A post-quantum operation through the Keys service (bench/load/keys-ops.ts). */
+  | { readonly kind: 'keys'; readonly op: import('./keys-ops.ts').KeysOpName }
   | { readonly kind: 'echo-batch'; readonly items: number; readonly bytes: number }
   | { readonly kind: 'echo-stream'; readonly totalBytes: number; readonly chunkBytes: number }
   | {

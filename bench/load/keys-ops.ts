@@ -1,0 +1,100 @@
+/**
+ * Post-quantum calls through the daemon's Keys service (proto/keybroker/v1/keys.proto). Each
+ * load generator creates its own key for the calling tenant first (CreateKey needs no admin),
+ * then calls one operation on it; the version is pinned from the create response.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { loadProto, serviceConstructor } from '../lib/grpc-proto.ts';
+import { unary } from './grpc-calls.ts';
+import type { LoadOp, OpContext } from './load-generator.ts';
+
+/** The Keys-service operations the catalogue knows, with the key algorithm each needs. */
+export const KEYS_OPS = {
+  'mlkem768-encapsulate': 'KEY_ALGORITHM_ML_KEM_768',
+  'mlkem768-decapsulate': 'KEY_ALGORITHM_ML_KEM_768',
+  'xwing-decapsulate': 'KEY_ALGORITHM_X_WING',
+  'mldsa65-sign': 'KEY_ALGORITHM_ML_DSA_65',
+  'mldsa65-verify': 'KEY_ALGORITHM_ML_DSA_65',
+  'composite-sign': 'KEY_ALGORITHM_COMPOSITE_MLDSA65_ECDSA_P256',
+} as const;
+export type KeysOpName = keyof typeof KEYS_OPS;
+
+interface CreateKeyResponse {
+  key: { keyId: string; primaryVersion: number };
+}
+
+/** Create a key of the op's algorithm, prepare inputs, and return the timed call. */
+export async function createKeysOp(ctx: OpContext, name: KeysOpName): Promise<LoadOp> {
+  const protoDir = ctx.spec.protoDir;
+  if (protoDir === undefined) throw new Error('keys op without protoDir');
+  const root = loadProto([join(protoDir, 'keybroker/v1/keys.proto')], [protoDir]);
+  const ctor = serviceConstructor(root, 'keybroker.v1.Keys');
+  const client = (ch: number): grpc.Client => ctx.channels.client(ch, ctor);
+  const t = ctx.callTimeoutMs;
+  const keyId = `bench-${name}-${randomBytes(4).toString('hex')}`;
+  const created = await unary<CreateKeyResponse>(
+    client(0),
+    'createKey',
+    { keyId, algorithm: KEYS_OPS[name] },
+    t,
+  );
+  const version = created.key.primaryVersion;
+  const message = randomBytes(256);
+  const close = (): void => undefined;
+  switch (name) {
+    case 'mlkem768-encapsulate':
+      return {
+        unitsPerCall: 1,
+        close,
+        call: async (ch) => void (await unary(client(ch), 'encapsulate', { keyId }, t)),
+      };
+    case 'mlkem768-decapsulate':
+    case 'xwing-decapsulate': {
+      const enc = await unary<{ ciphertext: Buffer; sharedSecret: Buffer }>(
+        client(0),
+        'encapsulate',
+        { keyId },
+        t,
+      );
+      return {
+        unitsPerCall: 1,
+        close,
+        call: async (ch) => {
+          const r = await unary<{ sharedSecret: Buffer }>(
+            client(ch),
+            'decapsulate',
+            { keyId, version, ciphertext: enc.ciphertext },
+            t,
+          );
+          if (!r.sharedSecret.equals(enc.sharedSecret))
+            throw new Error('Decapsulate returned another shared secret');
+        },
+      };
+    }
+    case 'mldsa65-sign':
+    case 'composite-sign':
+      return {
+        unitsPerCall: 1,
+        close,
+        call: async (ch) => void (await unary(client(ch), 'sign', { keyId, message }, t)),
+      };
+    case 'mldsa65-verify': {
+      const s = await unary<{ signature: Buffer }>(client(0), 'sign', { keyId, message }, t);
+      return {
+        unitsPerCall: 1,
+        close,
+        call: async (ch) => {
+          const r = await unary<{ valid: boolean }>(
+            client(ch),
+            'verify',
+            { keyId, version, message, signature: s.signature },
+            t,
+          );
+          if (r.valid !== true) throw new Error('Verify said the signature is invalid');
+        },
+      };
+    }
+  }
+}
