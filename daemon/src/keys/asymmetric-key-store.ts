@@ -5,7 +5,9 @@
  * public key in the clear, and a small JSON `meta` (for an HSM-resident half: its label).
  * The newest version is the primary; TEK rotations rewrap these rows (hierarchy.ts rotateTek).
  */
+import { KbError } from '../errors.ts';
 import type { TenantStore } from '../store/tenant-store.ts';
+import type { AsymmetricKeyInfo } from './asymmetric-key-api.ts';
 
 /** Key types a tenant may hold (public-key-export.ts names; `ecdsa-p256` always lives in the HSM). */
 export const ASYMMETRIC_KEY_TYPES = [
@@ -91,6 +93,12 @@ export class AsymmetricKeyStore {
     );
   }
 
+  /** The type of a key (any version: it never changes), without reading key material. */
+  static typeOf(s: TenantStore, keyId: string): AsymmetricKeyType | undefined {
+    const r = s.st('SELECT alg FROM tenant_keys WHERE key_id = ? LIMIT 1').get(keyId) as Raw | undefined;
+    return r === undefined ? undefined : (r.alg as AsymmetricKeyType);
+  }
+
   /** Every version of every key, by key id then version. */
   static all(s: TenantStore): AsymmetricKeyRow[] {
     return (s.st('SELECT * FROM tenant_keys ORDER BY key_id, version').all() as Raw[]).map(rowOf);
@@ -99,4 +107,25 @@ export class AsymmetricKeyStore {
   static setState(s: TenantStore, keyId: string, version: number, state: AsymmetricKeyRow['state']): void {
     s.st('UPDATE tenant_keys SET state = ? WHERE key_id = ? AND version = ?').run(state, keyId, version);
   }
+}
+
+const KEY_ID = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+
+/** A key name: path- and JSON-safe like every other name. */
+export function asymmetricKeyId(v: unknown): string {
+  if (typeof v !== 'string' || !KEY_ID.test(v))
+    throw new KbError('INVALID_ARGUMENT', `key_id must match ${KEY_ID.source}`);
+  return v;
+}
+
+/** A key's description from its version rows (oldest first; the last is the primary). */
+export function keyInfo(rows: readonly AsymmetricKeyRow[]): AsymmetricKeyInfo {
+  const last = rows[rows.length - 1] as AsymmetricKeyRow;
+  return {
+    keyId: last.keyId,
+    type: last.type,
+    inHsm: last.meta.hsmLabel !== undefined,
+    primaryVersion: last.version,
+    versions: rows.map((r) => ({ version: r.version, state: r.state, createdAt: r.createdAt })),
+  };
 }

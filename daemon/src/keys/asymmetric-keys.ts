@@ -11,10 +11,10 @@ import type { Hsm } from '../hsm/hsm.ts';
 import type { TenantRef } from '../ids.ts';
 import { buildJwks, type Jwk } from '../pqc/public-key-export.ts';
 import type { TenantRow } from '../store/registry-rows.ts';
-import { unwrapTenantKey, wrapTenantKey } from '../wire/wrapped-key-v1.ts';
+import { wrapTenantKey } from '../wire/wrapped-key-v1.ts';
 import type * as Api from './asymmetric-key-api.ts';
-import { AsymmetricKeyCache } from './asymmetric-key-cache.ts';
-import { generateKey, loadKey, type AsymmetricRuntime, type LoadedKey } from './asymmetric-key-material.ts';
+import { AsymmetricKeyLoader } from './asymmetric-key-loader.ts';
+import { generateKey, type AsymmetricRuntime } from './asymmetric-key-material.ts';
 import {
   boxKem,
   checkContext,
@@ -27,6 +27,8 @@ import {
 } from './asymmetric-key-ops.ts';
 import {
   AsymmetricKeyStore,
+  asymmetricKeyId,
+  keyInfo as info,
   purposeOf,
   type AsymmetricKeyRow,
   type AsymmetricKeyType,
@@ -42,38 +44,14 @@ export interface AsymmetricKeysOptions {
   readonly cacheMaxEntries?: number;
 }
 
-const KEY_ID = /^[a-z0-9][a-z0-9_-]{0,62}$/;
-
-/** A key name: path- and JSON-safe like every other name. */
-export function asymmetricKeyId(v: unknown): string {
-  if (typeof v !== 'string' || !KEY_ID.test(v))
-    throw new KbError('INVALID_ARGUMENT', `key_id must match ${KEY_ID.source}`);
-  return v;
-}
-
-const info = (rows: readonly AsymmetricKeyRow[]): Api.AsymmetricKeyInfo => {
-  const last = rows[rows.length - 1] as AsymmetricKeyRow;
-  return {
-    keyId: last.keyId,
-    type: last.type,
-    inHsm: last.meta.hsmLabel !== undefined,
-    primaryVersion: last.version,
-    versions: rows.map((r) => ({ version: r.version, state: r.state, createdAt: r.createdAt })),
-  };
-};
-
-/** Key-loading failures are the opaque error, except an HSM outage (retryable, says so). */
-function passUnavailable(err: unknown): KbError {
-  if (err instanceof KbError && (err.code === 'HSM_UNAVAILABLE' || err.code === 'SHUTTING_DOWN')) return err;
-  return decryptionFailed(err);
-}
+export { asymmetricKeyId };
 
 export class AsymmetricKeys implements Api.AsymmetricKeyApi {
   readonly #h: Hierarchy;
   readonly #lock: KeyedMutex;
   readonly #hsm: Hsm;
   readonly #rt: AsymmetricRuntime;
-  readonly #cache: AsymmetricKeyCache<LoadedKey>;
+  readonly #keys: AsymmetricKeyLoader;
   /** Tenants whose shred has begun: no new HSM keys for them. */
   readonly #shredding = new Set<string>();
 
@@ -82,10 +60,9 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
     this.#lock = lock;
     this.#hsm = hsm;
     this.#rt = o.runtime;
-    this.#cache = new AsymmetricKeyCache({
+    this.#keys = new AsymmetricKeyLoader(h, hsm, o.runtime, {
       ttlMs: o.cacheTtlMs ?? 5 * 60_000,
       maxEntries: o.cacheMaxEntries ?? 1000,
-      now: () => h.d.now().getTime(),
     });
   }
 
@@ -201,7 +178,7 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
       if (!enabled && r.version === (rows[rows.length - 1] as AsymmetricKeyRow).version)
         throw new KbError('FAILED_PRECONDITION', 'the primary version cannot be disabled; rotate first');
       AsymmetricKeyStore.setState(this.#h.store(t), r.keyId, version, enabled ? 'enabled' : 'disabled');
-      if (!enabled) this.#cache.evict(this.#cacheKey(t, r.keyId, version));
+      if (!enabled) this.#keys.evict(t, r.keyId, version);
       return info(this.#rows(t, keyId));
     });
   }
@@ -240,48 +217,12 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
   algorithmOf(ref: TenantRef, keyId: string): AsymmetricKeyType | undefined {
     try {
       const t = this.#h.activeTenant(ref.org, ref.tenant);
-      return AsymmetricKeyStore.versions(this.#h.store(t), keyId)[0]?.type;
+      return AsymmetricKeyStore.typeOf(this.#h.store(t), keyId);
     } catch (err) {
       // The call itself reports a missing tenant or a store failure, through the gate.
       void err;
       return undefined;
     }
-  }
-
-  #cacheKey(t: TenantRow, keyId: string, version: number): string {
-    return `${t.org}/${t.tenant}/${keyId}/${version}`;
-  }
-
-  /** The loaded private key of a row (cache, else unwrap under its TEK and load). */
-  #loaded(t: TenantRow, row: AsymmetricKeyRow): Promise<LoadedKey> {
-    return this.#cache.get(this.#cacheKey(t, row.keyId, row.version), async () => {
-      for (let attempt = 0; ; attempt++) {
-        const r = AsymmetricKeyStore.get(this.#h.store(t), row.keyId, row.version);
-        if (r === undefined) throw decryptionFailed();
-        try {
-          const tek = await this.#h.tekCopy(t.org, t.tenant, r.tekVersion);
-          let secret: Uint8Array;
-          try {
-            const id = {
-              org: t.org,
-              tenant: t.tenant,
-              keyId: r.keyId,
-              keyVersion: r.version,
-              tekVersion: r.tekVersion,
-            };
-            secret = unwrapTenantKey(tek, id, r.wrapped);
-          } finally {
-            tek.fill(0);
-          }
-          return await loadKey(this.#rt, this.#hsm, r.type, r.version, r.publicKey, secret, r.meta.hsmLabel);
-        } catch (err) {
-          // A TEK rotation may have rewrapped the row meanwhile (as in hierarchy.ts #loadCek).
-          const again = AsymmetricKeyStore.get(this.#h.store(t), row.keyId, row.version);
-          if (attempt < 3 && again !== undefined && again.tekVersion !== r.tekVersion) continue;
-          throw passUnavailable(err);
-        }
-      }
-    });
   }
 
   async sign(
@@ -294,7 +235,7 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
     const row = this.#version(this.#rows(t, keyId), undefined, 'sig');
     checkContext(row.type, context);
     checkMessage(row.type, message);
-    const k = await this.#loaded(t, row);
+    const k = await this.#keys.get(t, row);
     return { signature: await signWith(this.#rt, k, message, context), version: row.version };
   }
 
@@ -308,7 +249,7 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
     const row = this.#version(this.#rows(t, keyId), undefined, 'sig');
     checkContext(row.type, context);
     for (const m of messages) checkMessage(row.type, m);
-    const k = await this.#loaded(t, row);
+    const k = await this.#keys.get(t, row);
     return { version: row.version, results: await signManyWith(this.#rt, k, messages, context) };
   }
 
@@ -374,7 +315,7 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
   ): Promise<{ sharedSecret: Uint8Array; version: number }> {
     const t = this.#tenant(ref);
     const row = this.#version(this.#rows(t, keyId), version, 'kem');
-    const k = await this.#loaded(t, row);
+    const k = await this.#keys.get(t, row);
     try {
       return { sharedSecret: await decapsulateWith(this.#rt, k, cipherText), version: row.version };
     } catch (err) {
@@ -410,7 +351,7 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
         ? rows.filter((r) => r.state === 'enabled').reverse()
         : [this.#version(rows, version, 'kem')];
     for (const row of candidates) {
-      const k = await this.#loaded(t, row);
+      const k = await this.#keys.get(t, row);
       if (k.box === undefined) continue;
       try {
         return {
@@ -441,21 +382,21 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
       for (const r of AsymmetricKeyStore.all(this.#h.store(t))) {
         if (r.meta.hsmLabel !== undefined) await this.#destroyHsmKey(r.meta.hsmLabel);
       }
-      this.#cache.evictPrefix(`${ref.org}/${ref.tenant}/`);
+      this.#keys.evictTenant(ref.org, ref.tenant);
     });
   }
 
   /** After a tenant shred (done or failed): zero anything cached meanwhile. */
   afterTenantShred(ref: TenantRef): void {
-    this.#cache.evictPrefix(`${ref.org}/${ref.tenant}/`);
+    this.#keys.evictTenant(ref.org, ref.tenant);
     this.#shredding.delete(tenantKey(ref.org, ref.tenant));
   }
 
   sweep(): void {
-    this.#cache.sweep();
+    this.#keys.sweep();
   }
 
   close(): void {
-    this.#cache.clear();
+    this.#keys.clear();
   }
 }
