@@ -9,7 +9,7 @@ import { KeyBroker } from '../../daemon/src/keys/key-broker.ts';
 import type { KeyBrokerOptions } from '../../daemon/src/keys/key-broker.ts';
 import { KeyCache } from '../../daemon/src/keys/key-cache.ts';
 import { FakeHsm } from '../support/fake-hsm.ts';
-import { bytes, codeOf, org, ref, text } from './harness.ts';
+import { bytes, codeOf, cust, org, ref, text } from './harness.ts';
 
 const dirs: string[] = [];
 after(() => {
@@ -137,5 +137,28 @@ test('degraded mode: cached keys serve past their TTL for degradedServeMs while 
   );
   now += 11_000;
   assert.equal(kb.health().degraded, false, 'degraded flag clears after recovery');
+  await kb.close();
+});
+
+test('a thrashing cache (1 entry, 32 customers, 64 calls in flight) serves every call correctly', async () => {
+  const hsm = new FakeHsm();
+  const kb = await broker(hsm, { cache: { maxEntries: 1 } });
+  await kb.createOrg(org('acme'));
+  await kb.createTenant(T.org, T.tenant);
+  const customers = Array.from({ length: 32 }, (_, i) => cust(`c${i}`));
+  for (const c of customers) await kb.createCustomer(T, c);
+  const results = await Promise.allSettled(
+    Array.from({ length: 64 }, async (_, i) => {
+      const customer = customers[i % customers.length]!;
+      const e = await kb.encrypt(T, { customer, plaintext: bytes(`m${i}`), aad: ctx });
+      return text((await kb.decrypt(T, { ciphertext: e.ciphertext, aad: ctx })).plaintext);
+    }),
+  );
+  const bad = results.flatMap((r, i) => {
+    if (r.status === 'fulfilled') return r.value === `m${i}` ? [] : [`#${i}: wrong plaintext`];
+    const e = r.reason as { code?: string; detail?: string };
+    return [`#${i}: ${e.code ?? String(r.reason)} ${e.detail ?? ''}`];
+  });
+  assert.deepEqual(bad, [], 'calls that failed or returned the wrong plaintext');
   await kb.close();
 });

@@ -153,18 +153,25 @@ export class DataPlane {
     if (!types.includes(p.type) || p.org !== ref.org || p.tenant !== ref.tenant) throw decryptionFailed();
     const c = this.#h.customerRow(t, p.customer);
     if (!c || c.state !== 'active') throw decryptionFailed();
-    let plaintext: Uint8Array | undefined;
-    for (let attempt = 0; attempt < 3 && plaintext === undefined; attempt++) {
-      let s;
+    let plaintext: Uint8Array;
+    // A cache hit is used synchronously (no eviction can zero it meanwhile); a miss gets a
+    // private copy, which also holds when the cache thrashes.
+    const hit = this.#h.peekCek(t, p.customer, p.cekVersion);
+    if (hit) {
+      plaintext = openEnvelope(hit.expose(), p, aad);
+    } else {
+      let cek: Uint8Array;
       try {
-        s = this.#h.peekCek(t, p.customer, p.cekVersion) ?? (await this.#h.cek(t, p.customer, p.cekVersion));
+        cek = await this.#h.cekCopy(t, p.customer, p.cekVersion);
       } catch (err) {
         throw passUnavailable(err);
       }
-      if (s.destroyed) continue;
-      plaintext = openEnvelope(s.expose(), p, aad);
+      try {
+        plaintext = openEnvelope(cek, p, aad);
+      } finally {
+        cek.fill(0);
+      }
     }
-    if (plaintext === undefined) throw decryptionFailed();
     try {
       if (!c.enabled) throw new KbError('DISABLED', 'customer');
       if (this.#h.disabledCeks(t, p.customer).has(p.cekVersion)) throw new KbError('DISABLED', 'key version');

@@ -203,7 +203,8 @@ export class Hierarchy {
       const s = await this.tek(org, tenant, version);
       if (!s.destroyed) return Uint8Array.from(s.expose());
     }
-    throw new KbError('INTERNAL', undefined, { detail: 'TEK evicted while loading' });
+    // The cache is thrashing (more keys in use than it holds): load a private copy, uncached.
+    return this.#loadTek(org, tenant, version);
   }
 
   /** Create TEK version `version` under the primary OEK; retries if an epoch switched the OEK. */
@@ -331,7 +332,8 @@ export class Hierarchy {
       const s = await this.cek(t, customer, version);
       if (!s.destroyed) return Uint8Array.from(s.expose());
     }
-    throw new KbError('INTERNAL', undefined, { detail: 'CEK evicted while loading' });
+    // See tekCopy: under cache thrash, a private uncached load instead of an internal error.
+    return this.#loadCek(t, customer, version);
   }
 
   async cek(t: TenantRow, customer: string, version: number): Promise<SecretBytes> {
