@@ -116,3 +116,34 @@ test('destroying a loaded key zeroes its seed and frees its engine handles; late
     (e: { code?: string }) => e.code === 'DECRYPTION_FAILED',
   );
 });
+
+test('a key evicted while an operation holds it (use) is freed only when the operation settles', async () => {
+  const rt = new AsymmetricRuntime(
+    new PqcRouter([new OpenSslEngine()], {
+      enabled: ['openssl'],
+      routes: {
+        'kem.keygen': 'openssl',
+        'kem.encapsulate': 'openssl',
+        'kem.decapsulate': 'openssl',
+        'sig.keygen': 'openssl',
+        'sig.sign': 'openssl',
+        'sig.verify': 'openssl',
+      },
+      offload: [],
+    }),
+  );
+  const kp = rt.openssl.generateKeyPair('ml-kem-768');
+  const seed = SecretBytes.copyOf(kp.seed?.expose() ?? new Uint8Array(0));
+  const k = new LoadedKey({ type: 'ml-kem-768', version: 1, publicKey: kp.publicKey, seed });
+  let release!: () => void;
+  const op = k.use(() => new Promise<void>((r) => (release = r)).then(() => k.handle(rt, 'kem.decapsulate')));
+  k.destroy(); // the cache evicts it meanwhile
+  assert.equal(seed.destroyed, false, 'still pinned by the operation');
+  release();
+  await op;
+  assert.equal(seed.destroyed, true, 'freed once the operation settled');
+  await assert.rejects(
+    k.use(() => Promise.resolve(1)),
+    (e: { code?: string }) => e.code === 'DECRYPTION_FAILED',
+  );
+});

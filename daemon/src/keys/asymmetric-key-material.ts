@@ -165,6 +165,8 @@ export class LoadedKey {
   readonly box: SealedBoxRecipientKey | undefined;
   readonly #handles = new Map<EngineName, PqcPrivateKey>();
   #destroyed = false;
+  #evicted = false;
+  #pins = 0;
 
   constructor(p: {
     type: AsymmetricKeyType;
@@ -204,7 +206,29 @@ export class LoadedKey {
     return h;
   }
 
+  /**
+   * Run `fn` (which awaits while using this key, e.g. an HPKE open) with the key pinned: a cache
+   * eviction meanwhile defers the destruction until `fn` settles instead of failing it midway.
+   */
+  async use<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#destroyed) throw decryptionFailed();
+    this.#pins++;
+    try {
+      return await fn();
+    } finally {
+      this.#pins--;
+      if (this.#evicted && this.#pins === 0) this.#free();
+    }
+  }
+
+  /** Called by the cache on eviction; frees now, or when the last `use` settles. */
   destroy(): void {
+    this.#evicted = true;
+    if (this.#pins === 0) this.#free();
+  }
+
+  #free(): void {
+    if (this.#destroyed) return;
     this.#destroyed = true;
     this.seed?.destroy();
     for (const h of this.#handles.values()) h.destroy();

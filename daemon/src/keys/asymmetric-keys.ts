@@ -236,7 +236,7 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
     checkContext(row.type, context);
     checkMessage(row.type, message);
     const k = await this.#keys.get(t, row);
-    return { signature: await signWith(this.#rt, k, message, context), version: row.version };
+    return { signature: await k.use(() => signWith(this.#rt, k, message, context)), version: row.version };
   }
 
   async signBatch(
@@ -250,7 +250,7 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
     checkContext(row.type, context);
     for (const m of messages) checkMessage(row.type, m);
     const k = await this.#keys.get(t, row);
-    return { version: row.version, results: await signManyWith(this.#rt, k, messages, context) };
+    return { version: row.version, results: await k.use(() => signManyWith(this.#rt, k, messages, context)) };
   }
 
   async verify(
@@ -317,7 +317,10 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
     const row = this.#version(this.#rows(t, keyId), version, 'kem');
     const k = await this.#keys.get(t, row);
     try {
-      return { sharedSecret: await decapsulateWith(this.#rt, k, cipherText), version: row.version };
+      return {
+        sharedSecret: await k.use(() => decapsulateWith(this.#rt, k, cipherText)),
+        version: row.version,
+      };
     } catch (err) {
       throw decryptionFailed(err);
     }
@@ -352,12 +355,11 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
         : [this.#version(rows, version, 'kem')];
     for (const row of candidates) {
       const k = await this.#keys.get(t, row);
-      if (k.box === undefined) continue;
+      const box = k.box;
+      if (box === undefined) continue;
       try {
-        return {
-          plaintext: await this.#rt.boxes.open(kem, k.box, sealed, infoBytes, aad),
-          version: row.version,
-        };
+        const plaintext = await k.use(() => this.#rt.boxes.open(kem, box, sealed, infoBytes, aad));
+        return { plaintext, version: row.version };
       } catch (err) {
         if (!(err instanceof KbError) || !err.isUserError) throw err;
       }
