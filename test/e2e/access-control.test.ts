@@ -18,8 +18,10 @@ import type { DaemonHandle, KeybrokerClient } from '../support/daemon-harness.ts
 import { GrpcCode, expectCode } from './e2e-helpers.ts';
 
 type R = Record<string, unknown>;
-/** Short enough to wait out once in the expiry test, long enough for a request->execute flow. */
-const WINDOW_MS = 8000;
+/** The main daemon's window: long, so slow CI machines never expire a flow by accident. */
+const WINDOW_MS = 600_000;
+/** The expiry test's own daemon: short enough to wait out once. */
+const SHORT_WINDOW_MS = 4000;
 const sha = (t: string) => createHash('sha256').update(t, 'utf8').digest('hex');
 
 const base = JSON.parse(DEFAULT_POLICY_TEXT) as { rules: unknown[] };
@@ -180,29 +182,41 @@ test('DestroyCustomer and RotateOrgKey need two distinct admins', async () => {
 });
 
 test('expired approvals are refused (window from config)', async () => {
-  await alice.admin.unary('CreateTenant', { org: 'acme', tenant: 'late' });
-  const approvedThenLate = await request(alice, { operation: OP.tenant, tenant: 'late' });
-  await bob.approvals.unary('ApproveRequest', { approvalId: approvedThenLate });
-  const neverApproved = await request(alice, { operation: OP.oek });
-  await new Promise((r) => setTimeout(r, WINDOW_MS + 300));
-  await expectApprovalRequired(
-    alice.admin.unary('DestroyTenant', { org: 'acme', tenant: 'late', approvalId: approvedThenLate }),
-    'DestroyTenant with an approval past its window',
-  );
-  await expectCode(
-    bob.approvals.unary('ApproveRequest', { approvalId: neverApproved }),
-    GrpcCode.FAILED_PRECONDITION,
-    'ApproveRequest past the window',
-  );
-  const expired = (
-    await vic.approvals.unary<R>('ListApprovals', { org: 'acme', status: 'APPROVAL_STATUS_EXPIRED' })
-  ).approvals as R[];
-  const ids = expired.map((a) => a.approvalId);
-  assert.ok(
-    ids.includes(approvedThenLate) && ids.includes(neverApproved),
-    `ListApprovals EXPIRED: ${ids.join(',')}`,
-  );
-  await alice.admin.unary('DescribeTenant', { org: 'acme', tenant: 'late' });
+  // A second daemon whose window is short (policy.approvalWindowMs via KB_POLICY_APPROVAL_WINDOW_MS).
+  const short = await startDaemon({
+    twoPersonRule: true,
+    env: { KB_POLICY_APPROVAL_WINDOW_MS: String(SHORT_WINDOW_MS) },
+  });
+  try {
+    const a2 = short.client(await short.issueClient('spiffe://acme/admin/alice'));
+    const b2 = short.client(await short.issueClient('spiffe://acme/admin/bob'));
+    await a2.admin.unary('CreateTenant', { org: 'acme', tenant: 'late' });
+    const approvedThenLate = await request(a2, { operation: OP.tenant, tenant: 'late' });
+    await b2.approvals.unary('ApproveRequest', { approvalId: approvedThenLate });
+    const neverApproved = await request(a2, { operation: OP.oek });
+    await new Promise((r) => setTimeout(r, SHORT_WINDOW_MS + 300));
+    await expectApprovalRequired(
+      a2.admin.unary('DestroyTenant', { org: 'acme', tenant: 'late', approvalId: approvedThenLate }),
+      'DestroyTenant with an approval past its window',
+    );
+    await expectCode(
+      b2.approvals.unary('ApproveRequest', { approvalId: neverApproved }),
+      GrpcCode.FAILED_PRECONDITION,
+      'ApproveRequest past the window',
+    );
+    const expired = (
+      await b2.approvals.unary<R>('ListApprovals', { org: 'acme', status: 'APPROVAL_STATUS_EXPIRED' })
+    ).approvals as R[];
+    const ids = expired.map((a) => a.approvalId);
+    assert.ok(
+      ids.includes(approvedThenLate) && ids.includes(neverApproved),
+      `ListApprovals EXPIRED: ${ids.join(',')}`,
+    );
+    await a2.admin.unary('DescribeTenant', { org: 'acme', tenant: 'late' });
+  } finally {
+    assert.equal(await short.stop(), 0, 'short-window daemon exit code');
+    removeDataDir(short.dataDir);
+  }
   // Cancel works on what is still open; a cancelled approval cannot be approved.
   const cancelled = await request(alice, { operation: OP.oek });
   const c = (await bob.approvals.unary<R>('CancelApproval', { approvalId: cancelled })).approval as R;
