@@ -20,8 +20,8 @@ let quiet: KeybrokerClient;
 before(async () => {
   d = await startDaemon({
     env: {
-      // Per tenant: 20 calls of burst, refilled at 5/s; per identity high enough not to matter.
-      KB_RATE_LIMIT_PER_TENANT_PER_SEC: '5',
+      // Per tenant: 20 calls of burst, refilled at 1/s; per identity high enough not to matter.
+      KB_RATE_LIMIT_PER_TENANT_PER_SEC: '1',
       KB_RATE_LIMIT_PER_TENANT_BURST: '20',
       KB_RATE_LIMIT_PER_IDENTITY_PER_SEC: '10000',
       KB_RATE_LIMIT_PER_IDENTITY_BURST: '10000',
