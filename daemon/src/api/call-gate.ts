@@ -78,6 +78,13 @@ export interface CallGateOptions {
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+/** Error codes that mean "refused" in the audit record (result 'denied'). */
+const REFUSALS: ReadonlySet<string> = new Set([
+  'PERMISSION_DENIED',
+  'APPROVAL_REQUIRED',
+  'ALGORITHM_NOT_ALLOWED',
+  'RATE_LIMITED',
+]);
 
 type AnyCall = ServerUnaryCall<unknown, unknown> | ServerDuplexStream<unknown, unknown>;
 
@@ -206,8 +213,13 @@ export class CallGate {
     note?: string,
   ): Promise<KbError | undefined> {
     const customer = facts.customer ?? target?.customer;
-    const denied = decision !== undefined && !decision.allow;
-    const reason = note ?? facts.reason ?? decision?.reason;
+    // A refusal is 'denied' whether the policy decided it or a later check (approval, role in
+    // the approval store, rate limit) did; anything else that failed is an 'error'.
+    const denied =
+      (decision !== undefined && !decision.allow) || (err !== undefined && REFUSALS.has(err.code));
+    // A refusal after the policy allowed the call records why it was refused, not the allow rule.
+    const refusedLater = denied && err !== undefined && decision?.allow === true;
+    const reason = note ?? facts.reason ?? (refusedLater ? err.safeMessage : decision?.reason);
     try {
       await this.#o.audit.append({
         time: new Date(),
