@@ -192,6 +192,21 @@ test('every RPC leaves exactly one record with the right fields, and no key mate
     id(A('keybroker.v1.Approvals/RequestApproval', { reason: /requested rotate-oek \(approval apr-/ })),
   );
   const apr = String((req.approval as R).approvalId);
+  await expectCode(
+    admin.approvals.unary(
+      'ApproveRequest',
+      { approvalId: apr },
+      id(
+        A('keybroker.v1.Approvals/ApproveRequest', {
+          result: 'denied',
+          code: 'PERMISSION_DENIED',
+          reason: /self-approval refused/,
+        }),
+      ),
+    ),
+    GrpcCode.PERMISSION_DENIED,
+    'self-approval',
+  );
   await admin.approvals.unary(
     'CancelApproval',
     { approvalId: apr },

@@ -74,6 +74,10 @@ test('a noisy tenant gets RESOURCE_EXHAUSTED with a retry hint; a quiet tenant i
   const recs = await queryAudit(join(d.dataDir, 'audit/audit.log'), { tenant: 'alpha' });
   const limited = recs.filter((r) => r.requestId.startsWith('noisy-') && r.code === 'RATE_LIMITED');
   assert.equal(limited.length, refused.length, 'one RATE_LIMITED record per refused call');
+  assert.ok(
+    limited.every((r) => r.result === 'denied' && /limit/.test(r.reason ?? '')),
+    `RATE_LIMITED records are refusals with a reason: ${JSON.stringify(limited[0])}`,
+  );
   // Once the hint has passed, the noisy tenant is served again.
   const wait = Math.max(...refused.map((e) => Number(e.metadata.get('retry-after-ms')[0])));
   await new Promise((r) => setTimeout(r, Math.min(wait, 2000) + 50));
