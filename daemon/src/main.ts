@@ -333,7 +333,9 @@ class Daemon {
 
   /** SIGHUP: re-read config and TLS files; a bad new config keeps the old one running. */
   async reload(): Promise<void> {
-    await this.sd.notify('RELOADING=1');
+    // No RELOADING=1: under systemd 252 (Type=notify, ExecReload=kill -HUP) it races with the
+    // manager's own reload state and left the unit stuck in "reloading" (2 runs in ~30).
+    // READY=1 is harmless in every state; STATUS= says when the reload finished.
     try {
       const next = loadConfig(this.configPath, this.env);
       this.creds.reload(next.tls);
@@ -354,8 +356,10 @@ class Daemon {
       this.log.info({}, 'reloaded config and TLS certificates');
     } catch (err) {
       this.log.error({ err: (err as Error).message }, 'reload failed; keeping the previous config');
+      await this.sd.notify('READY=1', 'STATUS=reload failed; serving the previous config');
+      return;
     }
-    await this.sd.notify('READY=1');
+    await this.sd.notify('READY=1', 'STATUS=serving (reloaded)');
   }
 
   /** SIGTERM: drain, then close the broker (zeroes caches), the audit sink and the HSM. */

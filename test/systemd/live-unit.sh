@@ -197,12 +197,12 @@ emit credential "$(find "$cred" -type f -printf '%f:%u:%m' 2>/dev/null || true)"
 cmp -s "$cred/hsm-user.pin" /etc/keybroker/pins/hsm-user.pin &&
   emit credential-content same || emit credential-content different
 
-step "systemctl reload (ExecReload sends SIGHUP; RELOADING=1 ... READY=1)"
+step "systemctl reload (ExecReload sends SIGHUP; the daemon answers READY=1 + STATUS)"
 t0=$(date +%s%N)
 rc=0; timeout 60 systemctl --user reload keybroker.service || rc=$?
 emit reload "$rc"
-# RELOADING=1 and READY=1 come from systemd-notify children, possibly after ExecReload ends;
-# each systemd-notify waits for the manager's barrier (up to 5 s when it is slow).
+# READY=1 + STATUS= come from a systemd-notify child, possibly after ExecReload ends; it waits
+# for the manager's barrier (up to 5 s when it is slow).
 for _ in $(seq 1 150); do [ "$(show ActiveState)" = active ] && break; sleep 0.2; done
 emit reload-ms "$(( ($(date +%s%N) - t0) / 1000000 ))"
 emit reloaded.MainPID "$(show MainPID)"

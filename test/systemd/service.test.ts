@@ -143,7 +143,11 @@ function commonCases(live: Live, privateUsers: boolean): Case[] {
     ],
     ['reload', eq('0'), 'systemctl reload to return 0'],
     ['reloaded.MainPID', eq(live.values.get('started.MainPID') ?? '?'), 'the same main PID after reload'],
-    ['reloaded.ActiveState', eq('active'), 'active again after RELOADING=1 / READY=1'],
+    [
+      'reloaded.ActiveState',
+      eq('active'),
+      'active again after the reload (ExecReload, then READY=1 + STATUS)',
+    ],
     ['reloaded.healthz', eq('200'), 'HTTP 200 after reload'],
     ['restarted.NRestarts', eq('1'), 'one automatic restart after SIGKILL'],
     ['restarted.ActiveState', eq('active'), 'active again (READY=1 from the new process)'],

@@ -6,7 +6,7 @@
 import { execFile } from 'node:child_process';
 import type { Logger } from './logger.ts';
 
-export type SdState = 'READY=1' | 'RELOADING=1' | 'STOPPING=1' | `STATUS=${string}`;
+export type SdState = 'READY=1' | 'STOPPING=1' | `STATUS=${string}`;
 
 /** Sends sd_notify states; failures are logged, never thrown (notification is best effort). */
 export class SdNotify {
