@@ -209,6 +209,10 @@ test('metrics: per-RPC counts and latency by status, HSM calls, readiness', asyn
     /^keybroker_hsm_errors_total\{op="[a-z_]+",code="HSM_UNAVAILABLE"\} \d+/m,
     /^keybroker_hsm_sessions_total \d+/m,
     /^keybroker_ready 1$/m,
+    /^keybroker_key_cache_hits [1-9]\d*$/m,
+    /^keybroker_key_cache_misses [1-9]\d*$/m,
+    /^keybroker_key_cache_entries [1-9]\d*$/m,
+    /^keybroker_tenant_files_open [1-9]\d*$/m,
   ]) {
     assert.match(m.body, re, `metrics should match ${re}`);
   }

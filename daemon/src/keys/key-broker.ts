@@ -357,6 +357,16 @@ export class KeyBroker implements Api.KeyBrokerApi {
     return this.#data(ref, () => this.#dp.decryptStream(ref, req.header, req.aad));
   }
 
+  /** Counters for /metrics: key cache and open tenant files (no key material). */
+  stats(): { cacheHits: number; cacheMisses: number; cacheEntries: number; openTenantFiles: number } {
+    return {
+      cacheHits: this.#cache.hits,
+      cacheMisses: this.#cache.misses,
+      cacheEntries: this.#cache.size,
+      openTenantFiles: this.#h.d.pool.openCount,
+    };
+  }
+
   health(): { ready: boolean; degraded: boolean; reason?: string } {
     if (this.#closed) return { ready: false, degraded: false, reason: 'closed' };
     const hsm = this.#h.d.hsm.health();

@@ -24,6 +24,9 @@ export class KeyCache {
   readonly #inflight = new Map<string, Promise<SecretBytes>>();
   /** Set when a stale entry was served because the HSM was unavailable. */
   lastDegradedAt = 0;
+  /** Fresh entries served, and loads started (each one an HSM unwrap or a derivation), since start. */
+  hits = 0;
+  misses = 0;
 
   constructor(o: KeyCacheOptions) {
     this.#o = o;
@@ -39,6 +42,7 @@ export class KeyCache {
     if (!e || e.expiresAt <= this.#o.now()) return undefined;
     this.#map.delete(key);
     this.#map.set(key, e);
+    this.hits++;
     return e.secret;
   }
 
@@ -58,6 +62,7 @@ export class KeyCache {
     }
     let p = this.#inflight.get(key);
     if (!p) {
+      this.misses++;
       p = (async () => {
         try {
           const bytes = await load();
