@@ -3,7 +3,7 @@
  * -> ready; and the signals. The API listens before the HSM is open so that an HSM unreachable
  * at start shows as "not ready" (health, /readyz, UNAVAILABLE) instead of a crash loop.
  */
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { KbError, toKbError } from './errors.ts';
 import { orgId, tenantId } from './ids.ts';
@@ -17,6 +17,7 @@ import { DeferredAuditSink } from './api/deferred-audit-sink.ts';
 import { PlaceholderNoopAuditSink } from './api/placeholder-audit-sink.ts';
 import type { Config } from './config/config-schema.ts';
 import { ConfigError, loadConfig, readHsmPin } from './config/load-config.ts';
+import { writePolicyFileDurably } from './policy/policy-file.ts';
 import { loadProfile } from './hsm/hsm-profile.ts';
 import { Pkcs11Hsm } from './hsm/pkcs11-hsm.ts';
 import { KeyBroker } from './keys/key-broker.ts';
@@ -126,6 +127,7 @@ class Daemon {
         policy,
         fipsMode: () => this.engine.fipsMode,
         twoPersonRule: () => this.cfg.policy.twoPersonRule,
+        persistPolicy: (text) => writePolicyFileDurably(policyPath(this.cfg), text),
       },
     });
   }
@@ -340,8 +342,9 @@ class Daemon {
       const next = loadConfig(this.configPath, this.env);
       this.creds.reload(next.tls);
       // A bad policy throws here and the old one stays (the whole reload is refused).
-      if (next.policy.file !== '') {
-        const swap = await this.policy.reloadFromFile(next.policy.file);
+      const pf = policyPath(next);
+      if (next.policy.file !== '' || existsSync(pf)) {
+        const swap = await this.policy.reloadFromFile(pf);
         this.log.info({ digest: swap.digest, previous: swap.previousDigest }, 'policy reloaded');
       }
       // Config FIPS mode applies from now on; twoPersonRule is read per call from this.cfg, and
@@ -382,19 +385,26 @@ class Daemon {
   }
 }
 
+/** Where the policy lives: policy.file, else the data dir (written by an API SetPolicy). */
+function policyPath(cfg: Config): string {
+  return cfg.policy.file !== '' ? cfg.policy.file : join(cfg.dataDir, 'policy.json');
+}
+
 /** Run the daemon until a signal stops it; resolves with the exit code. */
 export async function runDaemon(o: DaemonOptions): Promise<number> {
   const cfg = loadConfig(o.configPath, o.env ?? process.env);
   const loggers = createLoggers(cfg.log.level);
   const log = loggers.log;
   let policy: PolicyStore;
-  if (cfg.policy.file !== '') {
+  // policy.file, or the policy a SetPolicy call persisted into the data dir.
+  const file = policyPath(cfg);
+  if (cfg.policy.file !== '' || existsSync(file)) {
     try {
-      policy = await PolicyStore.fromFile(cfg.policy.file);
+      policy = await PolicyStore.fromFile(file);
     } catch (err) {
-      throw new ConfigError(`policy.file: ${toKbError(err).safeMessage} (${cfg.policy.file})`);
+      throw new ConfigError(`policy.file: ${toKbError(err).safeMessage} (${file})`);
     }
-    log.info({ file: cfg.policy.file, digest: policy.current()?.digest }, 'policy loaded');
+    log.info({ file, digest: policy.current()?.digest }, 'policy loaded');
   } else {
     policy = new PolicyStore(defaultPolicy(), DEFAULT_POLICY_TEXT);
     log.warn({}, 'no policy.file: built-in default policy (admins: own org; services: own tenant)');

@@ -308,8 +308,18 @@ test('SetPolicy under the two-person rule turns on FIPS mode: X-Wing/Ed25519 ref
     alice.policy.unary('SetPolicy', { policyJson: policyText({ fipsMode: false }), approvalId: id }),
     'SetPolicy with a text other than the approved one',
   );
+  assert.notEqual(
+    readFileSync(policyFile, 'utf8'),
+    fips,
+    'refused SetPolicy calls left the policy file alone',
+  );
   const set = await alice.policy.unary<R>('SetPolicy', { policyJson: fips, approvalId: id });
   assert.equal(set.policySha256, sha(fips));
+  assert.equal(
+    readFileSync(policyFile, 'utf8'),
+    fips,
+    'an approved SetPolicy is written where the daemon loads its policy (survives restarts and SIGHUP)',
+  );
   assert.equal(set.previousPolicySha256, before.policySha256);
   const now = await vic.policy.unary<R>('GetPolicy', {});
   assert.deepEqual([now.source, now.fipsMode, now.policySha256], ['api', true, sha(fips)]);

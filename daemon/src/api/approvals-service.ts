@@ -29,6 +29,8 @@ export interface Governance {
   readonly fipsMode: () => boolean;
   /** Whether destroy/rotate-org/set-policy need an approval (config policy.twoPersonRule). */
   readonly twoPersonRule: () => boolean;
+  /** Writes a new policy text where the daemon loads it from (survives restarts and SIGHUP). */
+  readonly persistPolicy: (text: string) => void;
 }
 
 /** Proto enum name -> store operation. */

@@ -7,6 +7,7 @@ import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import { KbError } from '../errors.ts';
 import { DEFAULT_POLICY_TEXT } from '../policy/default-policy.ts';
 import { applyApprovedPolicy, policyDigest } from '../policy/policy-change.ts';
+import { loadPolicy } from '../policy/policy-document.ts';
 import type { Governance } from './approvals-service.ts';
 import type { CallGate } from './call-gate.ts';
 
@@ -38,6 +39,8 @@ export function policyService(gate: CallGate, g: Governance): UntypedServiceImpl
           throw new KbError('INVALID_ARGUMENT', 'policy_json: expected a policy document');
         if (text.length > MAX_POLICY_CHARS) throw new KbError('TOO_LARGE', 'policy_json too large');
         if (!g.twoPersonRule()) {
+          loadPolicy(text);
+          g.persistPolicy(text);
           const swap = g.policy.replace(text, 'api');
           facts.reason = `policy ${swap.digest} replaced ${swap.previousDigest ?? 'none'}`;
           return { policySha256: swap.digest, previousPolicySha256: swap.previousDigest ?? '' };
@@ -52,6 +55,7 @@ export function policyService(gate: CallGate, g: Governance): UntypedServiceImpl
           approvalId: id,
           text,
           requestId: ctx.requestId,
+          persist: g.persistPolicy,
         });
         facts.reason = `${swap.step.record.reason}: policy ${swap.digest}`;
         return { policySha256: swap.digest, previousPolicySha256: swap.previousDigest ?? '' };

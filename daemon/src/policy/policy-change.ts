@@ -21,6 +21,8 @@ export interface PolicyChange {
   readonly approvalId: string;
   readonly text: string;
   readonly requestId: string;
+  /** Makes the text durable after the approval is consumed and before it takes effect. */
+  readonly persist?: (text: string) => void;
 }
 
 /** Apply an approved policy text; throws (and changes nothing) if it is invalid or not approved. */
@@ -33,5 +35,6 @@ export async function applyApprovedPolicy(c: PolicyChange): Promise<PolicySwap &
     { org: c.who.org, payloadDigest: policyDigest(c.text) },
     c.requestId,
   );
+  c.persist?.(c.text);
   return { ...c.store.replace(c.text), step };
 }
