@@ -46,6 +46,8 @@ export interface CallTarget {
 /** Facts a handler reports for the audit record. */
 export interface AuditFacts {
   customer?: string;
+  /** The named key the call used (Keys service), so the record says which key, not only which version. */
+  keyName?: string;
   keyVersion?: number;
   /** Why, when the handler knows better than the policy decision (e.g. which approval was used). */
   reason?: string;
@@ -229,6 +231,7 @@ export class CallGate {
         ...(target?.tenant !== undefined ? { tenant: target.tenant } : {}),
         rpc,
         ...(customer !== undefined ? { customer } : {}),
+        ...(facts.keyName !== undefined ? { keyName: facts.keyName } : {}),
         ...(facts.keyVersion !== undefined ? { keyVersion: facts.keyVersion } : {}),
         result: err === undefined ? 'ok' : denied ? 'denied' : 'error',
         ...(err !== undefined ? { code: err.code } : {}),
