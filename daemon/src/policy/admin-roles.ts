@@ -60,6 +60,8 @@ add('admin', [
   'SetOrgEnabled',
   'RotateOrgKey',
   'CreateTenant',
+  // The bulk form of CreateTenant (up to 1,000 per call): the same role, never a weaker one.
+  'CreateTenants',
   'DestroyTenant',
   'DestroyCustomer',
   'Policy/SetPolicy',
