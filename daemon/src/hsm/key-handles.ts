@@ -72,6 +72,12 @@ export class KeyHandles {
     return found;
   }
 
+  /** The root key's handles if already found in connection generation `gen` (no Cryptoki call). */
+  cachedRoot(label: string, gen: number): RootHandles | undefined {
+    const hit = this.#roots.get(label);
+    return hit && hit.gen === gen ? hit : undefined;
+  }
+
   requireRoot(s: SessionCtx, label: string): RootHandles {
     const h = this.root(s, label);
     if (!h) throw new KbError('NOT_FOUND', 'root key');

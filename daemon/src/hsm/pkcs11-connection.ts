@@ -7,6 +7,8 @@ import pkcs11js from 'pkcs11js';
 import type { PKCS11 } from 'pkcs11js';
 import { KbError } from '../errors.ts';
 import type { HsmProfile } from './hsm-profile.ts';
+import { HsmWorker } from './hsm-worker.ts';
+import type { GcmJob } from './hsm-worker.ts';
 import { deviceRemoved, isDeviceUnavailable, Pkcs11Error, toPkcs11Error } from './pkcs11-error.ts';
 import { SessionPool } from './session-pool.ts';
 
@@ -22,6 +24,12 @@ export const silentLogger: HsmLogger = {
   warn: () => undefined,
   error: () => undefined,
 };
+
+/** The worker-thread lane of one connection generation (AES-GCM; see hsm-worker.ts). */
+export interface WorkerLane {
+  readonly gen: number;
+  run(job: GcmJob): Promise<Uint8Array>;
+}
 
 /** A session lent to one operation. Set `poisoned` if an operation may still be active on it. */
 export interface SessionCtx {
@@ -96,6 +104,7 @@ export class Pkcs11Connection {
   #holdsInit = false;
   #upWaiters: (() => void)[] = [];
   #probeTimer: NodeJS.Timeout | undefined;
+  #worker: HsmWorker | undefined;
 
   /** Loads the module, initialises it with CKF_OS_LOCKING_OK, opens the pool and logs in (sync). */
   constructor(o: ConnectionOptions) {
@@ -161,15 +170,44 @@ export class Pkcs11Connection {
       if (this.#fault) throw deviceRemoved('fault-injection');
       return await fn(ctx);
     } catch (err) {
-      let e = toPkcs11Error(err, 'unknown');
-      if (!isDeviceUnavailable(e) && mayHideDeviceLoss(e)) e = this.#probe(link) ?? e;
-      if (isDeviceUnavailable(e)) this.#markDown(link, e as Pkcs11Error);
-      throw e;
+      throw this.#failed(link, err);
     } finally {
-      link.inFlight--;
       link.pool.release(ctx.poisoned ? this.#replaceSession(link, handle) : handle);
-      if (link.inFlight === 0) for (const d of link.drained.splice(0)) d();
+      this.#done(link);
     }
+  }
+
+  /**
+   * Lend the worker-thread lane (started on first use) to `fn`; no pool session is taken. Its jobs
+   * count as in flight, so a reconnect or close drains them before the module is finalised.
+   */
+  async withWorker<T>(fn: (lane: WorkerLane) => Promise<T>): Promise<T> {
+    const link = this.#usableLink();
+    this.#worker ??= new HsmWorker(this.#o.modulePath, this.#o.logger);
+    const worker = this.#worker;
+    const lane: WorkerLane = { gen: link.gen, run: (job) => worker.run(link.gen, link.slot, job) };
+    link.inFlight++;
+    try {
+      if (this.#fault) throw deviceRemoved('fault-injection');
+      return await fn(lane);
+    } catch (err) {
+      throw this.#failed(link, err);
+    } finally {
+      this.#done(link);
+    }
+  }
+
+  /** A failed operation: device errors (or errors a probe shows to be device loss) take `link` down. */
+  #failed(link: Link, err: unknown): unknown {
+    let e = toPkcs11Error(err, 'unknown');
+    if (!isDeviceUnavailable(e) && mayHideDeviceLoss(e)) e = this.#probe(link) ?? e;
+    if (isDeviceUnavailable(e)) this.#markDown(link, e as Pkcs11Error);
+    return e;
+  }
+
+  #done(link: Link): void {
+    link.inFlight--;
+    if (link.inFlight === 0) for (const d of link.drained.splice(0)) d();
   }
 
   /** Close every session and finalise the module; in-flight calls finish first. */
@@ -184,6 +222,9 @@ export class Pkcs11Connection {
       await this.#drain(link);
       for (const s of link.sessions) this.#quiet('C_CloseSession', () => this.pkcs11.C_CloseSession(s));
     }
+    // The worker's session closes and its thread ends before the module is finalised.
+    await this.#worker?.terminate();
+    this.#worker = undefined;
     this.#unload();
   }
 
@@ -320,6 +361,8 @@ export class Pkcs11Connection {
 
   async #reconnectLoop(old: Link): Promise<void> {
     await this.#drain(old);
+    // Drained, so the worker is idle: its session goes before C_Finalize (no call can race it).
+    await this.#worker?.closeSessions();
     let delay = this.#o.reconnectInitialDelayMs;
     for (let attempt = 1; this.#state === 'down'; attempt++) {
       await sleep(delay);
