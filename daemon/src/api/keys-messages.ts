@@ -43,7 +43,10 @@ export function asymmetricKeyMessage(k: AsymmetricKeyInfo): object {
       version: v.version,
       state: v.state === 'enabled' ? 'KEY_VERSION_STATE_ENABLED' : 'KEY_VERSION_STATE_DISABLED',
       createTime: v.createdAt,
+      uses: v.uses,
     })),
+    policy: { ...k.policy },
+    customer: k.customer ?? '',
   };
 }
 

@@ -2,11 +2,13 @@
  * keybroker.v1.Keys: a thin layer over AsymmetricKeyApi (KeyBroker.asymmetric). The tenant is
  * always the caller's own, from its certificate; every field is bounded here, before any work.
  * The algorithm (and key name) go to the authoriser with the target, so FIPS mode and per-key
- * policy rules apply through the same call gate as every other service.
+ * policy rules apply through the same call gate as every other service. Every audit record of a
+ * Keys call names its key (keyName) and, when one was used, its version. A request may name a
+ * customer (customer-level keys); the tenant is still only the caller's own.
  */
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import { KbError } from '../errors.ts';
-import type { AsymmetricKeyApi, VerifyItem } from '../keys/asymmetric-key-api.ts';
+import type { AsymmetricKeyApi, KeyOwner, VerifyItem } from '../keys/asymmetric-key-api.ts';
 import type { AsymmetricKeyType } from '../keys/asymmetric-key-store.ts';
 import { asymmetricKeyId } from '../keys/asymmetric-keys.ts';
 import type { KeyBrokerApi } from '../keys/key-broker-api.ts';
@@ -22,7 +24,7 @@ import {
   policyAlgorithm,
 } from './keys-messages.ts';
 import type { FieldLimits } from './request-bounds.ts';
-import { batchItems, bytesField, versionField } from './request-bounds.ts';
+import { batchItems, bytesField, optionalCustomer, policyUpdate, versionField } from './request-bounds.ts';
 
 const RPC = 'keybroker.v1.Keys/';
 /** Bounds of the fields only this service has. */
@@ -47,6 +49,8 @@ type KeysTarget = CallTarget & { readonly algorithm?: string; readonly keyName?:
 interface KeyMsg {
   keyId: string;
   algorithm?: string;
+  /** Customer-level keys: the customer (empty: tenant-level). */
+  customer?: string;
 }
 
 const optionalVersion = (v: unknown): number | undefined =>
@@ -72,7 +76,8 @@ export function keysService(
   };
   const target = (id: CallerIdentity, m: KeyMsg): KeysTarget => {
     if (id.tenant === undefined) return { org: id.org };
-    const own = { org: id.org, tenant: id.tenant };
+    const customer = optionalCustomer(m.customer);
+    const own = { org: id.org, tenant: id.tenant, ...(customer !== undefined ? { customer } : {}) };
     const keyName = typeof m.keyId === 'string' && m.keyId !== '' ? asymmetricKeyId(m.keyId) : undefined;
     let alg: AsymmetricKeyType | undefined;
     if (m.algorithm !== undefined) alg = keyAlgorithmField(m.algorithm);
@@ -91,29 +96,57 @@ export function keysService(
     gate.unary<Req, object>(RPC + name, {
       target: (id, req) => target(id, req),
       ...(cost !== undefined ? { cost } : {}),
-      handle,
+      // Every record names the key (validated by target() before the handler runs).
+      handle: (ctx, req, facts) => {
+        if (typeof req.keyId === 'string' && req.keyId !== '') facts.keyName = req.keyId;
+        return handle(ctx, req, facts);
+      },
     });
-  const me = (id: CallerIdentity) => ownTenant(id);
+  /** The caller's own tenant (never a field) and the customer the request names, if any. */
+  const me = (id: CallerIdentity, m?: KeyMsg): KeyOwner => {
+    const customer = optionalCustomer(m?.customer);
+    return { ...ownTenant(id), ...(customer !== undefined ? { customer } : {}) };
+  };
   const keyMsg = (k: Parameters<typeof asymmetricKeyMessage>[0]) => ({ key: asymmetricKeyMessage(k) });
   const itemsCost = (r: { messages?: unknown[]; items?: unknown[] }) =>
     Math.min(Math.max((r.messages ?? r.items ?? []).length, 1), maxBatch);
 
   return {
-    CreateKey: unary<KeyMsg & { hsmEcdsa: boolean; algorithm: string }>('CreateKey', async (ctx, m) =>
-      keyMsg(
-        await asym().createKey(me(ctx.identity), asymmetricKeyId(m.keyId), keyAlgorithmField(m.algorithm), {
-          hsmEcdsa: m.hsmEcdsa === true,
-        }),
-      ),
+    CreateKey: unary<KeyMsg & { hsmEcdsa: boolean; algorithm: string; policy?: unknown }>(
+      'CreateKey',
+      async (ctx, m, facts) => {
+        const k = await asym().createKey(
+          me(ctx.identity, m),
+          asymmetricKeyId(m.keyId),
+          keyAlgorithmField(m.algorithm),
+          { hsmEcdsa: m.hsmEcdsa === true, policy: policyUpdate(m.policy) },
+        );
+        facts.keyVersion = k.primaryVersion;
+        return keyMsg(k);
+      },
     ),
-    ListKeys: unary<KeyMsg>('ListKeys', async (ctx) => ({
-      keys: (await asym().listKeys(me(ctx.identity))).map(asymmetricKeyMessage),
+    ListKeys: unary<KeyMsg>('ListKeys', async (ctx, m) => ({
+      keys: (await asym().listKeys(me(ctx.identity, m))).map(asymmetricKeyMessage),
     })),
-    DescribeKey: unary<KeyMsg>('DescribeKey', async (ctx, m) =>
-      keyMsg(await asym().describeKey(me(ctx.identity), asymmetricKeyId(m.keyId))),
+    DescribeKey: unary<KeyMsg>('DescribeKey', async (ctx, m, facts) => {
+      const k = await asym().describeKey(me(ctx.identity, m), asymmetricKeyId(m.keyId));
+      facts.keyVersion = k.primaryVersion;
+      return keyMsg(k);
+    }),
+    SetAsymmetricKeyPolicy: unary<KeyMsg & { policy?: unknown }>(
+      'SetAsymmetricKeyPolicy',
+      async (ctx, m, facts) => {
+        const k = await asym().setKeyPolicy(
+          me(ctx.identity, m),
+          asymmetricKeyId(m.keyId),
+          policyUpdate(m.policy),
+        );
+        facts.keyVersion = k.primaryVersion;
+        return keyMsg(k);
+      },
     ),
     RotateKey: unary<KeyMsg>('RotateKey', async (ctx, m, facts) => {
-      const k = await asym().rotateKey(me(ctx.identity), asymmetricKeyId(m.keyId));
+      const k = await asym().rotateKey(me(ctx.identity, m), asymmetricKeyId(m.keyId));
       facts.keyVersion = k.primaryVersion;
       return keyMsg(k);
     }),
@@ -124,7 +157,7 @@ export function keysService(
         facts.keyVersion = v;
         return keyMsg(
           await asym().setKeyVersionEnabled(
-            me(ctx.identity),
+            me(ctx.identity, m),
             asymmetricKeyId(m.keyId),
             v,
             m.enabled === true,
@@ -132,42 +165,46 @@ export function keysService(
         );
       },
     ),
-    GetPublicKey: unary<KeyMsg & { version: number; format: string }>('GetPublicKey', async (ctx, m) => {
-      const r = await asym().publicKey(
-        me(ctx.identity),
-        asymmetricKeyId(m.keyId),
-        optionalVersion(m.version),
-      );
-      const enc = new TextEncoder();
-      let out: Uint8Array;
-      switch (m.format) {
-        case 'PUBLIC_KEY_FORMAT_SPKI_DER':
-          out = publicKeyToSpki(r.type, r.publicKey);
-          break;
-        case 'PUBLIC_KEY_FORMAT_SPKI_PEM':
-          out = enc.encode(publicKeyToPem(r.type, r.publicKey));
-          break;
-        case 'PUBLIC_KEY_FORMAT_JWK':
-          out = enc.encode(
-            JSON.stringify({ ...publicKeyToJwk(r.type, r.publicKey), kid: `${m.keyId}.${r.version}` }),
-          );
-          break;
-        case 'PUBLIC_KEY_FORMAT_RAW':
-        case 'PUBLIC_KEY_FORMAT_UNSPECIFIED':
-        case undefined:
-          out = r.publicKey;
-          break;
-        default:
-          throw new KbError('INVALID_ARGUMENT', 'format must be a PublicKeyFormat');
-      }
-      return { algorithm: keyAlgorithmEnum(r.type), version: r.version, publicKey: out };
-    }),
-    GetJwks: unary<KeyMsg>('GetJwks', async (ctx) => ({
-      jwksJson: JSON.stringify(await asym().jwks(me(ctx.identity))),
+    GetPublicKey: unary<KeyMsg & { version: number; format: string }>(
+      'GetPublicKey',
+      async (ctx, m, facts) => {
+        const r = await asym().publicKey(
+          me(ctx.identity, m),
+          asymmetricKeyId(m.keyId),
+          optionalVersion(m.version),
+        );
+        const enc = new TextEncoder();
+        let out: Uint8Array;
+        switch (m.format) {
+          case 'PUBLIC_KEY_FORMAT_SPKI_DER':
+            out = publicKeyToSpki(r.type, r.publicKey);
+            break;
+          case 'PUBLIC_KEY_FORMAT_SPKI_PEM':
+            out = enc.encode(publicKeyToPem(r.type, r.publicKey));
+            break;
+          case 'PUBLIC_KEY_FORMAT_JWK':
+            out = enc.encode(
+              JSON.stringify({ ...publicKeyToJwk(r.type, r.publicKey), kid: `${m.keyId}.${r.version}` }),
+            );
+            break;
+          case 'PUBLIC_KEY_FORMAT_RAW':
+          case 'PUBLIC_KEY_FORMAT_UNSPECIFIED':
+          case undefined:
+            out = r.publicKey;
+            break;
+          default:
+            throw new KbError('INVALID_ARGUMENT', 'format must be a PublicKeyFormat');
+        }
+        facts.keyVersion = r.version;
+        return { algorithm: keyAlgorithmEnum(r.type), version: r.version, publicKey: out };
+      },
+    ),
+    GetJwks: unary<KeyMsg>('GetJwks', async (ctx, m) => ({
+      jwksJson: JSON.stringify(await asym().jwks(me(ctx.identity, m))),
     })),
     Sign: unary<KeyMsg & { message: Uint8Array; context: Uint8Array }>('Sign', async (ctx, m, facts) => {
       const r = await asym().sign(
-        me(ctx.identity),
+        me(ctx.identity, m),
         asymmetricKeyId(m.keyId),
         msgField('message', m.message),
         ctxField(m.context),
@@ -179,7 +216,7 @@ export function keysService(
       KeyMsg & { version: number; message: Uint8Array; signature: Uint8Array; context: Uint8Array }
     >('Verify', async (ctx, m, facts) => {
       const r = await asym().verify(
-        me(ctx.identity),
+        me(ctx.identity, m),
         asymmetricKeyId(m.keyId),
         optionalVersion(m.version),
         {
@@ -199,7 +236,7 @@ export function keysService(
         );
         totalBytes(msgs.map((x) => x.length));
         const r = await asym().signBatch(
-          me(ctx.identity),
+          me(ctx.identity, m),
           asymmetricKeyId(m.keyId),
           msgs,
           ctxField(m.context),
@@ -223,7 +260,7 @@ export function keysService(
       }
     >(
       'VerifyBatch',
-      async (ctx, m) => {
+      async (ctx, m, facts) => {
         const items: VerifyItem[] = batchItems<{ message: Uint8Array; signature: Uint8Array }>(
           'items',
           m.items,
@@ -234,12 +271,16 @@ export function keysService(
         }));
         totalBytes(items.map((x) => x.message.length + x.signature.length));
         const r = await asym().verifyBatch(
-          me(ctx.identity),
+          me(ctx.identity, m),
           asymmetricKeyId(m.keyId),
           optionalVersion(m.version),
           items,
           ctxField(m.context),
         );
+        // The version asked for, else the one every valid item verified under (if it is one).
+        const versions = new Set(r.flatMap((x) => (x.ok && x.value.valid ? [x.value.version] : [])));
+        const v = optionalVersion(m.version) ?? (versions.size === 1 ? [...versions][0] : undefined);
+        if (v !== undefined) facts.keyVersion = v;
         return {
           results: r.map((x) => {
             gate.countItem('VerifyBatch', x.ok);
@@ -252,7 +293,7 @@ export function keysService(
       itemsCost,
     ),
     Encapsulate: unary<KeyMsg>('Encapsulate', async (ctx, m, facts) => {
-      const r = await asym().encapsulate(me(ctx.identity), asymmetricKeyId(m.keyId));
+      const r = await asym().encapsulate(me(ctx.identity, m), asymmetricKeyId(m.keyId));
       facts.keyVersion = r.version;
       return { ciphertext: r.cipherText, sharedSecret: r.sharedSecret, keyVersion: r.version };
     }),
@@ -260,7 +301,7 @@ export function keysService(
       'Decapsulate',
       async (ctx, m, facts) => {
         const r = await asym().decapsulate(
-          me(ctx.identity),
+          me(ctx.identity, m),
           asymmetricKeyId(m.keyId),
           optionalVersion(m.version),
           bytesField('ciphertext', m.ciphertext, KEYS_BOUNDS.kemCiphertext),
@@ -273,7 +314,7 @@ export function keysService(
       'SealBox',
       async (ctx, m, facts) => {
         const r = await asym().sealBox(
-          me(ctx.identity),
+          me(ctx.identity, m),
           asymmetricKeyId(m.keyId),
           msgField('plaintext', m.plaintext),
           bytesField('info', m.info, KEYS_BOUNDS.info),
@@ -287,7 +328,7 @@ export function keysService(
       'OpenBox',
       async (ctx, m, facts) => {
         const r = await asym().openBox(
-          me(ctx.identity),
+          me(ctx.identity, m),
           asymmetricKeyId(m.keyId),
           optionalVersion(m.version),
           bytesField('sealed', m.sealed, limits.maxPlaintextBytes + KEYS_BOUNDS.boxOverhead),

@@ -1,9 +1,9 @@
 /**
  * The contract between tenant asymmetric keys (asymmetric-keys.ts) and the gRPC Keys service.
- * As for KeyBrokerApi, the TenantRef comes from the authenticated identity; all errors are
- * KbError. Private keys never leave: no method returns one.
+ * As for KeyBrokerApi, the TenantRef comes from the authenticated identity (a customer may be
+ * named in the request); all errors are KbError. Private keys never leave: no method returns one.
  */
-import type { TenantRef } from '../ids.ts';
+import type { CustomerId, TenantRef } from '../ids.ts';
 import type { Jwk } from '../pqc/public-key-export.ts';
 import type { AsymmetricKeyType } from './asymmetric-key-store.ts';
 import type { ItemResult } from './key-broker-api.ts';
@@ -12,6 +12,34 @@ export interface AsymmetricKeyVersionInfo {
   readonly version: number;
   readonly state: 'enabled' | 'disabled';
   readonly createdAt: string;
+  /** Operations made with this version (signatures, encapsulations, sealed boxes). */
+  readonly uses: number;
+}
+
+/**
+ * Rotation and version rules of one key, as for symmetric keys (KeyPolicy): a new primary when
+ * the primary is older than rotationPeriodSeconds (0: never) or has made usageLimit operations
+ * (0: no limit); sign / encapsulate / seal need primary >= minEncryptVersion; verify /
+ * decapsulate / open refuse versions below minDecryptVersion.
+ */
+export interface AsymmetricKeyPolicy {
+  readonly rotationPeriodSeconds: number;
+  readonly usageLimit: number;
+  readonly minEncryptVersion: number;
+  readonly minDecryptVersion: number;
+}
+
+/**
+ * Whose key: the caller's tenant, and for a customer-level key the customer (its private keys are
+ * wrapped under that customer's CEK; destroying the customer crypto-shreds them).
+ */
+export type KeyOwner = TenantRef & { readonly customer?: CustomerId | undefined };
+
+export interface CreateKeyOptions {
+  /** Composite only: the ECDSA half is a non-extractable HSM key. */
+  readonly hsmEcdsa?: boolean;
+  /** Initial policy; unset fields take DEFAULT_ASYMMETRIC_POLICY (rotation on demand only). */
+  readonly policy?: Partial<AsymmetricKeyPolicy>;
 }
 
 export interface AsymmetricKeyInfo {
@@ -22,6 +50,9 @@ export interface AsymmetricKeyInfo {
   /** The newest version: it signs, encapsulates and is the default sealed-box recipient. */
   readonly primaryVersion: number;
   readonly versions: readonly AsymmetricKeyVersionInfo[];
+  /** The customer owning a customer-level key; absent for tenant-level keys. */
+  readonly customer?: string;
+  readonly policy: AsymmetricKeyPolicy;
 }
 
 export interface PublicKeyResult {
@@ -38,69 +69,76 @@ export interface VerifyItem {
 
 export interface AsymmetricKeyApi {
   /** The type of a key, for authorisation before the call runs; undefined when unknown. Never throws. */
-  algorithmOf(ref: TenantRef, keyId: string): AsymmetricKeyType | undefined;
+  algorithmOf(ref: KeyOwner, keyId: string): AsymmetricKeyType | undefined;
   createKey(
-    ref: TenantRef,
+    ref: KeyOwner,
     keyId: string,
     type: AsymmetricKeyType,
-    opts?: { hsmEcdsa?: boolean },
+    opts?: CreateKeyOptions,
   ): Promise<AsymmetricKeyInfo>;
-  listKeys(ref: TenantRef): Promise<readonly AsymmetricKeyInfo[]>;
-  describeKey(ref: TenantRef, keyId: string): Promise<AsymmetricKeyInfo>;
+  /** The tenant-level keys, or with `ref.customer` that customer's keys. */
+  listKeys(ref: KeyOwner): Promise<readonly AsymmetricKeyInfo[]>;
+  describeKey(ref: KeyOwner, keyId: string): Promise<AsymmetricKeyInfo>;
   /** New primary version of the same type; old versions keep verifying/decapsulating. */
-  rotateKey(ref: TenantRef, keyId: string): Promise<AsymmetricKeyInfo>;
+  rotateKey(ref: KeyOwner, keyId: string): Promise<AsymmetricKeyInfo>;
   /** Disable or re-enable a version; the primary cannot be disabled. */
   setKeyVersionEnabled(
-    ref: TenantRef,
+    ref: KeyOwner,
     keyId: string,
     version: number,
     enabled: boolean,
   ): Promise<AsymmetricKeyInfo>;
+  /** Change some of a key's policy fields (validated as for symmetric keys). */
+  setKeyPolicy(
+    ref: KeyOwner,
+    keyId: string,
+    policy: Partial<AsymmetricKeyPolicy>,
+  ): Promise<AsymmetricKeyInfo>;
   /** `version` undefined: the primary. */
-  publicKey(ref: TenantRef, keyId: string, version?: number): Promise<PublicKeyResult>;
+  publicKey(ref: KeyOwner, keyId: string, version?: number): Promise<PublicKeyResult>;
   /** Every enabled version of every signature key of the tenant, kid "<key>.<version>". */
-  jwks(ref: TenantRef): Promise<{ keys: Jwk[] }>;
+  jwks(ref: KeyOwner): Promise<{ keys: Jwk[] }>;
   /** Sign with the primary version. `context`: ML-DSA / composite context string. */
   sign(
-    ref: TenantRef,
+    ref: KeyOwner,
     keyId: string,
     message: Uint8Array,
     context: Uint8Array,
   ): Promise<{ signature: Uint8Array; version: number }>;
   signBatch(
-    ref: TenantRef,
+    ref: KeyOwner,
     keyId: string,
     messages: readonly Uint8Array[],
     context: Uint8Array,
   ): Promise<{ version: number; results: ItemResult<Uint8Array>[] }>;
   /** `version` undefined: any enabled version that verifies. */
   verify(
-    ref: TenantRef,
+    ref: KeyOwner,
     keyId: string,
     version: number | undefined,
     item: VerifyItem,
     context: Uint8Array,
   ): Promise<{ valid: boolean; version: number }>;
   verifyBatch(
-    ref: TenantRef,
+    ref: KeyOwner,
     keyId: string,
     version: number | undefined,
     items: readonly VerifyItem[],
     context: Uint8Array,
   ): Promise<ItemResult<{ valid: boolean; version: number }>[]>;
   encapsulate(
-    ref: TenantRef,
+    ref: KeyOwner,
     keyId: string,
   ): Promise<{ cipherText: Uint8Array; sharedSecret: Uint8Array; version: number }>;
   /** Every failure (wrong length, unusable key material) is DECRYPTION_FAILED. */
   decapsulate(
-    ref: TenantRef,
+    ref: KeyOwner,
     keyId: string,
     version: number | undefined,
     cipherText: Uint8Array,
   ): Promise<{ sharedSecret: Uint8Array; version: number }>;
   sealBox(
-    ref: TenantRef,
+    ref: KeyOwner,
     keyId: string,
     plaintext: Uint8Array,
     info: Uint8Array,
@@ -108,7 +146,7 @@ export interface AsymmetricKeyApi {
   ): Promise<{ sealed: Uint8Array; version: number }>;
   /** `version` undefined: tries every enabled version, newest first. Failures: DECRYPTION_FAILED. */
   openBox(
-    ref: TenantRef,
+    ref: KeyOwner,
     keyId: string,
     version: number | undefined,
     sealed: Uint8Array,

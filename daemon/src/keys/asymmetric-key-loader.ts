@@ -1,6 +1,6 @@
 /**
  * Loads tenant asymmetric private keys for use: cache hit, else unwrap the stored row under its
- * TEK (retrying when a TEK rotation rewrapped it meanwhile) and prepare it (asymmetric-key-material).
+ * TEK, or its customer's CEK for a customer key (retrying when a TEK rotation rewrapped it meanwhile) and prepare it (asymmetric-key-material).
  * Every loading failure is the one opaque DECRYPTION_FAILED, except an HSM outage (retryable).
  */
 import { KbError, decryptionFailed } from '../errors.ts';
@@ -42,7 +42,12 @@ export class AsymmetricKeyLoader {
         const r = AsymmetricKeyStore.get(this.#h.store(t), row.keyId, row.version);
         if (r === undefined) throw decryptionFailed();
         try {
-          const tek = await this.#h.tekCopy(t.org, t.tenant, r.tekVersion);
+          // Tenant-level rows are wrapped under a TEK version, customer rows under a CEK version.
+          const wrapVersion = r.customer === '' ? r.tekVersion : r.cekVersion;
+          const kek =
+            r.customer === ''
+              ? await this.#h.tekCopy(t.org, t.tenant, wrapVersion)
+              : await this.#h.cekCopy(t, r.customer, wrapVersion);
           let secret: Uint8Array;
           try {
             const id = {
@@ -50,11 +55,11 @@ export class AsymmetricKeyLoader {
               tenant: t.tenant,
               keyId: r.keyId,
               keyVersion: r.version,
-              tekVersion: r.tekVersion,
+              tekVersion: wrapVersion,
             };
-            secret = unwrapTenantKey(tek, id, r.wrapped);
+            secret = unwrapTenantKey(kek, id, r.wrapped);
           } finally {
-            tek.fill(0);
+            kek.fill(0);
           }
           return await loadKey(this.#rt, this.#hsm, r.type, r.version, r.publicKey, secret, r.meta.hsmLabel);
         } catch (err) {
@@ -69,6 +74,11 @@ export class AsymmetricKeyLoader {
 
   evict(t: TenantRow, keyId: string, version: number): void {
     this.#cache.evict(AsymmetricKeyLoader.cacheKey(t, keyId, version));
+  }
+
+  /** Destroy every cached version of one key. */
+  evictKey(org: string, tenant: string, keyId: string): void {
+    this.#cache.evictPrefix(`${org}/${tenant}/${keyId}/`);
   }
 
   /** Destroy every cached key of a tenant. */

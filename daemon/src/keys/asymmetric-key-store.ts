@@ -6,8 +6,17 @@
  * The newest version is the primary; TEK rotations rewrap these rows (hierarchy.ts rotateTek).
  */
 import { KbError } from '../errors.ts';
+import type { PolicyRow } from '../store/registry-rows.ts';
 import type { TenantStore } from '../store/tenant-store.ts';
 import type { AsymmetricKeyInfo } from './asymmetric-key-api.ts';
+
+/** Asymmetric keys rotate only on demand unless a policy says otherwise. */
+export const DEFAULT_ASYMMETRIC_POLICY: PolicyRow = {
+  rotationPeriodS: 0,
+  usageLimit: 0,
+  minEnc: 1,
+  minDec: 1,
+};
 
 /** Key types a tenant may hold (public-key-export.ts names; `ecdsa-p256` always lives in the HSM). */
 export const ASYMMETRIC_KEY_TYPES = [
@@ -38,7 +47,14 @@ export interface AsymmetricKeyRow {
   readonly keyId: string;
   readonly version: number;
   readonly type: AsymmetricKeyType;
+  /** '' for a tenant-level key; else the customer whose CEK wraps it. */
+  readonly customer: string;
+  /** TEK version of a tenant-level key (0 for a customer key). */
   readonly tekVersion: number;
+  /** CEK version of a customer key (0 for a tenant-level key). */
+  readonly cekVersion: number;
+  /** Operations counted on this version (stored; unflushed counts are in AsymmetricKeyUsage). */
+  readonly uses: number;
   readonly wrapped: Uint8Array;
   readonly publicKey: Uint8Array;
   readonly state: 'enabled' | 'disabled';
@@ -51,7 +67,10 @@ const rowOf = (r: Raw): AsymmetricKeyRow => ({
   keyId: r.key_id as string,
   version: r.version as number,
   type: r.alg as AsymmetricKeyType,
+  customer: r.customer as string,
   tekVersion: r.tek_version as number,
+  cekVersion: r.cek_version as number,
+  uses: r.uses as number,
   wrapped: new Uint8Array(r.wrapped as Buffer),
   publicKey: new Uint8Array(r.public_key as Buffer),
   state: r.state as AsymmetricKeyRow['state'],
@@ -64,14 +83,16 @@ export class AsymmetricKeyStore {
   /** Insert one version (a new key, or a rotation). */
   static insert(s: TenantStore, r: AsymmetricKeyRow): void {
     s.st(
-      `INSERT INTO tenant_keys (key_id, version, kind, alg, tek_version, wrapped, public_key, state, created_at, meta)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO tenant_keys (key_id, version, kind, alg, customer, tek_version, cek_version, uses, wrapped, public_key, state, created_at, meta)
+         VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)`,
     ).run(
       r.keyId,
       r.version,
       purposeOf(r.type),
       r.type,
+      r.customer,
       r.tekVersion,
+      r.cekVersion,
       r.wrapped,
       r.publicKey,
       r.state,
@@ -104,6 +125,51 @@ export class AsymmetricKeyStore {
     return (s.st('SELECT * FROM tenant_keys ORDER BY key_id, version').all() as Raw[]).map(rowOf);
   }
 
+  /** A key's rotation/usage/min-version policy (defaults for keys created without one). */
+  static policy(s: TenantStore, keyId: string): PolicyRow {
+    const r = s.st('SELECT * FROM tenant_key_policies WHERE key_id = ?').get(keyId) as Raw | undefined;
+    if (r === undefined) return { ...DEFAULT_ASYMMETRIC_POLICY };
+    return {
+      rotationPeriodS: r.rotation_period_s as number,
+      usageLimit: r.usage_limit as number,
+      minEnc: r.min_enc as number,
+      minDec: r.min_dec as number,
+    };
+  }
+
+  static setPolicy(s: TenantStore, keyId: string, p: PolicyRow): void {
+    s.st(
+      `INSERT INTO tenant_key_policies (key_id, rotation_period_s, usage_limit, min_enc, min_dec) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (key_id) DO UPDATE SET rotation_period_s = excluded.rotation_period_s,
+           usage_limit = excluded.usage_limit, min_enc = excluded.min_enc, min_dec = excluded.min_dec`,
+    ).run(keyId, p.rotationPeriodS, p.usageLimit, p.minEnc, p.minDec);
+  }
+
+  /** Keys with a rotation period, and that period (for the rotation scan). */
+  static periodic(s: TenantStore): { keyId: string; rotationPeriodS: number }[] {
+    return (
+      s
+        .st('SELECT key_id, rotation_period_s FROM tenant_key_policies WHERE rotation_period_s > 0')
+        .all() as Raw[]
+    ).map((r) => ({ keyId: r.key_id as string, rotationPeriodS: r.rotation_period_s as number }));
+  }
+
+  /**
+   * Add usage counts. Counts are not key material (a crash may lose the last interval anyway):
+   * written without the fsync, as the CEK counts are (tenant-store.ts addCekUses).
+   */
+  static addUses(s: TenantStore, rows: readonly { keyId: string; version: number; n: number }[]): void {
+    const st = s.st('UPDATE tenant_keys SET uses = uses + ? WHERE key_id = ? AND version = ?');
+    s.db.pragma('synchronous = NORMAL');
+    try {
+      s.tx(() => {
+        for (const r of rows) st.run(r.n, r.keyId, r.version);
+      });
+    } finally {
+      s.db.pragma('synchronous = FULL');
+    }
+  }
+
   static setState(s: TenantStore, keyId: string, version: number, state: AsymmetricKeyRow['state']): void {
     s.st('UPDATE tenant_keys SET state = ? WHERE key_id = ? AND version = ?').run(state, keyId, version);
   }
@@ -118,14 +184,33 @@ export function asymmetricKeyId(v: unknown): string {
   return v;
 }
 
-/** A key's description from its version rows (oldest first; the last is the primary). */
-export function keyInfo(rows: readonly AsymmetricKeyRow[]): AsymmetricKeyInfo {
+/**
+ * A key's description from its version rows (oldest first; the last is the primary), its policy,
+ * and the unflushed use counts of its versions.
+ */
+export function keyInfo(
+  rows: readonly AsymmetricKeyRow[],
+  policy: PolicyRow = DEFAULT_ASYMMETRIC_POLICY,
+  pending: (version: number) => number = () => 0,
+): AsymmetricKeyInfo {
   const last = rows[rows.length - 1] as AsymmetricKeyRow;
   return {
     keyId: last.keyId,
     type: last.type,
     inHsm: last.meta.hsmLabel !== undefined,
     primaryVersion: last.version,
-    versions: rows.map((r) => ({ version: r.version, state: r.state, createdAt: r.createdAt })),
+    versions: rows.map((r) => ({
+      version: r.version,
+      state: r.state,
+      createdAt: r.createdAt,
+      uses: r.uses + pending(r.version),
+    })),
+    ...(last.customer !== '' ? { customer: last.customer } : {}),
+    policy: {
+      rotationPeriodSeconds: policy.rotationPeriodS,
+      usageLimit: policy.usageLimit,
+      minEncryptVersion: policy.minEnc,
+      minDecryptVersion: policy.minDec,
+    },
   };
 }

@@ -26,6 +26,15 @@ import type { ShredEpochRunner } from './shred-epoch.ts';
 import type { UsageCounter } from './usage-counter.ts';
 import { DEFAULT_CUSTOMER } from '../ids.ts';
 
+type ScheduledRotation = (now: Date) => Promise<{ rotated: number; failed: number }>;
+/** Further rotation scans of a broker (its asymmetric keys), keyed by the broker's Hierarchy. */
+const scheduledRotations = new WeakMap<Hierarchy, ScheduledRotation[]>();
+
+/** Run `fn` in every rotateDueKeys of the Lifecycle built on `h`, after the hierarchy's own keys. */
+export function addScheduledRotation(h: Hierarchy, fn: ScheduledRotation): void {
+  scheduledRotations.set(h, [...(scheduledRotations.get(h) ?? []), fn]);
+}
+
 export class Lifecycle {
   readonly #h: Hierarchy;
   readonly #tenantLock: KeyedMutex;
@@ -360,6 +369,19 @@ export class Lifecycle {
             this.rotateCustomerKey(t, c.customer),
           );
         }
+      }
+    }
+    for (const fn of scheduledRotations.get(this.#h) ?? []) {
+      try {
+        const r = await fn(now);
+        rotated += r.rotated;
+        failed += r.failed;
+      } catch (err) {
+        failed++;
+        this.#log.warn(
+          { err: err instanceof Error ? err.message : String(err) },
+          'scheduled rotation failed',
+        );
       }
     }
     return { rotated, failed };

@@ -1,6 +1,6 @@
 /**
  * One SQLite file per tenant: customers, wrapped CEK versions, and a generic `tenant_keys` table
- * for the tenant's own (later: asymmetric) keys wrapped under its TEK. Deleting the file (after
+ * for the tenant's asymmetric keys wrapped under its TEK (or a customer's CEK). Deleting the file (after
  * every handle is closed) removes the rows; cryptographic erasure comes from the shred epoch.
  */
 import Database from 'better-sqlite3';
@@ -25,6 +25,21 @@ CREATE TABLE tenant_keys (
   key_id TEXT NOT NULL, version INTEGER NOT NULL, kind TEXT NOT NULL, alg TEXT NOT NULL,
   tek_version INTEGER NOT NULL, wrapped BLOB NOT NULL, public_key BLOB, state TEXT NOT NULL,
   created_at TEXT NOT NULL, meta TEXT NOT NULL DEFAULT '{}', PRIMARY KEY (key_id, version));
+`,
+  },
+  {
+    version: 2,
+    sql: `
+-- Asymmetric keys: a key may belong to a customer (customer <> ''): its rows are wrapped under
+-- that customer's CEK version cek_version (tek_version 0), not the TEK, so TEK rotations leave
+-- them alone and the customer's shred takes them. uses: operations of the version (flushed in
+-- batches); tenant_key_policies: rotation period, usage limit and minimum versions per key.
+ALTER TABLE tenant_keys ADD COLUMN customer TEXT NOT NULL DEFAULT '';
+ALTER TABLE tenant_keys ADD COLUMN cek_version INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tenant_keys ADD COLUMN uses INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE tenant_key_policies (
+  key_id TEXT PRIMARY KEY, rotation_period_s INTEGER NOT NULL, usage_limit INTEGER NOT NULL,
+  min_enc INTEGER NOT NULL, min_dec INTEGER NOT NULL);
 `,
   },
 ];
@@ -171,14 +186,14 @@ export class TenantStore {
     return (this.st('SELECT * FROM cek_versions').all() as Raw[]).map(cekOf);
   }
   listTenantKeys(): TenantKeyRow[] {
-    return (this.st('SELECT key_id, version, tek_version, wrapped FROM tenant_keys').all() as Raw[]).map(
-      (r) => ({
-        keyId: r.key_id as string,
-        version: r.version as number,
-        tekVersion: r.tek_version as number,
-        wrapped: new Uint8Array(r.wrapped as Buffer),
-      }),
-    );
+    // Customer keys are wrapped under a CEK, not the TEK: a TEK rotation does not touch them.
+    const sql = "SELECT key_id, version, tek_version, wrapped FROM tenant_keys WHERE customer = ''";
+    return (this.st(sql).all() as Raw[]).map((r) => ({
+      keyId: r.key_id as string,
+      version: r.version as number,
+      tekVersion: r.tek_version as number,
+      wrapped: new Uint8Array(r.wrapped as Buffer),
+    }));
   }
   /** Add a CEK version and make it primary, in one transaction. */
   addPrimaryCek(cek: CekRow): void {
@@ -229,6 +244,11 @@ export class TenantStore {
     return this.tx(() => {
       const gone = this.listCeks(customer).map((r) => r.version);
       this.st('DELETE FROM cek_versions WHERE customer = ?').run(customer);
+      // The customer's asymmetric keys (wrapped under those CEKs) and their policies go too.
+      this.st(
+        'DELETE FROM tenant_key_policies WHERE key_id IN (SELECT key_id FROM tenant_keys WHERE customer = ?)',
+      ).run(customer);
+      this.st('DELETE FROM tenant_keys WHERE customer = ?').run(customer);
       this.st("UPDATE customers SET state = 'destroyed', enabled = 0 WHERE customer = ?").run(customer);
       return gone;
     });
