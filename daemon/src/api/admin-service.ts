@@ -3,13 +3,17 @@
  * the authorizer decides whether this admin may act there.
  */
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
-import type { CustomerId, OrgId, TenantRef } from '../ids.ts';
+import { KbError } from '../errors.ts';
+import type { CustomerId, OrgId, TenantId, TenantRef } from '../ids.ts';
+import { MAX_TENANTS_PER_BATCH } from '../keys/bulk-tenants.ts';
 import type { KeyBrokerApi } from '../keys/key-broker-api.ts';
 import type { Governance } from './approvals-service.ts';
 import { requireApproval } from './approvals-service.ts';
 import type { AuditFacts, CallContext, CallGate, CallTarget } from './call-gate.ts';
 import { customerMessage, keyMessage, orgMessage, receiptMessage, tenantMessage } from './admin-messages.ts';
+import { itemErrorMessage } from './keys-messages.ts';
 import {
+  batchItems,
   newTenantName,
   optionalCustomer,
   policyUpdate,
@@ -21,10 +25,20 @@ import {
 
 const RPC = 'keybroker.v1.Admin/';
 
+/** CreateTenants names: 1 to MAX_TENANTS_PER_BATCH, each valid, new-able and given once. */
+function tenantNames(v: unknown): TenantId[] {
+  const names = batchItems<unknown>('tenants', v, MAX_TENANTS_PER_BATCH).map(newTenantName);
+  if (new Set(names).size !== names.length)
+    throw new KbError('INVALID_ARGUMENT', 'a tenant name appears more than once');
+  return names;
+}
+
 type Req = Record<string, unknown>;
 
 interface Parsed {
   org?: OrgId;
+  /** CreateTenants: the validated, distinct new names. */
+  names?: TenantId[];
   ref?: TenantRef;
   customer?: CustomerId;
 }
@@ -43,6 +57,7 @@ export function adminService(
     name: string,
     parse: (r: Req) => Parsed,
     run: (p: Parsed, r: Req, ctx: CallContext, facts: AuditFacts) => Promise<object>,
+    cost?: (r: Req) => number,
   ) => {
     const parsed = new WeakMap<Req, Parsed>();
     return gate.unary<Req, object>(RPC + name, {
@@ -58,6 +73,7 @@ export function adminService(
         return t;
       },
       handle: (ctx, r, facts) => run(parsed.get(r) ?? parse(r), r, ctx, facts),
+      ...(cost !== undefined ? { cost } : {}),
     });
   };
   const org = (r: Req): Parsed => ({ org: requiredOrg(r.org) });
@@ -101,6 +117,28 @@ export function adminService(
         const t = T(p);
         return { tenant: tenantMessage(await b().createTenant(t.org, t.tenant, policyUpdate(r.policy))) };
       },
+    ),
+    // Bulk provisioning: one durable batch; per-name results (ALREADY_EXISTS), one audit record
+    // naming the count. Costs its name count against the rate limit, like a data-plane batch.
+    CreateTenants: rpc(
+      'CreateTenants',
+      (r) => ({ org: requiredOrg(r.org), names: tenantNames(r.tenants) }),
+      async (p, r, _ctx, facts) => {
+        const api = b();
+        if (!api.createTenants) throw new KbError('UNIMPLEMENTED', 'CreateTenants');
+        const results = await api.createTenants(O(p), p.names ?? [], policyUpdate(r.policy));
+        const created = results.filter((x) => x.ok).length;
+        facts.reason = `created ${created} of ${results.length} tenants`;
+        return {
+          created,
+          results: results.map((x) =>
+            x.ok
+              ? { name: x.tenant, tenant: tenantMessage(x.info) }
+              : { name: x.tenant, error: itemErrorMessage(x.error) },
+          ),
+        };
+      },
+      (r) => (Array.isArray(r.tenants) ? Math.max(1, Math.min(r.tenants.length, MAX_TENANTS_PER_BATCH)) : 1),
     ),
     ListTenants: rpc('ListTenants', org, async (p) => ({
       tenants: (await b().listTenants(O(p))).map(tenantMessage),

@@ -48,6 +48,11 @@ export interface TenantInfo {
   readonly createdAt: string;
   readonly key: KeyInfo;
 }
+/** One name of a bulk tenant creation: created (and durable), or a per-item user error. */
+export type TenantCreateResult =
+  | { readonly tenant: TenantId; readonly ok: true; readonly info: TenantInfo }
+  | { readonly tenant: TenantId; readonly ok: false; readonly error: KbError };
+
 export interface CustomerInfo {
   readonly org: OrgId;
   readonly tenant: TenantId;
@@ -129,6 +134,15 @@ export interface KeyBrokerApi {
   setOrgEnabled(org: OrgId, enabled: boolean): Promise<OrgInfo>;
 
   createTenant(org: OrgId, tenant: TenantId, policy?: Partial<KeyPolicy>): Promise<TenantInfo>;
+  /**
+   * Create many tenants with one durability barrier (Admin.CreateTenants): distinct names, a
+   * bounded count; existing names come back as per-item ALREADY_EXISTS, anything else fails all.
+   */
+  createTenants?(
+    org: OrgId,
+    tenants: readonly TenantId[],
+    policy?: Partial<KeyPolicy>,
+  ): Promise<readonly TenantCreateResult[]>;
   listTenants(org: OrgId): Promise<readonly TenantInfo[]>;
   describeTenant(ref: TenantRef): Promise<TenantInfo>;
   setTenantEnabled(ref: TenantRef, enabled: boolean): Promise<TenantInfo>;

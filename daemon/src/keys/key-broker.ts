@@ -23,6 +23,7 @@ import { ShredEpochRunner } from './shred-epoch.ts';
 import { Shredder } from './shredder.ts';
 import { UsageCounter } from './usage-counter.ts';
 import { BatchRunner } from './batch-runner.ts';
+import { createTenantsBulk } from './bulk-tenants.ts';
 import { Lifecycle } from './lifecycle.ts';
 import { AsymmetricKeys } from './asymmetric-keys.ts';
 import type { AsymmetricKeysOptions } from './asymmetric-keys.ts';
@@ -72,6 +73,8 @@ export class KeyBroker implements Api.KeyBrokerApi {
   readonly #h: Hierarchy;
   readonly #dp: DataPlane;
   readonly #life: Lifecycle;
+  /** Default rotation period of new keys (CreateTenants builds its rows without Lifecycle). */
+  readonly #defaultPeriodS: number;
   readonly #shred: Shredder;
   readonly #batch: BatchRunner;
   readonly #usage: UsageCounter;
@@ -118,13 +121,14 @@ export class KeyBroker implements Api.KeyBrokerApi {
       this.#usage,
       o.auditHead,
     );
+    this.#defaultPeriodS = o.defaultRotationPeriodSeconds ?? defaultPolicy().rotationPeriodS;
     this.#life = new Lifecycle(
       this.#h,
       tenantLock,
       orgLock,
       epochs,
       this.#usage,
-      o.defaultRotationPeriodSeconds ?? defaultPolicy().rotationPeriodS,
+      this.#defaultPeriodS,
       this.#log,
     );
     this.#dp = new DataPlane(this.#h, this.#usage, (t, c, v) => this.#life.rotateCekIfPrimary(t, c, v));
@@ -208,6 +212,14 @@ export class KeyBroker implements Api.KeyBrokerApi {
     policy?: Partial<Api.KeyPolicy>,
   ): Promise<Api.TenantInfo> {
     return this.#guard(() => this.#life.createTenant(orgId(org), tenantId(tenant), policy));
+  }
+  createTenants(
+    org: OrgId,
+    tenants: readonly Api.TenantInfo['tenant'][],
+    policy?: Partial<Api.KeyPolicy>,
+  ): Promise<readonly Api.TenantCreateResult[]> {
+    const names = tenants.map((t) => tenantId(t));
+    return this.#guard(() => createTenantsBulk(this.#h, this.#defaultPeriodS, orgId(org), names, policy));
   }
   listTenants(org: OrgId): Promise<readonly Api.TenantInfo[]> {
     return this.#guard(() =>

@@ -152,23 +152,29 @@ export class RegistryStore {
   insertTenant(t: TenantRow, tek: TekRow): void {
     this.tx(() => {
       this.#assertPrimaryOek(t.org, tek.oekVersion);
-      this.st(
-        `INSERT INTO tenants (org, tenant, enabled, state, created_at, primary_tek, file_name,
-             rotation_period_s, usage_limit, min_enc, min_dec) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      ).run(
-        t.org,
-        t.tenant,
-        t.enabled ? 1 : 0,
-        t.state,
-        t.createdAt,
-        t.primaryTek,
-        t.fileName,
-        t.rotationPeriodS,
-        t.usageLimit,
-        t.minEnc,
-        t.minDec,
-      );
+      this.#insertTenantRow(t);
       this.#insertTek(tek);
+    });
+  }
+  /**
+   * Insert many tenants (each with its first TEK row) in ONE durable transaction: one fsync for
+   * the batch. A name that exists by now (a concurrent CreateTenant) is skipped and returned; the
+   * rest commit together or not at all. Throws StaleOekError if their OEK is no longer primary.
+   */
+  insertTenants(rows: readonly { tenant: TenantRow; tek: TekRow }[]): Set<string> {
+    return this.tx(() => {
+      const skipped = new Set<string>();
+      for (const { tenant: t, tek } of rows) {
+        // Per row: an OEK rotation may have committed between two wraps of the batch.
+        this.#assertPrimaryOek(t.org, tek.oekVersion);
+        if (this.getTenant(t.org, t.tenant)) {
+          skipped.add(t.tenant);
+          continue;
+        }
+        this.#insertTenantRow(t);
+        this.#insertTek(tek);
+      }
+      return skipped;
     });
   }
   getTenant(org: string, tenant: string): TenantRow | undefined {
@@ -287,6 +293,24 @@ export class RegistryStore {
     this.tx(() => {
       for (const r of rows) st.run(r.toOek, r.wrapped, r.org, r.tenant, r.version, r.fromOek);
     });
+  }
+  #insertTenantRow(t: TenantRow): void {
+    this.st(
+      `INSERT INTO tenants (org, tenant, enabled, state, created_at, primary_tek, file_name,
+           rotation_period_s, usage_limit, min_enc, min_dec) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(
+      t.org,
+      t.tenant,
+      t.enabled ? 1 : 0,
+      t.state,
+      t.createdAt,
+      t.primaryTek,
+      t.fileName,
+      t.rotationPeriodS,
+      t.usageLimit,
+      t.minEnc,
+      t.minDec,
+    );
   }
   #insertTek(t: TekRow): void {
     this.st(

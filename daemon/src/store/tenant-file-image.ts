@@ -1,0 +1,62 @@
+/**
+ * A new tenant file as bytes: the tenant schema (built once by TenantStore's own migrations, in
+ * memory) plus its first rows. Bulk tenant creation writes these images with one durability
+ * barrier per batch instead of creating each file through SQLite with its own fsyncs.
+ */
+import Database from 'better-sqlite3';
+import type { CekRow, CustomerRow } from './tenant-store.ts';
+import { TenantStore } from './tenant-store.ts';
+
+/**
+ * SQLite file format, header bytes 18 and 19 (file format write/read version): 2 means WAL.
+ * `PRAGMA journal_mode = WAL` writes exactly these two bytes; an image carrying them opens in
+ * WAL mode like every other tenant file, without a mode switch (and its fsyncs) on first use.
+ */
+const WAL_VERSION_OFFSETS = [18, 19] as const;
+const WAL_VERSION = 2;
+
+let template: Buffer | undefined;
+/** The empty, migrated tenant schema (migrating per file costs ~0.9 ms, copying it ~0.07 ms). */
+function emptyTenantFile(): Buffer {
+  if (!template) {
+    const mem = TenantStore.open(':memory:', true);
+    try {
+      template = mem.db.serialize();
+    } finally {
+      mem.close();
+    }
+  }
+  return template;
+}
+
+/** The complete bytes of a tenant file holding one customer and its first CEK version. */
+export function tenantFileImage(c: CustomerRow, cek: CekRow): Uint8Array {
+  const db = new Database(emptyTenantFile());
+  try {
+    // Named columns: a later migration adding defaulted columns keeps these inserts valid (the
+    // store tests read an image back through TenantStore to catch any drift). No transaction:
+    // nothing sees this in-memory database before it is serialized.
+    db.prepare(
+      `INSERT INTO customers (customer, enabled, state, created_at, primary_cek, rotation_period_s, usage_limit, min_enc, min_dec)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(
+      c.customer,
+      c.enabled ? 1 : 0,
+      c.state,
+      c.createdAt,
+      c.primaryCek,
+      c.rotationPeriodS,
+      c.usageLimit,
+      c.minEnc,
+      c.minDec,
+    );
+    db.prepare(
+      'INSERT INTO cek_versions (customer, version, tek_version, wrapped, state, created_at, uses) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    ).run(cek.customer, cek.version, cek.tekVersion, cek.wrapped, cek.state, cek.createdAt, cek.uses);
+    const image = db.serialize();
+    for (const at of WAL_VERSION_OFFSETS) image[at] = WAL_VERSION;
+    return image;
+  } finally {
+    db.close();
+  }
+}
