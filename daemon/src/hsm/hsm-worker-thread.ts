@@ -107,6 +107,9 @@ function runJob(s: Buffer, j: Job, out: Buffer): number {
   };
   const mech = { mechanism: P.CKM_AES_GCM, parameter };
   const enc = j.op === 'encrypt';
+  // pkcs11js passes an empty buffer as NULL, which Cryptoki reads as a length query that leaves
+  // the operation active: never start one (the Hsm boundary refuses these inputs anyway).
+  if (j.data.length === 0) throw new Error('empty GCM input');
   try {
     if (enc) p.C_EncryptInit(s, mech, j.key);
     else p.C_DecryptInit(s, mech, j.key);

@@ -98,6 +98,11 @@ export class HsmWorker {
     this.#logger = logger;
   }
 
+  /** True while the worker thread exists (it starts on the first job, ends at terminate). */
+  get running(): boolean {
+    return this.#w !== undefined;
+  }
+
   /** Jobs queued or running (for health and tests). */
   get pending(): number {
     let n = this.#queue.length;

@@ -128,6 +128,11 @@ export class Pkcs11Connection {
     return this.#link?.gen ?? 0;
   }
 
+  /** True while the GCM worker thread runs (started on first use, ended by close). */
+  get workerRunning(): boolean {
+    return this.#worker?.running ?? false;
+  }
+
   get slot(): Buffer | undefined {
     return this.#link?.slot;
   }
@@ -185,7 +190,16 @@ export class Pkcs11Connection {
     const link = this.#usableLink();
     this.#worker ??= new HsmWorker(this.#o.modulePath, this.#o.logger);
     const worker = this.#worker;
-    const lane: WorkerLane = { gen: link.gen, run: (job) => worker.run(link.gen, link.slot, job) };
+    const lane: WorkerLane = {
+      gen: link.gen,
+      run: async (job) => {
+        // The fault switch fails jobs queued or running when it goes on, like a removed device.
+        if (this.#fault) throw deviceRemoved('fault-injection');
+        const out = await worker.run(link.gen, link.slot, job);
+        if (this.#fault) throw deviceRemoved('fault-injection');
+        return out;
+      },
+    };
     link.inFlight++;
     try {
       if (this.#fault) throw deviceRemoved('fault-injection');
