@@ -6,7 +6,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { KbError } from '../../daemon/src/errors.ts';
+import { AsymmetricRuntime, generateKey } from '../../daemon/src/keys/asymmetric-key-material.ts';
+import type { Hsm } from '../../daemon/src/hsm/hsm.ts';
+import {
+  CompositeMlDsa65EcdsaP256,
+  loadCompositePrivateKey,
+} from '../../daemon/src/pqc/composite-mldsa65-ecdsa-p256.ts';
+import { DEFAULT_PQC_ROUTING, PqcRouter } from '../../daemon/src/pqc/pqc-router.ts';
 import { PqcWorkerPool } from '../../daemon/src/pqc/pqc-worker-pool.ts';
+import { XWing } from '../../daemon/src/pqc/xwing.ts';
 import { liboqs, openssl } from './engines.ts';
 import { eq } from './vectors.ts';
 
@@ -98,6 +106,45 @@ describe('pqc worker pool', () => {
       pool.generateKeyPair('liboqs', 'ml-kem-768', new Uint8Array(64)),
       (e: unknown) => e instanceof KbError && e.code === 'UNIMPLEMENTED',
     );
+  });
+
+  it('X-Wing and composite keys are generated on a worker; the keys work in-process', async () => {
+    const xwing = new XWing(openssl);
+    const x = await pool.generateHybridKey('x-wing');
+    assert.equal(x.secret.expose().length, 32, 'X-Wing secret is the 32-byte seed');
+    const xk = xwing.loadPrivateKey(x.secret.expose(), x.publicKey); // throws if the public key differs
+    const enc = xwing.encapsulate(x.publicKey);
+    assert.ok(eq(xwing.decapsulate(xk, enc.cipherText), enc.sharedSecret), 'X-Wing round trip');
+    xk.destroy();
+    const c = await pool.generateHybridKey('composite-mldsa65-ecdsa-p256');
+    const loaded = loadCompositePrivateKey(openssl, c.secret.expose());
+    assert.ok(eq(loaded.publicKey, c.publicKey), 'composite secret derives the returned public key');
+    const comp = new CompositeMlDsa65EcdsaP256(openssl);
+    const msg = new TextEncoder().encode('hybrid keygen');
+    const sig = await comp.sign(loaded.key, msg, new Uint8Array(0));
+    assert.ok(comp.verify(c.publicKey, msg, sig, new Uint8Array(0)), 'composite sign/verify');
+    loaded.key.mlDsa.destroy();
+  });
+
+  it('with keygen offloaded, generateKey sends X-Wing and software-composite keygen to the pool', async () => {
+    const rt = new AsymmetricRuntime(new PqcRouter([openssl, liboqs], DEFAULT_PQC_ROUTING), pool);
+    const kinds: string[] = [];
+    const real = pool.generateHybridKey.bind(pool);
+    pool.generateHybridKey = (kind) => {
+      kinds.push(kind);
+      return real(kind);
+    };
+    try {
+      const noHsm = {} as Hsm; // not reached: neither key lives in the HSM
+      for (const type of ['x-wing', 'composite-mldsa65-ecdsa-p256'] as const) {
+        const g = await generateKey(rt, noHsm, type, false);
+        assert.ok(g.publicKey.length > 0, `${type}: public key`);
+        g.secret.destroy();
+      }
+    } finally {
+      pool.generateHybridKey = real;
+    }
+    assert.deepEqual(kinds, ['x-wing', 'composite-mldsa65-ecdsa-p256'], 'pool calls of generateKey');
   });
 
   it("does not detach or modify the caller's buffers", async () => {

@@ -64,6 +64,20 @@ export class AsymmetricRuntime {
       return this.pool.generateKeyPair(this.router.engineFor(op).name, alg);
     return this.router.engineFor(op).generateKeyPair(alg);
   }
+
+  /** X-Wing and composite keygen go to the pool when keygen is offloaded (either kind). */
+  hybridKeygenOffloaded(): boolean {
+    return (
+      this.pool !== undefined && (this.router.offloaded('kem.keygen') || this.router.offloaded('sig.keygen'))
+    );
+  }
+
+  /** X-Wing or (software) composite keygen on a worker; the event loop only receives the result. */
+  async hybridKeygen(kind: 'x-wing' | 'composite-mldsa65-ecdsa-p256'): Promise<GeneratedKey> {
+    if (this.pool === undefined) throw new KbError('INTERNAL', undefined, { detail: 'no worker pool' });
+    const r = await this.pool.generateHybridKey(kind);
+    return { secret: r.secret, publicKey: r.publicKey };
+  }
 }
 
 /** A freshly generated key: what to wrap, the public key, and a label of an HSM half. */
@@ -113,6 +127,7 @@ export async function generateKey(
       return { secret: seedOf(kp), publicKey: kp.publicKey };
     }
     case 'x-wing': {
+      if (rt.hybridKeygenOffloaded()) return rt.hybridKeygen('x-wing');
       const kp = rt.xwing.generateKeyPair();
       return { secret: kp.seed, publicKey: kp.publicKey };
     }
@@ -131,15 +146,15 @@ export async function generateKey(
     }
     case 'composite-mldsa65-ecdsa-p256': {
       if (!hsmEcdsa) {
+        if (rt.hybridKeygenOffloaded()) return rt.hybridKeygen('composite-mldsa65-ecdsa-p256');
         const kp = generateCompositeKeyPair(rt.openssl);
         return { secret: kp.privateKey, publicKey: kp.publicKey };
       }
-      const seed = seedOf(await rt.keygen('ml-dsa-65'));
+      // The ML-DSA half on the pool (its public key comes back with it); the ECDSA half in the HSM.
+      const ml = await rt.keygen('ml-dsa-65');
+      const seed = seedOf(ml);
       const label = newHsmLabel();
       try {
-        const ml = rt.openssl.generateKeyPair('ml-dsa-65', seed.expose());
-        ml.secretKey.destroy();
-        ml.seed?.destroy();
         const ec = await hsmP256(hsm, label);
         const secret = new SecretBytes(
           concat(seed.expose(), concat(HSM_PREFIX, new TextEncoder().encode(label))),

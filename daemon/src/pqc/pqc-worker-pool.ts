@@ -19,6 +19,7 @@ import { SecretBytes } from '../util/secret-bytes.ts';
 import type { EngineName, Encapsulation, PqcKeyPair } from './pqc-engine.ts';
 import type { KemAlgorithm, PqcAlgorithm, SigAlgorithm } from './pqc-params.ts';
 import type {
+  HybridKeyKind,
   ItemResult,
   VerifyItem,
   PqcWorkerOp,
@@ -133,6 +134,13 @@ export class PqcWorkerPool {
       secretKey: new SecretBytes(r.secretKey),
       seed: r.seed === undefined ? undefined : new SecretBytes(r.seed),
     };
+  }
+
+  /** Generate an X-Wing or composite key on a worker: its stored secret and public key. */
+  async generateHybridKey(kind: HybridKeyKind): Promise<{ publicKey: Uint8Array; secret: SecretBytes }> {
+    const r = await this.#submit({ op: 'generateHybridKey', engine: 'openssl', kind }, []);
+    if (r.op !== 'generateHybridKey') throw new KbError('INTERNAL');
+    return { publicKey: r.publicKey, secret: new SecretBytes(r.secret) };
   }
 
   async encapsulate(engine: EngineName, alg: KemAlgorithm, publicKey: Uint8Array): Promise<Encapsulation> {

@@ -21,6 +21,8 @@ import type {
 } from './pqc-worker-protocol.ts';
 import type { PqcAlgorithm } from './pqc-params.ts';
 import { runSelfTest } from './self-test.ts';
+import { generateCompositeKeyPair } from './composite-mldsa65-ecdsa-p256.ts';
+import { XWing } from './xwing.ts';
 
 const KEY_CACHE_MAX = 64;
 const port = parentPort;
@@ -29,6 +31,7 @@ if (port === null) throw new Error('pqc-worker.ts must run in a worker thread');
 const openssl = new OpenSslEngine();
 const engines: Record<EngineName, PqcEngine> = { openssl, liboqs: await LiboqsEngine.create() };
 const keys = new Map<string, PqcPrivateKey>();
+const xwing = new XWing(openssl, openssl);
 
 function loadKey(engine: PqcEngine, alg: PqcAlgorithm, k: WirePrivateKey): PqcPrivateKey {
   const id = createHash('sha256').update(`${engine.name}|${alg}|${k.form}|`).update(k.bytes).digest('base64');
@@ -73,6 +76,16 @@ function run(w: PqcWorkerOp): { result: PqcWorkerResult; transfer: ArrayBuffer[]
       const result =
         seed === undefined ? { op: w.op, publicKey, secretKey } : { op: w.op, publicKey, secretKey, seed };
       return { result, transfer: t(publicKey, secretKey, ...(seed ? [seed] : [])) };
+    }
+    case 'generateHybridKey': {
+      const kp =
+        w.kind === 'x-wing'
+          ? (({ publicKey, seed }) => ({ publicKey, privateKey: seed }))(xwing.generateKeyPair())
+          : generateCompositeKeyPair(openssl);
+      const publicKey = own(kp.publicKey);
+      const secret = own(kp.privateKey.expose());
+      kp.privateKey.destroy();
+      return { result: { op: w.op, publicKey, secret }, transfer: t(publicKey, secret) };
     }
     case 'encapsulate': {
       const e = engine.encapsulate(w.alg, w.publicKey);
