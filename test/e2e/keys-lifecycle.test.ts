@@ -214,6 +214,47 @@ test('customer-level keys: scoped to the customer; DestroyCustomer shreds them; 
   assert.ok((s.signature as Buffer).length > 0);
 });
 
+test('DecapsulateBatch: valid items decapsulate, a flip decapsulates to another secret, every wrong length fails alone', async () => {
+  await svc.keys.unary('CreateKey', { keyId: 'dbatch', algorithm: 'KEY_ALGORITHM_ML_KEM_768' });
+  const e = await svc.keys.unary<R>('Encapsulate', { keyId: 'dbatch' });
+  const ct = e.ciphertext as Buffer;
+  const flipped = Buffer.from(ct);
+  flipped[100] = (flipped[100] ?? 0) ^ 0x01;
+  const lengths = Array.from({ length: ct.length + 2 }, (_, i) => i).filter((l) => l !== ct.length);
+  for (let off = 0; off < lengths.length; off += 500) {
+    const bad = lengths
+      .slice(off, off + 500)
+      .map((l) => (l <= ct.length ? ct.subarray(0, l) : Buffer.concat([ct, Buffer.alloc(l - ct.length)])));
+    const r = await svc.keys.unary<R>(
+      'DecapsulateBatch',
+      { keyId: 'dbatch', ciphertexts: [ct, flipped, ...bad] },
+      rid('DecapsulateBatch', 'dbatch', 1),
+    );
+    const res = r.results as R[];
+    assert.equal(res.length, bad.length + 2, 'one result per ciphertext');
+    assert.deepEqual(res[0]?.sharedSecret, e.sharedSecret, 'the valid ciphertext');
+    assert.ok(
+      Buffer.isBuffer(res[1]?.sharedSecret) &&
+        !(res[1]?.sharedSecret as Buffer).equals(e.sharedSecret as Buffer),
+      'a flipped ciphertext decapsulates to another secret (implicit rejection)',
+    );
+    for (const [i, x] of res.slice(2).entries()) {
+      const err = x.error as R | undefined;
+      assert.equal(err?.reason, 'DECRYPTION_FAILED', `length ${bad[i]?.length}: ${JSON.stringify(err)}`);
+    }
+  }
+  await expectCode(
+    svc.keys.unary('DecapsulateBatch', { keyId: 'dbatch', ciphertexts: [Buffer.alloc(4096)] }),
+    GrpcCode.INVALID_ARGUMENT,
+    'a ciphertext over the 2 KiB bound',
+  );
+  await expectCode(
+    svc.keys.unary('DecapsulateBatch', { keyId: 'lim', ciphertexts: [ct] }),
+    GrpcCode.INVALID_ARGUMENT,
+    'a signature key',
+  );
+});
+
 test('audit: every Keys record names its key and the version used (and the customer of a customer key)', async () => {
   await svc.keys.unary(
     'CreateKey',

@@ -108,8 +108,8 @@ export function keysService(
     return { ...ownTenant(id), ...(customer !== undefined ? { customer } : {}) };
   };
   const keyMsg = (k: Parameters<typeof asymmetricKeyMessage>[0]) => ({ key: asymmetricKeyMessage(k) });
-  const itemsCost = (r: { messages?: unknown[]; items?: unknown[] }) =>
-    Math.min(Math.max((r.messages ?? r.items ?? []).length, 1), maxBatch);
+  const itemsCost = (r: { messages?: unknown[]; items?: unknown[]; ciphertexts?: unknown[] }) =>
+    Math.min(Math.max((r.messages ?? r.items ?? r.ciphertexts ?? []).length, 1), maxBatch);
 
   return {
     CreateKey: unary<KeyMsg & { hsmEcdsa: boolean; algorithm: string; policy?: unknown }>(
@@ -309,6 +309,29 @@ export function keysService(
         facts.keyVersion = r.version;
         return { sharedSecret: r.sharedSecret, keyVersion: r.version };
       },
+    ),
+    DecapsulateBatch: unary<KeyMsg & { version: number; ciphertexts: Uint8Array[] }>(
+      'DecapsulateBatch',
+      async (ctx, m, facts) => {
+        const cts = batchItems<Uint8Array>('ciphertexts', m.ciphertexts, maxBatch).map((x, i) =>
+          bytesField(`ciphertexts[${i}]`, x, KEYS_BOUNDS.kemCiphertext),
+        );
+        const r = await asym().decapsulateBatch(
+          me(ctx.identity, m),
+          asymmetricKeyId(m.keyId),
+          optionalVersion(m.version),
+          cts,
+        );
+        facts.keyVersion = r.version;
+        return {
+          keyVersion: r.version,
+          results: r.results.map((x) => {
+            gate.countItem('DecapsulateBatch', x.ok);
+            return x.ok ? { sharedSecret: x.value } : { error: itemErrorMessage(x.error) };
+          }),
+        };
+      },
+      itemsCost,
     ),
     SealBox: unary<KeyMsg & { plaintext: Uint8Array; info: Uint8Array; aad: Uint8Array }>(
       'SealBox',

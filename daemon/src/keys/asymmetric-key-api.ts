@@ -137,6 +137,13 @@ export interface AsymmetricKeyApi {
     version: number | undefined,
     cipherText: Uint8Array,
   ): Promise<{ sharedSecret: Uint8Array; version: number }>;
+  /** Many ciphertexts, one version; a bad item (wrong length) fails alone with DECRYPTION_FAILED. */
+  decapsulateBatch(
+    ref: KeyOwner,
+    keyId: string,
+    version: number | undefined,
+    cipherTexts: readonly Uint8Array[],
+  ): Promise<{ version: number; results: ItemResult<Uint8Array>[] }>;
   sealBox(
     ref: KeyOwner,
     keyId: string,

@@ -452,12 +452,8 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
     return { ...e, version: row.version };
   }
 
-  async decapsulate(
-    ref: Api.KeyOwner,
-    keyId: string,
-    version: number | undefined,
-    cipherText: Uint8Array,
-  ): Promise<{ sharedSecret: Uint8Array; version: number }> {
+  /** The version a decapsulation uses (undefined: the primary), checked against minDec. */
+  #decapsulator(ref: Api.KeyOwner, keyId: string, version: number | undefined) {
     const { t, customer } = this.#owner(ref);
     const rows = this.#rows(t, keyId, customer);
     const row =
@@ -467,6 +463,16 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
     if (row === undefined) throw new KbError('NOT_FOUND', 'key version');
     if (version === undefined && row.version < this.#policy(t, row.keyId).minDec)
       throw new KbError('VERSION_BELOW_MINIMUM');
+    return { t, row };
+  }
+
+  async decapsulate(
+    ref: Api.KeyOwner,
+    keyId: string,
+    version: number | undefined,
+    cipherText: Uint8Array,
+  ): Promise<{ sharedSecret: Uint8Array; version: number }> {
+    const { t, row } = this.#decapsulator(ref, keyId, version);
     const k = await this.#load(t, row);
     try {
       return {
@@ -476,6 +482,27 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
     } catch (err) {
       throw decryptionFailed(err);
     }
+  }
+
+  async decapsulateBatch(
+    ref: Api.KeyOwner,
+    keyId: string,
+    version: number | undefined,
+    cipherTexts: readonly Uint8Array[],
+  ): Promise<{ version: number; results: ItemResult<Uint8Array>[] }> {
+    const { t, row } = this.#decapsulator(ref, keyId, version);
+    const k = await this.#load(t, row);
+    const results = await k.use(() =>
+      Promise.all(
+        cipherTexts.map((ct) =>
+          decapsulateWith(this.#rt, k, ct).then(
+            (value): ItemResult<Uint8Array> => ({ ok: true, value }),
+            (err: unknown): ItemResult<Uint8Array> => ({ ok: false, error: decryptionFailed(err) }),
+          ),
+        ),
+      ),
+    );
+    return { version: row.version, results };
   }
 
   async sealBox(
