@@ -37,6 +37,19 @@ export class AdminClient {
     await unary(this.#client, 'createTenant', { org, tenant }, this.#timeoutMs);
   }
 
+  /** Admin.CreateTenants (one durable batch); returns how many it created, throws on any per-name error. */
+  async createTenants(org: string, tenants: readonly string[]): Promise<number> {
+    const r = await unary<{ created?: number; results?: { name?: string; error?: { reason?: string } }[] }>(
+      this.#client,
+      'createTenants',
+      { org, tenants },
+      this.#timeoutMs,
+    );
+    const failed = (r.results ?? []).find((x) => x.error !== undefined);
+    if (failed) throw new Error(`CreateTenants: ${failed.name ?? '?'}: ${failed.error?.reason ?? 'error'}`);
+    return r.created ?? 0;
+  }
+
   async createCustomer(org: string, tenant: string, customer: string): Promise<void> {
     await unary(this.#client, 'createCustomer', { org, tenant, customer }, this.#timeoutMs);
   }

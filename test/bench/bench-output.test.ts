@@ -178,6 +178,10 @@ test('--only selects by exact name or prefix*, and quick/full variants', () => {
     'full runs 100k tenants',
   );
   assert.ok(
+    names(undefined, false).includes('tenants-100k-create-tenants-bulk'),
+    'the default full suite runs the 100k-tenant phase (provisioned through CreateTenants)',
+  );
+  assert.ok(
     !names(['tenants-*'], false).some((n) => n.startsWith('tenants-1k-')),
     'full skips the quick stand-in',
   );

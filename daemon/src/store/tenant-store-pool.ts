@@ -4,22 +4,9 @@
  * readable), and `deleteFiles` removes the .db, -wal and -shm files.
  */
 import { mkdirSync, rmSync } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { writeFilesDurably } from './durable-files.ts';
 import { TenantStore } from './tenant-store.ts';
-
-/** New tenant files written at once by `createFilesDurably` (the fsyncs overlap in the kernel). */
-const WRITE_PARALLELISM = 16;
-
-/** fsync a directory so the entries created in it survive a crash. */
-async function syncDir(path: string): Promise<void> {
-  const fh = await open(path, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
 
 export class TenantStorePool {
   readonly #root: string;
@@ -65,59 +52,11 @@ export class TenantStorePool {
   }
 
   /**
-   * Create new tenant files from complete images (tenant-file-image.ts), durable when this
-   * resolves: every file written and fsynced (several at a time, so the kernel merges their
-   * journal commits), then every directory they are in (and any it had to create) fsynced once.
-   * Never overwrites a file; on any failure the files it wrote are removed and the error rethrown.
+   * Create new tenant files from complete images (tenant-file-image.ts), all durable (data and
+   * directory entries) when this resolves; never overwrites; on failure removes what it wrote.
    */
   async createFilesDurably(files: readonly { fileName: string; image: Uint8Array }[]): Promise<void> {
-    const dirs = new Set<string>();
-    for (const f of files) {
-      const dir = dirname(this.pathOf(f.fileName));
-      if (dirs.has(dir)) continue;
-      dirs.add(dir);
-      // mkdirSync returns the first directory it created: its parents need their entries synced too.
-      const created = mkdirSync(dir, { recursive: true, mode: 0o700 });
-      if (created !== undefined) {
-        for (let d = dir; d.length >= created.length; d = dirname(d)) dirs.add(dirname(d));
-      }
-    }
-    const written: string[] = [];
-    try {
-      let next = 0;
-      let failed = false;
-      const worker = async (): Promise<void> => {
-        while (!failed && next < files.length) {
-          const f = files[next++] as { fileName: string; image: Uint8Array };
-          try {
-            await this.#writeSynced(this.pathOf(f.fileName), f.image, written);
-          } catch (err) {
-            failed = true;
-            throw err;
-          }
-        }
-      };
-      // Settle every worker before cleaning up, so none writes a file after the cleanup ran.
-      const n = Math.min(WRITE_PARALLELISM, files.length);
-      const settled = await Promise.allSettled(Array.from({ length: n }, worker));
-      const failure = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (failure) throw failure.reason;
-      for (const d of dirs) await syncDir(d);
-    } catch (err) {
-      for (const path of written) rmSync(path, { force: true });
-      throw err;
-    }
-  }
-
-  async #writeSynced(path: string, image: Uint8Array, written: string[]): Promise<void> {
-    const fh = await open(path, 'wx', 0o600);
-    written.push(path);
-    try {
-      await fh.writeFile(image);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
+    await writeFilesDurably(files.map((f) => ({ path: this.pathOf(f.fileName), bytes: f.image })));
   }
 
   evict(fileName: string): void {
