@@ -141,7 +141,35 @@ function postQuantum(): Scenario[] {
     { op: 'mldsa65-verify', what: 'Keys.Verify, ML-DSA-65, 256-byte message', inProcess: 'mldsa65-verify' },
     { op: 'composite-sign', what: 'Keys.Sign, composite ML-DSA-65 + ECDSA P-256' },
   ];
+  // Batch RPCs: where a caller reaches the in-process rate (items/s against one operation's rate).
+  const batches: { op: KeysOpName; what: string; inProcess: InProcessOp['kind'] }[] = [
+    { op: 'mldsa65-sign-batch64', what: 'Keys.SignBatch, ML-DSA-65, 64 × 256 B', inProcess: 'mldsa65-sign' },
+    {
+      op: 'mldsa65-verify-batch64',
+      what: 'Keys.VerifyBatch, ML-DSA-65, 64 × 256 B',
+      inProcess: 'mldsa65-verify',
+    },
+    {
+      op: 'mlkem768-decapsulate-batch64',
+      what: 'Keys.DecapsulateBatch, ML-KEM-768, 64 ciphertexts',
+      inProcess: 'mlkem768-decapsulate',
+    },
+  ];
   const out: Scenario[] = [];
+  for (const b of batches) {
+    out.push({
+      name: `pqc-${b.op}`,
+      kind: 'daemon',
+      group,
+      description: `${b.what} through the daemon, items/s (ceiling: in-process single operations, one core)`,
+      unit: 'items/s',
+      payloadBytes: 0,
+      phase: 'daemon',
+      concurrency: SMALL,
+      op: { kind: 'keys', op: b.op },
+      ceilings: { inProcess: `inproc-${b.inProcess}` },
+    });
+  }
   for (const o of ops) {
     if (o.inProcess !== undefined) {
       out.push({

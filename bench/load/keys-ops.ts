@@ -18,7 +18,12 @@ export const KEYS_OPS = {
   'mldsa65-sign': 'KEY_ALGORITHM_ML_DSA_65',
   'mldsa65-verify': 'KEY_ALGORITHM_ML_DSA_65',
   'composite-sign': 'KEY_ALGORITHM_COMPOSITE_MLDSA65_ECDSA_P256',
+  'mldsa65-sign-batch64': 'KEY_ALGORITHM_ML_DSA_65',
+  'mldsa65-verify-batch64': 'KEY_ALGORITHM_ML_DSA_65',
+  'mlkem768-decapsulate-batch64': 'KEY_ALGORITHM_ML_KEM_768',
 } as const;
+/** Items per call of the batch operations (their rate is items/s). */
+export const KEYS_BATCH_ITEMS = 64;
 export type KeysOpName = keyof typeof KEYS_OPS;
 
 interface CreateKeyResponse {
@@ -80,6 +85,67 @@ export async function createKeysOp(ctx: OpContext, name: KeysOpName): Promise<Lo
         close,
         call: async (ch) => void (await unary(client(ch), 'sign', { keyId, message }, t)),
       };
+    case 'mldsa65-sign-batch64': {
+      const messages = Array.from({ length: KEYS_BATCH_ITEMS }, () => message);
+      return {
+        unitsPerCall: KEYS_BATCH_ITEMS,
+        close,
+        call: async (ch) => {
+          const r = await unary<{ results: { signature?: Buffer }[] }>(
+            client(ch),
+            'signBatch',
+            { keyId, messages },
+            t,
+          );
+          if (r.results.length !== KEYS_BATCH_ITEMS || r.results.some((x) => x.signature === undefined))
+            throw new Error('SignBatch returned fewer signatures than messages');
+        },
+      };
+    }
+    case 'mldsa65-verify-batch64': {
+      const s = await unary<{ signature: Buffer }>(client(0), 'sign', { keyId, message }, t);
+      const items = Array.from({ length: KEYS_BATCH_ITEMS }, () => ({ message, signature: s.signature }));
+      return {
+        unitsPerCall: KEYS_BATCH_ITEMS,
+        close,
+        call: async (ch) => {
+          const r = await unary<{ results: { valid: boolean }[] }>(
+            client(ch),
+            'verifyBatch',
+            { keyId, version, items },
+            t,
+          );
+          if (r.results.length !== KEYS_BATCH_ITEMS || r.results.some((x) => x.valid !== true))
+            throw new Error('VerifyBatch said a signature is invalid');
+        },
+      };
+    }
+    case 'mlkem768-decapsulate-batch64': {
+      const enc = await unary<{ ciphertext: Buffer; sharedSecret: Buffer }>(
+        client(0),
+        'encapsulate',
+        { keyId },
+        t,
+      );
+      const ciphertexts = Array.from({ length: KEYS_BATCH_ITEMS }, () => enc.ciphertext);
+      return {
+        unitsPerCall: KEYS_BATCH_ITEMS,
+        close,
+        call: async (ch) => {
+          const r = await unary<{ results: { sharedSecret?: Buffer }[] }>(
+            client(ch),
+            'decapsulateBatch',
+            { keyId, version, ciphertexts },
+            t,
+          );
+          if (
+            r.results.length !== KEYS_BATCH_ITEMS ||
+            r.results.some((x) => !x.sharedSecret?.equals(enc.sharedSecret))
+          )
+            throw new Error('DecapsulateBatch returned another shared secret');
+        },
+      };
+    }
     case 'mldsa65-verify': {
       const s = await unary<{ signature: Buffer }>(client(0), 'sign', { keyId, message }, t);
       return {
