@@ -255,6 +255,56 @@ test('DecapsulateBatch: valid items decapsulate, a flip decapsulates to another 
   );
 });
 
+test('VerifyBatch of ML-DSA (on the worker pool from 8 items) agrees with Verify item by item, across versions', async () => {
+  await svc.keys.unary('CreateKey', { keyId: 'vb', algorithm: 'KEY_ALGORITHM_ML_DSA_65' });
+  const ctx = te('ctx');
+  const s1 = await svc.keys.unary<R>('Sign', { keyId: 'vb', message: te('one'), context: ctx });
+  await svc.keys.unary('RotateKey', { keyId: 'vb' });
+  const s2 = await svc.keys.unary<R>('Sign', { keyId: 'vb', message: te('two'), context: ctx });
+  const sig1 = s1.signature as Buffer;
+  const sig2 = s2.signature as Buffer;
+  const flip = Buffer.from(sig2);
+  flip[10] = (flip[10] ?? 0) ^ 1;
+  const items: [string, { message: Buffer; signature: Buffer }, boolean, number][] = [
+    ['v1 signature', { message: te('one'), signature: sig1 }, true, 1],
+    ['v2 signature', { message: te('two'), signature: sig2 }, true, 2],
+    ['v1 signature, other message', { message: te('two'), signature: sig1 }, false, 0],
+    ['flipped bit', { message: te('two'), signature: flip }, false, 0],
+    ['truncated', { message: te('two'), signature: sig2.subarray(0, 100) }, false, 0],
+    ['extended', { message: te('two'), signature: Buffer.concat([sig2, Buffer.alloc(1)]) }, false, 0],
+    ['empty signature', { message: te('two'), signature: Buffer.alloc(0) }, false, 0],
+    ['v2 again', { message: te('two'), signature: sig2 }, true, 2],
+    ['v1 again', { message: te('one'), signature: sig1 }, true, 1],
+  ];
+  for (const version of [0, 1, 2]) {
+    const r = await svc.keys.unary<R>('VerifyBatch', {
+      keyId: 'vb',
+      version,
+      context: ctx,
+      items: items.map(([, it]) => it),
+    });
+    const res = r.results as R[];
+    for (const [i, [name, it, valid, v]] of items.entries()) {
+      const want = version === 0 ? [valid, v] : valid && v === version ? [true, v] : [false, 0];
+      assert.deepEqual([res[i]?.valid, res[i]?.keyVersion], want, `VerifyBatch(version ${version}) ${name}`);
+      const single = await svc.keys.unary<R>('Verify', { keyId: 'vb', version, context: ctx, ...it });
+      assert.deepEqual(
+        [single.valid, single.keyVersion],
+        want,
+        `Verify(version ${version}) ${name} agrees with the batch`,
+      );
+    }
+  }
+  const noCtx = await svc.keys.unary<R>('VerifyBatch', {
+    keyId: 'vb',
+    items: items.map(([, it]) => it),
+  });
+  assert.ok(
+    (noCtx.results as R[]).every((x) => x.valid === false),
+    'without the context string nothing verifies',
+  );
+});
+
 test('audit: every Keys record names its key and the version used (and the customer of a customer key)', async () => {
   await svc.keys.unary(
     'CreateKey',

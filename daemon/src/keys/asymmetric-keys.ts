@@ -23,10 +23,15 @@ import {
   checkMessage,
   decapsulateWith,
   encapsulateTo,
+  POOL_VERIFY_MIN_ITEMS,
   signManyWith,
   signWith,
+  verifyManyOnPool,
   verifyWith,
 } from './asymmetric-key-ops.ts';
+
+const isMlDsaType = (t: AsymmetricKeyType): boolean =>
+  t === 'ml-dsa-44' || t === 'ml-dsa-65' || t === 'ml-dsa-87';
 import {
   AsymmetricKeyStore,
   asymmetricKeyId,
@@ -227,6 +232,9 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
     const first = candidates[0];
     if (first === undefined) throw new KbError('DISABLED', 'key version');
     checkContext(first.type, context);
+    // Big ML-DSA batches: on the worker pool, across its workers (the event loop stays free).
+    if (this.#rt.pool !== undefined && isMlDsaType(first.type) && items.length >= POOL_VERIFY_MIN_ITEMS)
+      return verifyManyOnPool(this.#rt, candidates, items, context);
     return Promise.resolve(
       items.map((it): ItemResult<{ valid: boolean; version: number }> => {
         try {
