@@ -9,6 +9,7 @@ import { clientOptionsFromFiles, connectKeybroker } from '../api/api-client.ts';
 import { CLIENT_OPTIONS, resolveClientConfig } from '../config/client-config.ts';
 import { approvalCommand } from './approval-command.ts';
 import { policyCommand } from './policy-command.ts';
+import { tenantCreateManyCommand } from './tenant-create-many.ts';
 
 interface ConnArgs {
   'data-dir'?: string;
@@ -142,6 +143,7 @@ export const adminCommand: CommandModule<object, Args> = {
         ]),
         group('tenant', 'Tenants and their keys', [
           leaf('create', ['org', 'tenant'], 'CreateTenant', 'create a tenant'),
+          tenantCreateManyCommand,
           leaf('list', ['org'], 'ListTenants', "list an org's tenants"),
           leaf('describe', ['org', 'tenant'], 'DescribeTenant', 'show a tenant and its key versions'),
           leaf('rotate', ['org', 'tenant'], 'RotateTenantKey', 'new tenant key version'),
