@@ -92,7 +92,7 @@ export async function signWith(
   throw new KbError('INVALID_ARGUMENT', `${t} keys do not sign`);
 }
 
-/** Sign many messages: one worker round trip for ML-DSA on the pool, else one by one. */
+/** Sign many messages: ML-DSA on the pool, one share per worker; else one by one. */
 export async function signManyWith(
   rt: AsymmetricRuntime,
   k: LoadedKey,
@@ -103,13 +103,14 @@ export async function signManyWith(
   if (isMlDsa(t) && offloadSign(rt) && rt.pool !== undefined && k.seed !== undefined) {
     const ctx = ctxOrUndefined(context);
     const engine = rt.router.engineFor('sig.sign', ctx).name;
-    return rt.pool.signMany(
-      engine,
-      t,
-      { form: 'seed', bytes: k.seed.expose(), publicKey: k.publicKey },
-      messages,
-      ctx,
-    );
+    const pool = rt.pool;
+    const key = { form: 'seed' as const, bytes: k.seed.expose(), publicKey: k.publicKey };
+    // One share per worker, so one batch uses every core (a worker signs its share in one go).
+    const share = Math.max(1, Math.ceil(messages.length / Math.max(1, pool.stats.workers)));
+    const parts: Promise<BatchItem<Uint8Array>[]>[] = [];
+    for (let i = 0; i < messages.length; i += share)
+      parts.push(pool.signMany(engine, t, key, messages.slice(i, i + share), ctx));
+    return (await Promise.all(parts)).flat();
   }
   return Promise.all(
     messages.map((m) =>
