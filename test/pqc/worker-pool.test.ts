@@ -108,6 +108,25 @@ describe('pqc worker pool', () => {
     );
   });
 
+  it('decapsulateMany: one round trip, per-item results in order, a bad item fails alone', async () => {
+    const kp = openssl.generateKeyPair('ml-kem-768');
+    const key = { form: 'seed' as const, bytes: kp.seed!.expose(), publicKey: kp.publicKey };
+    const encs = [1, 2, 3].map(() => openssl.encapsulate('ml-kem-768', kp.publicKey));
+    for (const engine of ['openssl', 'liboqs'] as const) {
+      const r = await pool.decapsulateMany(engine, 'ml-kem-768', key, [
+        encs[0]!.cipherText,
+        new Uint8Array(5),
+        encs[1]!.cipherText,
+        encs[2]!.cipherText,
+      ]);
+      assert.equal(r.length, 4, `${engine}: one result per ciphertext`);
+      assert.ok(r[0]?.ok && eq(r[0].value, encs[0]!.sharedSecret), `${engine}: item 0`);
+      assert.equal(r[1]?.ok, false, `${engine}: a 5-byte ciphertext fails its own item`);
+      assert.ok(r[2]?.ok && eq(r[2].value, encs[1]!.sharedSecret), `${engine}: item 2`);
+      assert.ok(r[3]?.ok && eq(r[3].value, encs[2]!.sharedSecret), `${engine}: item 3`);
+    }
+  });
+
   it('X-Wing and composite keys are generated on a worker; the keys work in-process', async () => {
     const xwing = new XWing(openssl);
     const x = await pool.generateHybridKey('x-wing');

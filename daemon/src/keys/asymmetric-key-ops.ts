@@ -250,6 +250,66 @@ export async function decapsulateWith(
   return engine.decapsulate(k.handle(rt, 'kem.decapsulate'), cipherText);
 }
 
+/** Decapsulate batches of at least this many ML-KEM items run on the worker pool (when there is one). */
+export const POOL_DECAPSULATE_MIN_ITEMS = 8;
+
+/**
+ * Decapsulate many ciphertexts with one loaded key; every failure is its item's opaque
+ * DECRYPTION_FAILED. Big ML-KEM batches go to the pool, one share per worker.
+ */
+export async function decapsulateManyWith(
+  rt: AsymmetricRuntime,
+  k: LoadedKey,
+  cipherTexts: readonly Uint8Array[],
+): Promise<BatchItem<Uint8Array>[]> {
+  const t = k.type;
+  const pool = rt.pool;
+  if (
+    !isMlKem(t) ||
+    pool === undefined ||
+    k.seed === undefined ||
+    cipherTexts.length < POOL_DECAPSULATE_MIN_ITEMS
+  )
+    return Promise.all(
+      cipherTexts.map((ct) =>
+        decapsulateWith(rt, k, ct).then(
+          (value): BatchItem<Uint8Array> => ({ ok: true, value }),
+          (err: unknown): BatchItem<Uint8Array> => ({ ok: false, error: decryptionFailed(err) }),
+        ),
+      ),
+    );
+  const out: BatchItem<Uint8Array>[] = cipherTexts.map(() => ({ ok: false, error: decryptionFailed() }));
+  // A wrong length is the opaque error here, never sent (as in decapsulateWith).
+  const good = cipherTexts.flatMap((c, i) => (c.length === KEM_LENGTHS[t].cipherText ? [i] : []));
+  const engine = rt.router.engineFor('kem.decapsulate').name;
+  const key = { form: 'seed' as const, bytes: k.seed.expose(), publicKey: k.publicKey };
+  const share = Math.max(1, Math.ceil(good.length / Math.max(1, pool.stats.workers)));
+  const parts: Promise<void>[] = [];
+  for (let s = 0; s < good.length; s += share) {
+    const idx = good.slice(s, s + share);
+    parts.push(
+      pool
+        .decapsulateMany(
+          engine,
+          t,
+          key,
+          idx.map((i) => cipherTexts[i] as Uint8Array),
+        )
+        .then((r) =>
+          idx.forEach((i, j) => {
+            const x = r[j];
+            out[i] =
+              x?.ok === true
+                ? x
+                : { ok: false, error: decryptionFailed(x?.ok === false ? x.error : undefined) };
+          }),
+        ),
+    );
+  }
+  await Promise.all(parts);
+  return out;
+}
+
 /** Sealed boxes exist for ML-KEM-768 and X-Wing keys (HPKE KEM ids 0x0041, 0x647a). */
 export function boxKem(type: AsymmetricKeyType): 'ml-kem-768' | 'x-wing' {
   if (type === 'ml-kem-768' || type === 'x-wing') return type;

@@ -21,6 +21,7 @@ import {
   boxKem,
   checkContext,
   checkMessage,
+  decapsulateManyWith,
   decapsulateWith,
   encapsulateTo,
   POOL_VERIFY_MIN_ITEMS,
@@ -301,16 +302,7 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
   ): Promise<{ version: number; results: ItemResult<Uint8Array>[] }> {
     const { t, row } = this.#decapsulator(ref, keyId, version);
     const k = await this.#load(t, row);
-    const results = await k.use(() =>
-      Promise.all(
-        cipherTexts.map((ct) =>
-          decapsulateWith(this.#rt, k, ct).then(
-            (value): ItemResult<Uint8Array> => ({ ok: true, value }),
-            (err: unknown): ItemResult<Uint8Array> => ({ ok: false, error: decryptionFailed(err) }),
-          ),
-        ),
-      ),
-    );
+    const results = await k.use(() => decapsulateManyWith(this.#rt, k, cipherTexts));
     return { version: row.version, results };
   }
 

@@ -252,6 +252,30 @@ export class PqcWorkerPool {
   }
 
   /** Verify many signatures in one worker round trip; per-item results as for signMany. */
+  /** Decapsulate many ciphertexts with one key in one worker round trip; errors stay per item. */
+  async decapsulateMany(
+    engine: EngineName,
+    alg: KemAlgorithm,
+    key: WirePrivateKey,
+    cipherTexts: readonly Uint8Array[],
+  ): Promise<BatchItem<Uint8Array>[]> {
+    if (cipherTexts.length > MAX_BATCH_ITEMS)
+      throw new KbError('TOO_LARGE', `at most ${MAX_BATCH_ITEMS} items per batch`);
+    const transfer: ArrayBuffer[] = [];
+    const r = await this.#submit(
+      {
+        op: 'decapsulateMany',
+        engine,
+        alg,
+        key: wireKey(key, transfer),
+        cipherTexts: cipherTexts.map((c) => fresh(c, transfer)),
+      },
+      transfer,
+    );
+    if (r.op !== 'decapsulateMany') throw new KbError('INTERNAL');
+    return r.sharedSecrets.map(batchItem);
+  }
+
   async verifyMany(
     engine: EngineName,
     alg: SigAlgorithm,

@@ -73,6 +73,14 @@ export type PqcWorkerOp =
       readonly context?: Uint8Array;
     }
   | {
+      /** One KEM key, many ciphertexts (DecapsulateBatch). */
+      readonly op: 'decapsulateMany';
+      readonly engine: EngineName;
+      readonly alg: KemAlgorithm;
+      readonly key: WirePrivateKey;
+      readonly cipherTexts: readonly Uint8Array[];
+    }
+  | {
       readonly op: 'verifyMany';
       readonly engine: EngineName;
       readonly alg: SigAlgorithm;
@@ -104,7 +112,8 @@ export type PqcWorkerResult =
   | { readonly op: 'sign'; readonly signature: Uint8Array }
   | { readonly op: 'verify'; readonly valid: boolean }
   | { readonly op: 'signMany'; readonly signatures: readonly ItemResult<Uint8Array>[] }
-  | { readonly op: 'verifyMany'; readonly valid: readonly ItemResult<boolean>[] };
+  | { readonly op: 'verifyMany'; readonly valid: readonly ItemResult<boolean>[] }
+  | { readonly op: 'decapsulateMany'; readonly sharedSecrets: readonly ItemResult<Uint8Array>[] };
 
 export interface PqcWorkerRequest {
   readonly id: number;

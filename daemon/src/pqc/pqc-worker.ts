@@ -117,6 +117,21 @@ function run(w: PqcWorkerOp): { result: PqcWorkerResult; transfer: ArrayBuffer[]
         transfer: t(...signatures.flatMap((r) => (r.ok ? [r.value] : []))),
       };
     }
+    case 'decapsulateMany': {
+      const key = loadKey(engine, w.alg, w.key);
+      const sharedSecrets = w.cipherTexts.map((c) =>
+        item(() => {
+          const ss = engine.decapsulate(key, c);
+          const out = own(ss);
+          ss.fill(0);
+          return out;
+        }),
+      );
+      return {
+        result: { op: w.op, sharedSecrets },
+        transfer: t(...sharedSecrets.flatMap((r) => (r.ok ? [r.value] : []))),
+      };
+    }
     case 'verifyMany': {
       const valid = w.items.map((i) =>
         item(() => engine.verify(w.alg, i.publicKey, i.message, i.signature, i.context)),
