@@ -54,6 +54,9 @@ export interface AsymmetricKeysOptions {
 
 export { asymmetricKeyId };
 
+/** Customers whose loaded keys the sweep watches (see #load). */
+const MAX_TRACKED_CUSTOMERS = 10_000;
+
 /** A customer key's loaded versions are tracked so a customer shred also drops them from memory. */
 interface CustomerKeys {
   readonly org: string;
@@ -172,6 +175,11 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
       };
       e.keyIds.add(row.keyId);
       this.#customerKeys.set(k, e);
+      // Bounded: a customer dropped from this list still loses its keys at the cache TTL.
+      if (this.#customerKeys.size > MAX_TRACKED_CUSTOMERS) {
+        const oldest = this.#customerKeys.keys().next().value;
+        if (oldest !== undefined) this.#customerKeys.delete(oldest);
+      }
     }
     return this.#keys.get(t, row);
   }
