@@ -86,7 +86,25 @@ export async function createTenantsBulk(
   });
 }
 
-/** Wrap a fresh TEK per tenant under the primary OEK and build each tenant file's bytes. */
+/** A fresh TEK for one tenant, wrapped in the HSM; `raw` is zeroed by whoever consumes it. */
+interface PendingWrap {
+  readonly raw: Uint8Array;
+  readonly wrap: Promise<{ wrapped: Uint8Array; oekVersion: number }>;
+}
+
+function startWrap(h: Hierarchy, org: OrgId): PendingWrap {
+  const raw = randomBytes(32);
+  const wrap = h.wrapTekRaw(org, raw);
+  // Awaited by the loop below, or settled in its finally: never an unhandled rejection.
+  wrap.catch(() => undefined);
+  return { raw, wrap };
+}
+
+/**
+ * Wrap a fresh TEK per tenant under the primary OEK and build each tenant file's bytes. One wrap
+ * runs ahead: the HSM call for tenant i+1 proceeds (libuv pool) while this thread derives the TEK,
+ * wraps the CEK and builds the file image of tenant i.
+ */
 async function prepare(
   h: Hierarchy,
   org: OrgId,
@@ -96,45 +114,64 @@ async function prepare(
   const out: Prepared[] = [];
   const now = h.d.now().toISOString();
   const cp = { ...defaultPolicy(p.rotationPeriodS), usageLimit: 0 };
-  for (const tenant of tenants) {
-    const fileName = `tenants/${org}/${tenant}.${randomBytes(4).toString('hex')}.db`;
-    const raw = randomBytes(32);
-    const cek = randomBytes(32);
-    try {
-      const { wrapped, oekVersion } = await h.wrapTekRaw(org, raw);
-      const tek = deriveTek(raw, org, tenant, 1);
-      const cid = { org, tenant, customer: DEFAULT_CUSTOMER, cekVersion: 1, tekVersion: 1 };
-      const wrappedCek = wrapCek(tek, cid, cek);
-      tek.fill(0);
-      const image = tenantFileImage(
-        { customer: DEFAULT_CUSTOMER, enabled: true, state: 'active', createdAt: now, primaryCek: 1, ...cp },
-        {
-          customer: DEFAULT_CUSTOMER,
-          version: 1,
-          tekVersion: 1,
-          wrapped: wrappedCek,
-          state: 'enabled',
-          createdAt: now,
-          uses: 0,
-        },
-      );
-      out.push({
-        tenant: {
-          org,
-          tenant,
-          enabled: true,
-          state: 'active',
-          createdAt: now,
-          primaryTek: 1,
-          fileName,
-          ...p,
-        },
-        tek: { org, tenant, version: 1, oekVersion, wrapped, state: 'enabled', createdAt: now, uses: 1 },
-        image,
-      });
-    } finally {
-      raw.fill(0);
-      cek.fill(0);
+  let next: PendingWrap | undefined = tenants.length > 0 ? startWrap(h, org) : undefined;
+  try {
+    for (const [i, tenant] of tenants.entries()) {
+      const cur = next as PendingWrap;
+      next = undefined;
+      const cek = randomBytes(32);
+      try {
+        const { wrapped, oekVersion } = await cur.wrap;
+        if (i + 1 < tenants.length) next = startWrap(h, org);
+        const tek = deriveTek(cur.raw, org, tenant, 1);
+        const cid = { org, tenant, customer: DEFAULT_CUSTOMER, cekVersion: 1, tekVersion: 1 };
+        const wrappedCek = wrapCek(tek, cid, cek);
+        tek.fill(0);
+        const image = tenantFileImage(
+          {
+            customer: DEFAULT_CUSTOMER,
+            enabled: true,
+            state: 'active',
+            createdAt: now,
+            primaryCek: 1,
+            ...cp,
+          },
+          {
+            customer: DEFAULT_CUSTOMER,
+            version: 1,
+            tekVersion: 1,
+            wrapped: wrappedCek,
+            state: 'enabled',
+            createdAt: now,
+            uses: 0,
+          },
+        );
+        const fileName = `tenants/${org}/${tenant}.${randomBytes(4).toString('hex')}.db`;
+        out.push({
+          tenant: {
+            org,
+            tenant,
+            enabled: true,
+            state: 'active',
+            createdAt: now,
+            primaryTek: 1,
+            fileName,
+            ...p,
+          },
+          tek: { org, tenant, version: 1, oekVersion, wrapped, state: 'enabled', createdAt: now, uses: 1 },
+          image,
+        });
+      } finally {
+        cur.raw.fill(0);
+        cek.fill(0);
+      }
+    }
+  } finally {
+    // A failure left one wrap in flight: let it finish before zeroing the key it reads.
+    if (next) {
+      const left: PendingWrap = next;
+      await left.wrap.catch(() => undefined);
+      left.raw.fill(0);
     }
   }
   return out;
