@@ -192,3 +192,17 @@ test('use counts and policies survive a restart (flushed at close)', async () =>
   assert.equal((await asym().sign(A, 'persist', bytes('5th'), none)).version, 1, '5th use: still v1');
   assert.equal((await asym().sign(A, 'persist', bytes('6th'), none)).version, 2, '6th use rotates');
 });
+
+test('the rotation scan skips a disabled tenant without failing, and rotates its due key once it is enabled again', async () => {
+  const B = ref('acme', 'tenant-b');
+  await kb.createTenant(B.org, B.tenant);
+  await asym().createKey(B, 'b-sched', 'ml-dsa-44', { policy: { rotationPeriodSeconds: 60 } });
+  await kb.setTenantEnabled(B, false);
+  advance(120);
+  const r = await kb.rotateDueKeys();
+  assert.equal(r.failed, 0, `rotateDueKeys with a disabled tenant: ${JSON.stringify(r)}`);
+  await kb.setTenantEnabled(B, true);
+  assert.equal((await asym().describeKey(B, 'b-sched')).primaryVersion, 1, 'not rotated while disabled');
+  await kb.rotateDueKeys();
+  assert.equal((await asym().describeKey(B, 'b-sched')).primaryVersion, 2, 'rotated after re-enabling');
+});

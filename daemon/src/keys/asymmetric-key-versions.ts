@@ -297,12 +297,15 @@ export class AsymmetricKeyVersions {
     let rotated = 0;
     let failed = 0;
     for (const t of this.#h.d.registry.listActiveTenants()) {
+      // A disabled tenant or org makes no keys; its due keys rotate on the first scan after.
+      if (!t.enabled || this.#h.orgRow(t.org)?.enabled !== true) continue;
       try {
         for (const p of AsymmetricKeyStore.periodic(this.#h.store(t))) {
           const rows = AsymmetricKeyStore.versions(this.#h.store(t), p.keyId);
           const last = rows[rows.length - 1];
           if (last === undefined || Date.parse(last.createdAt) + p.rotationPeriodS * 1000 > now.getTime())
             continue;
+          if (last.customer !== '' && this.#h.customerRow(t, last.customer)?.enabled !== true) continue;
           const owner = {
             org: t.org,
             tenant: t.tenant,
