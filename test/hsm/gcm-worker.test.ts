@@ -173,6 +173,13 @@ describe('AES-GCM worker lane (SoftHSM2)', () => {
     assert.equal(hsm.connection.workerRunning, true, 'the GCM calls ran on the worker thread');
   });
 
+  it('40 concurrent 64 KiB round trips (batches split by size) all come back intact', async () => {
+    const pts = Array.from({ length: 40 }, () => randomBytes(64 * 1024));
+    const sealed = await Promise.all(pts.map((pt) => hsm.encryptGcm(root, pt, Buffer.of(7))));
+    const back = await Promise.all(sealed.map((c) => hsm.decryptGcm(root, c, Buffer.of(7))));
+    for (const [i, pt] of pts.entries()) assert.deepEqual(Buffer.from(back[i] ?? []), pt, `64 KiB #${i}`);
+  });
+
   it('the worker path and the libuv C_*Async path read each other’s ciphertexts', async () => {
     const uv = await Pkcs11Hsm.open({
       profile: loadProfile('softhsm2'),

@@ -12,3 +12,20 @@ hsmSuite('softhsm2', {
   },
   cleanup: () => token?.cleanup(),
 });
+
+// The same suite with AES-GCM on the libuv C_*Async path (gcmPath option) instead of the worker
+// thread, so both GCM paths get the round trips and the tamper loop. The first suite's close
+// finalises the module, so this token's SOFTHSM2_CONF is read at the next C_Initialize.
+let uvToken: TestToken | undefined;
+hsmSuite('softhsm2 (GCM via C_*Async)', {
+  open: async () => {
+    uvToken = createTestToken('kb-hsm-suite-uv');
+    return {
+      profile: loadProfile('softhsm2'),
+      pin: uvToken.pin,
+      tokenLabel: uvToken.label,
+      gcmPath: 'libuv-async',
+    };
+  },
+  cleanup: () => uvToken?.cleanup(),
+});

@@ -64,8 +64,10 @@ export type WorkerReply =
     }
   | { readonly t: 'closed'; readonly id: number };
 
+/** Bytes of a packed job's header (five u32). */
 export const JOB_HEADER = 20;
 
+/** What the worker thread is started with (workerData). */
 export interface WorkerInit {
   readonly modulePath: string;
 }
@@ -78,11 +80,14 @@ interface Pending {
   reject(err: unknown): void;
 }
 
-/** Jobs per message: bounds one batch's latency (~40 us each on SoftHSM) and message size. */
+/** Jobs per message: bounds one batch's latency (~40 us per 1 KiB job on SoftHSM) and size. */
 const MAX_BATCH = 64;
+/** Bytes per message (a batch always takes at least one job; one job is at most ~80 KiB). */
+const MAX_BATCH_BYTES = 1024 * 1024;
 /** Two batches in flight: the worker starts the next one while the last one's reply travels. */
 const MAX_BATCHES_IN_FLIGHT = 2;
 
+/** The main-thread side of the GCM worker lane: queues jobs, batches them, settles each caller. */
 export class HsmWorker {
   readonly #init: WorkerInit;
   readonly #logger: HsmLogger;
@@ -147,19 +152,23 @@ export class HsmWorker {
 
   #flush(): void {
     while (this.#queue.length > 0 && this.#batches.size < MAX_BATCHES_IN_FLIGHT) {
-      const first = this.#queue[0];
+      const batch = this.#queue.splice(0, batchLength(this.#queue));
+      const first = batch[0];
       if (!first) break;
-      // One generation per batch (the worker re-opens its session when the generation changes).
-      let n = 1;
-      while (n < this.#queue.length && n < MAX_BATCH && this.#queue[n]?.gen === first.gen) n++;
-      const batch = this.#queue.splice(0, n);
       const id = this.#nextId++;
-      this.#batches.set(id, batch);
-      const w = this.#worker();
-      w.ref();
-      const buf = pack(batch);
-      const msg: WorkerRequest = { t: 'batch', id, gen: first.gen, slot: first.slot, n: batch.length, buf };
-      w.postMessage(msg, [buf]);
+      try {
+        const w = this.#worker();
+        const buf = pack(batch);
+        const msg: WorkerRequest = { t: 'batch', id, gen: first.gen, slot: first.slot, n: batch.length, buf };
+        this.#batches.set(id, batch);
+        w.ref();
+        w.postMessage(msg, [buf]);
+      } catch (err) {
+        // Never leave a caller waiting: a batch that cannot be sent fails (INTERNAL), the next may not.
+        this.#batches.delete(id);
+        const detail = `HSM worker: ${err instanceof Error ? err.message : String(err)}`;
+        for (const p of batch) p.reject(new KbError('INTERNAL', undefined, { detail }));
+      }
     }
   }
 
@@ -200,10 +209,27 @@ export class HsmWorker {
   }
 }
 
+function jobBytes(j: GcmJob): number {
+  return JOB_HEADER + j.key.length + j.iv.length + j.aad.length + j.data.length;
+}
+
+/** How many queued jobs the next batch takes: one generation, MAX_BATCH jobs, MAX_BATCH_BYTES. */
+function batchLength(queue: readonly Pending[]): number {
+  const first = queue[0];
+  if (!first) return 0;
+  let n = 1;
+  let bytes = jobBytes(first.job);
+  for (let next = queue[1]; next && n < MAX_BATCH && next.gen === first.gen; next = queue[n]) {
+    bytes += jobBytes(next.job);
+    if (bytes > MAX_BATCH_BYTES) break;
+    n++;
+  }
+  return n;
+}
+
 function pack(batch: readonly Pending[]): ArrayBuffer {
   let size = 0;
-  for (const { job: j } of batch)
-    size += JOB_HEADER + j.key.length + j.iv.length + j.aad.length + j.data.length;
+  for (const { job } of batch) size += jobBytes(job);
   const buf = new ArrayBuffer(size);
   const view = new DataView(buf);
   const bytes = new Uint8Array(buf);
