@@ -68,6 +68,9 @@ interface Rec {
   p99Ms: number;
   serverCpuUsPerOp: number;
   inProcessOpsPerSec: number;
+  /** In-process CPU µs per operation, and that over the daemon's server CPU µs per op/item. */
+  inProcessCpuUsPerOp: number;
+  cpuEfficiency: number;
   coresUsed: number;
   efficiency: number;
   nativeUs?: number;
@@ -81,15 +84,34 @@ function routing(engine: EngineName): PqcRoutingConfig {
 }
 
 // --- in-process ---
+/** CPU µs per operation of each measure() call, in call order (see inProcessCpu). */
+const cpuLog: number[] = [];
+
 async function measure(fn: () => unknown, ms: number): Promise<number> {
   for (let i = 0; i < 10; i++) await fn();
   let n = 0;
+  const cpu0 = process.cpuUsage();
   const start = performance.now();
   while (performance.now() - start < ms) {
     await fn();
     n++;
   }
+  const cpu = process.cpuUsage(cpu0);
+  cpuLog.push((cpu.user + cpu.system) / Math.max(n, 1));
   return (n * 1000) / (performance.now() - start);
+}
+
+/**
+ * In-process rates and CPU µs per operation. The CPU figure does not move with the host's other
+ * load the way a rate does, so daemon CPU per item against it is the steadier efficiency.
+ */
+async function inProcess(
+  engine: EngineName,
+): Promise<{ rates: Record<string, number>; cpuUs: Record<string, number> }> {
+  cpuLog.length = 0;
+  const rates = await inProcessRates(engine);
+  const cpuUs = Object.fromEntries(Object.keys(rates).map((k, i) => [k, cpuLog[i] ?? 0]));
+  return { rates, cpuUs };
 }
 
 /** In-process single-thread rate of each daemon operation, on the phase's routing. */
@@ -270,7 +292,7 @@ async function phase(engine: EngineName): Promise<Rec[]> {
   try {
     await waitReady(d.client('service'));
     // Measured while the daemon idles, on the same routing, so both columns share the host's load.
-    const inProc = await inProcessRates(engine);
+    const { rates: inProc, cpuUs: inProcCpu } = await inProcess(engine);
     const ops = await daemonOps(d.client('service'));
     const pid = d.proc.pid ?? 0;
     for (const [op, o] of Object.entries(ops)) {
@@ -295,6 +317,8 @@ async function phase(engine: EngineName): Promise<Rec[]> {
           p99Ms: round(m.p99),
           serverCpuUsPerOp: Math.round(m.cpuUsPerOp),
           inProcessOpsPerSec: Math.round(ip),
+          inProcessCpuUsPerOp: Math.round(inProcCpu[o.inProcessOf ?? op] ?? 0),
+          cpuEfficiency: (inProcCpu[o.inProcessOf ?? op] ?? 0) / Math.max(m.cpuUsPerOp, 1),
           coresUsed,
           efficiency: ip > 0 ? m.opsPerSec / (ip * coresUsed) : 0,
           ...(NATIVE_US[o.inProcessOf ?? op] !== undefined
@@ -338,12 +362,12 @@ if (args.json) {
     `Keys service on ${cpu}, ${cpus().length} cores, pool of ${WORKERS} workers, Node ${process.version}; load average ${load0.toFixed(2)} at start, ${load1.toFixed(2)} at end`,
   );
   console.log(
-    '| operation | engine | conc | daemon ops/s (batches: items/s) | p50 ms (per call) | p99 ms | server CPU µs/op (per item) | in-process ops/s | cores used | daemon / (in-proc × cores) | native µs |',
+    '| operation | engine | conc | daemon ops/s (batches: items/s) | p50 ms (per call) | p99 ms | server CPU µs/op (per item) | in-process ops/s | in-process CPU µs/op | cores used | daemon / (in-proc × cores) | in-proc CPU / server CPU | native µs |',
   );
-  console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of recs) {
     console.log(
-      `| ${r.op} | ${r.engine} | ${r.concurrency} | ${r.daemonOpsPerSec} | ${r.p50Ms} | ${r.p99Ms} | ${r.serverCpuUsPerOp} | ${r.inProcessOpsPerSec || '-'} | ${r.coresUsed} | ${r.efficiency > 0 ? `${Math.round(r.efficiency * 100)}%` : '-'} | ${r.nativeUs ?? '-'} |`,
+      `| ${r.op} | ${r.engine} | ${r.concurrency} | ${r.daemonOpsPerSec} | ${r.p50Ms} | ${r.p99Ms} | ${r.serverCpuUsPerOp} | ${r.inProcessOpsPerSec || '-'} | ${r.inProcessCpuUsPerOp || '-'} | ${r.coresUsed} | ${r.efficiency > 0 ? `${Math.round(r.efficiency * 100)}%` : '-'} | ${r.cpuEfficiency > 0 ? `${Math.round(r.cpuEfficiency * 100)}%` : '-'} | ${r.nativeUs ?? '-'} |`,
     );
   }
 }
