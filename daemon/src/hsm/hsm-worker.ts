@@ -17,8 +17,14 @@
  */
 import { Worker } from 'node:worker_threads';
 import { KbError } from '../errors.ts';
-import type { HsmLogger } from './pkcs11-connection.ts';
-import { Pkcs11Error } from './pkcs11-error.ts';
+import type { HsmLogger } from './hsm-logger.ts';
+import { Pkcs11Error, deviceRemoved } from './pkcs11-error.ts';
+
+/** The worker-thread lane of one connection generation, lent by Pkcs11Connection.withWorker. */
+export interface WorkerLane {
+  readonly gen: number;
+  run(job: GcmJob): Promise<Uint8Array>;
+}
 
 /** One AES-GCM operation; `data` is plaintext (encrypt) or ciphertext ‖ tag (decrypt). */
 export interface GcmJob {
@@ -113,6 +119,22 @@ export class HsmWorker {
     let n = this.#queue.length;
     for (const b of this.#batches.values()) n += b.length;
     return n;
+  }
+
+  /**
+   * The lane of generation `gen` (token in `slot`). `faulted` is the test fault switch: it fails
+   * jobs queued or running when it goes on, as a removed device would.
+   */
+  lane(gen: number, slot: Uint8Array, faulted: () => boolean): WorkerLane {
+    return {
+      gen,
+      run: async (job) => {
+        if (faulted()) throw deviceRemoved('fault-injection');
+        const out = await this.run(gen, slot, job);
+        if (faulted()) throw deviceRemoved('fault-injection');
+        return out;
+      },
+    };
   }
 
   /** Queue `job` for generation `gen` (whose token is in `slot`); resolves with the output. */

@@ -8,28 +8,23 @@ import type { PKCS11 } from 'pkcs11js';
 import { KbError } from '../errors.ts';
 import type { HsmProfile } from './hsm-profile.ts';
 import { HsmWorker } from './hsm-worker.ts';
-import type { GcmJob } from './hsm-worker.ts';
-import { deviceRemoved, isDeviceUnavailable, Pkcs11Error, toPkcs11Error } from './pkcs11-error.ts';
+import type { WorkerLane } from './hsm-worker.ts';
+import type { HsmLogger } from './hsm-logger.ts';
+import {
+  call,
+  deviceRemoved,
+  isDeviceUnavailable,
+  mayHideDeviceLoss,
+  Pkcs11Error,
+  toPkcs11Error,
+} from './pkcs11-error.ts';
 import { SessionPool } from './session-pool.ts';
 
-/** Structured logger (pino's `(obj, msg)` shape). Never given PINs or key material. */
-export interface HsmLogger {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
-
-export const silentLogger: HsmLogger = {
-  info: () => undefined,
-  warn: () => undefined,
-  error: () => undefined,
-};
-
-/** The worker-thread lane of one connection generation (AES-GCM; see hsm-worker.ts). */
-export interface WorkerLane {
-  readonly gen: number;
-  run(job: GcmJob): Promise<Uint8Array>;
-}
+// These moved to their own files; re-exported so existing importers keep working.
+export { call, callAsync } from './pkcs11-error.ts';
+export { silentLogger } from './hsm-logger.ts';
+export type { HsmLogger } from './hsm-logger.ts';
+export type { WorkerLane } from './hsm-worker.ts';
 
 /** A session lent to one operation. Set `poisoned` if an operation may still be active on it. */
 export interface SessionCtx {
@@ -68,30 +63,6 @@ type State = 'up' | 'down' | 'failed' | 'closed';
 const initialised = new Map<string, number>();
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
-
-/** Failures a vanished token produces on SoftHSM-like modules: worth a C_GetTokenInfo probe. */
-function mayHideDeviceLoss(e: unknown): boolean {
-  if (e instanceof Pkcs11Error) return e.kind === 'internal' || e.kind === 'not-found';
-  return e instanceof KbError && (e.code === 'NOT_FOUND' || e.code === 'INTERNAL');
-}
-
-/** Run a sync Cryptoki call, naming the function in any error. */
-export function call<T>(fn: string, f: () => T): T {
-  try {
-    return f();
-  } catch (err) {
-    throw toPkcs11Error(err, fn);
-  }
-}
-
-/** Await an async Cryptoki call, naming the function in any error. */
-export async function callAsync<T>(fn: string, f: () => Promise<T>): Promise<T> {
-  try {
-    return await f();
-  } catch (err) {
-    throw toPkcs11Error(err, fn);
-  }
-}
 
 export class Pkcs11Connection {
   readonly pkcs11: PKCS11;
@@ -190,16 +161,7 @@ export class Pkcs11Connection {
     const link = this.#usableLink();
     this.#worker ??= new HsmWorker(this.#o.modulePath, this.#o.logger);
     const worker = this.#worker;
-    const lane: WorkerLane = {
-      gen: link.gen,
-      run: async (job) => {
-        // The fault switch fails jobs queued or running when it goes on, like a removed device.
-        if (this.#fault) throw deviceRemoved('fault-injection');
-        const out = await worker.run(link.gen, link.slot, job);
-        if (this.#fault) throw deviceRemoved('fault-injection');
-        return out;
-      },
-    };
+    const lane = worker.lane(link.gen, link.slot, () => this.#fault);
     link.inFlight++;
     try {
       if (this.#fault) throw deviceRemoved('fault-injection');

@@ -133,3 +133,27 @@ export function deviceRemoved(fn: string): Pkcs11Error {
 export function isDeviceUnavailable(err: unknown): boolean {
   return err instanceof Pkcs11Error && err.kind === 'device-unavailable';
 }
+
+/** Failures a vanished token produces on SoftHSM-like modules: worth a C_GetTokenInfo probe. */
+export function mayHideDeviceLoss(e: unknown): boolean {
+  if (e instanceof Pkcs11Error) return e.kind === 'internal' || e.kind === 'not-found';
+  return e instanceof KbError && (e.code === 'NOT_FOUND' || e.code === 'INTERNAL');
+}
+
+/** Run a sync Cryptoki call, naming the function in any error. */
+export function call<T>(fn: string, f: () => T): T {
+  try {
+    return f();
+  } catch (err) {
+    throw toPkcs11Error(err, fn);
+  }
+}
+
+/** Await an async Cryptoki call, naming the function in any error. */
+export async function callAsync<T>(fn: string, f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (err) {
+    throw toPkcs11Error(err, fn);
+  }
+}
