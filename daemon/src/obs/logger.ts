@@ -107,6 +107,18 @@ export function createLoggers(level: string, destination?: DestinationStream): L
           buffer.drain();
         }, 200);
   timer?.unref();
+  const flush = (): void => {
+    if (boom === undefined) return;
+    try {
+      buffer?.drain();
+      boom.flushSync();
+    } catch (err) {
+      // Nowhere left to log to: say it on stderr, the exit goes on.
+      process.stderr.write(`keybroker: flushing logs failed: ${(err as Error).message}\n`);
+    }
+  };
+  // pino flushes its own destination at exit, but not lines still in our buffer.
+  if (boom !== undefined) process.once('exit', flush);
   return {
     log,
     request(line) {
@@ -114,17 +126,7 @@ export function createLoggers(level: string, destination?: DestinationStream): L
       const time = new Date().toISOString();
       dest.write(JSON.stringify({ level: 'info', time, pid, svc: 'keybroker', ...line, msg: 'rpc' }) + '\n');
     },
-    flush() {
-      if (boom !== undefined) {
-        try {
-          buffer?.drain();
-          boom.flushSync();
-        } catch (err) {
-          // Nowhere left to log to: say it on stderr, the exit goes on.
-          process.stderr.write(`keybroker: flushing logs failed: ${(err as Error).message}\n`);
-        }
-      }
-    },
+    flush,
   };
 }
 
