@@ -4,10 +4,11 @@
  * a tight synchronous loop in the same run (the ceiling).
  * Reports ops/s, p50/p99 latency and the event loop's p99 delay; each phase uses a fresh token.
  * Paths measured (mode 'pooled-async' = through Pkcs11Hsm, whatever path it takes):
- *   wrap, unwrap, ecdsa-sign: C_*Async on the session pool (libuv thread pool);
- *   gcm-1k: the HSM worker thread, sync C_EncryptInit + C_Encrypt in batches (hsm-worker.ts),
- *   plus 'pooled-libuv' rows: the same Pkcs11Hsm with gcmPath 'libuv-async' (the old path, which
- *   reached only 0.49-0.65x: two thread crossings per call around SoftHSM's one symmetric mutex).
+ *   wrap, unwrap: C_*Async on the session pool (libuv thread pool);
+ *   gcm-1k, ecdsa-sign: the HSM worker thread, sync C_*Init + C_Encrypt/C_Sign in batches
+ *   (hsm-worker.ts), plus 'pooled-libuv' rows: the same Pkcs11Hsm with workerThread: false (the
+ *   previous C_*Async path; GCM reached only 0.49-0.65x there: two thread crossings per call
+ *   around SoftHSM's one symmetric mutex).
  *
  *   node bench/hsm-bench.ts [--duration-ms 800] [--ops wrap,unwrap,gcm-1k,ecdsa-sign] [--pool-size 4] [--quick] [--json]
  * Target: pooled >= 70% of direct at its best concurrency. Whole run < 2 minutes.
@@ -61,8 +62,8 @@ interface BenchRecord {
   op: OpName;
   /**
    * direct-sync: the ceiling; raw-async: pkcs11js C_*Async per session, no pool (reference);
-   * pooled-async: through Pkcs11Hsm (its GCM path is the worker thread); pooled-libuv: GCM
-   * through Pkcs11Hsm with gcmPath 'libuv-async' (the previous path, for comparison).
+   * pooled-async: through Pkcs11Hsm (GCM and ECDSA on its worker thread); pooled-libuv: GCM or
+   * ECDSA through Pkcs11Hsm with workerThread: false (the previous C_*Async path, for comparison).
    */
   mode: 'direct-sync' | 'raw-async' | 'pooled-async' | 'pooled-libuv';
   /** How the call reaches the HSM on that row. */
@@ -327,14 +328,14 @@ async function runPhase(op: OpName): Promise<BenchRecord[]> {
     pin: token.pin,
     tokenLabel: token.label,
   });
-  // GCM only: the same layer on its previous path (C_EncryptAsync), for comparison.
+  // GCM and ECDSA: the same layer on its previous path (C_EncryptAsync/C_SignAsync), to compare.
   const uv =
-    op === 'gcm-1k'
+    op === 'gcm-1k' || op === 'ecdsa-sign'
       ? await Pkcs11Hsm.open({
           profile: loadProfile('softhsm2'),
           pin: token.pin,
           tokenLabel: token.label,
-          gcmPath: 'libuv-async',
+          workerThread: false,
         })
       : undefined;
   const d = openDirect(token.label, token.pin);
@@ -389,7 +390,8 @@ async function runPhase(op: OpName): Promise<BenchRecord[]> {
     ];
     const ratioOf = (opsPerSec: number) =>
       Math.round((opsPerSec / Math.max(ceiling.opsPerSec, 1)) * 100) / 100;
-    const path = op === 'gcm-1k' ? 'worker thread, sync batches' : 'C_*Async, session pool';
+    const path =
+      op === 'gcm-1k' || op === 'ecdsa-sign' ? 'worker thread, sync batches' : 'C_*Async, session pool';
     for (const [i, c] of CONCURRENCIES.entries()) {
       const r = (pooledCells[i] ?? new Cell()).result();
       rows.push({
@@ -461,9 +463,10 @@ if (args.json) {
     );
   }
   process.stdout.write(
-    'GCM path: Pkcs11Hsm runs AES-GCM on one worker thread with sync C_*Init + C_Encrypt/C_Decrypt, ' +
-      'batched per message (daemon/src/hsm/hsm-worker.ts); the event loop makes no Cryptoki call. ' +
-      "wrap/unwrap/sign stay on C_*Async. 'pooled-libuv' = the previous GCM path.\n",
+    'Paths: Pkcs11Hsm runs AES-GCM and ECDSA sign on one worker thread with sync C_*Init + ' +
+      'C_Encrypt/C_Decrypt/C_Sign, batched per message (daemon/src/hsm/hsm-worker.ts): the event ' +
+      "loop makes no Cryptoki call for them. wrap/unwrap stay on C_*Async. 'pooled-libuv' = " +
+      'the previous C_*Async path of GCM/ECDSA (workerThread: false).\n',
   );
   process.stdout.write(`total ${totalS} s\n`);
 }

@@ -24,7 +24,7 @@ hsmSuite('softhsm2 (GCM via C_*Async)', {
       profile: loadProfile('softhsm2'),
       pin: uvToken.pin,
       tokenLabel: uvToken.label,
-      gcmPath: 'libuv-async',
+      workerThread: false,
     };
   },
   cleanup: () => uvToken?.cleanup(),

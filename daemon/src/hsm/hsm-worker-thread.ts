@@ -1,6 +1,7 @@
 /**
  * Worker-thread side of HsmWorker (see hsm-worker.ts for the design and its numbers): runs each
- * batch of AES-GCM jobs with sync C_*Init + C_Encrypt/C_Decrypt on this thread's own session.
+ * batch of jobs (AES-GCM, ECDSA) with sync C_*Init + C_Encrypt/C_Decrypt/C_Sign on this thread's
+ * own session.
  * Sync is the point here: this thread is not the event loop, and a batch of back-to-back calls
  * avoids the per-call thread hand-off that capped C_EncryptAsync.
  *
@@ -11,18 +12,22 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import pkcs11js from 'pkcs11js';
-import { JOB_HEADER } from './hsm-worker.ts';
-import type { GcmJob, JobFailure, WorkerInit, WorkerReply, WorkerRequest } from './hsm-worker.ts';
+import { JOB_HEADER, JOB_OPS } from './hsm-worker.ts';
+import type { HsmJob, JobFailure, WorkerInit, WorkerReply, WorkerRequest } from './hsm-worker.ts';
 import { Pkcs11Error, toPkcs11Error } from './pkcs11-error.ts';
 
 const P = pkcs11js;
 const GCM_TAG = 16;
+const ECDSA_P256_SIG = 64;
 
 const port = parentPort;
 if (!port) throw new Error('hsm-worker-thread.ts must run in a worker thread');
 const init = workerData as WorkerInit;
 const p = new P.PKCS11();
 p.load(init.modulePath);
+
+const INIT_FN = { encrypt: 'C_EncryptInit', decrypt: 'C_DecryptInit', 'sign-ecdsa': 'C_SignInit' } as const;
+const CALL_FN = { encrypt: 'C_Encrypt', decrypt: 'C_Decrypt', 'sign-ecdsa': 'C_Sign' } as const;
 
 let session: Buffer | undefined;
 let sessionGen = 0;
@@ -56,19 +61,20 @@ function closeSession(): void {
  * *Init succeeded and the call failed: close the operation with its *Final. Most failures already
  * ended it (OPERATION_NOT_INITIALIZED); any other answer means the session is replaced.
  */
-function endOperation(s: Buffer, op: GcmJob['op']): void {
+function endOperation(s: Buffer, op: HsmJob['op']): void {
   const scratch = Buffer.alloc(1024);
   try {
     if (op === 'encrypt') p.C_EncryptFinal(s, scratch);
-    else p.C_DecryptFinal(s, scratch);
+    else if (op === 'decrypt') p.C_DecryptFinal(s, scratch);
+    else p.C_SignFinal(s, scratch);
   } catch (err) {
-    const e = toPkcs11Error(err, op === 'encrypt' ? 'C_EncryptFinal' : 'C_DecryptFinal');
+    const e = toPkcs11Error(err, `${INIT_FN[op].slice(0, -4)}Final`);
     if (!(e instanceof Pkcs11Error && e.ckr === 'CKR_OPERATION_NOT_INITIALIZED')) closeSession();
   }
 }
 
 interface Job {
-  readonly op: GcmJob['op'];
+  readonly op: HsmJob['op'];
   readonly key: Buffer;
   readonly iv: Buffer;
   readonly aad: Buffer;
@@ -86,7 +92,8 @@ function unpack(buf: ArrayBuffer, n: number): Job[] {
     return b;
   };
   for (let i = 0; i < n; i++) {
-    const op = view.getUint32(off, true) === 0 ? 'encrypt' : 'decrypt';
+    const op = JOB_OPS[view.getUint32(off, true)];
+    if (op === undefined) throw new Error('malformed batch');
     const lens = [4, 8, 12, 16].map((d) => view.getUint32(off + d, true));
     off += JOB_HEADER;
     const [key, iv, aad, data] = lens.map((len) => take(len));
@@ -96,31 +103,41 @@ function unpack(buf: ArrayBuffer, n: number): Job[] {
   return jobs;
 }
 
-/** Run one job, writing its output into `out`; returns the output length. */
+/** Output bytes a job may need: GCM adds the 16-byte tag, decrypt removes it, P-256 r ‖ s is 64. */
+function outCap(j: Job): number {
+  if (j.op === 'encrypt') return j.data.length + GCM_TAG;
+  return j.op === 'decrypt' ? j.data.length : ECDSA_P256_SIG;
+}
+
+/** Run one job (*Init, then the one-shot call; its *Final on failure), writing into `out`. */
 function runJob(s: Buffer, j: Job, out: Buffer): number {
-  const parameter: pkcs11js.AesGCM = {
-    type: P.CK_PARAMS_AES_GCM,
-    iv: j.iv,
-    aad: j.aad,
-    ivBits: 96,
-    tagBits: 128,
-  };
-  const mech = { mechanism: P.CKM_AES_GCM, parameter };
-  const enc = j.op === 'encrypt';
   // pkcs11js passes an empty buffer as NULL, which Cryptoki reads as a length query that leaves
   // the operation active: never start one (the Hsm boundary refuses these inputs anyway).
-  if (j.data.length === 0) throw new Error('empty GCM input');
+  if (j.data.length === 0) throw new Error('empty input');
   try {
-    if (enc) p.C_EncryptInit(s, mech, j.key);
-    else p.C_DecryptInit(s, mech, j.key);
+    if (j.op === 'sign-ecdsa') p.C_SignInit(s, { mechanism: P.CKM_ECDSA }, j.key);
+    else {
+      const parameter: pkcs11js.AesGCM = {
+        type: P.CK_PARAMS_AES_GCM,
+        iv: j.iv,
+        aad: j.aad,
+        ivBits: 96,
+        tagBits: 128,
+      };
+      const mech = { mechanism: P.CKM_AES_GCM, parameter };
+      if (j.op === 'encrypt') p.C_EncryptInit(s, mech, j.key);
+      else p.C_DecryptInit(s, mech, j.key);
+    }
   } catch (err) {
-    throw toPkcs11Error(err, enc ? 'C_EncryptInit' : 'C_DecryptInit');
+    throw toPkcs11Error(err, INIT_FN[j.op]);
   }
   try {
-    return (enc ? p.C_Encrypt(s, j.data, out) : p.C_Decrypt(s, j.data, out)).length;
+    if (j.op === 'encrypt') return p.C_Encrypt(s, j.data, out).length;
+    if (j.op === 'decrypt') return p.C_Decrypt(s, j.data, out).length;
+    return p.C_Sign(s, j.data, out).length;
   } catch (err) {
     endOperation(s, j.op);
-    throw toPkcs11Error(err, enc ? 'C_Encrypt' : 'C_Decrypt');
+    throw toPkcs11Error(err, CALL_FN[j.op]);
   }
 }
 
@@ -131,15 +148,15 @@ function failure(i: number, err: unknown): JobFailure {
 
 function runBatch(m: Extract<WorkerRequest, { t: 'batch' }>): WorkerReply {
   const jobs = unpack(m.buf, m.n);
-  // Outputs go straight into the reply buffer: GCM adds the 16-byte tag, decrypt removes it.
+  // Outputs go straight into the reply buffer.
   let size = jobs.length * 8;
-  for (const j of jobs) size += j.op === 'encrypt' ? j.data.length + GCM_TAG : j.data.length;
+  for (const j of jobs) size += outCap(j);
   const buf = new ArrayBuffer(size);
   const index = new DataView(buf);
   const failures: JobFailure[] = [];
   let off = jobs.length * 8;
   for (const [i, j] of jobs.entries()) {
-    const cap = j.op === 'encrypt' ? j.data.length + GCM_TAG : j.data.length;
+    const cap = outCap(j);
     try {
       const len = runJob(openSession(m.gen, m.slot), j, Buffer.from(buf, off, cap));
       index.setUint32(i * 8, off, true);

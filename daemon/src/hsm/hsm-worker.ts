@@ -23,12 +23,19 @@ import { Pkcs11Error, deviceRemoved } from './pkcs11-error.ts';
 /** The worker-thread lane of one connection generation, lent by Pkcs11Connection.withWorker. */
 export interface WorkerLane {
   readonly gen: number;
-  run(job: GcmJob): Promise<Uint8Array>;
+  run(job: HsmJob): Promise<Uint8Array>;
 }
 
-/** One AES-GCM operation; `data` is plaintext (encrypt) or ciphertext ‖ tag (decrypt). */
-export interface GcmJob {
-  readonly op: 'encrypt' | 'decrypt';
+/** What the worker runs; the index in JOB_OPS is the op's code in a packed batch. */
+export type JobOp = 'encrypt' | 'decrypt' | 'sign-ecdsa';
+export const JOB_OPS: readonly JobOp[] = ['encrypt', 'decrypt', 'sign-ecdsa'];
+
+/**
+ * One operation: AES-GCM (`data` is plaintext, or ciphertext ‖ tag) or CKM_ECDSA over a digest
+ * (`data`; `iv` and `aad` empty).
+ */
+export interface HsmJob {
+  readonly op: JobOp;
   /** The AES key's object handle (valid in every thread of the process). */
   readonly key: Uint8Array;
   readonly iv: Uint8Array;
@@ -44,7 +51,7 @@ export type JobFailure =
 /**
  * Messages to the worker thread. A batch travels as ONE transferred ArrayBuffer (structured
  * cloning an object per job cost more than the Cryptoki call): per job a 20-byte header
- * (op, key, iv, aad and data lengths as u32 LE; op 0 = encrypt, 1 = decrypt), then those bytes.
+ * (op code = index in JOB_OPS, then key, iv, aad and data lengths, as u32 LE), then those bytes.
  */
 export type WorkerRequest =
   | {
@@ -79,7 +86,7 @@ export interface WorkerInit {
 }
 
 interface Pending {
-  readonly job: GcmJob;
+  readonly job: HsmJob;
   readonly gen: number;
   readonly slot: Uint8Array;
   resolve(out: Uint8Array): void;
@@ -138,7 +145,7 @@ export class HsmWorker {
   }
 
   /** Queue `job` for generation `gen` (whose token is in `slot`); resolves with the output. */
-  run(gen: number, slot: Uint8Array, job: GcmJob): Promise<Uint8Array> {
+  run(gen: number, slot: Uint8Array, job: HsmJob): Promise<Uint8Array> {
     return new Promise<Uint8Array>((resolve, reject) => {
       this.#queue.push({ job, gen, slot, resolve, reject });
       // Jobs submitted in the same tick travel together.
@@ -231,7 +238,7 @@ export class HsmWorker {
   }
 }
 
-function jobBytes(j: GcmJob): number {
+function jobBytes(j: HsmJob): number {
   return JOB_HEADER + j.key.length + j.iv.length + j.aad.length + j.data.length;
 }
 
@@ -257,7 +264,7 @@ function pack(batch: readonly Pending[]): ArrayBuffer {
   const bytes = new Uint8Array(buf);
   let off = 0;
   for (const { job: j } of batch) {
-    view.setUint32(off, j.op === 'encrypt' ? 0 : 1, true);
+    view.setUint32(off, JOB_OPS.indexOf(j.op), true);
     view.setUint32(off + 4, j.key.length, true);
     view.setUint32(off + 8, j.iv.length, true);
     view.setUint32(off + 12, j.aad.length, true);

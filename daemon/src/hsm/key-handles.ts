@@ -84,6 +84,12 @@ export class KeyHandles {
     return h;
   }
 
+  /** The signing key's handles if already found in connection generation `gen`. */
+  cachedSigning(label: string, gen: number): SigningHandles | undefined {
+    const hit = this.#signing.get(label);
+    return hit && hit.gen === gen ? hit : undefined;
+  }
+
   signing(s: SessionCtx, label: string): SigningHandles | undefined {
     const hit = this.#signing.get(label);
     if (hit && hit.gen === s.gen) return hit;

@@ -12,10 +12,9 @@
  * C_Initialize and login (PKCS#11 allows one per process), and only the last close finalises it.
  * The long calls (wrap, unwrap, sign, key generation) are C_*Async; the short *Init,
  * C_CreateObject, C_GetAttributeValue and C_DestroyObject steps have no async variant in pkcs11js
- * and run on the event loop (microseconds each on SoftHSM). AES-GCM runs by default on a worker
- * thread with sync calls in batches (hsm-worker.ts: 0.49-0.65x of a direct loop with
- * C_EncryptAsync, see bench/hsm-bench.ts for the worker's ratio); no Cryptoki call of that path
- * runs on the event loop.
+ * and run on the event loop (microseconds each on SoftHSM). AES-GCM and ECDSA signing run by
+ * default on the HSM worker thread with sync calls in batches (hsm-worker.ts explains why, with
+ * numbers); no Cryptoki call of that path runs on the event loop.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
@@ -24,7 +23,7 @@ import type { Hsm, HsmCapabilities, HsmHealth, HsmKeyRef, HsmSigningAlgorithm } 
 import { resolveModulePath } from './hsm-profile.ts';
 import type { HsmProfile } from './hsm-profile.ts';
 import { ecdsaRawToDer } from './key-encoding.ts';
-import type { GcmJob } from './hsm-worker.ts';
+import type { HsmJob } from './hsm-worker.ts';
 import { Pkcs11Connection, call, callAsync, silentLogger } from './pkcs11-connection.ts';
 import type { HsmLogger, SessionCtx, WorkerLane } from './pkcs11-connection.ts';
 import { Pkcs11Error, toPkcs11Error } from './pkcs11-error.ts';
@@ -51,10 +50,10 @@ export interface Pkcs11HsmOptions {
   /** Idle token check interval (default 10 s; 0 = off): finds a vanished token without traffic. */
   readonly probeIntervalMs?: number;
   /**
-   * Where AES-GCM runs: 'worker-thread' (default; sync calls batched on one worker thread) or
-   * 'libuv-async' (C_EncryptAsync/C_DecryptAsync on a pooled session; kept for comparison).
+   * AES-GCM and ECDSA signing run on the HSM worker thread (sync calls in batches, hsm-worker.ts)
+   * unless this is false: then on C_*Async with a pooled session (kept for comparison).
    */
-  readonly gcmPath?: 'worker-thread' | 'libuv-async';
+  readonly workerThread?: boolean;
 }
 
 /** Bounds checked at this boundary. */
@@ -68,6 +67,7 @@ export const HSM_LIMITS = {
 } as const;
 
 const GCM_IV = 12;
+const NONE = new Uint8Array(0);
 const GCM_TAG = 16;
 const LABEL_RE = /^[\x21-\x7e]+$/;
 
@@ -77,10 +77,10 @@ export class Pkcs11Hsm implements Hsm {
   readonly #profile: HsmProfile;
   readonly #conn: Pkcs11Connection;
   readonly #keys: KeyHandles;
-  readonly #gcmOnWorker: boolean;
+  readonly #onWorkerThread: boolean;
 
-  private constructor(profile: HsmProfile, conn: Pkcs11Connection, gcmOnWorker: boolean) {
-    this.#gcmOnWorker = gcmOnWorker;
+  private constructor(profile: HsmProfile, conn: Pkcs11Connection, onWorkerThread: boolean) {
+    this.#onWorkerThread = onWorkerThread;
     this.#profile = profile;
     this.#conn = conn;
     this.profileName = profile.name;
@@ -113,7 +113,7 @@ export class Pkcs11Hsm implements Hsm {
         probeIntervalMs: o.probeIntervalMs ?? 10_000,
       });
       logger.info({ profile: profile.name, module: modulePath }, 'HSM session pool ready');
-      return new Pkcs11Hsm(profile, conn, (o.gcmPath ?? 'worker-thread') === 'worker-thread');
+      return new Pkcs11Hsm(profile, conn, o.workerThread ?? true);
     } catch (err) {
       const e = toPkcs11Error(err, 'open');
       if (e instanceof Pkcs11Error) {
@@ -186,7 +186,7 @@ export class Pkcs11Hsm implements Hsm {
     if (plaintext.length === 0) throw new KbError('INVALID_ARGUMENT', 'plaintext must not be empty');
     if (plaintext.length > HSM_LIMITS.maxGcmPlaintext) throw new KbError('TOO_LARGE', 'plaintext');
     if (aad.length > HSM_LIMITS.maxAad) throw new KbError('TOO_LARGE', 'aad');
-    if (this.#gcmOnWorker) {
+    if (this.#onWorkerThread) {
       // SoftHSM does not stop IV reuse: the broker makes a fresh random 96-bit IV per call.
       const iv = randomBytes(GCM_IV);
       const ct = await this.#onWorker(false, root.label, { op: 'encrypt', iv, aad, data: plaintext });
@@ -221,7 +221,7 @@ export class Pkcs11Hsm implements Hsm {
       throw decryptionFailed();
     }
     if (aad.length > HSM_LIMITS.maxAad) throw new KbError('TOO_LARGE', 'aad');
-    if (this.#gcmOnWorker) {
+    if (this.#onWorkerThread) {
       const iv = sealed.subarray(0, GCM_IV);
       return this.#onWorker(true, root.label, { op: 'decrypt', iv, aad, data: sealed.subarray(GCM_IV) });
     }
@@ -269,6 +269,21 @@ export class Pkcs11Hsm implements Hsm {
     checkRef(ref, 'signing');
     if (message.length > HSM_LIMITS.maxGcmPlaintext) throw new KbError('TOO_LARGE', 'message');
     const digest = createHash('sha256').update(message).digest();
+    if (this.#onWorkerThread) {
+      // ECDSA (tens of microseconds) runs on the worker thread like GCM; RSA-PSS (milliseconds,
+      // would stall the worker's queue) stays on C_SignAsync, which can use several threads.
+      const done = await mapFailure(false, () =>
+        this.#conn.withWorker(async (lane) => {
+          const h =
+            this.#keys.cachedSigning(ref.label, lane.gen) ??
+            (await this.#conn.withSession(async (s) => this.#keys.requireSigning(s, ref.label)));
+          if (h.alg !== 'ecdsa-p256') return undefined;
+          const raw = await lane.run({ op: 'sign-ecdsa', key: h.priv, iv: NONE, aad: NONE, data: digest });
+          return { alg: h.alg, signature: ecdsaRawToDer(raw) };
+        }),
+      );
+      if (done) return done;
+    }
     return this.#op(false, async (s) => {
       const h = this.#keys.requireSigning(s, ref.label);
       const signature = await this.#signDigest(s, h, digest, message);
@@ -341,7 +356,7 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   /** An AES-GCM job on the worker lane, with the root key's handle (found on a pooled session once). */
-  async #onWorker(decrypt: boolean, label: string, job: Omit<GcmJob, 'key'>): Promise<Uint8Array> {
+  async #onWorker(decrypt: boolean, label: string, job: Omit<HsmJob, 'key'>): Promise<Uint8Array> {
     return mapFailure(decrypt, () =>
       this.#conn.withWorker(async (lane: WorkerLane) => {
         const h =

@@ -1,9 +1,9 @@
-// The AES-GCM worker-thread lane on real SoftHSM2: Wycheproof vectors through the worker's sync
-// calls, typed Pkcs11Error across the thread boundary, *Init closed by *Final after a failure,
-// per-job results inside mixed batches, agreement with the libuv C_*Async path, fault switch and
-// shutdown with GCM calls in flight.
+// The HSM worker-thread lane (AES-GCM, ECDSA) on real SoftHSM2: Wycheproof vectors through the
+// worker's sync calls, typed Pkcs11Error across the thread boundary, *Init closed by *Final after
+// a failure, per-job results inside mixed batches, ECDSA signatures verified by Node, agreement
+// with the libuv C_*Async path, fault switch and shutdown with calls in flight.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createPublicKey, randomBytes, verify } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -11,7 +11,7 @@ import pkcs11js from 'pkcs11js';
 import { KbError } from '../../daemon/src/errors.ts';
 import type { HsmKeyRef } from '../../daemon/src/hsm/hsm.ts';
 import { loadProfile } from '../../daemon/src/hsm/hsm-profile.ts';
-import type { GcmJob } from '../../daemon/src/hsm/hsm-worker.ts';
+import type { HsmJob } from '../../daemon/src/hsm/hsm-worker.ts';
 import { Pkcs11Error } from '../../daemon/src/hsm/pkcs11-error.ts';
 import { Pkcs11Hsm } from '../../daemon/src/hsm/pkcs11-hsm.ts';
 import { REPO_ROOT, createTestToken } from '../support/softhsm-token.ts';
@@ -39,12 +39,12 @@ interface GcmGroup {
 
 const hex = (s: string) => Buffer.from(s, 'hex');
 
-describe('AES-GCM worker lane (SoftHSM2)', () => {
+describe('HSM worker lane: AES-GCM and ECDSA (SoftHSM2)', () => {
   let token: TestToken;
   let hsm: Pkcs11Hsm;
   let root: HsmKeyRef;
 
-  const run = (job: GcmJob) => hsm.connection.withWorker((lane) => lane.run(job));
+  const run = (job: HsmJob) => hsm.connection.withWorker((lane) => lane.run(job));
   /** An AES session object with a known value (the broker's own root keys are non-extractable). */
   const sessionKey = (value: Buffer) =>
     hsm.connection.withSession(async (s) =>
@@ -180,12 +180,65 @@ describe('AES-GCM worker lane (SoftHSM2)', () => {
     for (const [i, pt] of pts.entries()) assert.deepEqual(Buffer.from(back[i] ?? []), pt, `64 KiB #${i}`);
   });
 
+  it('ECDSA on the worker: 300 signatures mixed with GCM jobs in shared batches all verify in Node', async () => {
+    const { ref, spki } = await hsm.generateSigningKey('worker-signer', 'ecdsa-p256');
+    const pub = createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
+    const msgs = Array.from({ length: 300 }, (_, i) => randomBytes(1 + i));
+    const sigs = msgs.map((m) => hsm.sign(ref, m));
+    const gcm = msgs.map((m) => hsm.encryptGcm(root, m, Buffer.alloc(0)));
+    for (const [i, m] of msgs.entries()) {
+      const { alg, signature } = await (sigs[i] ?? assert.fail('missing signature'));
+      assert.equal(alg, 'ecdsa-p256');
+      assert.ok(verify('sha256', m, pub, signature), `signature #${i} (DER) does not verify`);
+      assert.equal((await gcm[i])?.length, m.length + 28, `GCM job #${i} in the same batches`);
+    }
+  });
+
+  it('ECDSA failures are typed Pkcs11Errors; a failed C_Sign is closed and the session keeps signing', async () => {
+    const { ref, spki } = await hsm.generateSigningKey('worker-signer-2', 'ecdsa-p256');
+    const pub = createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
+    const none = new Uint8Array(0);
+    const bogus = Buffer.alloc(8, 0x7e);
+    const err = await run({ op: 'sign-ecdsa', key: bogus, iv: none, aad: none, data: randomBytes(32) }).then(
+      () => assert.fail('sign with a bogus key handle succeeded'),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof Pkcs11Error, `wanted Pkcs11Error, got ${String(err)}`);
+    assert.equal(err.fn, 'C_SignInit');
+    // An AES key for CKM_ECDSA: SoftHSM accepts the C_SignInit and fails the C_Sign
+    // (CKR_GENERAL_ERROR). The worker then calls C_SignFinal (SoftHSM already ended the operation
+    // itself, so this checks the outcome, not that call): the next sign on that same session
+    // (sequential calls share it) has to succeed, not fail with CKR_OPERATION_ACTIVE.
+    const aesKey = await sessionKey(randomBytes(32));
+    for (let i = 0; i < 5; i++) {
+      await assert.rejects(
+        run({ op: 'sign-ecdsa', key: aesKey, iv: none, aad: none, data: randomBytes(32) }),
+        (e: unknown) => {
+          assert.ok(
+            e instanceof Pkcs11Error && (e.fn === 'C_SignInit' || e.fn === 'C_Sign'),
+            `AES key for ECDSA #${i} gave ${String(e)}`,
+          );
+          return true;
+        },
+      );
+      const m = randomBytes(10);
+      const { signature } = await hsm.sign(ref, m);
+      assert.ok(
+        verify('sha256', m, pub, signature),
+        `signature after failure #${i} (CKR_OPERATION_ACTIVE = no *Final)`,
+      );
+    }
+    const m = randomBytes(10);
+    const { signature } = await hsm.sign(ref, m);
+    assert.ok(verify('sha256', m, pub, signature), 'signature after the failures verifies');
+  });
+
   it('the worker path and the libuv C_*Async path read each other’s ciphertexts', async () => {
     const uv = await Pkcs11Hsm.open({
       profile: loadProfile('softhsm2'),
       pin: token.pin,
       tokenLabel: token.label,
-      gcmPath: 'libuv-async',
+      workerThread: false,
     });
     try {
       const aad = randomBytes(20);
