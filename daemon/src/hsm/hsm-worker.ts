@@ -1,15 +1,20 @@
 /**
- * The AES-GCM lane: one worker thread that runs batches of GCM jobs with SYNC Cryptoki calls on
- * its own session (hsm-worker-thread.ts), so the event loop never blocks on PKCS#11.
+ * The HSM worker lane: one worker thread that runs batches of short jobs (AES-GCM encrypt and
+ * decrypt, ECDSA P-256 sign) with SYNC Cryptoki calls on its own session (hsm-worker-thread.ts).
  *
- * Why not C_EncryptAsync like the other data paths: SoftHSM serialises symmetric work on one mutex
- * per process, so a GCM call is ~40 us of serial work, and the per-call libuv hand-off (sync
- * C_EncryptInit on the loop + C_EncryptAsync on the thread pool + the completion callback) capped
- * the pooled path at 0.49-0.65x of a direct sync loop (bench/hsm-bench.ts, gcm-1k). The worker
- * pays one postMessage per BATCH instead: requests that arrive while a batch is running form the
- * next batch, so under load the worker runs back-to-back sync calls like the direct loop does.
- * The issue's rule "never a sync call on the event loop" holds: the sync calls run on the worker
- * thread, never on the loop. Wrap, unwrap and sign keep C_*Async (they meet their target there).
+ * Why: with C_*Async each call costs a sync C_*Init on the event loop, a hop to the libuv pool
+ * and a completion callback; around SoftHSM's one symmetric mutex that capped pooled AES-GCM 1 KiB
+ * at 0.49-0.65x of a direct sync loop. Here requests that arrive while a batch runs form the next
+ * batch (one transferred ArrayBuffer per message, up to 64 jobs / 1 MiB, two batches in flight),
+ * so under load the worker runs back-to-back sync calls like the direct loop. Measured with
+ * bench/hsm-bench.ts on the shared 2-core box (load average ~6.6, `nice -n -10`), best
+ * concurrency vs direct: GCM 0.94x (C_EncryptAsync path in the same run 0.43x), ECDSA 1.16x
+ * (C_SignAsync 0.70x), event-loop p99 5-8 ms; without nice at the same load GCM 0.71x (0.48x),
+ * ECDSA 0.51x (0.31x). The issue's rule "never a sync call on the event loop" holds: the sync
+ * calls run on this thread, never on the loop. One thread is enough: SoftHSM serialises
+ * symmetric work per process (PLATFORM.md), and child processes would add IPC and lifecycle for
+ * no gain here. Wrap/unwrap (scratch objects, key bytes) and RSA-PSS (milliseconds; would stall
+ * the queue) keep C_*Async. `Pkcs11HsmOptions.workerThread: false` restores C_*Async for all.
  *
  * Contract with Pkcs11Connection: every job runs inside `withWorker` (counted as in flight on the
  * link, so a reconnect drains it before C_Finalize); `closeSessions()` is awaited before the module
