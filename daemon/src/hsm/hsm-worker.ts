@@ -7,13 +7,13 @@
  * at 0.49-0.65x of a direct sync loop. Here requests that arrive while a batch runs form the next
  * batch (one transferred ArrayBuffer per message, up to 64 jobs / 1 MiB, two batches in flight),
  * so under load the worker runs back-to-back sync calls like the direct loop. Measured with
- * bench/hsm-bench.ts on the shared 2-core box (load average ~6.6, `nice -n -10`), best
- * concurrency vs direct: GCM 0.94x (C_EncryptAsync path in the same run 0.43x), ECDSA 1.16x
- * (C_SignAsync 0.70x), event-loop p99 5-8 ms; without nice at the same load GCM 0.71x (0.48x),
- * ECDSA 0.51x (0.31x). The issue's rule "never a sync call on the event loop" holds: the sync
- * calls run on this thread, never on the loop. One thread is enough: SoftHSM serialises
- * symmetric work per process (PLATFORM.md), and child processes would add IPC and lifecycle for
- * no gain here. Wrap/unwrap (scratch objects, key bytes) and RSA-PSS (milliseconds; would stall
+ * bench/hsm-bench.ts, four runs on the shared 2-core box (load average 5.8-6.7; two under
+ * `nice -n -10`), best concurrency vs direct: GCM 1 KiB 0.71-1.12x (the C_EncryptAsync path in
+ * the same runs 0.38-0.48x), ECDSA 0.51-1.26x (C_SignAsync 0.31-0.70x), event-loop p99 5-12 ms
+ * (the direct loop stalls it 160+ ms). The issue's rule "never a sync call on the event loop"
+ * holds: the sync calls run on this thread, never on the loop. One thread is enough: SoftHSM
+ * serialises symmetric work per process (PLATFORM.md), and child processes would add IPC and
+ * lifecycle for no gain here. Wrap/unwrap (scratch objects, key bytes) and RSA-PSS (milliseconds; would stall
  * the queue) keep C_*Async. `Pkcs11HsmOptions.workerThread: false` restores C_*Async for all.
  *
  * Contract with Pkcs11Connection: every job runs inside `withWorker` (counted as in flight on the
