@@ -13,8 +13,9 @@
  * (the direct loop stalls it 160+ ms). The issue's rule "never a sync call on the event loop"
  * holds: the sync calls run on this thread, never on the loop. One thread is enough: SoftHSM
  * serialises symmetric work per process (PLATFORM.md), and child processes would add IPC and
- * lifecycle for no gain here. Wrap/unwrap (scratch objects, key bytes) and RSA-PSS (milliseconds; would stall
- * the queue) keep C_*Async. `Pkcs11HsmOptions.workerThread: false` restores C_*Async for all.
+ * lifecycle for no gain here. Wrap/unwrap (scratch objects, key bytes) and RSA-PSS
+ * (milliseconds; would stall the queue) keep C_*Async. `Pkcs11HsmOptions.workerThread: false`
+ * restores C_*Async for all.
  *
  * Contract with Pkcs11Connection: every job runs inside `withWorker` (counted as in flight on the
  * link, so a reconnect drains it before C_Finalize); `closeSessions()` is awaited before the module
