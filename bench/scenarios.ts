@@ -161,7 +161,7 @@ function postQuantum(): Scenario[] {
       name: `pqc-${b.op}`,
       kind: 'daemon',
       group,
-      description: `${b.what} through the daemon, items/s (ceiling: in-process single operations, one core)`,
+      description: `${b.what} through the daemon, items/s (ceiling: the in-process single operation; batches of 8+ run on the worker pool, one share per worker)`,
       unit: 'items/s',
       payloadBytes: 0,
       phase: 'daemon',
