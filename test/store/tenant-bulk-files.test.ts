@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { RegistryStore, StaleOekError } from '../../daemon/src/store/registry-store.ts';
 import type { TekRow, TenantRow } from '../../daemon/src/store/registry-store.ts';
-import { tenantFileImage } from '../../daemon/src/store/tenant-file-image.ts';
+import { TenantFileImages, tenantFileImage } from '../../daemon/src/store/tenant-file-image.ts';
 import { TenantStore } from '../../daemon/src/store/tenant-store.ts';
 import type { CekRow, CustomerRow } from '../../daemon/src/store/tenant-store.ts';
 import { TenantStorePool } from '../../daemon/src/store/tenant-store-pool.ts';
@@ -71,6 +71,27 @@ test('images of different tenants share no bytes of each other (no leftovers fro
   const marker = Buffer.alloc(60, 0xaa);
   assert.ok(Buffer.from(a).includes(marker), 'tenant A image holds its wrapped CEK');
   assert.ok(!Buffer.from(b).includes(marker), "tenant B image must not hold tenant A's wrapped CEK");
+});
+
+test('TenantFileImages: each copy opens with its own wrapped CEK; another length gets a built image', () => {
+  const { wrapped: _w, ...rest } = cek(0);
+  const images = new TenantFileImages(customer, rest);
+  const pool = new TenantStorePool(root, 4);
+  const cases = [
+    { name: 'first (builds the template)', wrapped: new Uint8Array(60).fill(0x11) },
+    { name: 'second (patched copy)', wrapped: new Uint8Array(60).fill(0x22) },
+    { name: 'random bytes', wrapped: new Uint8Array(Buffer.from('x'.repeat(60))) },
+    { name: 'another length', wrapped: new Uint8Array(72).fill(0x33) },
+  ];
+  for (const [i, c] of cases.entries()) {
+    const file = `patched-${i}.db`;
+    writeFileSync(join(root, file), images.image(c.wrapped));
+    const s = pool.get(file);
+    assert.deepEqual(s.getCek('default', 1)?.wrapped, c.wrapped, `${c.name}: wrapped CEK read back`);
+    assert.deepEqual(s.getCustomer('default'), customer, `${c.name}: customer row`);
+    assert.equal(s.db.pragma('integrity_check', { simple: true }), 'ok', `${c.name}: integrity_check`);
+  }
+  pool.closeAll();
 });
 
 test('createFilesDurably: writes 0600 files in new directories, never overwrites, cleans up on failure', async () => {

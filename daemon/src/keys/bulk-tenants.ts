@@ -10,7 +10,7 @@ import type { OrgId, TenantId } from '../ids.ts';
 import { DEFAULT_CUSTOMER } from '../ids.ts';
 import type { TekRow, TenantRow } from '../store/registry-store.ts';
 import { StaleOekError } from '../store/registry-store.ts';
-import { tenantFileImage } from '../store/tenant-file-image.ts';
+import { TenantFileImages } from '../store/tenant-file-image.ts';
 import { deriveTek, wrapCek } from '../wire/wrapped-key-v1.ts';
 import type { Hierarchy } from './hierarchy.ts';
 import type { KeyPolicy, TenantCreateResult } from './key-broker-api.ts';
@@ -114,6 +114,11 @@ async function prepare(
   const out: Prepared[] = [];
   const now = h.d.now().toISOString();
   const cp = { ...defaultPolicy(p.rotationPeriodS), usageLimit: 0 };
+  // Every tenant's first rows are alike but for the wrapped CEK: one template image per batch.
+  const images = new TenantFileImages(
+    { customer: DEFAULT_CUSTOMER, enabled: true, state: 'active', createdAt: now, primaryCek: 1, ...cp },
+    { customer: DEFAULT_CUSTOMER, version: 1, tekVersion: 1, state: 'enabled', createdAt: now, uses: 0 },
+  );
   let next: PendingWrap | undefined = tenants.length > 0 ? startWrap(h, org) : undefined;
   try {
     for (const [i, tenant] of tenants.entries()) {
@@ -127,25 +132,7 @@ async function prepare(
         const cid = { org, tenant, customer: DEFAULT_CUSTOMER, cekVersion: 1, tekVersion: 1 };
         const wrappedCek = wrapCek(tek, cid, cek);
         tek.fill(0);
-        const image = tenantFileImage(
-          {
-            customer: DEFAULT_CUSTOMER,
-            enabled: true,
-            state: 'active',
-            createdAt: now,
-            primaryCek: 1,
-            ...cp,
-          },
-          {
-            customer: DEFAULT_CUSTOMER,
-            version: 1,
-            tekVersion: 1,
-            wrapped: wrappedCek,
-            state: 'enabled',
-            createdAt: now,
-            uses: 0,
-          },
-        );
+        const image = images.image(wrappedCek);
         const fileName = `tenants/${org}/${tenant}.${randomBytes(4).toString('hex')}.db`;
         out.push({
           tenant: {

@@ -3,6 +3,7 @@
  * memory) plus its first rows. Bulk tenant creation writes these images with one durability
  * barrier per batch instead of creating each file through SQLite with its own fsyncs.
  */
+import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import type { CekRow, CustomerRow } from './tenant-store.ts';
 import { TenantStore } from './tenant-store.ts';
@@ -58,5 +59,50 @@ export function tenantFileImage(c: CustomerRow, cek: CekRow): Uint8Array {
     return image;
   } finally {
     db.close();
+  }
+}
+
+/** A batch's image with the placeholder CEK bytes at `at`. */
+interface Template {
+  readonly image: Uint8Array;
+  readonly at: number;
+  readonly length: number;
+}
+
+/**
+ * Images for a batch of new tenants whose first rows differ only in the wrapped CEK bytes: one
+ * image is built with random placeholder bytes of the same length, and each tenant's image is a
+ * copy with its wrapped CEK written over them (~5 µs instead of ~0.3 ms of SQLite work). Sound
+ * because SQLite stores a BLOB's bytes verbatim in its record and keeps no page checksums; the
+ * placeholder must occur exactly once, and a CEK of another length gets a fully built image.
+ */
+export class TenantFileImages {
+  readonly #customer: CustomerRow;
+  readonly #cek: Omit<CekRow, 'wrapped'>;
+  #template: Template | undefined;
+
+  constructor(customer: CustomerRow, cek: Omit<CekRow, 'wrapped'>) {
+    this.#customer = customer;
+    this.#cek = cek;
+  }
+
+  /** The file bytes for one tenant whose first CEK version is `wrapped`. */
+  image(wrapped: Uint8Array): Uint8Array {
+    const t = this.#template ?? this.#build(wrapped.length);
+    if (t === undefined || t.length !== wrapped.length)
+      return tenantFileImage(this.#customer, { ...this.#cek, wrapped });
+    const out = Uint8Array.from(t.image);
+    out.set(wrapped, t.at);
+    return out;
+  }
+
+  #build(length: number): Template | undefined {
+    const placeholder = randomBytes(length);
+    const image = Buffer.from(tenantFileImage(this.#customer, { ...this.#cek, wrapped: placeholder }));
+    const at = image.indexOf(placeholder);
+    // Not found once (it cannot straddle pages at these sizes, but check): build every image.
+    if (at < 0 || image.lastIndexOf(placeholder) !== at) return undefined;
+    this.#template = { image, at, length };
+    return this.#template;
   }
 }
