@@ -215,8 +215,14 @@ test('destroy customer: a restored backup opens none of its boxes and signs with
   const snap = env.dataDir();
   cpSync(dir, snap, { recursive: true });
 
+  const loadedBefore = asym().loadedKeys;
   await kb.destroyCustomer(A, cust('c1'));
   assert.equal(rows(dir).filter((r) => r.customer === 'c1').length, 0, 'c1 rows deleted from the live file');
+  assert.ok(
+    asym().loadedKeys <= loadedBefore - SIG.length,
+    `the ${SIG.length} c1 signing keys just used are zeroed by the shred itself, not at the next sweep: ` +
+      `loaded keys ${loadedBefore} before, ${asym().loadedKeys} after`,
+  );
   assert.equal(
     await codeOf(() =>
       asym().openBox(C1, 'c1-mlkem', undefined, boxes.get('c1-mlkem') as Uint8Array, none, none),

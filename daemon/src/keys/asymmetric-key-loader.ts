@@ -77,6 +77,11 @@ export class AsymmetricKeyLoader {
   }
 
   /** Destroy every cached version of one key. */
+  /** Keys held unwrapped now. */
+  get size(): number {
+    return this.#cache.size;
+  }
+
   evictKey(org: string, tenant: string, keyId: string): void {
     this.#cache.evictPrefix(`${org}/${tenant}/${keyId}/`);
   }

@@ -375,6 +375,21 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
     this.#v.shredding.delete(tenantKey(ref.org, ref.tenant));
   }
 
+  /** How many unwrapped private keys are held in memory now. */
+  get loadedKeys(): number {
+    return this.#keys.size;
+  }
+
+  /** After a customer shred: zero that customer's loaded keys at once. */
+  afterCustomerShred(ref: TenantRef, customer: string): void {
+    const k = `${ref.org}/${ref.tenant}/${customer}`;
+    const e = this.#customerKeys.get(k);
+    if (e === undefined) return;
+    for (const id of e.keyIds) this.#keys.evictKey(e.org, e.tenant, id);
+    this.#usage.drop(e.org, e.tenant, e.keyIds);
+    this.#customerKeys.delete(k);
+  }
+
   /** Zero loaded keys of customers destroyed since (their rows and CEKs are gone already). */
   #sweepCustomers(): void {
     for (const [k, e] of this.#customerKeys) {

@@ -317,9 +317,17 @@ export class KeyBroker implements Api.KeyBrokerApi {
     });
   }
   destroyCustomer(ref: TenantRef, customer: CustomerId): Promise<Api.ShredReceipt> {
-    return this.#guard(() =>
-      this.#shred.destroyCustomer(orgId(ref.org), tenantId(ref.tenant), customerId(customer)),
-    );
+    return this.#guard(async () => {
+      const receipt = await this.#shred.destroyCustomer(
+        orgId(ref.org),
+        tenantId(ref.tenant),
+        customerId(customer),
+      );
+      // The customer's rows are gone, so its keys are already unusable; this zeroes their loaded
+      // copies now rather than at the next sweep (which also covers a shred that failed half-way).
+      this.asymmetric?.afterCustomerShred(ref, customer);
+      return receipt;
+    });
   }
 
   // --- data plane ---
