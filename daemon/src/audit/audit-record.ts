@@ -82,16 +82,33 @@ const REDACTIONS: readonly [RegExp, string][] = [
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/g;
 
+// eslint-disable-next-line no-control-regex
+const HAS_CONTROL = /[\u0000-\u001f\u007f]/;
+
 /** Clean a free-text or identifier field: cut to `max`, no control characters, well-formed UTF-16. */
 export function cleanText(s: string, max: number): string {
+  // Most fields are already clean (ids, names, URIs): return them without three string copies.
+  if (s.length <= max && s.isWellFormed() && !HAS_CONTROL.test(s)) return s;
   return s.slice(0, max).toWellFormed().replace(CONTROL, ' ');
 }
 
+/** Redacted reasons by input: reasons repeat (policy rule names), the regexes cost per call. */
+const REDACTED = new Map<string, string>();
+const REDACTED_MAX = 512;
+
 /** Reason text with anything that looks like key material, a PIN or a token replaced. */
 export function redactReason(reason: string): string {
+  const known = REDACTED.get(reason);
+  if (known !== undefined) return known;
   let r = reason;
   for (const [rx, sub] of REDACTIONS) r = r.replace(rx, sub);
-  return cleanText(r, FIELD_LIMITS.reason);
+  r = cleanText(r, FIELD_LIMITS.reason);
+  // Only short reasons are kept (bounded memory); a full map starts over.
+  if (reason.length <= 256) {
+    if (REDACTED.size >= REDACTED_MAX) REDACTED.clear();
+    REDACTED.set(reason, r);
+  }
+  return r;
 }
 
 /** Validate and clean a sink input into an unsequenced record entry. */
@@ -112,22 +129,29 @@ export function recordFromInput(input: AuditRecordInput): Omit<RecordEntry, 'seq
     throw new KbError('INVALID_ARGUMENT', 'audit keyVersion must be an integer in [0, 2^32-1]');
   }
   const opt = (k: 'org' | 'tenant' | 'customer' | 'keyName' | 'code', v: string | undefined) =>
-    v === undefined ? {} : { [k]: cleanText(String(v), FIELD_LIMITS[k]) };
-  return {
+    v === undefined ? undefined : cleanText(String(v), FIELD_LIMITS[k]);
+  // Built by assignment, not by spreading one object per optional field (this runs per call).
+  const e: { -readonly [K in keyof Omit<RecordEntry, 'seq'>]: Omit<RecordEntry, 'seq'>[K] } = {
     type: 'record',
     timeMs: t,
     requestId: cleanText(input.requestId, FIELD_LIMITS.requestId),
     identity: cleanText(input.identity, FIELD_LIMITS.identity),
-    ...opt('org', input.org),
-    ...opt('tenant', input.tenant),
     rpc: cleanText(input.rpc, FIELD_LIMITS.rpc),
-    ...opt('customer', input.customer),
-    ...opt('keyName', input.keyName),
-    ...(kv === undefined ? {} : { keyVersion: kv }),
     result: input.result,
-    ...opt('code', input.code as ErrorCode | undefined),
-    ...(input.reason === undefined ? {} : { reason: redactReason(String(input.reason)) }),
   };
+  const org = opt('org', input.org);
+  if (org !== undefined) e.org = org;
+  const tenant = opt('tenant', input.tenant);
+  if (tenant !== undefined) e.tenant = tenant;
+  const customer = opt('customer', input.customer);
+  if (customer !== undefined) e.customer = customer;
+  const keyName = opt('keyName', input.keyName);
+  if (keyName !== undefined) e.keyName = keyName;
+  if (kv !== undefined) e.keyVersion = kv;
+  const code = opt('code', input.code as ErrorCode | undefined);
+  if (code !== undefined) e.code = code;
+  if (input.reason !== undefined) e.reason = redactReason(String(input.reason));
+  return e;
 }
 
 const TYPE_BYTE = { record: 1, checkpoint: 2, note: 3 } as const;

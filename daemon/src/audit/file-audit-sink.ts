@@ -336,8 +336,10 @@ export class FileAuditSink implements AuditSink {
     this.#forceCheckpoint = false; // cleared first: a failed forced checkpoint must not loop
     const signer = this.#o.signer;
     if (!signer || this.#keyId === undefined || seq === 0) {
-      const e = new KbError('FAILED_PRECONDITION', 'nothing to checkpoint');
-      for (const w of this.#checkpointWaiters.splice(0)) w.reject(e);
+      if (this.#checkpointWaiters.length > 0) {
+        const e = new KbError('FAILED_PRECONDITION', 'nothing to checkpoint');
+        for (const w of this.#checkpointWaiters.splice(0)) w.reject(e);
+      }
       return undefined;
     }
     const now = this.#now();
