@@ -15,7 +15,7 @@ import type {
 } from '@grpc/grpc-js';
 import { KbError, toKbError } from '../errors.ts';
 import type { CustomerId, OrgId, TenantId } from '../ids.ts';
-import type { AuditSink } from '../audit/audit-sink.ts';
+import type { AuditRecordInput, AuditSink } from '../audit/audit-sink.ts';
 import type { Authorizer, CallerIdentity, Decision } from '../policy/authorizer.ts';
 import type { Logger, RequestLine } from '../obs/logger.ts';
 import type { Metrics } from '../obs/metrics.ts';
@@ -91,13 +91,26 @@ const REFUSALS: ReadonlySet<string> = new Set([
 type AnyCall = ServerUnaryCall<unknown, unknown> | ServerDuplexStream<unknown, unknown>;
 
 interface Begun {
-  readonly started: bigint;
+  readonly started: number;
   readonly requestId: string;
   readonly deadline: number;
-  readonly ac: AbortController;
   readonly timer: NodeJS.Timeout;
   readonly call: AnyCall;
   readonly onCancel: () => void;
+  /** Why the call was abandoned (deadline or cancel), once it was. */
+  reason: Error | undefined;
+  /** Made on first use of ctx.signal (streams use it; unary handlers do not). */
+  ac: AbortController | undefined;
+  /** Rejects the handler race in withDeadline while one runs. */
+  onAbort: ((reason: Error) => void) | undefined;
+}
+
+/** Abandon a call: the handler race rejects and ctx.signal (if anyone holds it) aborts. */
+function abortCall(b: Begun, reason: Error): void {
+  if (b.reason !== undefined) return;
+  b.reason = reason;
+  b.ac?.abort(reason);
+  b.onAbort?.(reason);
 }
 
 /**
@@ -155,23 +168,32 @@ export class CallGate {
   }
 
   #begin(rpc: string, call: AnyCall): Begun {
-    const started = process.hrtime.bigint();
+    const started = performance.now();
     const given = call.metadata.get('x-request-id')[0];
     const requestId = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     const dl = call.getDeadline();
     const deadlineMs = dl instanceof Date ? dl.getTime() : Number(dl);
-    const deadline = Number.isFinite(deadlineMs) ? deadlineMs : Date.now() + this.#o.defaultDeadlineMs;
-    const ac = new AbortController();
-    const timer = setTimeout(
-      () => ac.abort(new KbError('DEADLINE_EXCEEDED')),
-      Math.max(0, deadline - Date.now()),
-    );
-    timer.unref();
-    // grpc-js also emits 'cancelled' after a normal end; #finish removes this listener first.
-    const onCancel = () => ac.abort(new KbError('DEADLINE_EXCEEDED', 'cancelled by the caller'));
-    call.on('cancelled', onCancel);
+    const now = Date.now();
+    const deadline = Number.isFinite(deadlineMs) ? deadlineMs : now + this.#o.defaultDeadlineMs;
+    const begun: Begun = {
+      started,
+      requestId,
+      deadline,
+      timer: setTimeout(
+        () => abortCall(begun, new KbError('DEADLINE_EXCEEDED')),
+        Math.max(0, deadline - now),
+      ),
+      call,
+      // grpc-js also emits 'cancelled' after a normal end; #finish removes this listener first.
+      onCancel: () => abortCall(begun, new KbError('DEADLINE_EXCEEDED', 'cancelled by the caller')),
+      reason: undefined,
+      ac: undefined,
+      onAbort: undefined,
+    };
+    begun.timer.unref();
+    call.on('cancelled', begun.onCancel);
     this.#o.metrics.rpcInFlight.inc({ rpc });
-    return { started, requestId, deadline, ac, timer, call, onCancel };
+    return begun;
   }
 
   #identify(call: AnyCall): CallerIdentity {
@@ -222,21 +244,23 @@ export class CallGate {
     // A refusal after the policy allowed the call records why it was refused, not the allow rule.
     const refusedLater = denied && err !== undefined && decision?.allow === true;
     const reason = note ?? facts.reason ?? (refusedLater ? err.safeMessage : decision?.reason);
+    // Assigned field by field rather than spread: this runs for every call.
+    const record: { -readonly [K in keyof AuditRecordInput]: AuditRecordInput[K] } = {
+      time: new Date(),
+      requestId,
+      identity: identity?.uri ?? 'unauthenticated',
+      rpc,
+      result: err === undefined ? 'ok' : denied ? 'denied' : 'error',
+    };
+    if (target?.org !== undefined) record.org = target.org;
+    if (target?.tenant !== undefined) record.tenant = target.tenant;
+    if (customer !== undefined) record.customer = customer;
+    if (facts.keyName !== undefined) record.keyName = facts.keyName;
+    if (facts.keyVersion !== undefined) record.keyVersion = facts.keyVersion;
+    if (err !== undefined) record.code = err.code;
+    if (reason !== undefined) record.reason = reason;
     try {
-      await this.#o.audit.append({
-        time: new Date(),
-        requestId,
-        identity: identity?.uri ?? 'unauthenticated',
-        ...(target?.org !== undefined ? { org: target.org } : {}),
-        ...(target?.tenant !== undefined ? { tenant: target.tenant } : {}),
-        rpc,
-        ...(customer !== undefined ? { customer } : {}),
-        ...(facts.keyName !== undefined ? { keyName: facts.keyName } : {}),
-        ...(facts.keyVersion !== undefined ? { keyVersion: facts.keyVersion } : {}),
-        result: err === undefined ? 'ok' : denied ? 'denied' : 'error',
-        ...(err !== undefined ? { code: err.code } : {}),
-        ...(reason !== undefined ? { reason } : {}),
-      });
+      await this.#o.audit.append(record);
       return undefined;
     } catch (auditErr) {
       // Fail-closed: without a durable record the call fails, whatever its own outcome.
@@ -257,21 +281,22 @@ export class CallGate {
   ): void {
     clearTimeout(begun.timer);
     begun.call.removeListener('cancelled', begun.onCancel);
-    const seconds = Number(process.hrtime.bigint() - begun.started) / 1e9;
+    const ms = performance.now() - begun.started;
     const code = err === undefined ? 'OK' : (GrpcCode[err.status] ?? String(err.status));
     this.#o.metrics.rpcInFlight.dec({ rpc });
-    this.#o.metrics.rpcRequests.inc({ rpc, code });
-    this.#o.metrics.rpcDuration.observe({ rpc, code }, seconds);
-    const line = {
+    const labels = { rpc, code };
+    this.#o.metrics.rpcRequests.inc(labels);
+    this.#o.metrics.rpcDuration.observe(labels, ms / 1e3);
+    const line: Record<string, string | number | undefined> = {
       requestId: begun.requestId,
       rpc,
       identity: identity?.uri,
       org: target?.org,
       tenant: target?.tenant,
       code,
-      latencyMs: Math.round(seconds * 1e6) / 1e3,
-      ...(err !== undefined ? { error: err.code } : {}),
+      latencyMs: Math.round(ms * 1e3) / 1e3,
     };
+    if (err !== undefined) line.error = err.code;
     if (err !== undefined && !err.isUserError) {
       const cause = err.cause instanceof Error ? err.cause.message : undefined;
       this.#o.log.error({ ...line, detail: err.detail, cause }, 'rpc failed');
@@ -303,7 +328,7 @@ export class CallGate {
       this.#enforce(decision);
       this.#o.admit?.(identity, target, spec.cost?.(req) ?? 1);
       const ctx = this.#context(rpc, begun, identity);
-      result = await withDeadline(spec.handle(ctx, req, facts), begun.ac.signal);
+      result = await withDeadline(spec.handle(ctx, req, facts), begun);
     } catch (e) {
       err = toKbError(e);
     }
@@ -354,7 +379,7 @@ export class CallGate {
       if (openErr) throw openErr;
       call.sendMetadata(md);
       const ctx = this.#context(rpc, begun, identity);
-      await withDeadline(spec.handle(ctx, call, facts), begun.ac.signal);
+      await withDeadline(spec.handle(ctx, call, facts), begun);
     } catch (e) {
       err = toKbError(e);
     }
@@ -365,7 +390,7 @@ export class CallGate {
   }
 
   #context(rpc: string, begun: Begun, identity: CallerIdentity): CallContext {
-    if (begun.ac.signal.aborted) throw begun.ac.signal.reason;
+    if (begun.reason !== undefined) throw begun.reason;
     const root = this.#o.log;
     let log: Logger | undefined;
     return {
@@ -377,24 +402,30 @@ export class CallGate {
         return (log ??= root.child({ requestId: begun.requestId }));
       },
       deadline: begun.deadline,
-      signal: begun.ac.signal,
+      // Made on first use too: only streaming handlers watch the signal.
+      get signal() {
+        if (begun.ac === undefined) {
+          begun.ac = new AbortController();
+          if (begun.reason !== undefined) begun.ac.abort(begun.reason);
+        }
+        return begun.ac.signal;
+      },
     };
   }
 }
 
-/** Settle with `work`, or with the abort reason when the signal fires first. */
-function withDeadline<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason as Error);
+/** Settle with `work`, or with the abort reason when the call is abandoned first. */
+function withDeadline<T>(work: Promise<T>, begun: Begun): Promise<T> {
+  if (begun.reason !== undefined) return Promise.reject(begun.reason);
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason as Error);
-    signal.addEventListener('abort', onAbort, { once: true });
+    begun.onAbort = reject;
     work.then(
       (v) => {
-        signal.removeEventListener('abort', onAbort);
+        begun.onAbort = undefined;
         resolve(v);
       },
       (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
+        begun.onAbort = undefined;
         reject(e instanceof Error ? e : new Error(String(e)));
       },
     );

@@ -90,6 +90,33 @@ class LineBuffer {
   }
 }
 
+let isoMs = 0;
+let isoText = '';
+
+/** The time as pino writes it; one Date per millisecond, not per line. */
+function isoNow(): string {
+  const now = Date.now();
+  if (now !== isoMs) {
+    isoMs = now;
+    isoText = new Date(now).toISOString();
+  }
+  return isoText;
+}
+
+/**
+ * One request line, the shape pino writes ({"level":"info","time",...,"msg":"rpc"}), put together
+ * directly (one string, no intermediate object); keys and values go through JSON.stringify.
+ */
+function requestLine(pid: number, line: RequestLine): string {
+  let out = `{"level":"info","time":"${isoNow()}","pid":${pid},"svc":"keybroker"`;
+  for (const k in line) {
+    const v = line[k];
+    if (v === undefined) continue;
+    out += `,${JSON.stringify(k)}:${JSON.stringify(v)}`;
+  }
+  return `${out},"msg":"rpc"}\n`;
+}
+
 /**
  * The daemon's loggers. Output is buffered (16 KiB chunks, one asynchronous write each) and
  * flushed at least every 200 ms, on exit and on fatal errors.
@@ -123,8 +150,7 @@ export function createLoggers(level: string, destination?: DestinationStream): L
     log,
     request(line) {
       if (!log.isLevelEnabled('info')) return;
-      const time = new Date().toISOString();
-      dest.write(JSON.stringify({ level: 'info', time, pid, svc: 'keybroker', ...line, msg: 'rpc' }) + '\n');
+      dest.write(requestLine(pid, line));
     },
     flush,
   };

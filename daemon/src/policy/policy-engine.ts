@@ -131,10 +131,24 @@ export interface PolicySource {
   current(): Policy | undefined;
 }
 
-/** The Authorizer the daemon uses: evaluates every call against the source's current policy. */
+/** Most remembered decisions per (policy, identity); a full map starts over. */
+const MEMO_PER_IDENTITY = 256;
+
+/** The memo key of a request's target: everything evaluatePolicy reads besides the identity. */
+function memoKey(req: AuthzRequest): string {
+  return `${req.rpc}\u0000${req.org ?? ''}\u0000${req.tenant ?? ''}\u0000${req.customer ?? ''}\u0000${req.algorithm ?? ''}\u0000${req.keyName ?? ''}`;
+}
+
+/**
+ * The Authorizer the daemon uses: evaluates every call against the source's current policy.
+ * evaluatePolicy is pure, so decisions are remembered per compiled policy object and identity
+ * object (the call gate keeps one identity per TLS connection): a new policy is a new object and
+ * starts with no memory, and both maps are weak, so nothing outlives its policy or connection.
+ */
 export class PolicyEngine implements Authorizer {
   readonly #source: PolicySource;
   readonly #forceFips: boolean;
+  readonly #memo = new WeakMap<Policy, WeakMap<AuthzRequest['identity'], Map<string, Decision>>>();
 
   /** `o.fipsMode` forces FIPS mode on (config); off leaves it to the policy document. */
   constructor(source: PolicySource, o: { readonly fipsMode?: boolean } = {}) {
@@ -144,7 +158,27 @@ export class PolicyEngine implements Authorizer {
 
   authorize(req: AuthzRequest): Decision {
     try {
-      return evaluatePolicy(this.#source.current(), req, this.#forceFips);
+      const policy = this.#source.current();
+      if (policy === undefined || typeof req.identity !== 'object' || req.identity === null) {
+        return evaluatePolicy(policy, req, this.#forceFips);
+      }
+      let byIdentity = this.#memo.get(policy);
+      if (byIdentity === undefined) {
+        byIdentity = new WeakMap();
+        this.#memo.set(policy, byIdentity);
+      }
+      let decisions = byIdentity.get(req.identity);
+      if (decisions === undefined) {
+        decisions = new Map();
+        byIdentity.set(req.identity, decisions);
+      }
+      const key = memoKey(req);
+      const known = decisions.get(key);
+      if (known !== undefined) return known;
+      const d = evaluatePolicy(policy, req, this.#forceFips);
+      if (decisions.size >= MEMO_PER_IDENTITY) decisions.clear();
+      decisions.set(key, d);
+      return d;
     } catch {
       // Fail closed; the cause is a bug or a corrupt policy object, never the caller's business.
       return deny('policy evaluation failed', 'evaluator-error');
