@@ -158,6 +158,10 @@ export class Lifecycle {
             );
           } catch (err) {
             this.#h.d.pool.deleteFiles(fileName);
+            // CreateTenants takes no per-name lock: if it committed this name meanwhile, the
+            // UNIQUE constraint failed here, and the caller gets what it would have got earlier.
+            if (!(err instanceof StaleOekError) && this.#reg.getTenant(org, tenant))
+              throw new KbError('ALREADY_EXISTS', 'tenant');
             throw err;
           }
           this.#h.forgetTenant(org, tenant);
