@@ -18,16 +18,10 @@
  * DEK ‖ commitment = HKDF-SHA256(ikm = CEK, salt, info = "keybroker dek v1" ‖ header[0 .. salt)), L = 64.
  * GCM AAD = u32 len ‖ header[0 .. commitment end] ‖ u32 len ‖ caller AAD.
  */
-import {
-  createCipheriv,
-  createDecipheriv,
-  createSecretKey,
-  hkdfSync,
-  randomFillSync,
-  timingSafeEqual,
-} from 'node:crypto';
+import { createCipheriv, createDecipheriv, createSecretKey, hkdfSync, timingSafeEqual } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { decryptionFailed } from '../errors.ts';
+import { fillPublicRandom } from '../util/random-pool.ts';
 import { ascii, MAX_NAME_BYTES, WireReader } from './wire-codec.ts';
 
 export const FORMAT_V1 = 0x01;
@@ -145,7 +139,7 @@ export function sealEnvelope(
     out.set(rand(SALT_BYTES), prefixLen);
     out.set(rand(NONCE_BYTES), prefixLen + SALT_BYTES);
   } else {
-    randomFillSync(out, prefixLen, SALT_BYTES + NONCE_BYTES);
+    fillPublicRandom(out, prefixLen, SALT_BYTES + NONCE_BYTES);
   }
   const prefix = out.subarray(0, prefixLen);
   const salt = out.subarray(prefixLen, prefixLen + SALT_BYTES);
