@@ -6,7 +6,13 @@
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import type { CekRow, CustomerRow } from './tenant-store.ts';
-import { TenantStore } from './tenant-store.ts';
+import {
+  INSERT_CEK_SQL,
+  INSERT_CUSTOMER_SQL,
+  TenantStore,
+  cekParams,
+  customerParams,
+} from './tenant-store.ts';
 
 /**
  * SQLite file format, header bytes 18 and 19 (file format write/read version): 2 means WAL.
@@ -37,23 +43,8 @@ export function tenantFileImage(c: CustomerRow, cek: CekRow): Uint8Array {
     // Named columns: a later migration adding defaulted columns keeps these inserts valid (the
     // store tests read an image back through TenantStore to catch any drift). No transaction:
     // nothing sees this in-memory database before it is serialized.
-    db.prepare(
-      `INSERT INTO customers (customer, enabled, state, created_at, primary_cek, rotation_period_s, usage_limit, min_enc, min_dec)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ).run(
-      c.customer,
-      c.enabled ? 1 : 0,
-      c.state,
-      c.createdAt,
-      c.primaryCek,
-      c.rotationPeriodS,
-      c.usageLimit,
-      c.minEnc,
-      c.minDec,
-    );
-    db.prepare(
-      'INSERT INTO cek_versions (customer, version, tek_version, wrapped, state, created_at, uses) VALUES (?, ?, ?, ?, ?, ?, ?)',
-    ).run(cek.customer, cek.version, cek.tekVersion, cek.wrapped, cek.state, cek.createdAt, cek.uses);
+    db.prepare(INSERT_CUSTOMER_SQL).run(...customerParams(c));
+    db.prepare(INSERT_CEK_SQL).run(...cekParams(cek));
     const image = db.serialize();
     for (const at of WAL_VERSION_OFFSETS) image[at] = WAL_VERSION;
     return image;

@@ -94,6 +94,29 @@ const cekOf = (r: Raw): CekRow => ({
 });
 
 /** A tenant's own database file. Handles are owned by TenantStorePool. */
+/** The one INSERT of a customer row (TenantStore and the bulk file images both use it). */
+export const INSERT_CUSTOMER_SQL = `INSERT INTO customers (customer, enabled, state, created_at, primary_cek, rotation_period_s, usage_limit, min_enc, min_dec)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+/** Parameters of INSERT_CUSTOMER_SQL, in its column order. */
+export const customerParams = (c: CustomerRow) =>
+  [
+    c.customer,
+    c.enabled ? 1 : 0,
+    c.state,
+    c.createdAt,
+    c.primaryCek,
+    c.rotationPeriodS,
+    c.usageLimit,
+    c.minEnc,
+    c.minDec,
+  ] as const;
+/** The one INSERT of a CEK version row. */
+export const INSERT_CEK_SQL =
+  'INSERT INTO cek_versions (customer, version, tek_version, wrapped, state, created_at, uses) VALUES (?, ?, ?, ?, ?, ?, ?)';
+/** Parameters of INSERT_CEK_SQL, in its column order. */
+export const cekParams = (c: CekRow) =>
+  [c.customer, c.version, c.tekVersion, c.wrapped, c.state, c.createdAt, c.uses] as const;
+
 export class TenantStore {
   readonly db: Database.Database;
   readonly path: string;
@@ -135,20 +158,7 @@ export class TenantStore {
 
   insertCustomer(c: CustomerRow, cek: CekRow): void {
     this.tx(() => {
-      this.st(
-        `INSERT INTO customers (customer, enabled, state, created_at, primary_cek, rotation_period_s, usage_limit, min_enc, min_dec)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      ).run(
-        c.customer,
-        c.enabled ? 1 : 0,
-        c.state,
-        c.createdAt,
-        c.primaryCek,
-        c.rotationPeriodS,
-        c.usageLimit,
-        c.minEnc,
-        c.minDec,
-      );
+      this.st(INSERT_CUSTOMER_SQL).run(...customerParams(c));
       this.#insertCek(cek);
     });
   }
@@ -254,8 +264,6 @@ export class TenantStore {
     });
   }
   #insertCek(c: CekRow): void {
-    this.st(
-      'INSERT INTO cek_versions (customer, version, tek_version, wrapped, state, created_at, uses) VALUES (?, ?, ?, ?, ?, ?, ?)',
-    ).run(c.customer, c.version, c.tekVersion, c.wrapped, c.state, c.createdAt, c.uses);
+    this.st(INSERT_CEK_SQL).run(...cekParams(c));
   }
 }
