@@ -176,5 +176,7 @@ port.on('message', (m: WorkerRequest) => {
     return;
   }
   const reply = runBatch(m);
+  // The request held the callers' plaintexts (encrypt, sign): zero it before it goes to the GC.
+  new Uint8Array(m.buf).fill(0);
   port.postMessage(reply, reply.t === 'done' ? [reply.buf] : []);
 });

@@ -304,4 +304,6 @@ function settleBatch(batch: readonly Pending[], m: Extract<WorkerReply, { t: 'do
       p.reject(new KbError('INTERNAL', undefined, { detail: `HSM worker: ${f.message}` }));
     }
   }
+  // Every result was copied out; the reply held plaintexts of decrypts: do not leave them to the GC.
+  new Uint8Array(m.buf).fill(0);
 }
