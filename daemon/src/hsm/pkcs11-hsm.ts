@@ -78,6 +78,8 @@ export class Pkcs11Hsm implements Hsm {
   readonly #conn: Pkcs11Connection;
   readonly #keys: KeyHandles;
   readonly #onWorkerThread: boolean;
+  /** Tail of the token-write queue (see #tokenWrite). */
+  #tokenWrites: Promise<void> = Promise.resolve();
 
   private constructor(profile: HsmProfile, conn: Pkcs11Connection, onWorkerThread: boolean) {
     this.#onWorkerThread = onWorkerThread;
@@ -141,7 +143,7 @@ export class Pkcs11Hsm implements Hsm {
 
   async generateRootKey(label: string): Promise<HsmKeyRef> {
     checkLabel(label);
-    return this.#op(false, (s) => this.#keys.createRoot(s, label));
+    return this.#tokenWrite(() => this.#op(false, (s) => this.#keys.createRoot(s, label)));
   }
 
   async findKey(label: string, kind: HsmKeyRef['kind']): Promise<HsmKeyRef | undefined> {
@@ -154,7 +156,7 @@ export class Pkcs11Hsm implements Hsm {
 
   async destroyKey(ref: HsmKeyRef): Promise<void> {
     checkLabel(ref.label);
-    await this.#op(false, async (s) => this.#keys.destroy(s, ref));
+    await this.#tokenWrite(() => this.#op(false, async (s) => this.#keys.destroy(s, ref)));
   }
 
   async wrapKey(root: HsmKeyRef, key: Uint8Array): Promise<Uint8Array> {
@@ -251,10 +253,12 @@ export class Pkcs11Hsm implements Hsm {
     if (!this.capabilities.signing.includes(alg)) {
       throw new KbError('ALGORITHM_NOT_ALLOWED', `${alg} is not offered by HSM profile ${this.profileName}`);
     }
-    return this.#op(false, async (s) => {
-      const spki = await this.#keys.createSigning(s, label, alg);
-      return { ref: { label, kind: 'signing' }, spki };
-    });
+    return this.#tokenWrite(() =>
+      this.#op(false, async (s) => {
+        const spki = await this.#keys.createSigning(s, label, alg);
+        return { ref: { label, kind: 'signing' }, spki };
+      }),
+    );
   }
 
   async publicKey(ref: HsmKeyRef): Promise<Uint8Array> {
@@ -348,6 +352,21 @@ export class Pkcs11Hsm implements Hsm {
     if (!this.#profile.aesGcm) {
       throw new KbError('UNIMPLEMENTED', `AES-GCM is not available in HSM profile ${this.profileName}`);
     }
+  }
+
+  /**
+   * Token-object creation and destruction one at a time. Why: concurrent C_GenerateKeyPair and
+   * C_GenerateKey/C_DestroyObject on token objects from several sessions failed now and then with
+   * CKR_GENERAL_ERROR on SoftHSM 2.6.1 (test/keys/concurrency.test.ts, about 1 run in 8). These are
+   * rare admin-path calls (root keys, shred epochs, signing keys), so the queue costs nothing.
+   */
+  #tokenWrite<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#tokenWrites.then(fn, fn);
+    this.#tokenWrites = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
   }
 
   /** Run `fn` on a pooled session and map failures: decrypt paths get the one opaque error. */

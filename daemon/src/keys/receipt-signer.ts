@@ -63,14 +63,25 @@ export class ReceiptSigner {
   readonly #hsm: Hsm;
   readonly #registry: RegistryStore;
   #key: { ref: HsmKeyRef; pem: string } | undefined;
+  /** The first use's key creation, shared by concurrent first uses (one key, one registry row). */
+  #loading: Promise<{ ref: HsmKeyRef; pem: string }> | undefined;
 
   constructor(hsm: Hsm, registry: RegistryStore) {
     this.#hsm = hsm;
     this.#registry = registry;
   }
 
-  async #ensureKey(): Promise<{ ref: HsmKeyRef; pem: string }> {
-    if (this.#key) return this.#key;
+  #ensureKey(): Promise<{ ref: HsmKeyRef; pem: string }> {
+    if (this.#key) return Promise.resolve(this.#key);
+    // Concurrent first shreds each generated a pair: orphan HSM keys, a UNIQUE failure on the
+    // registry row, and concurrent C_GenerateKeyPair calls SoftHSM sometimes fails.
+    this.#loading ??= this.#loadKey().finally(() => {
+      this.#loading = undefined;
+    });
+    return this.#loading;
+  }
+
+  async #loadKey(): Promise<{ ref: HsmKeyRef; pem: string }> {
     let row = this.#registry.getBrokerKey(KEY_NAME);
     if (!row) {
       const alg: HsmSigningAlgorithm = this.#hsm.capabilities.signing.includes('ecdsa-p256')
