@@ -4,6 +4,8 @@
  * is what `loadConfig` validates after merging, and it names the bad field on failure.
  */
 
+import { DEFAULT_PQC_ROUTING } from '../pqc/pqc-router.ts';
+
 /** Fully resolved configuration (paths absolute after loading). */
 export interface Config {
   /** Where tenants' SQLite files, the registry and the SoftHSM2 token (dev) live. */
@@ -147,16 +149,10 @@ export const DEFAULT_CONFIG: Config = {
   bootstrap: { org: '', tenants: [] },
   pqc: {
     enabled: true,
-    engines: ['openssl', 'liboqs'],
-    routes: {
-      'kem.keygen': 'openssl',
-      'kem.encapsulate': 'openssl',
-      'kem.decapsulate': 'openssl',
-      'sig.keygen': 'openssl',
-      'sig.sign': 'liboqs',
-      'sig.verify': 'openssl',
-    },
-    offload: ['kem.keygen', 'sig.keygen', 'sig.sign'],
+    // The router's measured defaults, so the two cannot drift apart.
+    engines: [...DEFAULT_PQC_ROUTING.enabled],
+    routes: { ...DEFAULT_PQC_ROUTING.routes },
+    offload: [...DEFAULT_PQC_ROUTING.offload],
     workers: 0,
     cacheMaxEntries: 1000,
   },

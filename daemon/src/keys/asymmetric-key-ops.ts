@@ -6,7 +6,11 @@
 import { setImmediate } from 'node:timers/promises';
 import { KbError, decryptionFailed } from '../errors.ts';
 import { ecdsaP256Verify, ed25519Sign, ed25519Verify } from '../pqc/classical-signatures.ts';
-import { COMPOSITE_LABEL, compositeMessageRepresentative } from '../pqc/composite-mldsa65-ecdsa-p256.ts';
+import {
+  COMPOSITE_LABEL,
+  compositeMessageRepresentative,
+  compositeSignature,
+} from '../pqc/composite-mldsa65-ecdsa-p256.ts';
 import { toDerEcdsaSignature } from '../pqc/ecdsa-encoding.ts';
 import { KEM_LENGTHS, SIG_LENGTHS, type KemAlgorithm, type SigAlgorithm } from '../pqc/pqc-params.ts';
 import type { BatchItem } from '../pqc/pqc-worker-pool.ts';
@@ -84,11 +88,7 @@ export async function signWith(
       mlDsaSign(rt, k, 'ml-dsa-65', mPrime, COMPOSITE_LABEL),
       k.ecdsa.sign(mPrime),
     ]);
-    const der = toDerEcdsaSignature(ec);
-    const out = new Uint8Array(ml.length + der.length);
-    out.set(ml, 0);
-    out.set(der, ml.length);
-    return out;
+    return compositeSignature(ml, ec);
   }
   throw new KbError('INVALID_ARGUMENT', `${t} keys do not sign`);
 }

@@ -160,14 +160,9 @@ export class AsymmetricKeyStore {
    */
   static addUses(s: TenantStore, rows: readonly { keyId: string; version: number; n: number }[]): void {
     const st = s.st('UPDATE tenant_keys SET uses = uses + ? WHERE key_id = ? AND version = ?');
-    s.db.pragma('synchronous = NORMAL');
-    try {
-      s.tx(() => {
-        for (const r of rows) st.run(r.n, r.keyId, r.version);
-      });
-    } finally {
-      s.db.pragma('synchronous = FULL');
-    }
+    s.countsTx(() => {
+      for (const r of rows) st.run(r.n, r.keyId, r.version);
+    });
   }
 
   static setState(s: TenantStore, keyId: string, version: number, state: AsymmetricKeyRow['state']): void {

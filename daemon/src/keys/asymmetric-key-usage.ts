@@ -6,6 +6,7 @@
 import type { TenantRow } from '../store/registry-rows.ts';
 import { AsymmetricKeyStore } from './asymmetric-key-store.ts';
 import type { Hierarchy } from './hierarchy.ts';
+import { unflushedByFile } from './unflushed-by-file.ts';
 
 interface Count {
   readonly t: TenantRow;
@@ -57,16 +58,7 @@ export class AsymmetricKeyUsage {
 
   /** Write every unflushed count (the broker's sweep and close call this); `onError` per file. */
   flush(onError: (err: unknown) => void): void {
-    const byFile = new Map<string, Count[]>();
-    for (const [k, c] of this.#m) {
-      if (c.unflushed === 0) {
-        this.#m.delete(k);
-        continue;
-      }
-      const l = byFile.get(c.t.fileName) ?? [];
-      l.push(c);
-      byFile.set(c.t.fileName, l);
-    }
+    const byFile = unflushedByFile(this.#m);
     for (const list of byFile.values()) {
       for (const c of list) this.#m.delete(keyOf(c.t.org, c.t.tenant, c.keyId, c.version));
       const first = list[0] as Count;

@@ -5,6 +5,7 @@
  */
 import type { TenantRow } from '../store/registry-store.ts';
 import type { Hierarchy } from './hierarchy.ts';
+import { unflushedByFile } from './unflushed-by-file.ts';
 
 /** Pending counts kept before closed tenant files are opened just to write them. */
 const MAX_PENDING = 10_000;
@@ -60,16 +61,7 @@ export class UsageCounter {
    * close) writes everything.
    */
   flush(all = false): void {
-    const byFile = new Map<string, Count[]>();
-    for (const [k, c] of this.#m) {
-      if (c.unflushed === 0) {
-        this.#m.delete(k);
-        continue;
-      }
-      const l = byFile.get(c.t.fileName) ?? [];
-      l.push(c);
-      byFile.set(c.t.fileName, l);
-    }
+    const byFile = unflushedByFile(this.#m);
     const over = this.#m.size > MAX_PENDING;
     let closedBudget = all ? Number.POSITIVE_INFINITY : over ? CLOSED_FILES_PER_TICK : 0;
     for (const [fileName, list] of byFile) {

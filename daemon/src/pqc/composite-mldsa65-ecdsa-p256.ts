@@ -50,6 +50,15 @@ export function compositeMessageRepresentative(
 }
 
 /** The composite signing key: an ML-DSA-65 key on an engine, and a P-256 signer. */
+/** A composite signature: the ML-DSA-65 signature, then the ECDSA one in DER (raw r‖s given). */
+export function compositeSignature(mlDsaSignature: Uint8Array, ecdsaRaw: Uint8Array): Uint8Array {
+  const der = toDerEcdsaSignature(ecdsaRaw);
+  const out = new Uint8Array(mlDsaSignature.length + der.length);
+  out.set(mlDsaSignature, 0);
+  out.set(der, mlDsaSignature.length);
+  return out;
+}
+
 export interface CompositeSigningKey {
   readonly mlDsa: PqcPrivateKey;
   readonly ecdsa: EcdsaP256Signer;
@@ -87,11 +96,7 @@ export class CompositeMlDsa65EcdsaP256 {
       Promise.resolve().then(() => this.#engine.sign(key.mlDsa, mPrime, COMPOSITE_LABEL)),
       key.ecdsa.sign(mPrime),
     ]);
-    const der = toDerEcdsaSignature(ecSig);
-    const out = new Uint8Array(mlSig.length + der.length);
-    out.set(mlSig, 0);
-    out.set(der, mlSig.length);
-    return out;
+    return compositeSignature(mlSig, ecSig);
   }
 
   /** True iff both component signatures verify over M'. Malformed input is simply invalid. */

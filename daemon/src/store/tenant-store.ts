@@ -225,11 +225,16 @@ export class TenantStore {
    */
   addCekUses(rows: readonly { customer: string; version: number; n: number }[]): void {
     const st = this.st('UPDATE cek_versions SET uses = uses + ? WHERE customer = ? AND version = ?');
+    this.countsTx(() => {
+      for (const r of rows) st.run(r.n, r.customer, r.version);
+    });
+  }
+
+  /** A transaction for usage counts only: no fsync (synchronous=NORMAL in WAL), FULL restored after. */
+  countsTx(fn: () => void): void {
     this.db.pragma('synchronous = NORMAL');
     try {
-      this.tx(() => {
-        for (const r of rows) st.run(r.n, r.customer, r.version);
-      });
+      this.tx(fn);
     } finally {
       this.db.pragma('synchronous = FULL');
     }
