@@ -232,6 +232,55 @@ test('batch: per-item results with mixed good and bad items', async () => {
   );
 });
 
+test('batch over several customers: per-customer CEK, disabled and limited customers, results decrypt', async () => {
+  for (const c of ['b-one', 'b-two', 'b-off', 'b-limit']) await kb.createCustomer(T, cust(c));
+  await kb.setCustomerEnabled(T, cust('b-off'), false);
+  await kb.setKeyPolicy(T, cust('b-limit'), { usageLimit: 2 });
+  const before = await kb.encrypt(T, { customer: cust('b-two'), plaintext: bytes('earlier'), aad: ctx });
+  await kb.rotateCustomerKey(T, cust('b-two'));
+  const items = [
+    { customer: cust('b-one'), plaintext: bytes('1'), aad: ctx },
+    { customer: cust('b-two'), plaintext: bytes('2'), aad: ctx },
+    { customer: cust('b-off'), plaintext: bytes('3'), aad: ctx },
+    { customer: cust('b-limit'), plaintext: bytes('4'), aad: ctx },
+    { customer: cust('b-one'), plaintext: bytes('5'), aad: new Uint8Array(64 * 1024 + 1) },
+    { customer: cust('b-limit'), plaintext: bytes('6'), aad: ctx },
+    { customer: cust('b-limit'), plaintext: bytes('7'), aad: ctx },
+    { plaintext: bytes('8'), aad: ctx },
+    { customer: cust('b-one'), plaintext: bytes('9'), aad: ctx },
+  ];
+  const enc = await kb.encryptBatch(T, items);
+  assert.deepEqual(
+    enc.map((r) => (r.ok ? `v${r.value.keyVersion}` : r.error.code)),
+    ['v1', 'v2', 'DISABLED', 'v1', 'TOO_LARGE', 'v1', 'v2', 'v1', 'v1'],
+    'b-two seals under its new primary; b-limit rotates after its 2nd use inside the batch',
+  );
+  const ok = enc.flatMap((r, i) => (r.ok ? [{ ct: r.value.ciphertext, want: items[i]?.plaintext }] : []));
+  const dec = await kb.decryptBatch(
+    T,
+    ok.map((o) => ({ ciphertext: o.ct, aad: ctx })),
+  );
+  assert.deepEqual(
+    dec.map((r) => (r.ok ? text(r.value.plaintext) : r.error.code)),
+    ok.map((o) => text(o.want as Uint8Array)),
+  );
+  assert.deepEqual(
+    dec.filter((r) => r.ok).map((r) => (r.ok ? r.value.customer : '')),
+    ['b-one', 'b-two', 'b-limit', 'b-limit', 'b-limit', 'default', 'b-one'],
+  );
+  assert.equal(text((await kb.decrypt(T, { ciphertext: before.ciphertext, aad: ctx })).plaintext), 'earlier');
+  // Items of a destroyed customer fail as a group; the others are unaffected.
+  await kb.destroyCustomer(T, cust('b-two'));
+  const after2 = await kb.encryptBatch(T, [
+    { customer: cust('b-two'), plaintext: bytes('x'), aad: ctx },
+    { customer: cust('b-one'), plaintext: bytes('y'), aad: ctx },
+  ]);
+  assert.deepEqual(
+    after2.map((r) => (r.ok ? 'ok' : r.error.code)),
+    ['NOT_FOUND', 'ok'],
+  );
+});
+
 test('streams through the broker: round trip, truncation fails', async () => {
   const e = await kb.encryptStream(T, { aad: ctx });
   const chunks = [e.seal(bytes('part one '), false), e.seal(bytes('part two'), true)];

@@ -8,7 +8,8 @@
  * produce a different error.
  */
 import { randomBytes } from 'node:crypto';
-import { decryptionFailed, KbError } from '../errors.ts';
+import type { KeyObject } from 'node:crypto';
+import { decryptionFailed, KbError, toKbError } from '../errors.ts';
 import { customerId, DEFAULT_CUSTOMER } from '../ids.ts';
 import type { CustomerId, KeyVersion, TenantRef } from '../ids.ts';
 import type { TenantRow } from '../store/registry-store.ts';
@@ -16,6 +17,7 @@ import type { CustomerRow } from '../store/tenant-store.ts';
 import type { EnvelopeType } from '../wire/envelope-v1.ts';
 import {
   BlobType,
+  cekKeyObject,
   MAX_AAD_BYTES,
   MAX_PLAINTEXT_BYTES,
   openEnvelope,
@@ -28,7 +30,9 @@ import type {
   DataKeyResult,
   DecryptRequest,
   DecryptResult,
+  EncryptRequest,
   EncryptResult,
+  ItemResult,
   StreamDecryptor,
   StreamEncryptor,
 } from './key-broker-api.ts';
@@ -87,6 +91,23 @@ export class DataPlane {
     throw new KbError('INTERNAL', undefined, { detail: 'primary CEK kept changing' });
   }
 
+  /** #primary as a KeyObject; a warm CEK without a usage limit is taken without yielding. */
+  async #primaryKey(
+    ref: TenantRef,
+    customer: string,
+  ): Promise<{ t: TenantRow; version: number; key: KeyObject }> {
+    const t = this.tenant(ref);
+    const c = this.#customer(t, customer);
+    const hit = c.usageLimit === 0 ? this.#h.peekCek(t, customer, c.primaryCek) : undefined;
+    if (hit && c.primaryCek >= c.minEnc) return { t, version: c.primaryCek, key: cekKeyObject(hit.expose()) };
+    const p = await this.#primary(ref, customer);
+    try {
+      return { t: p.t, version: p.version, key: cekKeyObject(p.cek) };
+    } finally {
+      p.cek.fill(0);
+    }
+  }
+
   /** A tenant destroyed while this request ran must not get a result. */
   #stillThere(ref: TenantRef, customer: string): void {
     const t = this.#h.activeTenant(ref.org, ref.tenant);
@@ -105,17 +126,106 @@ export class DataPlane {
     checkAad(aad);
     if (plaintext.length > MAX_PLAINTEXT_BYTES)
       throw new KbError('TOO_LARGE', `plaintext over ${MAX_PLAINTEXT_BYTES} bytes`);
-    const { t, version, cek } = await this.#primary(ref, customer);
+    const { t, version, key } = await this.#primaryKey(ref, customer);
     const header = { type, org: t.org, tenant: t.tenant, customer, cekVersion: version };
-    let blob;
-    try {
-      blob = sealEnvelope(cek, header, plaintext, aad);
-    } finally {
-      cek.fill(0);
-    }
+    const blob = sealEnvelope(key, header, plaintext, aad);
     this.#usage.add(t, customer, version);
     this.#stillThere(ref, customer);
     return { blob, version: version as KeyVersion };
+  }
+
+  /**
+   * EncryptBatch. The items of one customer share one CEK lookup, one CEK KeyObject and one
+   * usage-count update, and a warm CEK is used without yielding (no eviction can zero it
+   * meanwhile): per item that leaves the HKDF and the AES-GCM, as in-process. A customer with a
+   * usage limit goes item by item, since the limit can fall inside the batch. Errors as
+   * BatchRunner's: a user error belongs to its item (or its customer's items), any other aborts.
+   */
+  async encryptBatch(ref: TenantRef, items: readonly EncryptRequest[]): Promise<ItemResult<EncryptResult>[]> {
+    const out = new Array<ItemResult<EncryptResult>>(items.length);
+    const byCustomer = new Map<string, number[]>();
+    items.forEach((it, i) => {
+      try {
+        const c = it.customer === undefined ? DEFAULT_CUSTOMER : customerId(it.customer);
+        const idx = byCustomer.get(c);
+        if (idx) idx.push(i);
+        else byCustomer.set(c, [i]);
+      } catch (err) {
+        out[i] = itemError(err);
+      }
+    });
+    for (const [customer, idx] of byCustomer) {
+      try {
+        await this.#sealGroup(ref, customer, items, idx, out);
+      } catch (err) {
+        // As cleanly(): a tenant destroyed meanwhile is a clean NOT_FOUND for its items.
+        let cause = err;
+        try {
+          this.throwIfGone(ref);
+        } catch (gone) {
+          cause = gone;
+        }
+        const e = itemError(cause);
+        for (const i of idx) out[i] = e;
+      }
+    }
+    return out;
+  }
+
+  async #sealGroup(
+    ref: TenantRef,
+    customer: string,
+    items: readonly EncryptRequest[],
+    idx: readonly number[],
+    out: ItemResult<EncryptResult>[],
+  ): Promise<void> {
+    let t = this.tenant(ref);
+    const c = this.#customer(t, customer);
+    if (c.usageLimit > 0) {
+      for (const i of idx) {
+        const it = items[i] as EncryptRequest;
+        try {
+          out[i] = {
+            ok: true,
+            value: await this.cleanly(ref, () => this.encrypt(ref, it.customer, it.plaintext, it.aad)),
+          };
+        } catch (err) {
+          out[i] = itemError(err);
+        }
+      }
+      return;
+    }
+    if (c.primaryCek < c.minEnc) throw new KbError('VERSION_BELOW_MINIMUM');
+    const version = c.primaryCek;
+    const hit = this.#h.peekCek(t, customer, version);
+    let key;
+    if (hit) key = cekKeyObject(hit.expose());
+    else {
+      const copy = await this.#h.cekCopy(t, customer, version);
+      try {
+        key = cekKeyObject(copy);
+      } finally {
+        copy.fill(0);
+      }
+      t = this.tenant(ref);
+    }
+    const header = { type: BlobType.ciphertext, org: t.org, tenant: t.tenant, customer, cekVersion: version };
+    let sealed = 0;
+    for (const i of idx) {
+      const it = items[i] as EncryptRequest;
+      try {
+        checkAad(it.aad);
+        if (it.plaintext.length > MAX_PLAINTEXT_BYTES)
+          throw new KbError('TOO_LARGE', `plaintext over ${MAX_PLAINTEXT_BYTES} bytes`);
+        const ciphertext = sealEnvelope(key, header, it.plaintext, it.aad);
+        out[i] = { ok: true, value: { ciphertext, keyVersion: version as KeyVersion } };
+        sealed += 1;
+      } catch (err) {
+        out[i] = itemError(err);
+      }
+    }
+    if (sealed > 0) this.#usage.add(t, customer, version, sealed);
+    this.#stillThere(ref, customer);
   }
 
   async encrypt(
@@ -276,6 +386,13 @@ export class DataPlane {
     if (p.cekVersion < c.minDec) throw new KbError('VERSION_BELOW_MINIMUM');
     return { open: (chunk) => opener.open(chunk), finish: () => opener.finish() };
   }
+}
+
+/** A user error as an item's result; anything else aborts the batch (as in BatchRunner). */
+function itemError(err: unknown): { ok: false; error: KbError } {
+  const e = toKbError(err);
+  if (!e.isUserError) throw e;
+  return { ok: false, error: e };
 }
 
 function checkAad(aad: Uint8Array): void {

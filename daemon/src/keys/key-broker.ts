@@ -341,11 +341,10 @@ export class KeyBroker implements Api.KeyBrokerApi {
     ref: TenantRef,
     items: readonly Api.EncryptRequest[],
   ): Promise<Api.ItemResult<Api.EncryptResult>[]> {
-    return this.#guard(() =>
-      this.#batch.run(items, (it) =>
-        this.#dp.cleanly(ref, () => this.#dp.encrypt(ref, it.customer, it.plaintext, it.aad)),
-      ),
-    );
+    return this.#guard(() => {
+      this.#batch.check(items);
+      return this.#dp.encryptBatch(ref, items);
+    });
   }
   decryptBatch(
     ref: TenantRef,

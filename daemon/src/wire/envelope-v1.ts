@@ -94,13 +94,20 @@ function secretKey(bytes: Uint8Array): KeyObject {
   return createSecretKey(bytes);
 }
 
+/** The CEK as a KeyObject, for sealing many messages under it (a copy in native memory). */
+export function cekKeyObject(cek: Uint8Array): KeyObject {
+  if (cek.length !== 32) throw new RangeError('CEK must be 32 bytes');
+  return secretKey(cek);
+}
+
 /** DEK and key commitment for one message; the DEK is zeroed by the caller after use. */
 function deriveDek(
-  cek: Uint8Array,
+  cek: Uint8Array | KeyObject,
   salt: Uint8Array,
   prefix: Uint8Array,
 ): { dek: Uint8Array; commitment: Uint8Array } {
-  const okm = new Uint8Array(hkdfSync('sha256', secretKey(cek), salt, dekInfo(prefix), 64));
+  const ikm = cek instanceof Uint8Array ? secretKey(cek) : cek;
+  const okm = new Uint8Array(hkdfSync('sha256', ikm, salt, dekInfo(prefix), 64));
   return { dek: okm.subarray(0, 32), commitment: okm.subarray(32, 64) };
 }
 
@@ -114,9 +121,12 @@ function gcmAad(header: Uint8Array, aad: Uint8Array): Buffer {
   return b;
 }
 
-/** Seal `plaintext` under a DEK derived from `cek`; `rand` is injectable only for golden files. */
+/**
+ * Seal `plaintext` under a DEK derived from `cek`; `rand` is injectable only for golden files.
+ * A batch passes one KeyObject (cekKeyObject) for all its items instead of the bytes.
+ */
 export function sealEnvelope(
-  cek: Uint8Array,
+  cek: Uint8Array | KeyObject,
   h: EnvelopeHeader,
   plaintext: Uint8Array,
   aad: Uint8Array,
