@@ -86,6 +86,7 @@ export class ChannelSet {
       // An 8 MiB receive window, as keybroker's own client uses: the 64 KiB HTTP/2 default makes
       // a 64 MiB stream wait for a window update every message.
       'grpc-node.flow_control_window': 8 * 1024 * 1024,
+      'grpc.enable_channelz': 0,
       ...(this.#spec.tls.serverNameOverride === undefined
         ? {}
         : { 'grpc.ssl_target_name_override': this.#spec.tls.serverNameOverride }),

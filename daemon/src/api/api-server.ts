@@ -54,6 +54,9 @@ export class ApiServer {
       // with INVALID_ARGUMENT by the deserializers (see safeService).
       'grpc.max_receive_message_length': o.limits.maxMessageBytes * 4,
       'grpc.max_send_message_length': o.limits.maxMessageBytes * 2,
+      // No channelz service is exposed, so its per-call bookkeeping (~4% of a warm Encrypt's
+      // server CPU in profiles) would be pure cost.
+      'grpc.enable_channelz': 0,
     });
     const pkg = loadKeybrokerPackage();
     this.#server.addService(
