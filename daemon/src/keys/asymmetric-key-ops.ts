@@ -278,6 +278,27 @@ export async function decapsulateManyWith(
     cipherTexts.length < POOL_DECAPSULATE_MIN_ITEMS
   ) {
     const results: BatchItem<Uint8Array>[] = [];
+    if (
+      isMlKem(t) &&
+      !(pool !== undefined && rt.router.offloaded('kem.decapsulate') && k.seed !== undefined)
+    ) {
+      // On this thread the engines decapsulate synchronously: one key handle for the batch and no
+      // promise per item (about a tenth of an item's cost at 64 items).
+      const engine = rt.router.engineFor('kem.decapsulate');
+      const len = KEM_LENGTHS[t].cipherText;
+      for (let s = 0; s < cipherTexts.length; s += INLINE_SLICE) {
+        if (s > 0) await setImmediate();
+        for (const ct of cipherTexts.slice(s, s + INLINE_SLICE)) {
+          try {
+            if (ct.length !== len) throw decryptionFailed();
+            results.push({ ok: true, value: engine.decapsulate(k.handle(rt, 'kem.decapsulate'), ct) });
+          } catch (err) {
+            results.push({ ok: false, error: decryptionFailed(err) });
+          }
+        }
+      }
+      return results;
+    }
     for (let s = 0; s < cipherTexts.length; s += INLINE_SLICE) {
       if (s > 0) await setImmediate();
       results.push(
