@@ -123,9 +123,7 @@ export class DataPlane {
     aad: Uint8Array,
   ) {
     const customer = customerIn === undefined ? DEFAULT_CUSTOMER : customerId(customerIn);
-    checkAad(aad);
-    if (plaintext.length > MAX_PLAINTEXT_BYTES)
-      throw new KbError('TOO_LARGE', `plaintext over ${MAX_PLAINTEXT_BYTES} bytes`);
+    checkSealInput(plaintext, aad);
     const { t, version, key } = await this.#primaryKey(ref, customer);
     const header = { type, org: t.org, tenant: t.tenant, customer, cekVersion: version };
     const blob = sealEnvelope(key, header, plaintext, aad);
@@ -179,8 +177,7 @@ export class DataPlane {
     idx: readonly number[],
     out: ItemResult<EncryptResult>[],
   ): Promise<void> {
-    let t = this.tenant(ref);
-    const c = this.#customer(t, customer);
+    const c = this.#customer(this.tenant(ref), customer);
     if (c.usageLimit > 0) {
       for (const i of idx) {
         const it = items[i] as EncryptRequest;
@@ -195,28 +192,14 @@ export class DataPlane {
       }
       return;
     }
-    if (c.primaryCek < c.minEnc) throw new KbError('VERSION_BELOW_MINIMUM');
-    const version = c.primaryCek;
-    const hit = this.#h.peekCek(t, customer, version);
-    let key;
-    if (hit) key = cekKeyObject(hit.expose());
-    else {
-      const copy = await this.#h.cekCopy(t, customer, version);
-      try {
-        key = cekKeyObject(copy);
-      } finally {
-        copy.fill(0);
-      }
-      t = this.tenant(ref);
-    }
+    // A limit set while a cold CEK loads applies from the next batch on (as a rotation does).
+    const { t, version, key } = await this.#primaryKey(ref, customer);
     const header = { type: BlobType.ciphertext, org: t.org, tenant: t.tenant, customer, cekVersion: version };
     let sealed = 0;
     for (const i of idx) {
       const it = items[i] as EncryptRequest;
       try {
-        checkAad(it.aad);
-        if (it.plaintext.length > MAX_PLAINTEXT_BYTES)
-          throw new KbError('TOO_LARGE', `plaintext over ${MAX_PLAINTEXT_BYTES} bytes`);
+        checkSealInput(it.plaintext, it.aad);
         const ciphertext = sealEnvelope(key, header, it.plaintext, it.aad);
         out[i] = { ok: true, value: { ciphertext, keyVersion: version as KeyVersion } };
         sealed += 1;
@@ -393,6 +376,12 @@ function itemError(err: unknown): { ok: false; error: KbError } {
   const e = toKbError(err);
   if (!e.isUserError) throw e;
   return { ok: false, error: e };
+}
+
+function checkSealInput(plaintext: Uint8Array, aad: Uint8Array): void {
+  checkAad(aad);
+  if (plaintext.length > MAX_PLAINTEXT_BYTES)
+    throw new KbError('TOO_LARGE', `plaintext over ${MAX_PLAINTEXT_BYTES} bytes`);
 }
 
 function checkAad(aad: Uint8Array): void {
