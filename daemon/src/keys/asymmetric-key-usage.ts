@@ -1,12 +1,13 @@
 /**
  * Operations per asymmetric key version, counted in memory and flushed in batches (one
  * transaction per tenant file), as usage-counter.ts does for CEKs: counting costs no DB write per
- * signature. A crash loses at most one flush interval: a usage-limit rotation may come that late.
+ * signature. A crash loses what was not yet written (a sweep interval, longer for counts waiting
+ * behind CLOSED_FILES_PER_TICK closed files): a usage-limit rotation may come that late.
  */
 import type { TenantRow } from '../store/registry-rows.ts';
 import { AsymmetricKeyStore } from './asymmetric-key-store.ts';
 import type { Hierarchy } from './hierarchy.ts';
-import { unflushedByFile } from './unflushed-by-file.ts';
+import { CLOSED_FILES_PER_TICK, filesThisTick, unflushedByFile } from './unflushed-by-file.ts';
 
 interface Count {
   readonly t: TenantRow;
@@ -56,10 +57,15 @@ export class AsymmetricKeyUsage {
     return this.#m.get(keyOf(t.org, t.tenant, keyId, version))?.unflushed ?? 0;
   }
 
-  /** Write every unflushed count (the broker's sweep and close call this); `onError` per file. */
-  flush(onError: (err: unknown) => void): void {
+  /**
+   * Write unflushed counts, `onError` per file. The broker's sweep writes open files and up to
+   * CLOSED_FILES_PER_TICK closed ones (the rest wait for the next sweep), so a sweep never opens
+   * every tenant file with a pending count in one event-loop turn; close (`all`) writes everything.
+   */
+  flush(onError: (err: unknown) => void, all = false): void {
     const byFile = unflushedByFile(this.#m);
-    for (const list of byFile.values()) {
+    const closedBudget = all ? Number.POSITIVE_INFINITY : CLOSED_FILES_PER_TICK;
+    for (const list of filesThisTick(byFile, (f) => this.#h.d.pool.isOpen(f), closedBudget)) {
       for (const c of list) this.#m.delete(keyOf(c.t.org, c.t.tenant, c.keyId, c.version));
       const first = list[0] as Count;
       const live = this.#h.tenantRow(first.t.org, first.t.tenant);

@@ -415,7 +415,7 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
   }
 
   close(): void {
-    this.#usage.flush(() => undefined);
+    this.#usage.flush(() => undefined, true);
     this.#keys.clear();
   }
 }

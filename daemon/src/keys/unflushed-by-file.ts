@@ -20,3 +20,25 @@ export function unflushedByFile<C extends { readonly t: TenantRow; unflushed: nu
   }
   return byFile;
 }
+
+/** Tenant files a periodic flush may open just to write counts, per tick (a bounded turn). */
+export const CLOSED_FILES_PER_TICK = 32;
+
+/**
+ * The lists of `byFile` to write now: those of open files, and of up to `closedBudget` closed
+ * ones (each must be opened for the write); the others keep their counts for a later tick.
+ */
+export function* filesThisTick<C>(
+  byFile: ReadonlyMap<string, C[]>,
+  isOpen: (fileName: string) => boolean,
+  closedBudget: number,
+): Generator<C[]> {
+  let left = closedBudget;
+  for (const [fileName, list] of byFile) {
+    if (!isOpen(fileName)) {
+      if (left <= 0) continue;
+      left -= 1;
+    }
+    yield list;
+  }
+}

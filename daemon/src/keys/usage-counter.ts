@@ -5,11 +5,10 @@
  */
 import type { TenantRow } from '../store/registry-store.ts';
 import type { Hierarchy } from './hierarchy.ts';
-import { unflushedByFile } from './unflushed-by-file.ts';
+import { CLOSED_FILES_PER_TICK, filesThisTick, unflushedByFile } from './unflushed-by-file.ts';
 
 /** Pending counts kept before closed tenant files are opened just to write them. */
 const MAX_PENDING = 10_000;
-const CLOSED_FILES_PER_TICK = 32;
 
 interface Count {
   readonly t: TenantRow;
@@ -63,12 +62,8 @@ export class UsageCounter {
   flush(all = false): void {
     const byFile = unflushedByFile(this.#m);
     const over = this.#m.size > MAX_PENDING;
-    let closedBudget = all ? Number.POSITIVE_INFINITY : over ? CLOSED_FILES_PER_TICK : 0;
-    for (const [fileName, list] of byFile) {
-      if (!all && !this.#h.d.pool.isOpen(fileName)) {
-        if (closedBudget <= 0) continue;
-        closedBudget--;
-      }
+    const closedBudget = all ? Number.POSITIVE_INFINITY : over ? CLOSED_FILES_PER_TICK : 0;
+    for (const list of filesThisTick(byFile, (f) => this.#h.d.pool.isOpen(f), closedBudget)) {
       for (const c of list) this.#m.delete(`${c.t.org}/${c.t.tenant}/${c.customer}/${c.version}`);
       const first = list[0] as Count;
       const live = this.#h.tenantRow(first.t.org, first.t.tenant);
