@@ -6,14 +6,13 @@
  * its one audit record per call.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { queryAudit } from '../../daemon/src/audit/audit-reader.ts';
-import { REPO_ROOT, removeDataDir, startDaemon } from '../support/daemon-harness.ts';
+import { removeDataDir, startDaemon } from '../support/daemon-harness.ts';
 import type { DaemonHandle, KeybrokerClient } from '../support/daemon-harness.ts';
-import { GrpcCode, expectCode } from './e2e-helpers.ts';
+import { GrpcCode, expectCode, runCli } from './e2e-helpers.ts';
 
 type R = Record<string, unknown>;
 let d: DaemonHandle;
@@ -169,41 +168,23 @@ test('CreateTenants is an admin RPC: a service identity and an admin of another 
 test('keybroker admin tenant create-many: names from a file and arguments, in batches, taken names listed', () => {
   const file = join(d.dataDir, 'names.txt');
   writeFileSync(file, ['# tenants to migrate', 'cli-0', '', 'cli-1', 'was-here', 'cli-2'].join('\n') + '\n');
-  const r = spawnSync(
-    process.execPath,
-    [
-      join(REPO_ROOT, 'daemon/src/cli/main.ts'),
-      'admin',
-      'tenant',
-      'create-many',
-      'acme',
-      'cli-3',
-      '--file',
-      file,
-      '--data-dir',
-      d.dataDir,
-    ],
-    { timeout: 60_000 },
+  const r = runCli(
+    'admin',
+    'tenant',
+    'create-many',
+    'acme',
+    'cli-3',
+    '--file',
+    file,
+    '--data-dir',
+    d.dataDir,
   );
-  assert.equal(r.status, 0, `create-many exit ${r.status}: ${r.stderr.toString()}`);
-  const out = JSON.parse(r.stdout.toString()) as R;
+  assert.equal(r.status, 0, `create-many exit ${r.status}: ${r.stderr}`);
+  const out = JSON.parse(r.stdout) as R;
   assert.deepEqual(out, { created: 4, alreadyExisted: ['was-here'], calls: 1 }, 'create-many summary');
-  const bad = spawnSync(
-    process.execPath,
-    [
-      join(REPO_ROOT, 'daemon/src/cli/main.ts'),
-      'admin',
-      'tenant',
-      'create-many',
-      'acme',
-      'Bad Name',
-      '--data-dir',
-      d.dataDir,
-    ],
-    { timeout: 60_000 },
-  );
+  const bad = runCli('admin', 'tenant', 'create-many', 'acme', 'Bad Name', '--data-dir', d.dataDir);
   assert.equal(bad.status, 1, 'create-many with an invalid name exits 1');
-  assert.match(bad.stderr.toString(), /INVALID_ARGUMENT/, 'create-many error names the status');
+  assert.match(bad.stderr, /INVALID_ARGUMENT/, 'create-many error names the status');
 });
 
 test('CreateTenants leaves one audit record per call, naming the count', async () => {

@@ -1,15 +1,27 @@
 /** Assertions shared by the e2e tests: gRPC status codes and stream round trips. */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import type { SpawnSyncReturns } from 'node:child_process';
 import { once } from 'node:events';
 import { status as GrpcCode } from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Client, credentials, loadPackageDefinition } from '@grpc/grpc-js';
 import type { ServiceError } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import type { ServiceClient } from '../../daemon/src/api/api-client.ts';
+import { REPO_ROOT } from '../support/daemon-harness.ts';
 
 export { GrpcCode };
+
+/** `keybroker ARGS...` as a child process on this runtime (output as text, 60 s bound). */
+export function runCli(...args: string[]): SpawnSyncReturns<string> {
+  return spawnSync(process.execPath, [join(REPO_ROOT, 'daemon/src/cli/main.ts'), ...args], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+}
 
 /** Await `p`, expect it to fail with `code`; returns the error for more checks. */
 export async function expectCode(p: Promise<unknown>, code: number, what: string): Promise<ServiceError> {
