@@ -151,8 +151,51 @@ export function verifyWith(
   }
 }
 
-/** Verify batches of at least this many ML-DSA items run on the worker pool (when there is one). */
+/** Verify batches of at least this many ML-DSA items run on the worker pool (two or more workers). */
 export const POOL_VERIFY_MIN_ITEMS = 8;
+/** How long an inline batch holds the event loop before it yields (ML-DSA-65 verify: ~0.3 ms an item). */
+const INLINE_TURN_MS = 1;
+
+/** Whether a batch of `n` verifications of `type` goes to the worker pool rather than inline. */
+export function verifyOnPool(rt: AsymmetricRuntime, type: AsymmetricKeyType, n: number): boolean {
+  // With one worker (one usable core) the hop buys no parallelism and costs about a quarter of an
+  // ML-DSA-65 verify per item (the public key and signature cloned, the worker's own bookkeeping).
+  return rt.pool !== undefined && rt.pool.stats.workers >= 2 && isMlDsa(type) && n >= POOL_VERIFY_MIN_ITEMS;
+}
+
+/**
+ * Verify many signatures on this thread: candidates newest first, an item takes the first version
+ * that verifies (as verifyManyOnPool). A long batch yields to the event loop about every
+ * millisecond, so other calls keep being served while it runs.
+ */
+export async function verifyManyInline(
+  rt: AsymmetricRuntime,
+  candidates: readonly { type: AsymmetricKeyType; version: number; publicKey: Uint8Array }[],
+  items: readonly { message: Uint8Array; signature: Uint8Array }[],
+  context: Uint8Array,
+): Promise<BatchItem<{ valid: boolean; version: number }>[]> {
+  const out: BatchItem<{ valid: boolean; version: number }>[] = [];
+  let turn = performance.now();
+  for (const it of items) {
+    if (performance.now() - turn > INLINE_TURN_MS) {
+      await setImmediate();
+      turn = performance.now();
+    }
+    try {
+      const c = candidates.find((v) =>
+        verifyWith(rt, v.type, v.publicKey, it.message, it.signature, context),
+      );
+      out.push({
+        ok: true,
+        value: c === undefined ? { valid: false, version: 0 } : { valid: true, version: c.version },
+      });
+    } catch (err) {
+      if (!(err instanceof KbError && err.isUserError)) throw err;
+      out.push({ ok: false, error: err });
+    }
+  }
+  return out;
+}
 
 /**
  * Verify many signatures of one ML-DSA key on the worker pool, split across its workers so a big

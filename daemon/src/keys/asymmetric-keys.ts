@@ -24,15 +24,12 @@ import {
   decapsulateManyWith,
   decapsulateWith,
   encapsulateTo,
-  POOL_VERIFY_MIN_ITEMS,
   signManyWith,
   signWith,
+  verifyManyInline,
   verifyManyOnPool,
-  verifyWith,
+  verifyOnPool,
 } from './asymmetric-key-ops.ts';
-
-const isMlDsaType = (t: AsymmetricKeyType): boolean =>
-  t === 'ml-dsa-44' || t === 'ml-dsa-65' || t === 'ml-dsa-87';
 import {
   AsymmetricKeyStore,
   asymmetricKeyId,
@@ -241,23 +238,10 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
     const first = candidates[0];
     if (first === undefined) throw new KbError('DISABLED', 'key version');
     checkContext(first.type, context);
-    // Big ML-DSA batches: on the worker pool, across its workers (the event loop stays free).
-    if (this.#rt.pool !== undefined && isMlDsaType(first.type) && items.length >= POOL_VERIFY_MIN_ITEMS)
+    // Big ML-DSA batches on two or more workers: split across them (the event loop stays free).
+    if (verifyOnPool(this.#rt, first.type, items.length))
       return verifyManyOnPool(this.#rt, candidates, items, context);
-    return Promise.resolve(
-      items.map((it): ItemResult<{ valid: boolean; version: number }> => {
-        try {
-          for (const c of candidates) {
-            if (verifyWith(this.#rt, c.type, c.publicKey, it.message, it.signature, context))
-              return { ok: true, value: { valid: true, version: c.version } };
-          }
-          return { ok: true, value: { valid: false, version: 0 } };
-        } catch (err) {
-          if (err instanceof KbError && err.isUserError) return { ok: false, error: err };
-          throw err;
-        }
-      }),
-    );
+    return verifyManyInline(this.#rt, candidates, items, context);
   }
 
   async encapsulate(

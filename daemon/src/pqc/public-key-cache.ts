@@ -6,6 +6,8 @@
 export class PublicKeyCache<V> {
   readonly #max: number;
   readonly #map = new Map<string, V>();
+  /** The last value per key array: a batch verifies against one array many times (no base64 each). */
+  readonly #byArray = new WeakMap<Uint8Array, { alg: string; copy: Buffer; value: V }>();
 
   constructor(max = 256) {
     this.#max = max;
@@ -13,6 +15,15 @@ export class PublicKeyCache<V> {
 
   /** The cached value for (alg, bytes), or `make()` stored and returned. */
   get(alg: string, bytes: Uint8Array, make: () => V): V {
+    // Compared byte for byte: the array may have been written to since it was cached.
+    const seen = this.#byArray.get(bytes);
+    if (seen !== undefined && seen.alg === alg && seen.copy.equals(bytes)) return seen.value;
+    const value = this.#get(alg, bytes, make);
+    this.#byArray.set(bytes, { alg, copy: Buffer.from(bytes), value });
+    return value;
+  }
+
+  #get(alg: string, bytes: Uint8Array, make: () => V): V {
     const id = `${alg}:${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64')}`;
     const hit = this.#map.get(id);
     if (hit !== undefined) {
