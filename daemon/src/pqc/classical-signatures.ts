@@ -106,12 +106,10 @@ export function ecdsaP256Verify(
   assertBytes('signature', signature, { max: 1024 });
   assertOneOf('encoding', encoding, ['der', 'p1363'] as const);
   try {
-    return verify(
-      'sha256',
-      message,
-      { key, dsaEncoding: encoding === 'der' ? 'der' : 'ieee-p1363' },
-      signature,
-    );
+    // DER is Node's default: the bare KeyObject spares the options object's probe (two caught
+    // exceptions, about a sixth of a P-256 verify).
+    const opts = encoding === 'der' ? key : { key, dsaEncoding: 'ieee-p1363' as const };
+    return verify('sha256', message, opts, signature);
   } catch {
     // OpenSSL throws on some undecodable DER; for a verifier that is simply "invalid".
     return false;
@@ -133,7 +131,7 @@ export function softwareEcdsaP256Signer(privateKey?: KeyObject): EcdsaP256Signer
     throw new KbError('INVALID_ARGUMENT', 'privateKey must be P-256');
   return {
     publicKey: ecdsaP256RawPublicKey(key),
-    sign: (message) => Promise.resolve(u8(sign('sha256', message, { key, dsaEncoding: 'der' }))),
+    sign: (message) => Promise.resolve(u8(sign('sha256', message, key))), // DER, Node's default
   };
 }
 

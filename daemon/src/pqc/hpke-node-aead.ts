@@ -4,7 +4,7 @@
  * handling stays @hpke/core's (base_nonce XOR sequence number); this only seals and opens.
  * Tested through the HPKE vector and round-trip tests; Wycheproof AES-GCM covers the primitive.
  */
-import { createCipheriv, createDecipheriv } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createSecretKey } from 'node:crypto';
 import { Aes256Gcm, type AeadInterface } from '@hpke/core';
 
 type AeadContext = ReturnType<AeadInterface['createEncryptionContext']>;
@@ -16,8 +16,10 @@ function bytes(b: ArrayBufferLike | ArrayBufferView): Uint8Array {
 
 export class NodeAes256Gcm extends Aes256Gcm {
   override createEncryptionContext(key: ArrayBufferLike | ArrayBufferView): AeadContext {
-    const k = Uint8Array.from(bytes(key));
-    if (k.length !== 32) throw new Error('AES-256-GCM key must be 32 bytes');
+    const raw = bytes(key);
+    if (raw.length !== 32) throw new Error('AES-256-GCM key must be 32 bytes');
+    // A KeyObject (a copy): raw key bytes cost Node two caught exceptions per cipher (hpke-node-kdf.ts).
+    const k = createSecretKey(raw);
     return {
       seal: (iv, data, aad) => {
         const c = createCipheriv('aes-256-gcm', k, bytes(iv));
