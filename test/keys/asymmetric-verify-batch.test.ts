@@ -6,42 +6,21 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { setImmediate } from 'node:timers';
-import type { KeyBroker } from '../../daemon/src/keys/key-broker.ts';
-import { AsymmetricRuntime } from '../../daemon/src/keys/asymmetric-key-material.ts';
-import { LiboqsEngine } from '../../daemon/src/pqc/liboqs-engine.ts';
-import { OpenSslEngine } from '../../daemon/src/pqc/openssl-engine.ts';
-import { DEFAULT_PQC_ROUTING, PqcRouter } from '../../daemon/src/pqc/pqc-router.ts';
-import { PqcWorkerPool } from '../../daemon/src/pqc/pqc-worker-pool.ts';
-import { openBroker, openSoftHsm, org, ref } from './harness.ts';
+import { BATCH_PATHS, openPqcBroker, openSoftHsm, org, ref } from './harness.ts';
 import type { SoftHsmEnv } from './harness.ts';
 
 let env: SoftHsmEnv;
 const A = ref('acme', 'tenant-a');
-const pools: PqcWorkerPool[] = [];
 const te = (s: string) => new TextEncoder().encode(s);
 
 before(async () => {
   env = await openSoftHsm('kb-asym-vbatch');
 });
-after(async () => {
-  for (const p of pools) await p.close();
-  await env.close();
-});
+after(() => env.close());
 
-const PATHS: [string, number][] = [
-  ['no worker pool (inline)', 0],
-  ['one-worker pool (inline, sliced)', 1],
-  ['two-worker pool (split)', 2],
-];
-
-for (const [name, workers] of PATHS) {
+for (const [name, workers] of BATCH_PATHS) {
   test(`VerifyBatch of 64 ML-DSA-65 items, ${name}: verdicts, versions, single Verify agrees`, async () => {
-    const router = new PqcRouter([new OpenSslEngine(), await LiboqsEngine.create()], DEFAULT_PQC_ROUTING);
-    const pool = workers === 0 ? undefined : await PqcWorkerPool.create({ size: workers });
-    if (pool) pools.push(pool);
-    const kb: KeyBroker = await openBroker(env.hsm, env.dataDir(), {
-      pqc: { runtime: new AsymmetricRuntime(router, pool) },
-    });
+    const { kb, close } = await openPqcBroker(env, workers);
     try {
       const asym = kb.asymmetric;
       assert.ok(asym, 'KeyBroker.asymmetric is set when options.pqc is given');
@@ -111,7 +90,7 @@ for (const [name, workers] of PATHS) {
         'version 1 named: only its signatures verify',
       );
     } finally {
-      await kb.close();
+      await close();
     }
   });
 }

@@ -9,8 +9,13 @@ import { loadProfile } from '../../daemon/src/hsm/hsm-profile.ts';
 import type { Hsm } from '../../daemon/src/hsm/hsm.ts';
 import { Pkcs11Hsm } from '../../daemon/src/hsm/pkcs11-hsm.ts';
 import type { CustomerId, OrgId, TenantId, TenantRef } from '../../daemon/src/ids.ts';
+import { AsymmetricRuntime } from '../../daemon/src/keys/asymmetric-key-material.ts';
 import { KeyBroker } from '../../daemon/src/keys/key-broker.ts';
 import type { KeyBrokerOptions } from '../../daemon/src/keys/key-broker.ts';
+import { LiboqsEngine } from '../../daemon/src/pqc/liboqs-engine.ts';
+import { OpenSslEngine } from '../../daemon/src/pqc/openssl-engine.ts';
+import { DEFAULT_PQC_ROUTING, PqcRouter } from '../../daemon/src/pqc/pqc-router.ts';
+import { PqcWorkerPool } from '../../daemon/src/pqc/pqc-worker-pool.ts';
 import { createTestToken } from '../support/softhsm-token.ts';
 import type { TestToken } from '../support/softhsm-token.ts';
 
@@ -56,6 +61,36 @@ export async function openSoftHsm(label = 'kb-keys'): Promise<SoftHsmEnv> {
 
 export function openBroker(hsm: Hsm, dataDir: string, o: Partial<KeyBrokerOptions> = {}): Promise<KeyBroker> {
   return KeyBroker.open({ shredBatchMs: 5, ...o, hsm, dataDir });
+}
+
+/**
+ * The paths a Keys batch can take, by worker-pool size: inline with no pool, inline in event-loop
+ * slices with one worker (one usable core: the hop would cost about as much as the work), and
+ * split over two workers.
+ */
+export const BATCH_PATHS: readonly (readonly [name: string, workers: number])[] = [
+  ['no worker pool (inline)', 0],
+  ['one-worker pool (inline, sliced)', 1],
+  ['two-worker pool (split)', 2],
+];
+
+/** A broker with asymmetric keys on both engines and `workers` pool workers (none for 0). */
+export async function openPqcBroker(
+  env: SoftHsmEnv,
+  workers: number,
+): Promise<{ kb: KeyBroker; close: () => Promise<void> }> {
+  const router = new PqcRouter([new OpenSslEngine(), await LiboqsEngine.create()], DEFAULT_PQC_ROUTING);
+  const pool = workers === 0 ? undefined : await PqcWorkerPool.create({ size: workers });
+  const kb = await openBroker(env.hsm, env.dataDir(), {
+    pqc: { runtime: new AsymmetricRuntime(router, pool) },
+  });
+  return {
+    kb,
+    close: async () => {
+      await kb.close();
+      await pool?.close();
+    },
+  };
 }
 
 /** Run `fn` and return the KbError code it threw (or 'no error'). */
