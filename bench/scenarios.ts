@@ -47,6 +47,12 @@ export interface Scenario {
   readonly quickOnly?: boolean;
   /** Too slow for the 30-minute budget: runs only when named in --only or with --with-100k. */
   readonly optIn?: boolean;
+  /**
+   * An echo scenario measured again inside this scenario's daemon phase, one window right before
+   * each of this scenario's windows (same concurrency and run): the ceiling it is read against
+   * then comes from the same minute, not from a phase several minutes earlier.
+   */
+  readonly pairedEcho?: string;
   /** An Admin operation the runner times itself (tenants phases). */
   readonly admin?: 'create-tenant' | 'create-tenants-bulk' | 'rotate-org-key' | 'destroy-tenant';
 }
@@ -200,6 +206,9 @@ function postQuantum(): Scenario[] {
   return out;
 }
 
+/** The 1 KiB echo measured beside Encrypt/Decrypt 1 KiB (aggregate.ts prefers `<ceiling>-paired`). */
+export const PAIRED_ECHO_1K = 'echo-1k-paired';
+
 const SIZES = [
   { tag: '32', bytes: 32, group: '32 B' },
   { tag: '1k', bytes: 1024, group: '1 KiB' },
@@ -220,6 +229,19 @@ function sized(): Scenario[] {
       concurrency: s.tag === '1k' ? SWEEP : SMALL,
       op: { kind: 'echo', bytes: s.bytes },
     });
+    if (s.tag === '1k')
+      out.push({
+        name: PAIRED_ECHO_1K,
+        kind: 'ceiling-echo',
+        group: s.group,
+        description:
+          'echo-1k again, in the daemon phase: each window right before the Encrypt and Decrypt 1 KiB windows of the same concurrency and run (the targets read these)',
+        unit: 'req/s',
+        payloadBytes: s.bytes,
+        phase: 'daemon',
+        concurrency: SWEEP,
+        op: { kind: 'echo', bytes: s.bytes },
+      });
     for (const dir of ['encrypt', 'decrypt'] as const) {
       out.push({
         name: `inproc-${dir}-${s.tag}`,
@@ -244,6 +266,7 @@ function sized(): Scenario[] {
         concurrency: s.tag === '1k' ? SWEEP : SMALL,
         op: { kind: 'daemon', rpc: dir, bytes: s.bytes },
         ceilings: { echo: `echo-${s.tag}`, inProcess: `inproc-${dir}-${s.tag}` },
+        ...(s.tag === '1k' ? { pairedEcho: PAIRED_ECHO_1K } : {}),
       });
     }
   }

@@ -18,7 +18,13 @@ import {
   type ScenarioRecord,
 } from './lib/result-types.ts';
 import { evaluateTargets } from './lib/targets.ts';
-import { runEchoPhase, runInProcessPhase, runPkcs11Phase } from './phases/ceiling-phases.ts';
+import {
+  runEchoPhase,
+  runInProcessPhase,
+  runPkcs11Phase,
+  startEchoServer,
+  type EchoServer,
+} from './phases/ceiling-phases.ts';
 import { runDaemonPhase } from './phases/daemon-phases.ts';
 import { PhaseContext, type SuiteOptions } from './phases/phase-context.ts';
 import { PHASES, SCENARIOS, selectScenarios } from './scenarios.ts';
@@ -66,10 +72,20 @@ export async function runSuite(o: SuiteOptions): Promise<ResultsFile> {
 
   await runInProcessPhase(ctx, inPhase('in-process'));
   await runPkcs11Phase(ctx, inPhase('pkcs11'));
-  await runEchoPhase(ctx, inPhase('echo'));
-  const daemonPhases = PHASES.filter((p) => p.startsWith('daemon') && inPhase(p).length > 0);
-  const unavailable = daemonPhases.length > 0 ? daemonUnavailableReason(o.repoRoot) : undefined;
-  for (const p of daemonPhases) await runDaemonPhase(ctx, p, inPhase(p), unavailable);
+  // One echo server for the echo phase and for the echo windows paired with daemon scenarios.
+  const wantsEcho =
+    inPhase('echo').length > 0 || selected.some((s) => s.phase !== 'echo' && s.op?.kind === 'echo');
+  const echo: EchoServer | { error: string } = wantsEcho
+    ? await startEchoServer(ctx)
+    : { error: 'no echo scenario selected' };
+  try {
+    await runEchoPhase(ctx, inPhase('echo'), echo);
+    const daemonPhases = PHASES.filter((p) => p.startsWith('daemon') && inPhase(p).length > 0);
+    const unavailable = daemonPhases.length > 0 ? daemonUnavailableReason(o.repoRoot) : undefined;
+    for (const p of daemonPhases) await runDaemonPhase(ctx, p, inPhase(p), unavailable, echo);
+  } finally {
+    if (!('error' in echo)) await echo.stop();
+  }
   if (o.only === undefined) {
     ctx.missing.push(...structuralGaps(o.repoRoot));
     const optIn = SCENARIOS.filter((s) => s.optIn === true && !selected.includes(s) && !o.quick);

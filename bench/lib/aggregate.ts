@@ -79,7 +79,11 @@ export function attachRatios(
       ['pkcs11', c.pkcs11],
     ] as const) {
       if (name === undefined) continue;
-      const t = ceilingThroughput(records, name, r.concurrency);
+      // A ceiling re-measured beside the scenario (`<name>-paired`, same minute) wins over the
+      // one from its own phase, minutes away on a host whose speed drifts.
+      const t =
+        ceilingThroughput(records, `${name}-paired`, r.concurrency) ??
+        ceilingThroughput(records, name, r.concurrency);
       if (t !== undefined && t > 0) ratios[label] = r.throughput.median / t;
     }
     return Object.keys(ratios).length > 0 ? { ...r, ceilingsOf: c, ratios } : { ...r, ceilingsOf: c };

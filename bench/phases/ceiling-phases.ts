@@ -10,7 +10,7 @@ import type { RawPkcs11Spec } from '../ceilings/raw-pkcs11.ts';
 import { CORES, JsonLineChild, NODE, isEvent } from '../lib/child-process.ts';
 import { writeTlsMaterial } from '../lib/tls-material.ts';
 import { probeTls } from '../lib/tls-probe.ts';
-import type { RunLine } from '../load/load-spec.ts';
+import type { ClientTls, RunLine } from '../load/load-spec.ts';
 import type { Scenario } from '../scenarios.ts';
 import type { PhaseContext } from './phase-context.ts';
 
@@ -111,9 +111,14 @@ export async function runPkcs11Phase(ctx: PhaseContext, scenarios: readonly Scen
   }
 }
 
-/** The echo server (pinned like the daemon) and one load-generator process per echo scenario. */
-export async function runEchoPhase(ctx: PhaseContext, scenarios: readonly Scenario[]): Promise<void> {
-  if (scenarios.length === 0) return;
+/** A running echo server and how the load generator reaches it. */
+export interface EchoServer {
+  readonly target: { port: number; serverPid: number; tls: ClientTls };
+  stop(): Promise<void>;
+}
+
+/** Start the echo server (pinned to the server core, like the daemon) with its own PKI, or say why not. */
+export async function startEchoServer(ctx: PhaseContext): Promise<EchoServer | { error: string }> {
   const tls = await writeTlsMaterial(join(ctx.o.workDir, 'echo-pki'));
   const server = new JsonLineChild(
     'echo server',
@@ -136,10 +141,8 @@ export async function runEchoPhase(ctx: PhaseContext, scenarios: readonly Scenar
       'listening',
     );
     ctx.tls.echo = await probeTls(port, { caCert: tls.caCert, cert: tls.clientCert, key: tls.clientKey });
-    if (process.env.KB_BENCH_INJECT_DELAY_US)
-      ctx.note('echo', `KB_BENCH_INJECT_DELAY_US=${process.env.KB_BENCH_INJECT_DELAY_US}`);
-    for (const s of scenarios) {
-      await ctx.runLoad(s, {
+    return {
+      target: {
         port,
         serverPid: server.pid,
         tls: {
@@ -147,16 +150,31 @@ export async function runEchoPhase(ctx: PhaseContext, scenarios: readonly Scenar
           identities: [{ cert: tls.clientCert, key: tls.clientKey }],
           serverNameOverride: 'localhost',
         },
-      });
-      if (process.env.KB_BENCH_INJECT_DELAY_US)
-        ctx.note(s.name, `server slowed by KB_BENCH_INJECT_DELAY_US=${process.env.KB_BENCH_INJECT_DELAY_US}`);
-    }
+      },
+      stop: () => server.stop(),
+    };
   } catch (err) {
-    ctx.markMissing(
-      scenarios.filter((s) => !ctx.runs.has(s.name)),
-      `echo server failed: ${(err as Error).message}`,
-    );
-  } finally {
     await server.stop();
+    return { error: `echo server failed: ${(err as Error).message}` };
+  }
+}
+
+/** One load-generator process per echo scenario, against the running echo server. */
+export async function runEchoPhase(
+  ctx: PhaseContext,
+  scenarios: readonly Scenario[],
+  echo: EchoServer | { error: string },
+): Promise<void> {
+  if (scenarios.length === 0) return;
+  if ('error' in echo) {
+    ctx.markMissing(scenarios, echo.error);
+    return;
+  }
+  if (process.env.KB_BENCH_INJECT_DELAY_US)
+    ctx.note('echo', `KB_BENCH_INJECT_DELAY_US=${process.env.KB_BENCH_INJECT_DELAY_US}`);
+  for (const s of scenarios) {
+    await ctx.runLoad(s, echo.target);
+    if (process.env.KB_BENCH_INJECT_DELAY_US)
+      ctx.note(s.name, `server slowed by KB_BENCH_INJECT_DELAY_US=${process.env.KB_BENCH_INJECT_DELAY_US}`);
   }
 }

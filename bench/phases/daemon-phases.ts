@@ -2,7 +2,9 @@
  * The daemon phases. Each starts `keybroker init` + `keybroker serve` afresh (new data dir, new
  * SoftHSM2 token), provisions what its scenarios need through the Admin API, drives the load
  * generator, reads /metrics around each scenario (HSM unwraps and cache misses per request), and
- * stops the daemon with SIGTERM, checking it drains and exits 0.
+ * stops the daemon with SIGTERM, checking it drains and exits 0. An echo scenario in a daemon
+ * phase is paired: its window for each run and concurrency runs against the suite's echo server
+ * right before the windows of the daemon scenarios that name it (`pairedEcho`).
  */
 import { join } from 'node:path';
 import { AdminClient, forEachBounded, sumMetric } from '../daemon/admin-client.ts';
@@ -13,7 +15,9 @@ import { readCpuSeconds, readPeakRssBytes, resetPeakRss } from '../lib/proc-stat
 import type { RunSample } from '../lib/result-types.ts';
 import { probeTls } from '../lib/tls-probe.ts';
 import { benchCustomer, benchTenant } from '../load/bench-names.ts';
+import type { LoadSpec } from '../load/load-spec.ts';
 import type { PhaseName, Scenario } from '../scenarios.ts';
+import type { EchoServer } from './ceiling-phases.ts';
 import type { PhaseContext } from './phase-context.ts';
 
 const ORG = 'bench';
@@ -183,6 +187,7 @@ export async function runDaemonPhase(
   phase: PhaseName,
   scenarios: readonly Scenario[],
   unavailable: string | undefined,
+  echo: EchoServer | { error: string },
 ): Promise<void> {
   if (scenarios.length === 0) return;
   const setup = SETUP[phase];
@@ -222,43 +227,82 @@ export async function runDaemonPhase(
     const tenants = setup.tenants === undefined ? 0 : await provisionTenants(ctx, d, admin, setup, scenarios);
     for (const s of scenarios)
       if (s.admin === 'create-tenant' || s.admin === 'create-tenants-bulk') pending.delete(s.name);
-    for (const s of scenarios.filter((x) => x.op !== undefined)) {
-      pending.delete(s.name);
-      const before = await scrape(d);
-      const rotation =
-        setup.tenants === undefined
-          ? undefined
-          : {
-              caCert: pki.caCert,
-              caKey: pki.caKey,
-              org: ORG,
-              tenants,
-              identities: Math.min(tenants, ctx.o.quick ? 300 : 1500),
-              callsPerConnection: ctx.o.quick ? 10 : 25,
-            };
-      await ctx.runLoad(
-        s,
-        {
-          port: d.grpcPort,
-          serverPid: d.pid,
-          protoDir,
-          maxChannels: rotation ? 16 : 4,
-          tls: {
+    const rotation =
+      setup.tenants === undefined
+        ? undefined
+        : {
             caCert: pki.caCert,
-            identities: [{ cert: pki.serviceCert, key: pki.serviceKey }],
-            serverNameOverride: 'localhost',
-          },
-        },
-        rotation ? { rotation } : {},
-      );
+            caKey: pki.caKey,
+            org: ORG,
+            tenants,
+            identities: Math.min(tenants, ctx.o.quick ? 300 : 1500),
+            callsPerConnection: ctx.o.quick ? 10 : 25,
+          };
+    const target = {
+      port: d.grpcPort,
+      serverPid: d.pid,
+      protoDir,
+      maxChannels: rotation ? 16 : 4,
+      tls: {
+        caCert: pki.caCert,
+        identities: [{ cert: pki.serviceCert, key: pki.serviceKey }],
+        serverNameOverride: 'localhost',
+      },
+    };
+    // HSM unwraps and cache misses per request, summed over every window of a scenario.
+    const perScenario = new Map<string, { rpcs: number; unwraps: number; misses: number }>();
+    const measure = async (s: Scenario, extra: Partial<LoadSpec> = {}): Promise<boolean> => {
+      const before = await scrape(d);
+      const ok = await ctx.runLoad(s, target, { ...(rotation ? { rotation } : {}), ...extra });
       const after = await scrape(d);
-      if (before && after && after.rpcs > before.rpcs) {
-        const per = (x: number): string => (x / (after.rpcs - before.rpcs)).toFixed(2);
-        ctx.note(
-          s.name,
-          `per request (all windows, from /metrics): ${per(after.unwraps - before.unwraps)} HSM unwraps, ${per(after.misses - before.misses)} key-cache misses`,
-        );
+      if (before && after) {
+        const acc = perScenario.get(s.name) ?? { rpcs: 0, unwraps: 0, misses: 0 };
+        acc.rpcs += after.rpcs - before.rpcs;
+        acc.unwraps += after.unwraps - before.unwraps;
+        acc.misses += after.misses - before.misses;
+        perScenario.set(s.name, acc);
       }
+      return ok;
+    };
+
+    // Echo windows paired with daemon scenarios: for each run and concurrency, the echo window
+    // comes right before the daemon windows it is the ceiling of.
+    const paired = new Set<string>();
+    for (const e of scenarios.filter((x) => x.op?.kind === 'echo')) {
+      pending.delete(e.name);
+      const members = scenarios.filter((x) => x.pairedEcho === e.name && x.op !== undefined);
+      if ('error' in echo) {
+        ctx.markMissing([e], echo.error);
+        continue;
+      }
+      const live = new Set(members.map((m) => m.name));
+      for (const m of members) {
+        paired.add(m.name);
+        pending.delete(m.name);
+      }
+      let echoOk = true;
+      for (let run = 0; run < ctx.o.runs; run++) {
+        for (const c of ctx.concurrencies(e)) {
+          if (echoOk) echoOk = await ctx.runLoad(e, echo.target, { concurrencies: [c], runs: 1 });
+          for (const m of members)
+            if (live.has(m.name) && ctx.concurrencies(m).includes(c))
+              if (!(await measure(m, { concurrencies: [c], runs: 1 }))) live.delete(m.name);
+        }
+      }
+    }
+    for (const s of scenarios.filter(
+      (x) => x.op !== undefined && x.op.kind !== 'echo' && !paired.has(x.name),
+    )) {
+      pending.delete(s.name);
+      await measure(s);
+    }
+    for (const [name, acc] of perScenario) {
+      if (acc.rpcs <= 0) continue;
+      const per = (x: number): string => (x / acc.rpcs).toFixed(2);
+      ctx.note(
+        name,
+        `per request (all windows, from /metrics): ${per(acc.unwraps)} HSM unwraps, ${per(acc.misses)} key-cache misses`,
+      );
     }
     await runAdminScenarios(ctx, d, admin, scenarios, tenants, pending);
   } catch (err) {

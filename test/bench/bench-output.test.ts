@@ -54,6 +54,39 @@ test('ratios are read against the echo at the same concurrency and the in-proces
   }
 });
 
+test('an echo re-measured beside the daemon (echo-1k-paired) is the ceiling when present, in ratios and targets', () => {
+  // The echo phase ran fast (6000 at c=16); beside the daemon the host was slower (5000).
+  const paired = meta('echo-1k-paired', 'ceiling-echo');
+  const records = attachRatios(
+    [...sweep(), record(paired, 1, [1800]), record(paired, 16, [5000])],
+    [enc, dec, echo, paired, ipEnc, ipDec],
+  );
+  const enc16 = records.find((x) => x.scenario === 'encrypt-1k' && x.concurrency === 16);
+  assert.ok(Math.abs((enc16?.ratios?.echo ?? 0) - 0.9) < 1e-9, `echo ratio ${enc16?.ratios?.echo}, want 0.9`);
+  const t = new Map(evaluateTargets(records).map((x) => [x.name, x]));
+  const thr = t.get('encrypt-1k throughput vs echo-1k');
+  assert.equal(thr?.pass, true);
+  assert.match(thr?.measured ?? '', /vs echo-1k-paired 5,000 \(c=16\) = 90%/);
+  assert.match(t.get('decrypt-1k throughput vs echo-1k')?.measured ?? '', /= 72%/);
+  assert.match(t.get('encrypt-1k server CPU per request')?.measured ?? '', /\(echo-1k-paired /);
+});
+
+test('the suite pairs echo-1k-paired with Encrypt and Decrypt 1 KiB, in the daemon phase, on the same sweep', () => {
+  const byName = new Map(SCENARIOS.map((s) => [s.name, s]));
+  const e = byName.get('echo-1k-paired');
+  assert.equal(e?.phase, 'daemon');
+  assert.equal(e?.op?.kind, 'echo');
+  for (const n of ['encrypt-1k', 'decrypt-1k']) {
+    const d = byName.get(n);
+    assert.equal(d?.pairedEcho, 'echo-1k-paired', `${n} is paired`);
+    assert.deepEqual(d?.concurrency, e?.concurrency, `${n}: same sweep as its echo`);
+  }
+  assert.deepEqual(
+    SCENARIOS.filter((s) => s.pairedEcho !== undefined).map((s) => s.name),
+    ['encrypt-1k', 'decrypt-1k'],
+  );
+});
+
 test('targets: throughput ≥ 70% of echo passes at 75% and fails at 60%; missing inputs say what is missing', () => {
   const t = evaluateTargets(sweep());
   const byName = new Map(t.map((x) => [x.name, x]));
