@@ -206,7 +206,7 @@ function postQuantum(): Scenario[] {
   return out;
 }
 
-/** The 1 KiB echo measured beside Encrypt/Decrypt 1 KiB (aggregate.ts prefers `<ceiling>-paired`). */
+/** The 1 KiB echo measured beside Encrypt/Decrypt 1 KiB (their `pairedEcho`). */
 export const PAIRED_ECHO_1K = 'echo-1k-paired';
 
 const SIZES = [

@@ -15,6 +15,8 @@ export interface RecordMeta {
   readonly payloadBytes: number;
   readonly phase: string;
   readonly ceilings?: { readonly echo?: string; readonly inProcess?: string; readonly pkcs11?: string };
+  /** An echo measured beside this scenario's windows; its ceiling when the run has it. */
+  readonly pairedEcho?: string;
 }
 
 /** A record from the runs of one scenario at one concurrency. */
@@ -70,7 +72,8 @@ export function attachRatios(
 ): ScenarioRecord[] {
   const byName = new Map(metas.map((m) => [m.name, m]));
   return records.map((r) => {
-    const c = byName.get(r.scenario)?.ceilings;
+    const m = byName.get(r.scenario);
+    const c = m?.ceilings;
     if (c === undefined) return r;
     const ratios: Record<string, number> = {};
     for (const [label, name] of [
@@ -79,10 +82,11 @@ export function attachRatios(
       ['pkcs11', c.pkcs11],
     ] as const) {
       if (name === undefined) continue;
-      // A ceiling re-measured beside the scenario (`<name>-paired`, same minute) wins over the
-      // one from its own phase, minutes away on a host whose speed drifts.
+      // An echo measured beside this scenario (same minute) wins over the echo phase's, minutes
+      // away on a host whose speed drifts.
+      const paired = label === 'echo' && m?.pairedEcho !== undefined;
       const t =
-        ceilingThroughput(records, `${name}-paired`, r.concurrency) ??
+        (paired ? ceilingThroughput(records, m.pairedEcho as string, r.concurrency) : undefined) ??
         ceilingThroughput(records, name, r.concurrency);
       if (t !== undefined && t > 0) ratios[label] = r.throughput.median / t;
     }

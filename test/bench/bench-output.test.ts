@@ -57,12 +57,23 @@ test('ratios are read against the echo at the same concurrency and the in-proces
 test('an echo re-measured beside the daemon (echo-1k-paired) is the ceiling when present, in ratios and targets', () => {
   // The echo phase ran fast (6000 at c=16); beside the daemon the host was slower (5000).
   const paired = meta('echo-1k-paired', 'ceiling-echo');
+  const pairedEnc = { ...enc, pairedEcho: 'echo-1k-paired' };
+  const pairedDec = { ...dec, pairedEcho: 'echo-1k-paired' };
+  // Another scenario read against echo-1k but not paired keeps the echo phase's ceiling.
+  const other = meta('rewrap-1k', 'daemon', { ceilings: { echo: 'echo-1k' } });
   const records = attachRatios(
-    [...sweep(), record(paired, 1, [1800]), record(paired, 16, [5000])],
-    [enc, dec, echo, paired, ipEnc, ipDec],
+    [...sweep(), record(paired, 1, [1800]), record(paired, 16, [5000]), record(other, 16, [3000])],
+    [pairedEnc, pairedDec, echo, paired, ipEnc, ipDec, other],
   );
-  const enc16 = records.find((x) => x.scenario === 'encrypt-1k' && x.concurrency === 16);
-  assert.ok(Math.abs((enc16?.ratios?.echo ?? 0) - 0.9) < 1e-9, `echo ratio ${enc16?.ratios?.echo}, want 0.9`);
+  const ratio = (n: string) => records.find((x) => x.scenario === n && x.concurrency === 16)?.ratios?.echo;
+  assert.ok(
+    Math.abs((ratio('encrypt-1k') ?? 0) - 0.9) < 1e-9,
+    `paired ratio ${ratio('encrypt-1k')}, want 0.9`,
+  );
+  assert.ok(
+    Math.abs((ratio('rewrap-1k') ?? 0) - 0.5) < 1e-9,
+    `unpaired ratio ${ratio('rewrap-1k')}, want 0.5`,
+  );
   const t = new Map(evaluateTargets(records).map((x) => [x.name, x]));
   const thr = t.get('encrypt-1k throughput vs echo-1k');
   assert.equal(thr?.pass, true);
