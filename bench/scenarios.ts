@@ -53,6 +53,11 @@ export interface Scenario {
    * then comes from the same minute, not from a phase several minutes earlier.
    */
   readonly pairedEcho?: string;
+  /**
+   * An in-process scenario measured again inside this scenario's daemon phase, once right before
+   * each of this scenario's runs: its in-process ceiling then comes from the same minute.
+   */
+  readonly pairedInProcess?: string;
   /** An Admin operation the runner times itself (tenants phases). */
   readonly admin?: 'create-tenant' | 'create-tenants-bulk' | 'rotate-org-key' | 'destroy-tenant';
 }
@@ -136,6 +141,25 @@ function manyTenants(
   ];
 }
 
+type PairedOp = DistributiveOmit<InProcessOp, 'name'>;
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+/** `<ceiling>-paired`: the in-process ceiling again, run in the daemon phase beside a batch scenario. */
+function pairedInProcessOf(ceiling: string, group: string, op: PairedOp, payloadBytes = 0): Scenario {
+  const name = `${ceiling}-paired`;
+  return {
+    name,
+    kind: 'ceiling-in-process',
+    group,
+    description: `${ceiling} again, in the daemon phase: one window right before each run of the batch scenario read against it`,
+    unit: 'ops/s',
+    payloadBytes,
+    phase: 'daemon',
+    concurrency: ONE,
+    inProcess: { ...op, name } as InProcessOp,
+  };
+}
+
 /** Post-quantum operations through the Keys service, with Node's native engine in-process as ceiling. */
 function postQuantum(): Scenario[] {
   const group = 'post-quantum (Keys service)';
@@ -163,6 +187,7 @@ function postQuantum(): Scenario[] {
   ];
   const out: Scenario[] = [];
   for (const b of batches) {
+    out.push(pairedInProcessOf(`inproc-${b.inProcess}`, group, { kind: b.inProcess } as PairedOp));
     out.push({
       name: `pqc-${b.op}`,
       kind: 'daemon',
@@ -174,6 +199,7 @@ function postQuantum(): Scenario[] {
       concurrency: SMALL,
       op: { kind: 'keys', op: b.op },
       ceilings: { inProcess: `inproc-${b.inProcess}` },
+      pairedInProcess: `inproc-${b.inProcess}-paired`,
     });
   }
   for (const o of ops) {
@@ -300,6 +326,7 @@ export const SCENARIOS: readonly Scenario[] = [
     concurrency: SMALL,
     op: { kind: 'echo-batch', items: 100, bytes: 1024 },
   },
+  pairedInProcessOf('inproc-encrypt-1k', 'batch 100 × 1 KiB', { kind: 'encrypt', bytes: 1024 }, 1024),
   {
     name: 'encrypt-batch-100x1k',
     kind: 'daemon',
@@ -311,6 +338,7 @@ export const SCENARIOS: readonly Scenario[] = [
     concurrency: SMALL,
     op: { kind: 'daemon', rpc: 'encrypt-batch', bytes: 1024, items: 100 },
     ceilings: { echo: 'echo-batch-100x1k', inProcess: 'inproc-encrypt-1k' },
+    pairedInProcess: 'inproc-encrypt-1k-paired',
   },
   {
     name: 'inproc-data-key',

@@ -17,6 +17,8 @@ export interface RecordMeta {
   readonly ceilings?: { readonly echo?: string; readonly inProcess?: string; readonly pkcs11?: string };
   /** An echo measured beside this scenario's windows; its ceiling when the run has it. */
   readonly pairedEcho?: string;
+  /** An in-process ceiling measured beside this scenario's runs; preferred when the run has it. */
+  readonly pairedInProcess?: string;
 }
 
 /** A record from the runs of one scenario at one concurrency. */
@@ -82,11 +84,12 @@ export function attachRatios(
       ['pkcs11', c.pkcs11],
     ] as const) {
       if (name === undefined) continue;
-      // An echo measured beside this scenario (same minute) wins over the echo phase's, minutes
+      // A ceiling measured beside this scenario (same minute) wins over its own phase's, minutes
       // away on a host whose speed drifts.
-      const paired = label === 'echo' && m?.pairedEcho !== undefined;
+      const pairedName =
+        label === 'echo' ? m?.pairedEcho : label === 'inProcess' ? m?.pairedInProcess : undefined;
       const t =
-        (paired ? ceilingThroughput(records, m.pairedEcho as string, r.concurrency) : undefined) ??
+        (pairedName !== undefined ? ceilingThroughput(records, pairedName, r.concurrency) : undefined) ??
         ceilingThroughput(records, name, r.concurrency);
       if (t !== undefined && t > 0) ratios[label] = r.throughput.median / t;
     }

@@ -33,14 +33,18 @@ async function collect(
   await child.waitExit(30_000);
 }
 
-/** AES-256-GCM + HKDF (and the 64 MiB stream) in-process, one core. */
-export async function runInProcessPhase(ctx: PhaseContext, scenarios: readonly Scenario[]): Promise<void> {
+/** The in-process ceilings (crypto, the 64 MiB stream, PQC), one core; `runs` each. */
+export async function runInProcessPhase(
+  ctx: PhaseContext,
+  scenarios: readonly Scenario[],
+  runs = ctx.o.runs,
+): Promise<void> {
   const ops = scenarios.flatMap((s) => (s.inProcess ? [s.inProcess] : []));
   if (ops.length === 0) return;
   const t = ctx.timing;
   const spec: InProcessSpec = {
     ops,
-    runs: ctx.o.runs,
+    runs,
     warmupS: t.warmupS,
     durationS: t.durationS,
     maxOps: t.maxCalls,
@@ -53,7 +57,7 @@ export async function runInProcessPhase(ctx: PhaseContext, scenarios: readonly S
     },
   );
   try {
-    await collect(ctx, child, ops.length * ctx.o.runs, 'in-process');
+    await collect(ctx, child, ops.length * runs, 'in-process');
   } catch (err) {
     await child.stop(2000);
     ctx.markMissing(

@@ -4,7 +4,9 @@
  * generator, reads /metrics around each scenario (HSM unwraps and cache misses per request), and
  * stops the daemon with SIGTERM, checking it drains and exits 0. An echo scenario in a daemon
  * phase is paired: its window for each run and concurrency runs against the suite's echo server
- * right before the windows of the daemon scenarios that name it (`pairedEcho`).
+ * right before the windows of the daemon scenarios that name it (`pairedEcho`); an in-process
+ * scenario in a daemon phase runs once right before each run of the scenario that names it
+ * (`pairedInProcess`).
  */
 import { join } from 'node:path';
 import { AdminClient, forEachBounded, sumMetric } from '../daemon/admin-client.ts';
@@ -17,7 +19,7 @@ import { probeTls } from '../lib/tls-probe.ts';
 import { benchCustomer, benchTenant } from '../load/bench-names.ts';
 import type { LoadSpec } from '../load/load-spec.ts';
 import type { PhaseName, Scenario } from '../scenarios.ts';
-import type { EchoServer } from './ceiling-phases.ts';
+import { runInProcessPhase, type EchoServer } from './ceiling-phases.ts';
 import type { PhaseContext } from './phase-context.ts';
 
 const ORG = 'bench';
@@ -290,11 +292,22 @@ export async function runDaemonPhase(
         }
       }
     }
+    // In-process ceilings paired with daemon scenarios: one window right before each run.
+    const inProcessOf = new Map(scenarios.filter((x) => x.inProcess !== undefined).map((x) => [x.name, x]));
     for (const s of scenarios.filter(
       (x) => x.op !== undefined && x.op.kind !== 'echo' && !paired.has(x.name),
     )) {
       pending.delete(s.name);
-      await measure(s);
+      const ip = s.pairedInProcess === undefined ? undefined : inProcessOf.get(s.pairedInProcess);
+      if (ip === undefined) {
+        await measure(s);
+        continue;
+      }
+      pending.delete(ip.name);
+      for (let run = 0; run < ctx.o.runs; run++) {
+        await runInProcessPhase(ctx, [ip], 1);
+        if (!(await measure(s, { runs: 1 }))) break;
+      }
     }
     for (const [name, acc] of perScenario) {
       if (acc.rpcs <= 0) continue;

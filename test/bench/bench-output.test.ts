@@ -82,6 +82,56 @@ test('an echo re-measured beside the daemon (echo-1k-paired) is the ceiling when
   assert.match(t.get('encrypt-1k server CPU per request')?.measured ?? '', /\(echo-1k-paired /);
 });
 
+test('an in-process ceiling measured beside a batch scenario is its ceiling, in ratios and the EncryptBatch target', () => {
+  const batch = meta('encrypt-batch-100x1k', 'daemon', {
+    unit: 'items/s',
+    ceilings: { inProcess: 'inproc-encrypt-1k' },
+    pairedInProcess: 'inproc-encrypt-1k-paired',
+  });
+  const pairedIp = meta('inproc-encrypt-1k-paired', 'ceiling-in-process');
+  // The in-process phase ran fast (20000/s); beside the batch the host was slower (15000/s).
+  const records = attachRatios(
+    [...sweep(), record(pairedIp, 1, [15000]), record(batch, 16, [12000])],
+    [enc, dec, echo, ipEnc, ipDec, pairedIp, batch],
+  );
+  const b = records.find((x) => x.scenario === 'encrypt-batch-100x1k');
+  assert.ok(Math.abs((b?.ratios?.inProcess ?? 0) - 0.8) < 1e-9, `ratio ${b?.ratios?.inProcess}, want 0.8`);
+  const t = evaluateTargets(records).find(
+    (x) => x.name === 'encrypt-batch-100x1k items/s vs in-process encrypt',
+  );
+  assert.equal(t?.pass, true);
+  assert.match(t?.measured ?? '', /vs inproc-encrypt-1k-paired 15,000 ops\/s = 80%/);
+});
+
+test('every paired ceiling names a scenario of the same daemon phase that measures it', () => {
+  const byName = new Map(SCENARIOS.map((s) => [s.name, s]));
+  const pairs = SCENARIOS.flatMap((s) => [
+    ...(s.pairedEcho ? [{ s, p: byName.get(s.pairedEcho), kind: 'ceiling-echo' }] : []),
+    ...(s.pairedInProcess ? [{ s, p: byName.get(s.pairedInProcess), kind: 'ceiling-in-process' }] : []),
+  ]);
+  assert.ok(pairs.length >= 6, `pairs: ${pairs.map((x) => x.s.name).join(', ')}`);
+  for (const { s, p, kind } of pairs) {
+    assert.ok(p, `${s.name}: its paired ceiling exists`);
+    assert.equal(p.kind, kind, `${s.name} -> ${p.name}: kind`);
+    assert.equal(p.phase, s.phase, `${s.name} -> ${p.name}: same phase`);
+    assert.ok(
+      kind === 'ceiling-echo' ? p.op !== undefined : p.inProcess?.name === p.name,
+      `${p.name} measures`,
+    );
+  }
+  assert.deepEqual(
+    SCENARIOS.filter((s) => s.pairedInProcess !== undefined)
+      .map((s) => s.name)
+      .sort(),
+    [
+      'encrypt-batch-100x1k',
+      'pqc-mldsa65-sign-batch64',
+      'pqc-mldsa65-verify-batch64',
+      'pqc-mlkem768-decapsulate-batch64',
+    ],
+  );
+});
+
 test('the suite pairs echo-1k-paired with Encrypt and Decrypt 1 KiB, in the daemon phase, on the same sweep', () => {
   const byName = new Map(SCENARIOS.map((s) => [s.name, s]));
   const e = byName.get('echo-1k-paired');
