@@ -149,12 +149,22 @@ test('customer-level keys: scoped to the customer; DestroyCustomer shreds them; 
   );
   assert.equal((made.key as R).customer, 'cu1', 'CreateKey names the customer');
   await svc.keys.unary('CreateKey', { keyId: 'cu-box', algorithm: 'KEY_ALGORITHM_X_WING', ...c });
-  await expectCode(
-    svc.keys.unary('CreateKey', { keyId: 'cu-ec', algorithm: 'KEY_ALGORITHM_ECDSA_P256', ...c }),
-    GrpcCode.INVALID_ARGUMENT,
-    'HSM key for a customer',
+  const ec = await svc.keys.unary<R>('CreateKey', {
+    keyId: 'cu-ec',
+    algorithm: 'KEY_ALGORITHM_ECDSA_P256',
+    ...c,
+  });
+  assert.deepEqual(
+    [(ec.key as R).customer, (ec.key as R).inHsm],
+    ['cu1', true],
+    'an HSM key for the customer',
   );
   const msg = te('customer document');
+  const ecSig = await svc.keys.unary<R>('Sign', { keyId: 'cu-ec', message: msg, ...c });
+  const ecPub = (format: string) =>
+    svc.keys.unary<R>('GetPublicKey', { keyId: 'cu-ec', format, ...c }).then((r) => r.publicKey as Buffer);
+  const ecRaw = await ecPub('PUBLIC_KEY_FORMAT_RAW');
+  const ecSpki = await ecPub('PUBLIC_KEY_FORMAT_SPKI_DER');
   const sig = await svc.keys.unary<R>(
     'Sign',
     { keyId: 'cu-sig', message: msg, ...c },
@@ -178,7 +188,7 @@ test('customer-level keys: scoped to the customer; DestroyCustomer shreds them; 
   const listed = await svc.keys.unary<R>('ListKeys', c);
   assert.deepEqual(
     (listed.keys as R[]).map((k) => k.keyId).sort(),
-    ['cu-box', 'cu-sig'],
+    ['cu-box', 'cu-ec', 'cu-sig'],
     'ListKeys with the customer',
   );
   const tenantList = await svc.keys.unary<R>('ListKeys', {});
@@ -189,7 +199,18 @@ test('customer-level keys: scoped to the customer; DestroyCustomer shreds them; 
   const opened = await svc.keys.unary<R>('OpenBox', { keyId: 'cu-box', sealed: box.sealed, ...c });
   assert.equal((opened.plaintext as Buffer).toString(), 'for cu1');
 
-  await admin.admin.unary('DestroyCustomer', { org: 'acme', tenant: 'alpha', customer: 'cu1' });
+  const shred = await admin.admin.unary<R>('DestroyCustomer', {
+    org: 'acme',
+    tenant: 'alpha',
+    customer: 'cu1',
+  });
+  const body = JSON.parse((shred.receipt as R).body as string) as { destroyed: { hsmKeyLabels?: string[] } };
+  assert.equal(body.destroyed.hsmKeyLabels?.length, 1, 'the receipt names the destroyed token key of cu-ec');
+  await expectCode(
+    svc.keys.unary('Sign', { keyId: 'cu-ec', message: msg, ...c }),
+    GrpcCode.NOT_FOUND,
+    'Sign with the HSM key after DestroyCustomer',
+  );
   await expectCode(
     svc.keys.unary('OpenBox', { keyId: 'cu-box', sealed: box.sealed, ...c }),
     GrpcCode.NOT_FOUND,
@@ -209,6 +230,15 @@ test('customer-level keys: scoped to the customer; DestroyCustomer shreds them; 
     new Uint8Array(0),
   );
   assert.ok(v.node && v.noble !== false, `old signature verifies offline: ${JSON.stringify(v)}`);
+  const ve = offlineVerify(
+    'KEY_ALGORITHM_ECDSA_P256',
+    ecRaw,
+    ecSpki,
+    msg,
+    ecSig.signature as Buffer,
+    new Uint8Array(0),
+  );
+  assert.ok(ve.node && ve.noble !== false, `old HSM signature verifies offline: ${JSON.stringify(ve)}`);
   // The tenant's own keys still work.
   const s = await svc.keys.unary<R>('Sign', { keyId: 'lim', message: te('still') });
   assert.ok((s.signature as Buffer).length > 0);

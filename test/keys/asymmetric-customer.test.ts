@@ -35,11 +35,15 @@ const asym = (k: KeyBroker = kb) => {
   assert.ok(k.asymmetric, 'KeyBroker.asymmetric is set when options.pqc is given');
   return k.asymmetric;
 };
-const SIG: [string, AsymmetricKeyType][] = [
+const SIG: [string, AsymmetricKeyType, { hsmEcdsa: true }?][] = [
   ['c1-mldsa', 'ml-dsa-65'],
   ['c1-ed', 'ed25519'],
   ['c1-comp', 'composite-mldsa65-ecdsa-p256'],
+  // In the HSM: a non-extractable ECDSA key, and a composite whose ECDSA half is one.
+  ['c1-ec', 'ecdsa-p256'],
+  ['c1-comp-hsm', 'composite-mldsa65-ecdsa-p256', { hsmEcdsa: true }],
 ];
+const C1_HSM_KEYS = ['c1-ec', 'c1-comp-hsm'];
 const BOX: [string, 'ml-kem-768' | 'x-wing'][] = [
   ['c1-mlkem', 'ml-kem-768'],
   ['c1-xwing', 'x-wing'],
@@ -56,9 +60,12 @@ before(async () => {
   await kb.createTenant(A.org, A.tenant);
   await kb.createCustomer(A, cust('c1'));
   await kb.createCustomer(A, cust('c2'));
-  for (const [id, type] of [...SIG, ...BOX]) await asym().createKey(C1, id, type);
+  for (const [id, type, opts] of SIG) await asym().createKey(C1, id, type, opts);
+  for (const [id, type] of BOX) await asym().createKey(C1, id, type);
   await asym().createKey(C2, 'c2-box', 'ml-kem-768');
+  await asym().createKey(C2, 'c2-ec', 'ecdsa-p256');
   await asym().createKey(A, 'tenant-box', 'x-wing');
+  await asym().createKey(A, 'tenant-ec', 'ecdsa-p256');
 });
 after(async () => {
   await kb.close();
@@ -71,6 +78,18 @@ function tenantDb(d: string): Database.Database {
   return new Database(join(d, 'tenants/acme', f), { readonly: true });
 }
 type Row = { key_id: string; version: number; customer: string; tek_version: number; cek_version: number };
+/** Labels of the HSM-resident keys of `customer` ('' for tenant-level), from the rows of `d`. */
+function hsmLabels(d: string, customer: string): string[] {
+  const db = tenantDb(d);
+  try {
+    return (db.prepare('SELECT meta FROM tenant_keys WHERE customer = ?').all(customer) as { meta: string }[])
+      .map((r) => (JSON.parse(r.meta) as { hsmLabel?: string }).hsmLabel)
+      .filter((l): l is string => l !== undefined)
+      .sort();
+  } finally {
+    db.close();
+  }
+}
 function rows(d: string): Row[] {
   const db = tenantDb(d);
   try {
@@ -91,7 +110,7 @@ async function sealAll(k: KeyBroker, owner: KeyOwner, ids: [string, 'ml-kem-768'
   return out;
 }
 
-test('a customer key is found only with its customer named; HSM-resident keys are tenant-level only', async () => {
+test('a customer key is found only with its customer named, HSM-resident keys too', async () => {
   const cases: [string, () => Promise<unknown>, string][] = [
     ['tenant-level describe of a c1 key', () => asym().describeKey(A, 'c1-mlkem'), 'NOT_FOUND'],
     ['c2 describe of a c1 key', () => asym().describeKey(C2, 'c1-mlkem'), 'NOT_FOUND'],
@@ -104,10 +123,15 @@ test('a customer key is found only with its customer named; HSM-resident keys ar
     ['c1 use of a tenant-level key', () => asym().encapsulate(C1, 'tenant-box'), 'NOT_FOUND'],
     ['unknown customer', () => asym().describeKey({ ...A, customer: cust('nobody') }, 'c1-ed'), 'NOT_FOUND'],
     ['a key id in use by a customer', () => asym().createKey(A, 'c1-ed', 'ed25519'), 'ALREADY_EXISTS'],
-    ['ecdsa-p256 for a customer', () => asym().createKey(C1, 'c1-ec', 'ecdsa-p256'), 'INVALID_ARGUMENT'],
+    ['c2 sign with a c1 HSM key', () => asym().sign(C2, 'c1-ec', bytes('x'), none), 'NOT_FOUND'],
     [
-      'hsm_ecdsa composite for a customer',
-      () => asym().createKey(C1, 'c1-ch', 'composite-mldsa65-ecdsa-p256', { hsmEcdsa: true }),
+      'tenant-level sign with a c1 HSM key',
+      () => asym().sign(A, 'c1-comp-hsm', bytes('x'), none),
+      'NOT_FOUND',
+    ],
+    [
+      'hsm_ecdsa on a non-composite customer key',
+      () => asym().createKey(C1, 'c1-x', 'ml-dsa-65', { hsmEcdsa: true }),
       'INVALID_ARGUMENT',
     ],
   ];
@@ -117,12 +141,19 @@ test('a customer key is found only with its customer named; HSM-resident keys ar
       .listKeys(o)
       .then((l) => l.map((k) => k.keyId).sort());
   assert.deepEqual(await ids(C1), [...SIG, ...BOX].map(([id]) => id).sort(), 'c1 lists its own keys');
-  assert.deepEqual(await ids(C2), ['c2-box'], 'c2 lists its own keys');
-  assert.deepEqual(await ids(A), ['tenant-box'], 'tenant-level list has no customer keys');
+  assert.deepEqual(await ids(C2), ['c2-box', 'c2-ec'], 'c2 lists its own keys');
+  assert.deepEqual(await ids(A), ['tenant-box', 'tenant-ec'], 'tenant-level list has no customer keys');
   assert.equal((await asym().describeKey(C1, 'c1-ed')).customer, 'c1', 'describe names the customer');
+  for (const id of C1_HSM_KEYS) {
+    const d = await asym().describeKey(C1, id);
+    assert.deepEqual([d.customer, d.inHsm], ['c1', true], `${id}: a c1 key in the HSM`);
+  }
+  assert.equal(hsmLabels(dir, 'c1').length, C1_HSM_KEYS.length, 'one token key per c1 HSM key');
+  for (const l of hsmLabels(dir, 'c1'))
+    assert.ok(await env.hsm.findKey(l, 'signing'), `${l}: a c1 token key is in the HSM`);
   const jwks = await asym().jwks(C1);
   assert.equal(jwks.keys.length, SIG.length, 'c1 JWKS: its signature keys');
-  assert.equal((await asym().jwks(A)).keys.length, 0, 'tenant JWKS: no customer keys');
+  assert.equal((await asym().jwks(A)).keys.length, 1, 'tenant JWKS: its own key, no customer keys');
 });
 
 test('customer rows are wrapped under the CEK: TEK rotations leave them alone; CEK rotation and cold start keep them working', async () => {
@@ -215,8 +246,18 @@ test('destroy customer: a restored backup opens none of its boxes and signs with
   const snap = env.dataDir();
   cpSync(dir, snap, { recursive: true });
 
+  const c1Labels = hsmLabels(dir, 'c1');
+  const otherLabels = [...hsmLabels(dir, 'c2'), ...hsmLabels(dir, '')];
+  assert.equal(c1Labels.length, C1_HSM_KEYS.length, 'c1 token keys before the shred');
   const loadedBefore = asym().loadedKeys;
-  await kb.destroyCustomer(A, cust('c1'));
+  const receipt = await kb.destroyCustomer(A, cust('c1'));
+  // Their token objects were the only copy of those private keys: C_DestroyObject is their shred.
+  for (const l of c1Labels)
+    assert.equal(await env.hsm.findKey(l, 'signing'), undefined, `c1 token key ${l} still in the HSM`);
+  for (const l of otherLabels)
+    assert.ok(await env.hsm.findKey(l, 'signing'), `${l}: other owners' token keys stay`);
+  const destroyed = (JSON.parse(receipt.body) as { destroyed: { hsmKeyLabels?: string[] } }).destroyed;
+  assert.deepEqual(destroyed.hsmKeyLabels, c1Labels, 'the signed receipt names the destroyed token keys');
   assert.equal(rows(dir).filter((r) => r.customer === 'c1').length, 0, 'c1 rows deleted from the live file');
   assert.ok(
     asym().loadedKeys <= loadedBefore - SIG.length,
@@ -234,6 +275,28 @@ test('destroy customer: a restored backup opens none of its boxes and signs with
   assert.equal(
     text((await asym().openBox(A, 'tenant-box', undefined, tBox, none, none)).plaintext),
     'tenant data',
+  );
+  for (const [owner, id] of [
+    [C2, 'c2-ec'],
+    [A, 'tenant-ec'],
+  ] as const) {
+    const s = await asym().sign(owner, id, bytes('after'), none);
+    assert.ok(
+      verifyWith(
+        rt,
+        'ecdsa-p256',
+        (await asym().publicKey(owner, id)).publicKey,
+        bytes('after'),
+        s.signature,
+        none,
+      ),
+      `${id} still signs in the HSM`,
+    );
+  }
+  assert.equal(
+    await codeOf(() => asym().createKey(C1, 'c1-late', 'ecdsa-p256')),
+    'NOT_FOUND',
+    'no new key for a destroyed customer',
   );
 
   const restored = env.dataDir();

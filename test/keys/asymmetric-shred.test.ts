@@ -186,7 +186,7 @@ test('destroy tenant: a restored backup and the HSM open none of its boxes and s
   const snap = env.dataDir();
   cpSync(dir, snap, { recursive: true });
 
-  await kb.destroyTenant(A);
+  const receipt = await kb.destroyTenant(A);
   assert.equal(
     await codeOf(() =>
       asym(kb).openBox(A, 'box-xwing', undefined, boxes.get('box-xwing') as Uint8Array, none, none),
@@ -234,6 +234,12 @@ test('destroy tenant: a restored backup and the HSM open none of its boxes and s
   assert.equal(labels.length, 2, 'tenant A had two HSM signing keys');
   for (const l of labels)
     assert.equal(await env.hsm.findKey(l, 'signing'), undefined, `${l} still in the HSM`);
+  const destroyed = (JSON.parse(receipt.body) as { destroyed: { hsmKeyLabels?: string[] } }).destroyed;
+  assert.deepEqual(
+    destroyed.hsmKeyLabels,
+    [...labels].sort(),
+    'the signed receipt names the destroyed token keys',
+  );
   // Signatures made before the shred still verify with the exported public keys.
   for (const s of signed)
     assert.ok(

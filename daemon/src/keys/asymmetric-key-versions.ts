@@ -27,6 +27,10 @@ import type { KeyPolicy } from './key-broker-api.ts';
 import { mergePolicy } from './key-info.ts';
 import type { KeyedMutex } from './keyed-mutex.ts';
 
+/** The `shredding` entry of a customer whose shred has begun. */
+export const customerShredKey = (ref: TenantRef, customer: string): string =>
+  `${tenantKey(ref.org, ref.tenant)}/${customer}`;
+
 /** Key rows, policies and new versions of the tenants' asymmetric keys. */
 export class AsymmetricKeyVersions {
   readonly #h: Hierarchy;
@@ -35,7 +39,7 @@ export class AsymmetricKeyVersions {
   readonly #rt: AsymmetricRuntime;
   readonly #usage: AsymmetricKeyUsage;
   readonly #evict: (t: TenantRow, keyId: string, version: number) => void;
-  /** Tenants whose shred has begun: no new keys for them. */
+  /** Tenants (`org/tenant`) and customers (`org/tenant/customer`) whose shred has begun: no new keys for them. */
   readonly shredding = new Set<string>();
 
   constructor(
@@ -144,9 +148,6 @@ export class AsymmetricKeyVersions {
     const hsmEcdsa = opts.hsmEcdsa === true;
     if (hsmEcdsa && type !== 'composite-mldsa65-ecdsa-p256')
       throw new KbError('INVALID_ARGUMENT', 'hsm_ecdsa applies to composite keys only');
-    // A customer's shred destroys its CEKs, not token objects: HSM-resident keys are tenant-level.
-    if (ref.customer !== undefined && (hsmEcdsa || type === 'ecdsa-p256'))
-      throw new KbError('INVALID_ARGUMENT', 'keys in the HSM (ECDSA P-256, hsm_ecdsa) are tenant-level only');
     const policy = mergePolicy(DEFAULT_ASYMMETRIC_POLICY, opts.policy as Partial<KeyPolicy> | undefined, 1);
     return this.#lock.run(tenantKey(ref.org, ref.tenant), async () => {
       const { t } = this.owner(ref);
@@ -193,6 +194,8 @@ export class AsymmetricKeyVersions {
     policy?: PolicyRow,
   ): Promise<void> {
     if (this.shredding.has(tenantKey(ref.org, ref.tenant))) throw new KbError('NOT_FOUND', 'tenant');
+    if (ref.customer !== undefined && this.shredding.has(customerShredKey(ref, ref.customer)))
+      throw new KbError('NOT_FOUND', 'customer');
     const g = await generateKey(this.#rt, this.#hsm, type, hsmEcdsa || type === 'ecdsa-p256');
     try {
       const { t, customer } = this.owner(ref);

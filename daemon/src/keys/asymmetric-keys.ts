@@ -15,7 +15,7 @@ import type { TenantRow } from '../store/registry-rows.ts';
 import type * as Api from './asymmetric-key-api.ts';
 import { AsymmetricKeyLoader } from './asymmetric-key-loader.ts';
 import { AsymmetricKeyUsage } from './asymmetric-key-usage.ts';
-import { AsymmetricKeyVersions } from './asymmetric-key-versions.ts';
+import { AsymmetricKeyVersions, customerShredKey } from './asymmetric-key-versions.ts';
 import type { AsymmetricRuntime } from './asymmetric-key-material.ts';
 import {
   boxKem,
@@ -338,18 +338,18 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
 
   /**
    * Before a tenant shred: refuse new keys, destroy its HSM-resident keys (their only copy is the
-   * token object, so C_DestroyObject is the shred), zero its cached keys.
+   * token object, so C_DestroyObject is the shred), zero its cached keys. Returns the labels of
+   * the destroyed token keys, for the receipt.
    */
-  async beforeTenantShred(ref: TenantRef): Promise<void> {
+  async beforeTenantShred(ref: TenantRef): Promise<string[]> {
     const k = tenantKey(ref.org, ref.tenant);
     this.#v.shredding.add(k);
-    await this.#lock.run(k, async () => {
+    return this.#lock.run(k, async () => {
       const t = this.#h.activeTenant(ref.org, ref.tenant);
-      for (const r of AsymmetricKeyStore.all(this.#h.store(t))) {
-        if (r.meta.hsmLabel !== undefined) await this.#v.destroyHsmKey(r.meta.hsmLabel);
-      }
+      const labels = await this.#destroyHsmKeys(t, () => true);
       this.#keys.evictTenant(ref.org, ref.tenant);
       this.#usage.drop(ref.org, ref.tenant);
+      return labels;
     });
   }
 
@@ -359,14 +359,38 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
     this.#v.shredding.delete(tenantKey(ref.org, ref.tenant));
   }
 
+  /**
+   * Before a customer shred: refuse new keys for the customer and destroy its HSM-resident keys.
+   * First, because the shred deletes the rows that name them: a crash after this step leaves
+   * keys that no longer sign, and the retried shred finds nothing left to destroy. Returns the
+   * labels of the destroyed token keys, for the receipt.
+   */
+  async beforeCustomerShred(ref: TenantRef, customer: string): Promise<string[]> {
+    this.#v.shredding.add(customerShredKey(ref, customer));
+    return this.#lock.run(tenantKey(ref.org, ref.tenant), () =>
+      this.#destroyHsmKeys(this.#h.activeTenant(ref.org, ref.tenant), (r) => r.customer === customer),
+    );
+  }
+
+  async #destroyHsmKeys(t: TenantRow, which: (r: AsymmetricKeyRow) => boolean): Promise<string[]> {
+    const labels: string[] = [];
+    for (const r of AsymmetricKeyStore.all(this.#h.store(t))) {
+      if (r.meta.hsmLabel === undefined || !which(r)) continue;
+      await this.#v.destroyHsmKey(r.meta.hsmLabel);
+      labels.push(r.meta.hsmLabel);
+    }
+    return labels.sort();
+  }
+
   /** How many unwrapped private keys are held in memory now. */
   get loadedKeys(): number {
     return this.#keys.size;
   }
 
-  /** After a customer shred: zero that customer's loaded keys at once. */
+  /** After a customer shred (done or failed): zero that customer's loaded keys at once. */
   afterCustomerShred(ref: TenantRef, customer: string): void {
-    const k = `${ref.org}/${ref.tenant}/${customer}`;
+    const k = customerShredKey(ref, customer);
+    this.#v.shredding.delete(k);
     const e = this.#customerKeys.get(k);
     if (e === undefined) return;
     for (const id of e.keyIds) this.#keys.evictKey(e.org, e.tenant, id);

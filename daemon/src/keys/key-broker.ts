@@ -309,8 +309,8 @@ export class KeyBroker implements Api.KeyBrokerApi {
     return this.#guard(async () => {
       // HSM-resident asymmetric keys of the tenant are destroyed first (see asymmetric-keys.ts).
       try {
-        await this.asymmetric?.beforeTenantShred(ref);
-        return await this.#shred.destroyTenant(orgId(ref.org), tenantId(ref.tenant));
+        const hsmKeyLabels = (await this.asymmetric?.beforeTenantShred(ref)) ?? [];
+        return await this.#shred.destroyTenant(orgId(ref.org), tenantId(ref.tenant), hsmKeyLabels);
       } finally {
         this.asymmetric?.afterTenantShred(ref);
       }
@@ -318,15 +318,20 @@ export class KeyBroker implements Api.KeyBrokerApi {
   }
   destroyCustomer(ref: TenantRef, customer: CustomerId): Promise<Api.ShredReceipt> {
     return this.#guard(async () => {
-      const receipt = await this.#shred.destroyCustomer(
-        orgId(ref.org),
-        tenantId(ref.tenant),
-        customerId(customer),
-      );
-      // The customer's rows are gone, so its keys are already unusable; this zeroes their loaded
-      // copies now rather than at the next sweep (which also covers a shred that failed half-way).
-      this.asymmetric?.afterCustomerShred(ref, customer);
-      return receipt;
+      try {
+        // The customer's HSM-resident asymmetric keys go first, as for a tenant.
+        const hsmKeyLabels = (await this.asymmetric?.beforeCustomerShred(ref, customer)) ?? [];
+        return await this.#shred.destroyCustomer(
+          orgId(ref.org),
+          tenantId(ref.tenant),
+          customerId(customer),
+          hsmKeyLabels,
+        );
+      } finally {
+        // The customer's rows are gone, so its keys are already unusable; this zeroes their loaded
+        // copies now rather than at the next sweep (which also covers a shred that failed half-way).
+        this.asymmetric?.afterCustomerShred(ref, customer);
+      }
     });
   }
 

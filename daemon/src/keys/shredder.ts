@@ -24,6 +24,8 @@ import type { EpochResult, ShredEpochRunner } from './shred-epoch.ts';
 import type { UsageCounter } from './usage-counter.ts';
 
 interface ShredDetail {
+  /** Labels of the asymmetric keys destroyed in the HSM (C_DestroyObject) before the shred. */
+  hsmKeyLabels?: string[];
   cekVersions?: number[];
   tekVersions?: number[];
   newTekVersion?: number;
@@ -58,11 +60,15 @@ export class Shredder {
     this.#auditHead = auditHead;
   }
 
-  async destroyTenant(org: string, tenant: string): Promise<ShredReceipt> {
+  async destroyTenant(
+    org: string,
+    tenant: string,
+    hsmKeyLabels: readonly string[] = [],
+  ): Promise<ShredReceipt> {
     const id = await this.#tenantLock.run(tenantKey(org, tenant), async () => {
       const t = this.#h.activeTenant(org, tenant);
       const teks = this.#reg.listTeks(org, tenant).map((r) => r.version);
-      const detail: ShredDetail = { tekVersions: teks, tenantFile: true };
+      const detail: ShredDetail = { hsmKeyLabels: [...hsmKeyLabels], tekVersions: teks, tenantFile: true };
       const shredId = this.#reg.markTenantDestroyed(
         org,
         tenant,
@@ -78,7 +84,12 @@ export class Shredder {
     return this.#finishOwned(id);
   }
 
-  async destroyCustomer(org: string, tenant: string, customer: string): Promise<ShredReceipt> {
+  async destroyCustomer(
+    org: string,
+    tenant: string,
+    customer: string,
+    hsmKeyLabels: readonly string[] = [],
+  ): Promise<ShredReceipt> {
     const id = await this.#tenantLock.run(tenantKey(org, tenant), async () => {
       const t = this.#h.activeTenant(org, tenant);
       const c = this.#h.customerRow(t, customer);
@@ -91,7 +102,7 @@ export class Shredder {
         customer,
         state: 'tek-rotation',
         requestedAt: this.#h.d.now().toISOString(),
-        detail: '{}',
+        detail: JSON.stringify({ hsmKeyLabels: [...hsmKeyLabels] } satisfies ShredDetail),
       });
       this.#inProgress.add(shredId);
       try {
@@ -139,7 +150,7 @@ export class Shredder {
     const tekVersions = [...new Set([...(prev.tekVersions ?? []), ...gone])].sort((a, b) => a - b);
     this.#reg.updateShred(shredId, {
       state: 'epoch',
-      detail: JSON.stringify({ cekVersions, tekVersions, newTekVersion: newTek }),
+      detail: JSON.stringify({ ...prev, cekVersions, tekVersions, newTekVersion: newTek }),
     });
   }
 
@@ -170,6 +181,7 @@ export class Shredder {
       requestedAt: s.requestedAt,
       completedAt: this.#h.d.now().toISOString(),
       destroyed: {
+        hsmKeyLabels: d.hsmKeyLabels?.length ? d.hsmKeyLabels : undefined,
         customerKeyVersions: d.cekVersions ?? undefined,
         tenantKeyVersions: d.tekVersions ?? undefined,
         tenantFile: d.tenantFile ?? undefined,
