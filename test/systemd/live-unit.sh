@@ -143,7 +143,6 @@ chmod 0777 /run/systemd/notify
 
 show() { systemctl --user show keybroker.service -p "$1" --value; }
 health() { curl -s -m 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/$2" || true; }
-health_at() { curl -s -m 5 -o /dev/null -w '%{http_code}' "http://$1:$2/healthz" || true; }
 
 step "systemctl start (Type=notify: returns once READY=1 arrives)"
 rc=0; timeout 150 systemctl --user start keybroker.service || rc=$?
@@ -172,7 +171,14 @@ if [ -n "$ext" ]; then
   emit external.healthz "$(curl -s -m 3 -o /dev/null -w '%{http_code}' "http://$ext:$mport/healthz" || true)"
   # What network-clients.conf does, applied to the running unit.
   systemctl --user set-property --runtime keybroker.service "IPAddressAllow=$ext/32"
-  emit external-allowed.healthz "$(health_at "$ext" "$mport")"
+  # The new allow-list reaches the unit's BPF filter asynchronously: poll (bounded) until it does.
+  allowed=000
+  for _ in $(seq 1 10); do
+    allowed="$(curl -s -m 2 -o /dev/null -w '%{http_code}' "http://$ext:$mport/healthz" || true)"
+    [ "$allowed" = 200 ] && break
+    sleep 0.5
+  done
+  emit external-allowed.healthz "$allowed"
   systemctl --user set-property --runtime keybroker.service IPAddressAllow=
   systemctl --user set-property --runtime keybroker.service IPAddressAllow=localhost
 fi
