@@ -3,7 +3,9 @@
  *  - Encrypt/Decrypt 1 KiB ≥ 70% of the echo's throughput (at the best concurrency of each);
  *  - server CPU per request ≤ echo's + 1.5 × the in-process crypto cost (median over the sweep);
  *  - EncryptBatch 100 × 1 KiB ≥ 60% of the in-process encrypt rate (items/s);
- *  - streaming 64 MiB reported next to in-process AES-GCM (no numeric target; ratio shown).
+ *  - streaming 64 MiB reported next to in-process AES-GCM (no numeric target; ratio shown);
+ *  - post-quantum operations through the daemon ≥ 80% of the in-process rate × cores used, each
+ *    with the most any server could reach here: the operation plus the cheapest empty call.
  * The echo is `echo-1k-paired` (measured beside each Encrypt/Decrypt window) when the run has it,
  * else `echo-1k` from the echo phase; EncryptBatch's ceiling likewise `inproc-encrypt-1k-paired`.
  */
@@ -70,10 +72,12 @@ export function evaluateTargets(records: readonly ScenarioRecord[]): TargetCheck
       );
     } else {
       const limit = median(ec) + 1.5 * ip;
+      // What the limit leaves for the daemon's own work beyond the echo and the crypto (identity,
+      // policy, key lookup, the durable audit record, the log line, metrics): 0.5 × the crypto.
       out.push({
         name: cpuName,
         target: cpuTarget,
-        measured: `${fmt(median(dc), 1)} µs vs limit ${fmt(limit, 1)} µs (${echoName} ${fmt(median(ec), 1)} + 1.5 × ${fmt(ip, 1)}); medians over the sweep`,
+        measured: `${fmt(median(dc), 1)} µs vs limit ${fmt(limit, 1)} µs (${echoName} ${fmt(median(ec), 1)} + 1.5 × ${fmt(ip, 1)}, which leaves ${fmt(0.5 * ip, 1)} µs beyond the echo and the crypto); medians over the sweep`,
         pass: median(dc) <= limit,
       });
     }
@@ -135,6 +139,58 @@ export function evaluateTargets(records: readonly ScenarioRecord[]): TargetCheck
         pass: undefined,
       });
     }
+  }
+  out.push(...postQuantumTargets(records));
+  return out;
+}
+
+/** Post-quantum scenarios, their in-process ceiling, and items per call. */
+const PQC_TARGETS: readonly (readonly [scenario: string, inProcess: string, items: number])[] = [
+  ['pqc-mldsa65-sign-batch64', 'inproc-mldsa65-sign', 64],
+  ['pqc-mldsa65-verify-batch64', 'inproc-mldsa65-verify', 64],
+  ['pqc-mlkem768-decapsulate-batch64', 'inproc-mlkem768-decapsulate', 64],
+  ['pqc-mldsa65-sign', 'inproc-mldsa65-sign', 1],
+  ['pqc-mldsa65-verify', 'inproc-mldsa65-verify', 1],
+  ['pqc-mlkem768-decapsulate', 'inproc-mlkem768-decapsulate', 1],
+  ['pqc-mlkem768-encapsulate', 'inproc-mlkem768-encapsulate', 1],
+];
+
+/**
+ * ≥ 80% of the in-process rate × cores used (the suite pins the daemon to one core). Next to
+ * each: the most any gRPC server could reach on this machine, `op / (op + call / items)`, with
+ * `op` the in-process CPU per operation and `call` the cheapest empty echo call of the run
+ * (echo-32, server CPU per request at its best concurrency). A single call of an operation that
+ * costs less than 4 empty calls cannot reach 80% however little the daemon adds.
+ */
+function postQuantumTargets(records: readonly ScenarioRecord[]): TargetCheck[] {
+  const out: TargetCheck[] = [];
+  const target = '≥ 80% of the in-process rate × cores used (1: the daemon is pinned to one core)';
+  const echoCpu = of(records, 'echo-32')
+    .map((r) => r.serverCpuUsPerOp?.median)
+    .filter((x): x is number => x !== undefined && x > 0);
+  const call = echoCpu.length > 0 ? Math.min(...echoCpu) : undefined;
+  for (const [scenario, inProcess, items] of PQC_TARGETS) {
+    const name = `${scenario} vs in-process`;
+    const d = best(of(records, scenario));
+    const paired = items > 1 ? of(records, `${inProcess}-paired`)[0] : undefined;
+    const ip = paired ?? of(records, inProcess)[0];
+    if (!d || !ip) {
+      if (d || ip) out.push(missing(name, target, !d ? scenario : inProcess));
+      continue;
+    }
+    const ratio = d.throughput.median / ip.throughput.median;
+    const op = ip.clientCpuUsPerOp.median;
+    // Only beside a miss: a pass can beat it (SignBatch and Sign run liboqs against an OpenSSL ceiling).
+    const bound =
+      ratio < 0.8 && call !== undefined && op > 0
+        ? `; at most ${pct(op / (op + call / items))} for any server (${fmt(op, 1)} µs an operation, ${fmt(call, 1)} µs the cheapest empty call${items > 1 ? `, shared by ${items} items` : ''})`
+        : '';
+    out.push({
+      name,
+      target,
+      measured: `${fmt(d.throughput.median)} ${d.unit} (c=${d.concurrency}) vs ${paired ? `${inProcess}-paired ` : ''}${fmt(ip.throughput.median)} ops/s = ${pct(ratio)}${bound}`,
+      pass: ratio >= 0.8,
+    });
   }
   return out;
 }
