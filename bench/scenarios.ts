@@ -48,9 +48,9 @@ export interface Scenario {
   /** Too slow for the 30-minute budget: runs only when named in --only or with --with-100k. */
   readonly optIn?: boolean;
   /**
-   * An echo scenario measured again inside this scenario's daemon phase, one window right before
-   * each of this scenario's windows (same concurrency and run): the ceiling it is read against
-   * then comes from the same minute, not from a phase several minutes earlier.
+   * An echo scenario measured again inside this scenario's daemon phase, alternating in slices
+   * with each of this scenario's windows (same concurrency and run: A B A B ...): the ceiling it
+   * is read against then comes from the same seconds, not from a phase minutes earlier.
    */
   readonly pairedEcho?: string;
   /**
@@ -261,7 +261,7 @@ function sized(): Scenario[] {
         kind: 'ceiling-echo',
         group: s.group,
         description:
-          'echo-1k again, in the daemon phase: each window right before the Encrypt and Decrypt 1 KiB windows of the same concurrency and run (the targets read these)',
+          'echo-1k again, in the daemon phase: alternating in slices with each Encrypt and Decrypt 1 KiB window of the same concurrency and run (the targets read these)',
         unit: 'req/s',
         payloadBytes: s.bytes,
         phase: 'daemon',

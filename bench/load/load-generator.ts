@@ -40,16 +40,17 @@ function emit(line: object): void {
 }
 
 async function createOp(ctx: OpContext): Promise<LoadOp> {
-  if (spec.op.kind === 'keys') {
+  const o = ctx.spec.op;
+  if (o.kind === 'keys') {
     const { createKeysOp } = await import('./keys-ops.ts');
-    return createKeysOp(ctx, spec.op.op);
+    return createKeysOp(ctx, o.op);
   }
-  if (spec.op.kind === 'daemon') {
+  if (o.kind === 'daemon') {
     // Loaded lazily: the daemon's proto only exists once the daemon lands.
     const { createDaemonOp } = await import('./daemon-ops.ts');
-    return createDaemonOp(ctx, spec.op);
+    return createDaemonOp(ctx, o);
   }
-  return createEchoOp(ctx, spec.op);
+  return createEchoOp(ctx, o);
 }
 
 interface WindowResult {
@@ -101,59 +102,142 @@ async function runWindow(
   return { latUs: lat.subarray(0, done), calls: done, errors, firstError, seconds };
 }
 
+/** One server driven by this process: its calls, its connections, its process. */
+interface Side {
+  readonly spec: LoadSpec;
+  readonly op: LoadOp;
+  readonly set: ChannelSet;
+  /** Printed on this side's run lines (the alternate ceiling's); unset for the spec's own. */
+  readonly scenario?: string;
+}
+
+/** What one run of one side adds up to over its slices. */
+interface Tally {
+  readonly lat: Float64Array[];
+  calls: number;
+  errors: number;
+  firstError: string | undefined;
+  seconds: number;
+  serverS: number;
+  clientUs: number;
+}
+
+async function openSide(s: LoadSpec, channelCount: number, scenario?: string): Promise<Side> {
+  const set = await ChannelSet.create(s, channelCount);
+  const op = await createOp({ spec: s, channels: set, callTimeoutMs: s.callTimeoutMs });
+  return { spec: s, op, set, ...(scenario === undefined ? {} : { scenario }) };
+}
+
+/** The run line of one side: throughput and CPU per unit over all its slices. */
+function runLine(side: Side, t: Tally, concurrency: number, run: number): RunLine {
+  if (t.calls === 0) throw new Error(`every call failed: ${t.firstError}`);
+  const pid = side.spec.serverPid;
+  const rss = pid === undefined ? undefined : readPeakRssBytes(pid);
+  const units = t.calls * side.op.unitsPerCall;
+  const lat = new Float64Array(t.lat.reduce((n, a) => n + a.length, 0));
+  let o = 0;
+  for (const a of t.lat) {
+    lat.set(a, o);
+    o += a.length;
+  }
+  const sample: RunSample = {
+    throughput: units / t.seconds,
+    ...latencyPercentiles(lat),
+    ...(pid === undefined ? {} : { serverCpuUsPerOp: (t.serverS * 1e6) / units }),
+    clientCpuUsPerOp: t.clientUs / units,
+    ...(rss === undefined ? {} : { peakRssBytes: rss }),
+    operations: units,
+    errors: t.errors,
+    durationS: t.seconds,
+  };
+  return {
+    type: 'run',
+    ...(side.scenario === undefined ? {} : { scenario: side.scenario }),
+    concurrency,
+    run,
+    sample,
+    ...(t.firstError === undefined ? {} : { firstError: t.firstError }),
+    ...(side.spec.rotation === undefined ? {} : { connections: side.set.stats() }),
+  };
+}
+
 async function main(): Promise<void> {
   const maxC = Math.max(...spec.concurrencies);
   const channelCount = Math.max(1, Math.min(spec.maxChannels, maxC));
-  const channels = await ChannelSet.create(spec, channelCount);
-  const op = await createOp({ spec, channels, callTimeoutMs: spec.callTimeoutMs });
+  const sides: Side[] = [await openSide(spec, channelCount)];
+  const alt = spec.alternate;
+  if (alt !== undefined) {
+    const { rotation: _rotation, alternate: _alternate, serverPid: _pid, ...rest } = spec;
+    const altSpec: LoadSpec = {
+      ...rest,
+      target: alt.target,
+      tls: alt.tls,
+      op: alt.op,
+      ...(alt.serverPid === undefined ? {} : { serverPid: alt.serverPid }),
+    };
+    sides.push(await openSide(altSpec, channelCount, alt.scenario));
+  }
+  const slices = alt === undefined ? 1 : Math.max(1, Math.min(alt.slices ?? 4, 20));
   try {
     for (const concurrency of spec.concurrencies) {
       const chans = Math.min(channelCount, concurrency);
       for (let run = 0; run < spec.runs; run++) {
-        const warm = await runWindow(
-          op,
-          channels,
-          concurrency,
-          chans,
-          spec.warmupS,
-          spec.warmupCalls ?? Math.min(concurrency * 2, spec.minCalls),
-        );
-        if (warm.calls === 0 && warm.errors > 0)
-          throw new Error(`every warm-up call failed: ${warm.firstError}`);
-        const pid = spec.serverPid;
-        if (pid !== undefined) resetPeakRss(pid);
-        const cpu0 = process.cpuUsage();
-        const srv0 = pid === undefined ? 0 : readCpuSeconds(pid);
-        const w = await runWindow(op, channels, concurrency, chans, spec.durationS, spec.minCalls);
-        const srv1 = pid === undefined ? 0 : readCpuSeconds(pid);
-        const cpu = process.cpuUsage(cpu0);
-        if (w.calls === 0) throw new Error(`every call failed: ${w.firstError}`);
-        const rss = pid === undefined ? undefined : readPeakRssBytes(pid);
-        const units = w.calls * op.unitsPerCall;
-        const sample: RunSample = {
-          throughput: units / w.seconds,
-          ...latencyPercentiles(w.latUs),
-          ...(pid === undefined ? {} : { serverCpuUsPerOp: ((srv1 - srv0) * 1e6) / units }),
-          clientCpuUsPerOp: (cpu.user + cpu.system) / units,
-          ...(rss === undefined ? {} : { peakRssBytes: rss }),
-          operations: units,
-          errors: w.errors,
-          durationS: w.seconds,
-        };
-        const line: RunLine = {
-          type: 'run',
-          concurrency,
-          run,
-          sample,
-          ...(w.firstError === undefined ? {} : { firstError: w.firstError }),
-          ...(spec.rotation === undefined ? {} : { connections: channels.stats() }),
-        };
-        emit(line);
+        for (const side of sides) {
+          const warm = await runWindow(
+            side.op,
+            side.set,
+            concurrency,
+            chans,
+            spec.warmupS,
+            spec.warmupCalls ?? Math.min(concurrency * 2, spec.minCalls),
+          );
+          if (warm.calls === 0 && warm.errors > 0)
+            throw new Error(`every warm-up call failed: ${warm.firstError}`);
+          if (side.spec.serverPid !== undefined) resetPeakRss(side.spec.serverPid);
+        }
+        const tallies: Tally[] = sides.map(() => ({
+          lat: [],
+          calls: 0,
+          errors: 0,
+          firstError: undefined,
+          seconds: 0,
+          serverS: 0,
+          clientUs: 0,
+        }));
+        // A B A B ...: each side's window is cut in `slices`, so both sample the same seconds.
+        for (let k = 0; k < slices; k++) {
+          for (const [i, side] of sides.entries()) {
+            const t = tallies[i] as Tally;
+            const pid = side.spec.serverPid;
+            const cpu0 = process.cpuUsage();
+            const srv0 = pid === undefined ? 0 : readCpuSeconds(pid);
+            const w = await runWindow(
+              side.op,
+              side.set,
+              concurrency,
+              chans,
+              spec.durationS / slices,
+              Math.ceil(spec.minCalls / slices),
+            );
+            const srv1 = pid === undefined ? 0 : readCpuSeconds(pid);
+            const cpu = process.cpuUsage(cpu0);
+            t.lat.push(w.latUs.slice()); // a copy: the window's buffer is sized for maxCalls
+            t.calls += w.calls;
+            t.errors += w.errors;
+            t.firstError ??= w.firstError;
+            t.seconds += w.seconds;
+            t.serverS += srv1 - srv0;
+            t.clientUs += cpu.user + cpu.system;
+          }
+        }
+        for (const [i, side] of sides.entries()) emit(runLine(side, tallies[i] as Tally, concurrency, run));
       }
     }
   } finally {
-    op.close();
-    channels.close();
+    for (const side of sides) {
+      side.op.close();
+      side.set.close();
+    }
   }
 }
 

@@ -53,6 +53,22 @@ export interface LoadSpec {
   readonly callTimeoutMs: number;
   /** Random-tenant traffic: mint identities for random tenants and reconnect slots as them. */
   readonly rotation?: TenantRotation;
+  /**
+   * A ceiling measured in the same window: each run's duration is cut into `slices` that
+   * alternate between this spec's target and the ceiling's (A B A B ...), so both see the same
+   * seconds of a host whose speed drifts. The ceiling's runs are printed under its scenario name.
+   */
+  readonly alternate?: AlternateTarget;
+}
+
+export interface AlternateTarget {
+  readonly scenario: string;
+  readonly target: string;
+  readonly tls: ClientTls;
+  readonly op: OpSpec;
+  readonly serverPid?: number;
+  /** Slices per side in each run (default 4). */
+  readonly slices?: number;
 }
 
 export interface TenantRotation {

@@ -3,8 +3,8 @@
  * SoftHSM2 token), provisions what its scenarios need through the Admin API, drives the load
  * generator, reads /metrics around each scenario (HSM unwraps and cache misses per request), and
  * stops the daemon with SIGTERM, checking it drains and exits 0. An echo scenario in a daemon
- * phase is paired: its window for each run and concurrency runs against the suite's echo server
- * right before the windows of the daemon scenarios that name it (`pairedEcho`); an in-process
+ * phase is paired: each window of a daemon scenario that names it (`pairedEcho`) alternates in
+ * slices with a window against the suite's echo server (A B A B ...); an in-process
  * scenario in a daemon phase runs once right before each run of the scenario that names it
  * (`pairedInProcess`).
  */
@@ -17,10 +17,13 @@ import { readCpuSeconds, readPeakRssBytes, resetPeakRss } from '../lib/proc-stat
 import type { RunSample } from '../lib/result-types.ts';
 import { probeTls } from '../lib/tls-probe.ts';
 import { benchCustomer, benchTenant } from '../load/bench-names.ts';
-import type { LoadSpec } from '../load/load-spec.ts';
+import type { AlternateTarget, LoadSpec } from '../load/load-spec.ts';
 import type { PhaseName, Scenario } from '../scenarios.ts';
 import { runInProcessPhase, type EchoServer } from './ceiling-phases.ts';
 import type { PhaseContext } from './phase-context.ts';
+
+/** Slices per side when a daemon window alternates with its paired echo (0.5 s each in a full run). */
+const PAIRED_SLICES = 4;
 
 const ORG = 'bench';
 /** CreateTenant calls in flight while provisioning (each waits on HSM, SQLite and audit I/O). */
@@ -267,8 +270,9 @@ export async function runDaemonPhase(
       return ok;
     };
 
-    // Echo windows paired with daemon scenarios: for each run and concurrency, the echo window
-    // comes right before the daemon windows it is the ceiling of.
+    // Echo windows paired with daemon scenarios: for each run and concurrency, each daemon
+    // window alternates in slices with an echo window (A B A B ...), so both read the same
+    // seconds of the host; the echo's runs are recorded under the paired echo's name.
     const paired = new Set<string>();
     for (const e of scenarios.filter((x) => x.op?.kind === 'echo')) {
       pending.delete(e.name);
@@ -282,13 +286,24 @@ export async function runDaemonPhase(
         paired.add(m.name);
         pending.delete(m.name);
       }
-      let echoOk = true;
+      if (e.op?.kind !== 'echo') continue;
+      if (members.length === 0) {
+        await ctx.runLoad(e, echo.target); // selected alone: measured on its own
+        continue;
+      }
+      const alternate: AlternateTarget = {
+        scenario: e.name,
+        target: `127.0.0.1:${echo.target.port}`,
+        tls: echo.target.tls,
+        op: e.op,
+        serverPid: echo.target.serverPid,
+        slices: PAIRED_SLICES,
+      };
       for (let run = 0; run < ctx.o.runs; run++) {
         for (const c of ctx.concurrencies(e)) {
-          if (echoOk) echoOk = await ctx.runLoad(e, echo.target, { concurrencies: [c], runs: 1 });
           for (const m of members)
             if (live.has(m.name) && ctx.concurrencies(m).includes(c))
-              if (!(await measure(m, { concurrencies: [c], runs: 1 }))) live.delete(m.name);
+              if (!(await measure(m, { concurrencies: [c], runs: 1, alternate }))) live.delete(m.name);
         }
       }
     }

@@ -141,21 +141,23 @@ export class PhaseContext {
       },
     );
     const isRun = (v: unknown): v is RunLine => (v as RunLine | undefined)?.type === 'run';
-    const expected = spec.concurrencies.length * spec.runs;
+    // With an alternate ceiling, each run prints a second line under the ceiling's name.
+    const expected = spec.concurrencies.length * spec.runs * (spec.alternate === undefined ? 1 : 2);
     try {
       for (let i = 0; i < expected; i++) {
-        const line = await child.waitFor(isRun, 600_000, `run ${i + 1} of ${s.name}`);
-        this.addRun(s.name, line.concurrency, line.sample);
+        const line = await child.waitFor(isRun, 600_000, `run line ${i + 1} of ${s.name}`);
+        const name = line.scenario ?? s.name;
+        this.addRun(name, line.concurrency, line.sample);
         if (line.connections !== undefined && i === expected - 1) {
           this.note(
-            s.name,
+            name,
             `${line.connections.rotations} reconnections as random tenants, ${line.connections.identitiesUsed} distinct tenant identities`,
           );
         }
         if (line.firstError !== undefined)
-          this.note(s.name, `c=${line.concurrency}: ${line.sample.errors} errors, first: ${line.firstError}`);
+          this.note(name, `c=${line.concurrency}: ${line.sample.errors} errors, first: ${line.firstError}`);
         this.log(
-          `${s.name} c=${line.concurrency} run ${line.run + 1}/${spec.runs}: ${Math.round(line.sample.throughput).toLocaleString('en-US')} ${s.unit}, p50 ${Math.round(line.sample.p50Us)} µs, server ${line.sample.serverCpuUsPerOp?.toFixed(1) ?? '?'} µs/op`,
+          `${name} c=${line.concurrency} run ${line.run + 1}/${spec.runs}: ${Math.round(line.sample.throughput).toLocaleString('en-US')} ${line.scenario === undefined ? s.unit : 'req/s'}, p50 ${Math.round(line.sample.p50Us)} µs, server ${line.sample.serverCpuUsPerOp?.toFixed(1) ?? '?'} µs/op`,
         );
       }
       await child.waitExit(30_000);
