@@ -67,6 +67,19 @@ export function renderHeadline(res: Pick<ResultsFile, 'records'>): string {
 }
 
 /** The whole summary. */
+/** "3 run(s)", naming the records with another count (a paired echo has one per window it shares). */
+function runsNote(records: ResultsFile['records']): string {
+  const count = new Map<number, number>();
+  for (const r of records) count.set(r.runs.length, (count.get(r.runs.length) ?? 0) + 1);
+  const usual = [...count].sort((a, b) => b[1] - a[1])[0]?.[0] ?? 0;
+  const others = [...new Set(records.filter((r) => r.runs.length !== usual).map((r) => r.scenario))];
+  const except = others.map((n) => {
+    const ks = [...new Set(records.filter((r) => r.scenario === n).map((r) => r.runs.length))];
+    return `${n}: ${ks.join('/')}`;
+  });
+  return `${usual} run(s)${except.length > 0 ? ` (${except.join('; ')})` : ''}`;
+}
+
 export function renderSummary(res: ResultsFile): string {
   const m = res.machine;
   const lines: string[] = [
@@ -85,7 +98,7 @@ export function renderSummary(res: ResultsFile): string {
         .map(([k, v]) => `${k} ${v}`)
         .join('; ') || 'not probed'
     }`,
-    `- each number is the median of ${Math.max(...res.records.map((r) => r.runs.length), 0)} run(s), (min–max) when there were several; c = calls in flight; latency is per call; CPU µs per op (per item for batches, per MiB for streams)`,
+    `- each number is the median of ${runsNote(res.records)}, (min–max) when there were several; c = calls in flight; latency is per call; CPU µs per op (per item for batches, per MiB for streams)`,
     '',
     '## Targets',
     '',

@@ -112,7 +112,7 @@ export function evaluateTargets(records: readonly ScenarioRecord[]): TargetCheck
       const cpuU = un.serverCpuUsPerOp?.median;
       const cpu =
         cpuA !== undefined && cpuU !== undefined
-          ? `; server CPU ${fmt(cpuA, 1)} vs ${fmt(cpuU, 1)} µs/req (+${fmt(cpuA - cpuU, 1)} µs for the audit)`
+          ? `; server CPU ${fmt(cpuA, 1)} vs ${fmt(cpuU, 1)} µs/req (${cpuA >= cpuU ? '+' : '−'}${fmt(Math.abs(cpuA - cpuU), 1)} µs for the audit)`
           : '';
       out.push({
         name,

@@ -3,6 +3,8 @@
  * gRPC server closed-loop — N calls in flight over a few long-lived mTLS channels — for bounded
  * windows, and prints one JSON line per measured run (`RunLine`). It reads the server's CPU time
  * and peak RSS from /proc around each window, so CPU per request is the server's own.
+ * With `alternate`, it also drives a second server (a ceiling) in the same windows: each run is
+ * cut into slices that take turns, A B A B ..., and each side gets its own run line.
  *
  * Usage: node bench/load/load-generator.ts SPEC.json
  */
