@@ -274,7 +274,9 @@ export async function runDaemonPhase(
     // window alternates in slices with an echo window (A B A B ...), so both read the same
     // seconds of the host; the echo's runs are recorded under the paired echo's name.
     const paired = new Set<string>();
-    for (const e of scenarios.filter((x) => x.op?.kind === 'echo')) {
+    for (const e of scenarios) {
+      const op = e.op;
+      if (op?.kind !== 'echo') continue;
       pending.delete(e.name);
       const members = scenarios.filter((x) => x.pairedEcho === e.name && x.op !== undefined);
       if ('error' in echo) {
@@ -286,7 +288,6 @@ export async function runDaemonPhase(
         paired.add(m.name);
         pending.delete(m.name);
       }
-      if (e.op?.kind !== 'echo') continue;
       if (members.length === 0) {
         await ctx.runLoad(e, echo.target); // selected alone: measured on its own
         continue;
@@ -295,7 +296,7 @@ export async function runDaemonPhase(
         scenario: e.name,
         target: `127.0.0.1:${echo.target.port}`,
         tls: echo.target.tls,
-        op: e.op,
+        op,
         serverPid: echo.target.serverPid,
         slices: PAIRED_SLICES,
       };
