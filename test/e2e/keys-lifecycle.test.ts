@@ -285,6 +285,77 @@ test('DecapsulateBatch: valid items decapsulate, a flip decapsulates to another 
   );
 });
 
+test('EncapsulateBatch: fresh encapsulations to the primary that DecapsulateBatch opens; counted as uses and batch items', async () => {
+  const batchItems = async (rpc: string) => {
+    const m = new RegExp(
+      `^keybroker_batch_items_total\\{[^}]*rpc="${rpc}"[^}]*outcome="ok"[^}]*\\} (\\d+)$`,
+      'm',
+    );
+    return Number(m.exec((await d.metrics()).body)?.[1] ?? 0);
+  };
+  const before = await batchItems('EncapsulateBatch');
+  await svc.keys.unary('CreateKey', {
+    keyId: 'ebatch',
+    algorithm: 'KEY_ALGORITHM_X_WING',
+    policy: { usageLimit: 40 },
+  });
+  const e = await svc.keys.unary<R>(
+    'EncapsulateBatch',
+    { keyId: 'ebatch', count: 33 },
+    rid('EncapsulateBatch', 'ebatch', 1),
+  );
+  const res = e.results as R[];
+  assert.equal(e.keyVersion, 1);
+  assert.equal(res.length, 33, 'count encapsulations');
+  assert.equal(
+    new Set(res.map((x) => (x.ciphertext as Buffer).toString('hex'))).size,
+    33,
+    'each ciphertext is fresh',
+  );
+  const d1 = await svc.keys.unary<R>('DecapsulateBatch', {
+    keyId: 'ebatch',
+    ciphertexts: res.map((x) => x.ciphertext),
+  });
+  assert.deepEqual(
+    (d1.results as R[]).map((x) => x.sharedSecret),
+    res.map((x) => x.sharedSecret),
+    'DecapsulateBatch gives each encapsulation its secret',
+  );
+  assert.equal(
+    (await batchItems('EncapsulateBatch')) - before,
+    33,
+    'keybroker_batch_items_total counts the items',
+  );
+  // 33 uses of 40: the next batch of 8 passes the limit, and the one after goes to a new version.
+  await svc.keys.unary('EncapsulateBatch', { keyId: 'ebatch', count: 8 });
+  const k = (await svc.keys.unary<R>('DescribeKey', { keyId: 'ebatch' })).key as R;
+  assert.deepEqual(
+    (k.versions as R[]).map((v) => v.uses),
+    [41],
+    'a batch counts each encapsulation as a use',
+  );
+  const e2 = await svc.keys.unary<R>(
+    'EncapsulateBatch',
+    { keyId: 'ebatch', count: 1 },
+    rid('EncapsulateBatch', 'ebatch', 2),
+  );
+  assert.equal(e2.keyVersion, 2, 'past its usage limit the key rotated');
+  const old = await svc.keys.unary<R>('Decapsulate', {
+    keyId: 'ebatch',
+    version: 1,
+    ciphertext: res[5]?.ciphertext,
+  });
+  assert.deepEqual(old.sharedSecret, res[5]?.sharedSecret, 'version 1 still opens its encapsulations');
+
+  for (const [what, req, code] of [
+    ['count 0', { keyId: 'ebatch', count: 0 }, GrpcCode.INVALID_ARGUMENT],
+    ['count over the batch bound', { keyId: 'ebatch', count: 100_000 }, GrpcCode.INVALID_ARGUMENT],
+    ['a signature key', { keyId: 'lim', count: 2 }, GrpcCode.INVALID_ARGUMENT],
+    ['an unknown key', { keyId: 'nope', count: 2 }, GrpcCode.NOT_FOUND],
+  ] as const)
+    await expectCode(svc.keys.unary('EncapsulateBatch', req), code, what);
+});
+
 test('VerifyBatch of ML-DSA (on the worker pool from 8 items) agrees with Verify item by item, across versions', async () => {
   await svc.keys.unary('CreateKey', { keyId: 'vb', algorithm: 'KEY_ALGORITHM_ML_DSA_65' });
   const ctx = te('ctx');

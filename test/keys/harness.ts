@@ -14,7 +14,7 @@ import { KeyBroker } from '../../daemon/src/keys/key-broker.ts';
 import type { KeyBrokerOptions } from '../../daemon/src/keys/key-broker.ts';
 import { LiboqsEngine } from '../../daemon/src/pqc/liboqs-engine.ts';
 import { OpenSslEngine } from '../../daemon/src/pqc/openssl-engine.ts';
-import { DEFAULT_PQC_ROUTING, PqcRouter } from '../../daemon/src/pqc/pqc-router.ts';
+import { DEFAULT_PQC_ROUTING, PqcRouter, type PqcRoutingConfig } from '../../daemon/src/pqc/pqc-router.ts';
 import { PqcWorkerPool } from '../../daemon/src/pqc/pqc-worker-pool.ts';
 import { createTestToken } from '../support/softhsm-token.ts';
 import type { TestToken } from '../support/softhsm-token.ts';
@@ -78,8 +78,9 @@ export const BATCH_PATHS: readonly (readonly [name: string, workers: number])[] 
 export async function openPqcBroker(
   env: SoftHsmEnv,
   workers: number,
+  routing: PqcRoutingConfig = DEFAULT_PQC_ROUTING,
 ): Promise<{ kb: KeyBroker; close: () => Promise<void> }> {
-  const router = new PqcRouter([new OpenSslEngine(), await LiboqsEngine.create()], DEFAULT_PQC_ROUTING);
+  const router = new PqcRouter([new OpenSslEngine(), await LiboqsEngine.create()], routing);
   const pool = workers === 0 ? undefined : await PqcWorkerPool.create({ size: workers });
   const kb = await openBroker(env.hsm, env.dataDir(), {
     pqc: { runtime: new AsymmetricRuntime(router, pool) },

@@ -135,9 +135,16 @@ export class CallGate {
     this.#o = o;
   }
 
-  /** Count one batch item by outcome. */
-  countItem(rpc: string, ok: boolean): void {
-    this.#o.metrics.batchItems.inc({ rpc, outcome: ok ? 'ok' : 'error' });
+  /**
+   * Count a batch's items by outcome (a number: that many, all ok), one counter update per
+   * outcome rather than one per item.
+   */
+  countItems(rpc: string, results: readonly { readonly ok: boolean }[] | number): void {
+    const total = typeof results === 'number' ? results : results.length;
+    let ok = total;
+    if (typeof results !== 'number') for (const r of results) if (!r.ok) ok--;
+    if (ok > 0) this.#o.metrics.batchItems.inc({ rpc, outcome: 'ok' }, ok);
+    if (total > ok) this.#o.metrics.batchItems.inc({ rpc, outcome: 'error' }, total - ok);
   }
 
   /** Count bytes through a streaming RPC. */

@@ -85,11 +85,10 @@ export function cryptoService(
       },
       handle,
     });
-  const batchResults = <T, R>(results: ItemResult<T>[], map: (v: T) => R, metricsRpc: string) =>
-    results.map((r) => {
-      gate.countItem(metricsRpc, r.ok);
-      return r.ok ? { result: map(r.value) } : itemError(r.error);
-    });
+  const batchResults = <T, R>(results: ItemResult<T>[], map: (v: T) => R, metricsRpc: string) => {
+    gate.countItems(metricsRpc, results);
+    return results.map((r) => (r.ok ? { result: map(r.value) } : itemError(r.error)));
+  };
 
   return {
     Encrypt: unary<EncryptMsg, object>(

@@ -24,7 +24,14 @@ import {
   policyAlgorithm,
 } from './keys-messages.ts';
 import type { FieldLimits } from './request-bounds.ts';
-import { batchItems, bytesField, optionalCustomer, policyUpdate, versionField } from './request-bounds.ts';
+import {
+  batchCount,
+  batchItems,
+  bytesField,
+  optionalCustomer,
+  policyUpdate,
+  versionField,
+} from './request-bounds.ts';
 
 const RPC = 'keybroker.v1.Keys/';
 /** Bounds of the fields only this service has. */
@@ -108,8 +115,15 @@ export function keysService(
     return { ...ownTenant(id), ...(customer !== undefined ? { customer } : {}) };
   };
   const keyMsg = (k: Parameters<typeof asymmetricKeyMessage>[0]) => ({ key: asymmetricKeyMessage(k) });
-  const itemsCost = (r: { messages?: unknown[]; items?: unknown[]; ciphertexts?: unknown[] }) =>
-    Math.min(Math.max((r.messages ?? r.items ?? r.ciphertexts ?? []).length, 1), maxBatch);
+  const itemsCost = (r: {
+    messages?: unknown[];
+    items?: unknown[];
+    ciphertexts?: unknown[];
+    count?: unknown;
+  }) => {
+    const n = typeof r.count === 'number' ? r.count : (r.messages ?? r.items ?? r.ciphertexts ?? []).length;
+    return Math.min(Math.max(Number.isInteger(n) ? n : 1, 1), maxBatch);
+  };
 
   return {
     CreateKey: unary<KeyMsg & { hsmEcdsa: boolean; algorithm: string; policy?: unknown }>(
@@ -242,12 +256,12 @@ export function keysService(
           ctxField(m.context),
         );
         facts.keyVersion = r.version;
+        gate.countItems('SignBatch', r.results);
         return {
           keyVersion: r.version,
-          results: r.results.map((x) => {
-            gate.countItem('SignBatch', x.ok);
-            return x.ok ? { signature: x.value } : { error: itemErrorMessage(x.error) };
-          }),
+          results: r.results.map((x) =>
+            x.ok ? { signature: x.value } : { error: itemErrorMessage(x.error) },
+          ),
         };
       },
       itemsCost,
@@ -281,13 +295,13 @@ export function keysService(
         const versions = new Set(r.flatMap((x) => (x.ok && x.value.valid ? [x.value.version] : [])));
         const v = optionalVersion(m.version) ?? (versions.size === 1 ? [...versions][0] : undefined);
         if (v !== undefined) facts.keyVersion = v;
+        gate.countItems('VerifyBatch', r);
         return {
-          results: r.map((x) => {
-            gate.countItem('VerifyBatch', x.ok);
-            return x.ok
+          results: r.map((x) =>
+            x.ok
               ? { valid: x.value.valid, keyVersion: x.value.version }
-              : { valid: false, keyVersion: 0, error: itemErrorMessage(x.error) };
-          }),
+              : { valid: false, keyVersion: 0, error: itemErrorMessage(x.error) },
+          ),
         };
       },
       itemsCost,
@@ -297,6 +311,20 @@ export function keysService(
       facts.keyVersion = r.version;
       return { ciphertext: r.cipherText, sharedSecret: r.sharedSecret, keyVersion: r.version };
     }),
+    EncapsulateBatch: unary<KeyMsg & { count: number }>(
+      'EncapsulateBatch',
+      async (ctx, m, facts) => {
+        const count = batchCount('count', m.count, maxBatch);
+        const r = await asym().encapsulateBatch(me(ctx.identity, m), asymmetricKeyId(m.keyId), count);
+        facts.keyVersion = r.version;
+        gate.countItems('EncapsulateBatch', r.encapsulations.length);
+        return {
+          keyVersion: r.version,
+          results: r.encapsulations.map((e) => ({ ciphertext: e.cipherText, sharedSecret: e.sharedSecret })),
+        };
+      },
+      itemsCost,
+    ),
     Decapsulate: unary<KeyMsg & { version: number; ciphertext: Uint8Array }>(
       'Decapsulate',
       async (ctx, m, facts) => {
@@ -323,12 +351,12 @@ export function keysService(
           cts,
         );
         facts.keyVersion = r.version;
+        gate.countItems('DecapsulateBatch', r.results);
         return {
           keyVersion: r.version,
-          results: r.results.map((x) => {
-            gate.countItem('DecapsulateBatch', x.ok);
-            return x.ok ? { sharedSecret: x.value } : { error: itemErrorMessage(x.error) };
-          }),
+          results: r.results.map((x) =>
+            x.ok ? { sharedSecret: x.value } : { error: itemErrorMessage(x.error) },
+          ),
         };
       },
       itemsCost,

@@ -86,6 +86,16 @@ export function batchItems<T>(name: string, v: unknown, maxItems: number): reado
   return v as T[];
 }
 
+/** A count of batch items to make (EncapsulateBatch): 1..maxItems. */
+export function batchCount(name: string, v: unknown, maxItems: number): number {
+  if (v === 0 || v === undefined || v === null)
+    throw new KbError('INVALID_ARGUMENT', `${name} must be at least 1`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0)
+    throw new KbError('INVALID_ARGUMENT', `${name} must be a whole number`);
+  if (v > maxItems) throw new KbError('TOO_LARGE', `${name} exceeds ${maxItems} items`);
+  return v;
+}
+
 const TEN_YEARS = 10 * 365 * 86_400;
 
 /** A KeyPolicyUpdate message (proto3 optional fields) as a partial KeyPolicy. */

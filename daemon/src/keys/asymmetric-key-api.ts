@@ -130,6 +130,12 @@ export interface AsymmetricKeyApi {
     ref: KeyOwner,
     keyId: string,
   ): Promise<{ cipherText: Uint8Array; sharedSecret: Uint8Array; version: number }>;
+  /** `count` encapsulations to the primary version, each with its own randomness. */
+  encapsulateBatch(
+    ref: KeyOwner,
+    keyId: string,
+    count: number,
+  ): Promise<{ encapsulations: { cipherText: Uint8Array; sharedSecret: Uint8Array }[]; version: number }>;
   /** Every failure (wrong length, unusable key material) is DECRYPTION_FAILED. */
   decapsulate(
     ref: KeyOwner,

@@ -1,10 +1,11 @@
 /**
- * Operations on one loaded key version (private side) or one stored public key (verify,
- * encapsulate, seal). ML-DSA signing (also the ML-DSA half of a composite) goes to the worker
- * pool when routing offloads `sig.sign`; everything else runs where the router says.
+ * Signature operations on one loaded key version (sign) or one stored public key (verify).
+ * ML-DSA signing (also the ML-DSA half of a composite) goes to the worker pool when routing
+ * offloads `sig.sign`; everything else runs where the router says. KEM operations:
+ * asymmetric-kem-ops.ts.
  */
 import { setImmediate } from 'node:timers/promises';
-import { KbError, decryptionFailed } from '../errors.ts';
+import { KbError } from '../errors.ts';
 import { ecdsaP256Verify, ed25519Sign, ed25519Verify } from '../pqc/classical-signatures.ts';
 import {
   COMPOSITE_LABEL,
@@ -12,16 +13,13 @@ import {
   compositeSignature,
 } from '../pqc/composite-mldsa65-ecdsa-p256.ts';
 import { toDerEcdsaSignature } from '../pqc/ecdsa-encoding.ts';
-import { KEM_LENGTHS, SIG_LENGTHS, type KemAlgorithm, type SigAlgorithm } from '../pqc/pqc-params.ts';
+import { SIG_LENGTHS, type SigAlgorithm } from '../pqc/pqc-params.ts';
 import type { BatchItem } from '../pqc/pqc-worker-pool.ts';
-import { XWING_LENGTHS } from '../pqc/xwing.ts';
 import type { AsymmetricRuntime, LoadedKey } from './asymmetric-key-material.ts';
 import type { AsymmetricKeyType } from './asymmetric-key-store.ts';
 
 const isMlDsa = (t: AsymmetricKeyType): t is SigAlgorithm =>
   t === 'ml-dsa-44' || t === 'ml-dsa-65' || t === 'ml-dsa-87';
-const isMlKem = (t: AsymmetricKeyType): t is KemAlgorithm & AsymmetricKeyType =>
-  t === 'ml-kem-768' || t === 'ml-kem-1024';
 const ctxOrUndefined = (c: Uint8Array): Uint8Array | undefined => (c.length === 0 ? undefined : c);
 
 /** Context strings exist for ML-DSA and composite only; FIPS 204 caps them at 255 bytes. */
@@ -254,143 +252,4 @@ export async function verifyManyOnPool(
     pending = next;
   }
   return out;
-}
-
-/** Encapsulate to a stored public key. */
-export async function encapsulateTo(
-  rt: AsymmetricRuntime,
-  type: AsymmetricKeyType,
-  publicKey: Uint8Array,
-): Promise<{ cipherText: Uint8Array; sharedSecret: Uint8Array }> {
-  if (type === 'x-wing') return rt.xwing.encapsulate(publicKey);
-  if (!isMlKem(type)) throw new KbError('INVALID_ARGUMENT', `${type} keys do not encapsulate`);
-  const engine = rt.router.engineFor('kem.encapsulate');
-  if (rt.pool !== undefined && rt.router.offloaded('kem.encapsulate'))
-    return rt.pool.encapsulate(engine.name, type, publicKey);
-  return engine.encapsulate(type, publicKey);
-}
-
-/** Decapsulate; a ciphertext of the wrong length is the one opaque DECRYPTION_FAILED. */
-export async function decapsulateWith(
-  rt: AsymmetricRuntime,
-  k: LoadedKey,
-  cipherText: Uint8Array,
-): Promise<Uint8Array> {
-  const t = k.type;
-  if (t === 'x-wing' && k.xwing !== undefined) {
-    if (cipherText.length !== XWING_LENGTHS.cipherText) throw decryptionFailed();
-    return rt.xwing.decapsulate(k.xwing, cipherText);
-  }
-  if (!isMlKem(t)) throw new KbError('INVALID_ARGUMENT', `${t} keys do not decapsulate`);
-  if (cipherText.length !== KEM_LENGTHS[t].cipherText) throw decryptionFailed();
-  const engine = rt.router.engineFor('kem.decapsulate');
-  if (rt.pool !== undefined && rt.router.offloaded('kem.decapsulate') && k.seed !== undefined)
-    return rt.pool.decapsulate(
-      engine.name,
-      t,
-      { form: 'seed', bytes: k.seed.expose(), publicKey: k.publicKey },
-      cipherText,
-    );
-  return engine.decapsulate(k.handle(rt, 'kem.decapsulate'), cipherText);
-}
-
-/** Decapsulate batches of at least this many ML-KEM items run on the worker pool (when there is one). */
-export const POOL_DECAPSULATE_MIN_ITEMS = 8;
-/** Items decapsulated in one event-loop turn on the inline path (~15-25 µs each: under 0.5 ms). */
-const INLINE_SLICE = 16;
-
-/**
- * Decapsulate many ciphertexts with one loaded key; every failure is its item's opaque
- * DECRYPTION_FAILED. Big ML-KEM batches go to the pool, one share per worker, but only when the
- * pool has two or more workers: an ML-KEM decapsulation costs about as much as the hop to a
- * worker and the key import there, so with one worker (one usable core) the batch runs inline,
- * in slices that yield to the event loop between them.
- */
-export async function decapsulateManyWith(
-  rt: AsymmetricRuntime,
-  k: LoadedKey,
-  cipherTexts: readonly Uint8Array[],
-): Promise<BatchItem<Uint8Array>[]> {
-  const t = k.type;
-  const pool = rt.pool;
-  if (
-    !isMlKem(t) ||
-    pool === undefined ||
-    pool.stats.workers < 2 ||
-    k.seed === undefined ||
-    cipherTexts.length < POOL_DECAPSULATE_MIN_ITEMS
-  ) {
-    const results: BatchItem<Uint8Array>[] = [];
-    if (
-      isMlKem(t) &&
-      !(pool !== undefined && rt.router.offloaded('kem.decapsulate') && k.seed !== undefined)
-    ) {
-      // On this thread the engines decapsulate synchronously: one key handle for the batch and no
-      // promise per item (about a tenth of an item's cost at 64 items).
-      const engine = rt.router.engineFor('kem.decapsulate');
-      const len = KEM_LENGTHS[t].cipherText;
-      for (let s = 0; s < cipherTexts.length; s += INLINE_SLICE) {
-        if (s > 0) await setImmediate();
-        for (const ct of cipherTexts.slice(s, s + INLINE_SLICE)) {
-          try {
-            if (ct.length !== len) throw decryptionFailed();
-            results.push({ ok: true, value: engine.decapsulate(k.handle(rt, 'kem.decapsulate'), ct) });
-          } catch (err) {
-            results.push({ ok: false, error: decryptionFailed(err) });
-          }
-        }
-      }
-      return results;
-    }
-    for (let s = 0; s < cipherTexts.length; s += INLINE_SLICE) {
-      if (s > 0) await setImmediate();
-      results.push(
-        ...(await Promise.all(
-          cipherTexts.slice(s, s + INLINE_SLICE).map((ct) =>
-            decapsulateWith(rt, k, ct).then(
-              (value): BatchItem<Uint8Array> => ({ ok: true, value }),
-              (err: unknown): BatchItem<Uint8Array> => ({ ok: false, error: decryptionFailed(err) }),
-            ),
-          ),
-        )),
-      );
-    }
-    return results;
-  }
-  const out: BatchItem<Uint8Array>[] = cipherTexts.map(() => ({ ok: false, error: decryptionFailed() }));
-  // A wrong length is the opaque error here, never sent (as in decapsulateWith).
-  const good = cipherTexts.flatMap((c, i) => (c.length === KEM_LENGTHS[t].cipherText ? [i] : []));
-  const engine = rt.router.engineFor('kem.decapsulate').name;
-  const key = { form: 'seed' as const, bytes: k.seed.expose(), publicKey: k.publicKey };
-  const share = Math.max(1, Math.ceil(good.length / Math.max(1, pool.stats.workers)));
-  const parts: Promise<void>[] = [];
-  for (let s = 0; s < good.length; s += share) {
-    const idx = good.slice(s, s + share);
-    parts.push(
-      pool
-        .decapsulateMany(
-          engine,
-          t,
-          key,
-          idx.map((i) => cipherTexts[i] as Uint8Array),
-        )
-        .then((r) =>
-          idx.forEach((i, j) => {
-            const x = r[j];
-            out[i] =
-              x?.ok === true
-                ? x
-                : { ok: false, error: decryptionFailed(x?.ok === false ? x.error : undefined) };
-          }),
-        ),
-    );
-  }
-  await Promise.all(parts);
-  return out;
-}
-
-/** Sealed boxes exist for ML-KEM-768 and X-Wing keys (HPKE KEM ids 0x0041, 0x647a). */
-export function boxKem(type: AsymmetricKeyType): 'ml-kem-768' | 'x-wing' {
-  if (type === 'ml-kem-768' || type === 'x-wing') return type;
-  throw new KbError('INVALID_ARGUMENT', `${type} keys cannot seal or open boxes`);
 }

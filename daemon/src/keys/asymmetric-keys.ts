@@ -19,11 +19,14 @@ import { AsymmetricKeyVersions, customerShredKey } from './asymmetric-key-versio
 import type { AsymmetricRuntime } from './asymmetric-key-material.ts';
 import {
   boxKem,
-  checkContext,
-  checkMessage,
   decapsulateManyWith,
   decapsulateWith,
+  encapsulateManyTo,
   encapsulateTo,
+} from './asymmetric-kem-ops.ts';
+import {
+  checkContext,
+  checkMessage,
   signManyWith,
   signWith,
   verifyManyInline,
@@ -252,6 +255,17 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
     const e = await encapsulateTo(this.#rt, row.type, row.publicKey);
     this.#usage.add(t, row.keyId, row.version);
     return { ...e, version: row.version };
+  }
+
+  async encapsulateBatch(
+    ref: Api.KeyOwner,
+    keyId: string,
+    count: number,
+  ): Promise<{ encapsulations: { cipherText: Uint8Array; sharedSecret: Uint8Array }[]; version: number }> {
+    const { t, row } = await this.#v.primaryForUse(ref, keyId, 'kem');
+    const encapsulations = await encapsulateManyTo(this.#rt, row.type, row.publicKey, count);
+    this.#usage.add(t, row.keyId, row.version, encapsulations.length);
+    return { encapsulations, version: row.version };
   }
 
   /** The version a decapsulation uses (undefined: the primary), checked against minDec. */

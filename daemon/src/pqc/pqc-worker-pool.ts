@@ -251,7 +251,24 @@ export class PqcWorkerPool {
     return r.signatures.map(batchItem);
   }
 
-  /** Verify many signatures in one worker round trip; per-item results as for signMany. */
+  /** `count` encapsulations to one public key in one worker round trip. */
+  async encapsulateMany(
+    engine: EngineName,
+    alg: KemAlgorithm,
+    publicKey: Uint8Array,
+    count: number,
+  ): Promise<Encapsulation[]> {
+    if (!Number.isInteger(count) || count < 1 || count > MAX_BATCH_ITEMS)
+      throw new KbError('TOO_LARGE', `1 to ${MAX_BATCH_ITEMS} items per batch`);
+    const transfer: ArrayBuffer[] = [];
+    const r = await this.#submit(
+      { op: 'encapsulateMany', engine, alg, publicKey: fresh(publicKey, transfer), count },
+      transfer,
+    );
+    if (r.op !== 'encapsulateMany') throw new KbError('INTERNAL');
+    return [...r.encapsulations];
+  }
+
   /** Decapsulate many ciphertexts with one key in one worker round trip; errors stay per item. */
   async decapsulateMany(
     engine: EngineName,
@@ -276,6 +293,7 @@ export class PqcWorkerPool {
     return r.sharedSecrets.map(batchItem);
   }
 
+  /** Verify many signatures in one worker round trip; per-item results as for signMany. */
   async verifyMany(
     engine: EngineName,
     alg: SigAlgorithm,

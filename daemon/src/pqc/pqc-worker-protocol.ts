@@ -3,7 +3,7 @@
  * coalesces what is queued for a worker into one postMessage); every byte array is a fresh copy
  * whose buffer is transferred, never the caller's own array.
  */
-import type { EngineName, PrivateKeyForm } from './pqc-engine.ts';
+import type { Encapsulation, EngineName, PrivateKeyForm } from './pqc-engine.ts';
 import type { KemAlgorithm, PqcAlgorithm, SigAlgorithm } from './pqc-params.ts';
 
 /** A private key as it crosses the thread boundary: storage form plus its public key. */
@@ -73,6 +73,14 @@ export type PqcWorkerOp =
       readonly context?: Uint8Array;
     }
   | {
+      /** `count` encapsulations to one public key (EncapsulateBatch). */
+      readonly op: 'encapsulateMany';
+      readonly engine: EngineName;
+      readonly alg: KemAlgorithm;
+      readonly publicKey: Uint8Array;
+      readonly count: number;
+    }
+  | {
       /** One KEM key, many ciphertexts (DecapsulateBatch). */
       readonly op: 'decapsulateMany';
       readonly engine: EngineName;
@@ -109,6 +117,7 @@ export type PqcWorkerResult =
   | { readonly op: 'generateHybridKey'; readonly publicKey: Uint8Array; readonly secret: Uint8Array }
   | { readonly op: 'encapsulate'; readonly cipherText: Uint8Array; readonly sharedSecret: Uint8Array }
   | { readonly op: 'decapsulate'; readonly sharedSecret: Uint8Array }
+  | { readonly op: 'encapsulateMany'; readonly encapsulations: readonly Encapsulation[] }
   | { readonly op: 'sign'; readonly signature: Uint8Array }
   | { readonly op: 'verify'; readonly valid: boolean }
   | { readonly op: 'signMany'; readonly signatures: readonly ItemResult<Uint8Array>[] }

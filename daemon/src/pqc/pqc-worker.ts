@@ -94,6 +94,18 @@ function run(w: PqcWorkerOp): { result: PqcWorkerResult; transfer: ArrayBuffer[]
       e.sharedSecret.fill(0);
       return { result: { op: w.op, cipherText, sharedSecret }, transfer: t(cipherText, sharedSecret) };
     }
+    case 'encapsulateMany': {
+      const encapsulations = Array.from({ length: w.count }, () => {
+        const e = engine.encapsulate(w.alg, w.publicKey);
+        const out = { cipherText: own(e.cipherText), sharedSecret: own(e.sharedSecret) };
+        e.sharedSecret.fill(0);
+        return out;
+      });
+      return {
+        result: { op: w.op, encapsulations },
+        transfer: t(...encapsulations.flatMap((e) => [e.cipherText, e.sharedSecret])),
+      };
+    }
     case 'decapsulate': {
       const ss = engine.decapsulate(loadKey(engine, w.alg, w.key), w.cipherText);
       const sharedSecret = own(ss);
