@@ -5,7 +5,7 @@
  * 10.5 µs, decaps 13.2 µs; ML-DSA-65 sign 85 µs, verify 31 µs). Target: daemon rate ≥ 80% of
  * in-process × cores used (the worker pool for offloaded operations, one core otherwise).
  *
- * Batch RPCs (SignBatch, VerifyBatch, DecapsulateBatch of 64 items) are where a caller reaches
+ * Batch RPCs (SignBatch, VerifyBatch, DecapsulateBatch, EncapsulateBatch of 64 items) are where a caller reaches
  * the target for fast operations: one call's fixed cost (~250 µs: TLS, gate, audit) is above a
  * whole ML-KEM operation, so single calls are bound by the per-call ceiling (GetPublicKey row).
  *
@@ -189,7 +189,7 @@ async function cell(fn: Call, concurrency: number, ms: number, pid: number) {
   };
 }
 
-/** Items per call of the batch scenarios (SignBatch, VerifyBatch, DecapsulateBatch). */
+/** Items per call of the batch scenarios (SignBatch, VerifyBatch, DecapsulateBatch, EncapsulateBatch). */
 const BATCH = 64;
 
 interface DaemonOp {
@@ -271,6 +271,12 @@ async function daemonOps(c: KeybrokerClient): Promise<Record<string, DaemonOp>> 
       offloaded: true,
       items: BATCH,
       inProcessOf: 'ml-kem-768 decapsulate',
+    },
+    [`ml-kem-768 encapsulate batch ×${BATCH}`]: {
+      call: () => k.unary('EncapsulateBatch', { keyId: 'kem', count: BATCH }),
+      offloaded: true,
+      items: BATCH,
+      inProcessOf: 'ml-kem-768 encapsulate',
     },
   };
 }

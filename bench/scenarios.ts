@@ -184,6 +184,11 @@ function postQuantum(): Scenario[] {
       what: 'Keys.DecapsulateBatch, ML-KEM-768, 64 ciphertexts',
       inProcess: 'mlkem768-decapsulate',
     },
+    {
+      op: 'mlkem768-encapsulate-batch64',
+      what: 'Keys.EncapsulateBatch, ML-KEM-768, 64 encapsulations',
+      inProcess: 'mlkem768-encapsulate',
+    },
   ];
   const out: Scenario[] = [];
   for (const b of batches) {

@@ -149,6 +149,7 @@ const PQC_TARGETS: readonly (readonly [scenario: string, inProcess: string, item
   ['pqc-mldsa65-sign-batch64', 'inproc-mldsa65-sign', 64],
   ['pqc-mldsa65-verify-batch64', 'inproc-mldsa65-verify', 64],
   ['pqc-mlkem768-decapsulate-batch64', 'inproc-mlkem768-decapsulate', 64],
+  ['pqc-mlkem768-encapsulate-batch64', 'inproc-mlkem768-encapsulate', 64],
   ['pqc-mldsa65-sign', 'inproc-mldsa65-sign', 1],
   ['pqc-mldsa65-verify', 'inproc-mldsa65-verify', 1],
   ['pqc-mlkem768-decapsulate', 'inproc-mlkem768-decapsulate', 1],

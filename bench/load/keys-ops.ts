@@ -21,6 +21,7 @@ export const KEYS_OPS = {
   'mldsa65-sign-batch64': 'KEY_ALGORITHM_ML_DSA_65',
   'mldsa65-verify-batch64': 'KEY_ALGORITHM_ML_DSA_65',
   'mlkem768-decapsulate-batch64': 'KEY_ALGORITHM_ML_KEM_768',
+  'mlkem768-encapsulate-batch64': 'KEY_ALGORITHM_ML_KEM_768',
 } as const;
 /** Items per call of the batch operations (their rate is items/s). */
 export const KEYS_BATCH_ITEMS = 64;
@@ -120,6 +121,24 @@ export async function createKeysOp(ctx: OpContext, name: KeysOpName): Promise<Lo
         },
       };
     }
+    case 'mlkem768-encapsulate-batch64':
+      return {
+        unitsPerCall: KEYS_BATCH_ITEMS,
+        close,
+        call: async (ch) => {
+          const r = await unary<{ results: { ciphertext?: Buffer; sharedSecret?: Buffer }[] }>(
+            client(ch),
+            'encapsulateBatch',
+            { keyId, count: KEYS_BATCH_ITEMS },
+            t,
+          );
+          if (
+            r.results.length !== KEYS_BATCH_ITEMS ||
+            r.results.some((x) => x.ciphertext?.length !== 1088 || x.sharedSecret?.length !== 32)
+          )
+            throw new Error('EncapsulateBatch returned fewer or malformed encapsulations');
+        },
+      };
     case 'mlkem768-decapsulate-batch64': {
       const enc = await unary<{ ciphertext: Buffer; sharedSecret: Buffer }>(
         client(0),

@@ -128,6 +128,7 @@ test('every paired ceiling names a scenario of the same daemon phase that measur
       'pqc-mldsa65-sign-batch64',
       'pqc-mldsa65-verify-batch64',
       'pqc-mlkem768-decapsulate-batch64',
+      'pqc-mlkem768-encapsulate-batch64',
     ],
   );
 });
