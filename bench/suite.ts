@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { daemonUnavailableReason } from './daemon/daemon-process.ts';
 import { attachRatios, buildRecord } from './lib/aggregate.ts';
 import { CORES } from './lib/child-process.ts';
-import { DELEGATED_SCRIPTS, runDelegate } from './lib/delegates.ts';
+import { DELEGATED_SCRIPTS, delegateTimeoutMs, runDelegate } from './lib/delegates.ts';
 import { gitRevision, machineInfo } from './lib/machine-info.ts';
 import {
   RESULTS_SCHEMA,
@@ -99,8 +99,8 @@ export async function runSuite(o: SuiteOptions): Promise<ResultsFile> {
   const scripts = delegatesWanted(o.only);
   for (const [i, script] of scripts.entries()) {
     // What is left of the budget is shared by the scripts still to run.
-    const left = (o.budgetMs - (Date.now() - ctx.startedMs)) / (scripts.length - i);
-    const timeoutMs = Math.max(20_000, Math.min(o.quick ? 45_000 : 300_000, left));
+    const left = o.budgetMs - (Date.now() - ctx.startedMs);
+    const timeoutMs = delegateTimeoutMs(scripts.slice(i), left, o.quick);
     ctx.log(`delegated ${script} (timeout ${Math.round(timeoutMs / 1000)} s)`);
     const r = await runDelegate(join(o.repoRoot, 'bench'), script, { quick: o.quick, timeoutMs });
     ctx.log(`delegated ${script}: ${r.status}, ${r.records.length} records, ${r.durationS.toFixed(1)} s`);

@@ -18,6 +18,31 @@ export const DELEGATED_SCRIPTS = [
   'rate-limit-bench.ts',
 ] as const;
 
+/** Seconds each script took in full runs on the 2-core host (2026-11-22), for sharing the budget. */
+const TYPICAL_S: Readonly<Record<(typeof DELEGATED_SCRIPTS)[number], number>> = {
+  'hsm-bench.ts': 31,
+  'hierarchy-bench.ts': 64,
+  'pqc-bench.ts': 46,
+  'audit-bench.ts': 35,
+  'rate-limit-bench.ts': 8,
+};
+
+/**
+ * Timeout of the first of `scripts` (the ones still to run): what is left of the budget, shared
+ * in proportion to how long each typically takes, so that a long script is not cut at an equal
+ * share while short ones finish early. At least 20 s, at most 300 s (45 s in quick mode).
+ */
+export function delegateTimeoutMs(
+  scripts: readonly (typeof DELEGATED_SCRIPTS)[number][],
+  leftMs: number,
+  quick: boolean,
+): number {
+  const [first] = scripts;
+  const total = scripts.reduce((a, s) => a + TYPICAL_S[s], 0);
+  const share = first === undefined || total === 0 ? leftMs : (leftMs * TYPICAL_S[first]) / total;
+  return Math.round(Math.max(20_000, Math.min(quick ? 45_000 : 300_000, share)));
+}
+
 /** Parse a script's stdout: one JSON document (array or object), or one JSON value per line. */
 export function parseJsonRecords(stdout: string): unknown[] {
   const text = stdout.trim();

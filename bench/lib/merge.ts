@@ -8,7 +8,10 @@ import { attachRatios, type RecordMeta } from './aggregate.ts';
 import type { ResultsFile } from './result-types.ts';
 import { evaluateTargets } from './targets.ts';
 
-/** `base` with the records (and missing entries) of `next` for the scenarios `next` measured. */
+/**
+ * `base` with the records (and missing entries) of `next` for the scenarios `next` measured, and
+ * `next`'s delegated scripts in place of the base's runs of the same scripts.
+ */
 export function mergeResults(
   base: ResultsFile,
   next: ResultsFile,
@@ -19,17 +22,22 @@ export function mergeResults(
     [...base.records.filter((r) => !redone.has(r.scenario)), ...next.records],
     metas,
   );
+  const rerun = new Map(next.delegated.map((d) => [d.script, d]));
+  const delegated = [
+    ...base.delegated.map((d) => rerun.get(d.script) ?? d),
+    ...next.delegated.filter((d) => !base.delegated.some((b) => b.script === d.script)),
+  ];
   return {
     ...base,
     tls: { ...base.tls, ...next.tls },
     records,
     targets: evaluateTargets(records),
-    delegated: next.delegated.length > 0 ? next.delegated : base.delegated,
+    delegated,
     missing: [...base.missing.filter((m) => !redone.has(m.scenario)), ...next.missing],
     merged: [
       ...(base.merged ?? []),
       {
-        scenarios: [...redone].sort(),
+        scenarios: [...redone, ...rerun.keys()].sort(),
         startedAt: next.startedAt,
         git: next.git,
         loadAverage: next.loadAverage,

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { attachRatios } from '../../bench/lib/aggregate.ts';
-import { parseJsonRecords } from '../../bench/lib/delegates.ts';
+import { DELEGATED_SCRIPTS, delegateTimeoutMs, parseJsonRecords } from '../../bench/lib/delegates.ts';
 import { renderSummary } from '../../bench/lib/markdown.ts';
 import { mergeResults } from '../../bench/lib/merge.ts';
 import { niceStep, renderChart } from '../../bench/lib/svg-chart.ts';
@@ -348,4 +348,41 @@ test('--merge replaces the re-run scenarios, keeps the rest and says what was me
   assert.equal(m.missing.length, 0, `missing after the merge: ${JSON.stringify(m.missing)}`);
   assert.deepEqual(m.merged?.[0]?.scenarios, ['decrypt-1k']);
   assert.match(renderSummary(m), /re-measured 2026-11-22 07:00 UTC .* merged in: decrypt-1k/);
+});
+
+test('delegated scripts share what is left of the budget by how long each takes, within 20-300 s', () => {
+  const all = [...DELEGATED_SCRIPTS];
+  // The 18:34 run had 402 s left for all five: an equal share cut hierarchy-bench (64 s) at 63 s.
+  const hierarchy = delegateTimeoutMs(all.slice(1), 371_000, false);
+  assert.ok(hierarchy > 120_000, `hierarchy-bench gets ${hierarchy} ms of 371 s, more than twice its 64 s`);
+  assert.ok(
+    delegateTimeoutMs(['rate-limit-bench.ts'], 371_000, false) === 300_000,
+    'the last script gets what is left, at most 300 s',
+  );
+  assert.equal(delegateTimeoutMs(all, 0, false), 20_000, 'never under 20 s, even past the budget');
+  assert.equal(delegateTimeoutMs(all, 3_600_000, true), 45_000, 'at most 45 s in quick mode');
+  // Each script taking exactly its typical time, from a budget of their sum.
+  let left = 184_000;
+  const shares = all.map((_, i) => {
+    const t = delegateTimeoutMs(all.slice(i), left, false);
+    left -= [31_000, 64_000, 46_000, 35_000, 8_000][i] ?? 0;
+    return t;
+  });
+  assert.deepEqual(shares, [31_000, 64_000, 46_000, 35_000, 20_000], 'a budget of exactly their typical sum');
+});
+
+test('--merge of a re-run delegated script replaces that script only, in place', () => {
+  const d = (script: string, status: 'ok' | 'timeout') => ({ script, status, durationS: 1, records: [] });
+  const base = {
+    ...resultsFile(sweep()),
+    delegated: [d('hsm-bench.ts', 'ok'), d('hierarchy-bench.ts', 'timeout'), d('pqc-bench.ts', 'ok')],
+  };
+  const later = { ...resultsFile([]), delegated: [d('hierarchy-bench.ts', 'ok')] };
+  const m = mergeResults(base, later, [enc, dec, echo, ipEnc, ipDec]);
+  assert.deepEqual(
+    m.delegated.map((x) => `${x.script}:${x.status}`),
+    ['hsm-bench.ts:ok', 'hierarchy-bench.ts:ok', 'pqc-bench.ts:ok'],
+  );
+  assert.deepEqual(m.merged?.[0]?.scenarios, ['hierarchy-bench.ts']);
+  assert.equal(m.records.length, base.records.length, 'no scenario record was dropped');
 });

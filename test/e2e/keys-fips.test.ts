@@ -58,6 +58,11 @@ test('FIPS mode: keys of refused algorithms made earlier cannot be used', async 
     'Encapsulate X-Wing',
   );
   await expectCode(
+    svc.keys.unary('EncapsulateBatch', { keyId: 'old-xwing', count: 4 }),
+    GrpcCode.FAILED_PRECONDITION,
+    'EncapsulateBatch X-Wing',
+  );
+  await expectCode(
     svc.keys.unary('OpenBox', { keyId: 'old-xwing', sealed: Buffer.alloc(1200) }),
     GrpcCode.FAILED_PRECONDITION,
     'OpenBox X-Wing',

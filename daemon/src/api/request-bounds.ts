@@ -88,10 +88,10 @@ export function batchItems<T>(name: string, v: unknown, maxItems: number): reado
 
 /** A count of batch items to make (EncapsulateBatch): 1..maxItems. */
 export function batchCount(name: string, v: unknown, maxItems: number): number {
-  if (v === 0 || v === undefined || v === null)
-    throw new KbError('INVALID_ARGUMENT', `${name} must be at least 1`);
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0)
+  if (v === undefined || v === null) throw new KbError('INVALID_ARGUMENT', `${name} is required`);
+  if (typeof v !== 'number' || !Number.isInteger(v))
     throw new KbError('INVALID_ARGUMENT', `${name} must be a whole number`);
+  if (v < 1) throw new KbError('INVALID_ARGUMENT', `${name} must be at least 1`);
   if (v > maxItems) throw new KbError('TOO_LARGE', `${name} exceeds ${maxItems} items`);
   return v;
 }
