@@ -1,7 +1,7 @@
 /**
  * keybroker benchmark suite.
  *
- *   node bench/run.ts [--quick] [--only a,b,prefix*] [--out DIR] [--runs N] [--keep-work] [--with-100k]
+ *   node bench/run.ts [--quick] [--only a,b,prefix*] [--out DIR] [--runs N] [--keep-work]
  *   node bench/run.ts --compare A.json B.json [--threshold 0.1]
  *   node bench/run.ts --list
  *   node bench/run.ts --render results.json [--out DIR]
@@ -62,13 +62,12 @@ async function main(): Promise<number> {
       list: { type: 'boolean', default: false },
       render: { type: 'string' },
       'keep-work': { type: 'boolean', default: false },
-      'with-100k': { type: 'boolean', default: false },
       merge: { type: 'string' },
     },
   });
   if (values.list) {
     for (const s of SCENARIOS) {
-      const flag = s.optIn ? ' (opt-in)' : s.fullOnly ? ' (full only)' : s.quickOnly ? ' (quick only)' : '';
+      const flag = s.fullOnly ? ' (full only)' : s.quickOnly ? ' (quick only)' : '';
       process.stdout.write(`${s.name.padEnd(34)} ${s.phase.padEnd(20)} ${s.description}${flag}\n`);
     }
     process.stdout.write(
@@ -134,7 +133,6 @@ async function main(): Promise<number> {
       repoRoot: REPO_ROOT,
       quick: values.quick,
       only,
-      withOptIn: values['with-100k'],
       workDir,
       runs,
       budgetMs: values.quick ? 170_000 : 28 * 60_000,

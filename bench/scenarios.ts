@@ -45,8 +45,6 @@ export interface Scenario {
   readonly fullOnly?: boolean;
   /** Runs only in quick mode (a smaller stand-in for a full-only scenario). */
   readonly quickOnly?: boolean;
-  /** Too slow for the 30-minute budget: runs only when named in --only or with --with-100k. */
-  readonly optIn?: boolean;
   /**
    * An echo scenario measured again inside this scenario's daemon phase, alternating in slices
    * with each of this scenario's windows (same concurrency and run: A B A B ...): the ceiling it
@@ -77,17 +75,12 @@ function manyTenants(
   tag: string,
   count: number,
   phase: PhaseName,
-  mode: 'quick' | 'full' | 'full-opt-in',
+  mode: 'quick' | 'full',
   singleCreates: number,
 ): Scenario[] {
   const bulkBatch = Math.min(1000, count - singleCreates);
   const n = count.toLocaleString('en-US');
-  const flags =
-    mode === 'quick'
-      ? { quickOnly: true }
-      : mode === 'full'
-        ? { fullOnly: true }
-        : { fullOnly: true, optIn: true };
+  const flags = mode === 'quick' ? { quickOnly: true } : { fullOnly: true };
   const common = { kind: 'daemon', group: `many tenants (${n})`, phase, ...flags } as const;
   // Admin operations are charted apart from the traffic: ops/s and req/s do not share an axis.
   const admin = { ...common, group: `tenant lifecycle (${n} tenants)` } as const;
@@ -499,21 +492,13 @@ export const SCENARIOS: readonly Scenario[] = [
 
 /**
  * Scenarios selected by `--only` (exact names or `prefix*`), minus full-only ones in quick mode
- * (and the quick stand-ins in full mode); opt-in ones only when named or `withOptIn`.
+ * (and the quick stand-ins in full mode).
  */
-export function selectScenarios(
-  only: readonly string[] | undefined,
-  quick: boolean,
-  withOptIn = false,
-): Scenario[] {
+export function selectScenarios(only: readonly string[] | undefined, quick: boolean): Scenario[] {
   const matches = (name: string): boolean =>
     only === undefined || only.some((o) => (o.endsWith('*') ? name.startsWith(o.slice(0, -1)) : name === o));
   return SCENARIOS.filter(
-    (s) =>
-      matches(s.name) &&
-      !(quick && s.fullOnly === true) &&
-      !(!quick && s.quickOnly === true) &&
-      !(s.optIn === true && only === undefined && !withOptIn),
+    (s) => matches(s.name) && !(quick && s.fullOnly === true) && !(!quick && s.quickOnly === true),
   );
 }
 

@@ -64,7 +64,7 @@ export async function runSuite(o: SuiteOptions): Promise<ResultsFile> {
   const startedAt = new Date();
   const loadAtStart = loadavg()[0] ?? 0;
   const ctx = new PhaseContext(o);
-  const selected = selectScenarios(o.only, o.quick, o.withOptIn);
+  const selected = selectScenarios(o.only, o.quick);
   const inPhase = (p: string) => selected.filter((s) => s.phase === p);
   ctx.log(
     `${o.quick ? 'quick' : 'full'} run: ${selected.length} scenarios, ${o.runs} run(s) each; pinned: ${CORES.pinned}`,
@@ -86,14 +86,7 @@ export async function runSuite(o: SuiteOptions): Promise<ResultsFile> {
   } finally {
     if (!('error' in echo)) await echo.stop();
   }
-  if (o.only === undefined) {
-    ctx.missing.push(...structuralGaps(o.repoRoot));
-    const optIn = SCENARIOS.filter((s) => s.optIn === true && !selected.includes(s) && !o.quick);
-    ctx.markMissing(
-      optIn,
-      'opt-in: too slow for the 30-minute budget; run `node bench/run.ts --with-100k` or name it in --only',
-    );
-  }
+  if (o.only === undefined) ctx.missing.push(...structuralGaps(o.repoRoot));
 
   const delegated: DelegatedResult[] = [];
   const scripts = delegatesWanted(o.only);

@@ -14,8 +14,6 @@ export interface SuiteOptions {
   readonly repoRoot: string;
   readonly quick: boolean;
   readonly only: readonly string[] | undefined;
-  /** Include the opt-in scenarios (100,000 tenants) in a run without --only. */
-  readonly withOptIn: boolean;
   /** Scratch space for this run (tokens, data dirs, specs); removed unless kept. */
   readonly workDir: string;
   /** Repeats per record (3 full, 1 quick unless overridden). */
