@@ -2,9 +2,11 @@
 // inline in event-loop slices with a one-worker pool, split over a two-worker pool, and with
 // `kem.encapsulate` routed to liboqs (offloaded on one worker, split over two) so that another
 // engine encapsulates than the one that decapsulates. Every encapsulation must be fresh and
-// decapsulate, alone and in a DecapsulateBatch, to the secret it came with.
+// decapsulate, alone and in a DecapsulateBatch, to the secret it came with; an ML-KEM batch must
+// reach the worker pool exactly on the paths that send it there (sampled each event-loop turn).
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import type { AsymmetricKeys } from '../../daemon/src/keys/asymmetric-keys.ts';
 import { KEM_LENGTHS } from '../../daemon/src/pqc/pqc-params.ts';
 import { DEFAULT_PQC_ROUTING, type PqcRoutingConfig } from '../../daemon/src/pqc/pqc-router.ts';
 import { XWING_LENGTHS } from '../../daemon/src/pqc/xwing.ts';
@@ -24,18 +26,42 @@ const liboqsEncapsulates: PqcRoutingConfig = {
   routes: { ...DEFAULT_PQC_ROUTING.routes, 'kem.encapsulate': 'liboqs' },
   offload: [...DEFAULT_PQC_ROUTING.offload, 'kem.encapsulate'],
 };
-const PATHS: readonly (readonly [string, number, PqcRoutingConfig])[] = [
-  ...BATCH_PATHS.map(([name, workers]) => [name, workers, DEFAULT_PQC_ROUTING] as const),
-  ['liboqs encapsulates on a one-worker pool (offloaded per item)', 1, liboqsEncapsulates],
-  ['liboqs encapsulates on a two-worker pool (split)', 2, liboqsEncapsulates],
+/** Name, pool workers, routing, and whether an ML-KEM batch must reach the pool. */
+const PATHS: readonly (readonly [string, number, PqcRoutingConfig, boolean])[] = [
+  ...BATCH_PATHS.map(([name, workers]) => [name, workers, DEFAULT_PQC_ROUTING, workers >= 2] as const),
+  ['liboqs encapsulates on a one-worker pool (offloaded per item)', 1, liboqsEncapsulates, true],
+  ['liboqs encapsulates on a two-worker pool (split)', 2, liboqsEncapsulates, true],
 ];
+
+type Batch = Awaited<ReturnType<AsymmetricKeys['encapsulateBatch']>>;
+
+/** Run `work`, sampling the pool's in-flight count each event-loop turn; the most seen. */
+async function maxInFlight<T>(
+  pool: { stats: { inFlight: number } } | undefined,
+  work: Promise<T>,
+): Promise<{ value: T; most: number }> {
+  let done = false;
+  let most = 0;
+  const sampled = (async () => {
+    while (!done) {
+      most = Math.max(most, pool?.stats.inFlight ?? 0);
+      await new Promise((r) => setImmediate(r));
+    }
+  })();
+  try {
+    return { value: await work, most };
+  } finally {
+    done = true;
+    await sampled;
+  }
+}
 const TYPES = [
   ['ml-kem-768', KEM_LENGTHS['ml-kem-768'].cipherText],
   ['ml-kem-1024', KEM_LENGTHS['ml-kem-1024'].cipherText],
   ['x-wing', XWING_LENGTHS.cipherText],
 ] as const;
 
-for (const [name, workers, routing] of PATHS) {
+for (const [name, workers, routing, onPool] of PATHS) {
   test(`EncapsulateBatch of 37 items, ${name}: fresh, the right length, each decapsulates to its secret`, async () => {
     const { kb, close } = await openPqcBroker(env, workers, routing);
     try {
@@ -45,7 +71,14 @@ for (const [name, workers, routing] of PATHS) {
       await kb.createTenant(A.org, A.tenant);
       for (const [type, ctLength] of TYPES) {
         await asym.createKey(A, type, type);
-        const r = await asym.encapsulateBatch(A, type, 37);
+        // Typed here: the assertions below would otherwise make the inference circular.
+        const sampled: { value: Batch; most: number } = await maxInFlight(
+          asym.runtime.pool,
+          asym.encapsulateBatch(A, type, 37),
+        );
+        const { value: r, most } = sampled;
+        const wantPool = onPool && type !== 'x-wing';
+        assert.equal(most > 0, wantPool, `${type}: the batch ${wantPool ? 'reaches' : 'stays off'} the pool`);
         assert.equal(r.version, 1, `${type}: the primary version`);
         assert.equal(r.encapsulations.length, 37, `${type}: as many encapsulations as asked for`);
         const cts = r.encapsulations.map((e) => Buffer.from(e.cipherText));
