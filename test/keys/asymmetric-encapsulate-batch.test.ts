@@ -3,10 +3,11 @@
 // `kem.encapsulate` routed to liboqs (offloaded on one worker, split over two) so that another
 // engine encapsulates than the one that decapsulates. Every encapsulation must be fresh and
 // decapsulate, alone and in a DecapsulateBatch, to the secret it came with; an ML-KEM batch must
-// reach the worker pool exactly on the paths that send it there (sampled each event-loop turn).
+// reach the worker pool exactly on the paths that send it there (calls into the pool counted).
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { AsymmetricKeys } from '../../daemon/src/keys/asymmetric-keys.ts';
+import type { PqcWorkerPool } from '../../daemon/src/pqc/pqc-worker-pool.ts';
 import { KEM_LENGTHS } from '../../daemon/src/pqc/pqc-params.ts';
 import { DEFAULT_PQC_ROUTING, type PqcRoutingConfig } from '../../daemon/src/pqc/pqc-router.ts';
 import { XWING_LENGTHS } from '../../daemon/src/pqc/xwing.ts';
@@ -35,24 +36,25 @@ const PATHS: readonly (readonly [string, number, PqcRoutingConfig, boolean])[] =
 
 type Batch = Awaited<ReturnType<AsymmetricKeys['encapsulateBatch']>>;
 
-/** Run `work`, sampling the pool's in-flight count each event-loop turn; the most seen. */
-async function maxInFlight<T>(
-  pool: { stats: { inFlight: number } } | undefined,
-  work: Promise<T>,
-): Promise<{ value: T; most: number }> {
-  let done = false;
-  let most = 0;
-  const sampled = (async () => {
-    while (!done) {
-      most = Math.max(most, pool?.stats.inFlight ?? 0);
-      await new Promise((r) => setImmediate(r));
-    }
-  })();
+/**
+ * Run `work`, counting the calls it makes into the pool's encapsulation methods (own-property
+ * wrappers, removed after): a count, not a sample, so a busy machine cannot make it miss one.
+ */
+async function poolCalls<T>(
+  pool: PqcWorkerPool | undefined,
+  work: () => Promise<T>,
+): Promise<{ value: T; calls: number }> {
+  if (pool === undefined) return { value: await work(), calls: 0 };
+  let calls = 0;
+  const many = pool.encapsulateMany.bind(pool);
+  const one = pool.encapsulate.bind(pool);
+  pool.encapsulateMany = (...a) => (calls++, many(...a));
+  pool.encapsulate = (...a) => (calls++, one(...a));
   try {
-    return { value: await work, most };
+    return { value: await work(), calls };
   } finally {
-    done = true;
-    await sampled;
+    Reflect.deleteProperty(pool, 'encapsulateMany');
+    Reflect.deleteProperty(pool, 'encapsulate');
   }
 }
 const TYPES = [
@@ -72,13 +74,16 @@ for (const [name, workers, routing, onPool] of PATHS) {
       for (const [type, ctLength] of TYPES) {
         await asym.createKey(A, type, type);
         // Typed here: the assertions below would otherwise make the inference circular.
-        const sampled: { value: Batch; most: number } = await maxInFlight(
-          asym.runtime.pool,
+        const counted: { value: Batch; calls: number } = await poolCalls(asym.runtime.pool, () =>
           asym.encapsulateBatch(A, type, 37),
         );
-        const { value: r, most } = sampled;
+        const { value: r, calls } = counted;
         const wantPool = onPool && type !== 'x-wing';
-        assert.equal(most > 0, wantPool, `${type}: the batch ${wantPool ? 'reaches' : 'stays off'} the pool`);
+        assert.equal(
+          calls > 0,
+          wantPool,
+          `${type}: the batch ${wantPool ? 'reaches' : 'stays off'} the pool`,
+        );
         assert.equal(r.version, 1, `${type}: the primary version`);
         assert.equal(r.encapsulations.length, 37, `${type}: as many encapsulations as asked for`);
         const cts = r.encapsulations.map((e) => Buffer.from(e.cipherText));
