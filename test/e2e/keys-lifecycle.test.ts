@@ -293,7 +293,7 @@ test('EncapsulateBatch: fresh encapsulations to the primary that DecapsulateBatc
     );
     return Number(m.exec((await d.metrics()).body)?.[1] ?? 0);
   };
-  const before = await batchItems('EncapsulateBatch');
+  const itemsBefore = await batchItems('EncapsulateBatch');
   await svc.keys.unary('CreateKey', {
     keyId: 'ebatch',
     algorithm: 'KEY_ALGORITHM_X_WING',
@@ -322,7 +322,7 @@ test('EncapsulateBatch: fresh encapsulations to the primary that DecapsulateBatc
     'DecapsulateBatch gives each encapsulation its secret',
   );
   assert.equal(
-    (await batchItems('EncapsulateBatch')) - before,
+    (await batchItems('EncapsulateBatch')) - itemsBefore,
     33,
     'keybroker_batch_items_total counts the items',
   );
