@@ -26,6 +26,8 @@ export const KEYS_OPS = {
 /** Items per call of the batch operations (their rate is items/s). */
 export const KEYS_BATCH_ITEMS = 64;
 export type KeysOpName = keyof typeof KEYS_OPS;
+/** ML-KEM-768 ciphertext bytes (FIPS 203); the load client checks what EncapsulateBatch returns. */
+const MLKEM768_CIPHERTEXT = 1088;
 
 interface CreateKeyResponse {
   key: { keyId: string; primaryVersion: number };
@@ -134,7 +136,9 @@ export async function createKeysOp(ctx: OpContext, name: KeysOpName): Promise<Lo
           );
           if (
             r.results.length !== KEYS_BATCH_ITEMS ||
-            r.results.some((x) => x.ciphertext?.length !== 1088 || x.sharedSecret?.length !== 32)
+            r.results.some(
+              (x) => x.ciphertext?.length !== MLKEM768_CIPHERTEXT || x.sharedSecret?.length !== 32,
+            )
           )
             throw new Error('EncapsulateBatch returned fewer or malformed encapsulations');
         },

@@ -19,18 +19,38 @@ const isMlKem = (t: AsymmetricKeyType): t is KemAlgorithm & AsymmetricKeyType =>
 /** Items run in one event-loop turn on the inline path (~15-60 µs each: at most ~1 ms). */
 const INLINE_SLICE = 16;
 
-/** Encapsulate to a stored public key. */
+/** Key types that encapsulate. */
+type KemKeyType = (KemAlgorithm & AsymmetricKeyType) | 'x-wing';
+
+/** The KEM of a key type; signature keys do not encapsulate. */
+function kemOf(type: AsymmetricKeyType): KemKeyType {
+  if (type === 'x-wing' || isMlKem(type)) return type;
+  throw new KbError('INVALID_ARGUMENT', `${type} keys do not encapsulate`);
+}
+
+/** The pool, when routing sends this encapsulation there (ML-KEM with `kem.encapsulate` offloaded). */
+function encapsulationPool(rt: AsymmetricRuntime, kem: KemKeyType) {
+  return kem !== 'x-wing' && rt.router.offloaded('kem.encapsulate') ? rt.pool : undefined;
+}
+
+/** Encapsulate on this thread (synchronous: the engines and X-Wing are). */
+function encapsulateHere(rt: AsymmetricRuntime, kem: KemKeyType, publicKey: Uint8Array): Encapsulation {
+  return kem === 'x-wing'
+    ? rt.xwing.encapsulate(publicKey)
+    : rt.router.engineFor('kem.encapsulate').encapsulate(kem, publicKey);
+}
+
+/** Encapsulate to a stored public key, here or on the pool as routing says. */
 export async function encapsulateTo(
   rt: AsymmetricRuntime,
   type: AsymmetricKeyType,
   publicKey: Uint8Array,
-): Promise<{ cipherText: Uint8Array; sharedSecret: Uint8Array }> {
-  if (type === 'x-wing') return rt.xwing.encapsulate(publicKey);
-  if (!isMlKem(type)) throw new KbError('INVALID_ARGUMENT', `${type} keys do not encapsulate`);
-  const engine = rt.router.engineFor('kem.encapsulate');
-  if (rt.pool !== undefined && rt.router.offloaded('kem.encapsulate'))
-    return rt.pool.encapsulate(engine.name, type, publicKey);
-  return engine.encapsulate(type, publicKey);
+): Promise<Encapsulation> {
+  const kem = kemOf(type);
+  const pool = encapsulationPool(rt, kem);
+  return pool !== undefined && kem !== 'x-wing'
+    ? pool.encapsulate(rt.router.engineFor('kem.encapsulate').name, kem, publicKey)
+    : encapsulateHere(rt, kem, publicKey);
 }
 
 /** EncapsulateBatch of at least this many ML-KEM items runs on the worker pool (when it has two or more workers). */
@@ -47,38 +67,30 @@ export async function encapsulateManyTo(
   publicKey: Uint8Array,
   count: number,
 ): Promise<Encapsulation[]> {
-  if (type !== 'x-wing' && !isMlKem(type))
-    throw new KbError('INVALID_ARGUMENT', `${type} keys do not encapsulate`);
+  const kem = kemOf(type);
   const pool = rt.pool;
-  if (isMlKem(type) && pool !== undefined && pool.stats.workers >= 2 && count >= POOL_ENCAPSULATE_MIN_ITEMS) {
+  if (
+    kem !== 'x-wing' &&
+    pool !== undefined &&
+    pool.stats.workers >= 2 &&
+    count >= POOL_ENCAPSULATE_MIN_ITEMS
+  ) {
     const engine = rt.router.engineFor('kem.encapsulate').name;
     const share = Math.ceil(count / pool.stats.workers);
     const parts: Promise<Encapsulation[]>[] = [];
     for (let s = 0; s < count; s += share)
-      parts.push(pool.encapsulateMany(engine, type, publicKey, Math.min(share, count - s)));
+      parts.push(pool.encapsulateMany(engine, kem, publicKey, Math.min(share, count - s)));
     return (await Promise.all(parts)).flat();
   }
-  const inline = inlineEncapsulator(rt, type);
+  const offloaded = encapsulationPool(rt, kem) !== undefined;
   const out: Encapsulation[] = [];
   for (let s = 0; s < count; s += INLINE_SLICE) {
     if (s > 0) await setImmediate();
     const n = Math.min(INLINE_SLICE, count - s);
-    if (inline !== undefined) for (let i = 0; i < n; i++) out.push(inline(publicKey));
-    else
-      out.push(...(await Promise.all(Array.from({ length: n }, () => encapsulateTo(rt, type, publicKey)))));
+    if (!offloaded) for (let i = 0; i < n; i++) out.push(encapsulateHere(rt, kem, publicKey));
+    else out.push(...(await Promise.all(Array.from({ length: n }, () => encapsulateTo(rt, kem, publicKey)))));
   }
   return out;
-}
-
-/** The synchronous encapsulation on this thread, or undefined when routing sends it to the pool. */
-function inlineEncapsulator(
-  rt: AsymmetricRuntime,
-  type: KemAlgorithm | 'x-wing',
-): ((publicKey: Uint8Array) => Encapsulation) | undefined {
-  if (type === 'x-wing') return (pk) => rt.xwing.encapsulate(pk);
-  if (rt.pool !== undefined && rt.router.offloaded('kem.encapsulate')) return undefined;
-  const engine = rt.router.engineFor('kem.encapsulate');
-  return (pk) => engine.encapsulate(type, pk);
 }
 
 /** Decapsulate; a ciphertext of the wrong length is the one opaque DECRYPTION_FAILED. */
