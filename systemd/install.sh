@@ -6,6 +6,8 @@
 # Usage: systemd/install.sh [--destdir=DIR] [--prefix=DIR] [--owner|--no-owner]
 #                           [--runtime=DIR] [--restart-backoff=auto|yes|no]
 #   DESTDIR and PREFIX may also come from the environment (PREFIX defaults to /usr).
+#   The runtime (--runtime or KB_RUNTIME) defaults to the one bootstrap.sh chose: .runtime, or a
+#   Node of the pinned version already on PATH (daemon/scripts/pinned-runtime.sh).
 #   Ownership (root:keybroker, keybroker:keybroker) is applied when installing into / or with
 #   --owner; modes are always applied. Installing into / creates the keybroker user with
 #   systemd-sysusers first. Needs a bootstrapped checkout: bash daemon/scripts/bootstrap.sh
@@ -14,13 +16,13 @@ set -euo pipefail
 KB_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DESTDIR="${DESTDIR:-}"
 PREFIX="${PREFIX:-/usr}"
-RUNTIME="${KB_RUNTIME:-$KB_ROOT/.runtime}"
+RUNTIME="${KB_RUNTIME:-}"
 OWNER=auto
 BACKOFF=auto
 
 log() { printf '[install] %s\n' "$*" >&2; }
 die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
-usage() { sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 for arg in "$@"; do
   case "$arg" in
@@ -56,6 +58,8 @@ LOGDIR=/var/log/keybroker
 
 # --- preconditions: a bootstrapped checkout with the pinned runtime and built node_modules ---
 want="$(sed -n 's/^  "version": "\(.*\)",$/\1/p' "$KB_ROOT/daemon/scripts/runtime.lock.json")"
+# The runtime bootstrap.sh chose: .runtime, or a Node of the pinned version already on PATH.
+[ -n "$RUNTIME" ] || RUNTIME="$(bash "$KB_ROOT/daemon/scripts/pinned-runtime.sh" "$KB_ROOT" || echo "$KB_ROOT/.runtime")"
 [ -x "$RUNTIME/bin/node" ] || die "no runtime at $RUNTIME (run: bash daemon/scripts/bootstrap.sh)"
 have="$("$RUNTIME/bin/node" -p process.versions.node)"
 [ "$have" = "$want" ] || die "runtime at $RUNTIME is Node $have, the lock file pins $want"

@@ -28,13 +28,11 @@ kb_apt() {
 kb_runtime() {
   local want arch pkg integrity
   want="$(sed -n 's/^  "version": "\(.*\)",$/\1/p' "$LOCK")"
-  # An already installed Node >= the pinned version is used as is.
-  if command -v node >/dev/null 2>&1; then
-    local have; have="$(node -p 'process.versions.node' 2>/dev/null || echo 0)"
-    if [ "$have" = "$want" ] && [ ! -x "$RT/bin/node" ]; then export KB_NODE="$(command -v node)"; return; fi
-  fi
-  if [ -x "$RT/bin/node" ] && [ "$("$RT/bin/node" -p 'process.versions.node')" = "$want" ]; then
-    export KB_NODE="$RT/bin/node"; return
+  # .runtime, or else a Node of the pinned version already installed, is used as is
+  # (systemd/install.sh finds the same one).
+  local dir
+  if dir="$(bash "$KB_ROOT/daemon/scripts/pinned-runtime.sh" "$KB_ROOT")"; then
+    export KB_NODE="$dir/bin/node"; return
   fi
   case "$(uname -m)" in x86_64) arch=x64 ;; aarch64) arch=arm64 ;; *) kb_log "unsupported arch $(uname -m)"; exit 1 ;; esac
   pkg="node-linux-$arch"
