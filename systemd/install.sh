@@ -119,7 +119,7 @@ cat >"$DESTDIR$BINDIR/keybroker" <<EOF
 #   runuser -u keybroker -- keybroker <command>
 : "\${SOFTHSM2_CONF:=$ETCDIR/softhsm2.conf}"
 export SOFTHSM2_CONF
-exec $LIBDIR/runtime/bin/node $LIBDIR/daemon/src/cli/main.ts "\$@"
+exec $LIBDIR/runtime/bin/node --max-semi-space-size=16 $LIBDIR/daemon/src/cli/main.ts "\$@"
 EOF
 chmod 0755 "$DESTDIR$BINDIR/keybroker"
 

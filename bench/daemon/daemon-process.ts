@@ -8,6 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { join } from 'node:path';
+import { DAEMON_NODE_FLAGS } from '../../daemon/src/cli/daemon-node-flags.ts';
 import { JsonLineChild, NODE } from '../lib/child-process.ts';
 
 /** The files `keybroker init` writes under pki/. */
@@ -160,7 +161,15 @@ export async function startDaemon(
     process.env.KB_BENCH_DAEMON_LOG === '1' ? openSync(join(dir.dataDir, 'daemon.log'), 'a') : undefined;
   const child = new JsonLineChild(
     'keybroker serve',
-    [NODE, ...profileArgs(dir.dataDir), cli(repoRoot), 'serve', '--config', dir.configFile],
+    [
+      NODE,
+      ...DAEMON_NODE_FLAGS,
+      ...profileArgs(dir.dataDir),
+      cli(repoRoot),
+      'serve',
+      '--config',
+      dir.configFile,
+    ],
     {
       core: opts.core,
       env: { ...process.env, ...opts.env },

@@ -11,7 +11,7 @@ case "$cmd" in
   run)
     data="${KB_DATA_DIR:-$KB_ROOT/.data}"
     if [ ! -f "$data/keybroker.json" ]; then node daemon/src/cli/main.ts init --data-dir "$data"; fi
-    exec node daemon/src/cli/main.ts serve --config "$data/keybroker.json" "$@"
+    exec node --max-semi-space-size=16 daemon/src/cli/main.ts serve --config "$data/keybroker.json" "$@"
     ;;
   test)
     echo "== typecheck"; npx tsc -p tsconfig.json

@@ -11,6 +11,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { connectKeybroker } from '../../daemon/src/api/api-client.ts';
+import { DAEMON_NODE_FLAGS } from '../../daemon/src/cli/daemon-node-flags.ts';
 import { initDataDir } from '../../daemon/src/cli/init-command.ts';
 import { loadDevCa } from '../../daemon/src/tls/dev-pki.ts';
 import type { DevCa, PemPair } from '../../daemon/src/tls/dev-pki.ts';
@@ -179,16 +180,20 @@ export async function initTestDataDir(o: InitOptions = {}): Promise<string> {
 /** Start the daemon; resolves once it logged "listening" (and "ready" unless waitReady=false). */
 export async function startDaemon(o: StartOptions = {}): Promise<DaemonHandle> {
   const dataDir = o.dataDir ?? (await initTestDataDir(o.init));
-  const proc = spawn(process.execPath, [CLI, 'serve', '--config', join(dataDir, 'keybroker.json')], {
-    env: {
-      ...process.env,
-      KB_TEST_HOOKS: '1',
-      KB_LOG_LEVEL: 'debug',
-      KB_POLICY_TWO_PERSON_RULE: o.twoPersonRule === true ? 'true' : 'false',
-      ...o.env,
+  const proc = spawn(
+    process.execPath,
+    [...DAEMON_NODE_FLAGS, CLI, 'serve', '--config', join(dataDir, 'keybroker.json')],
+    {
+      env: {
+        ...process.env,
+        KB_TEST_HOOKS: '1',
+        KB_LOG_LEVEL: 'debug',
+        KB_POLICY_TWO_PERSON_RULE: o.twoPersonRule === true ? 'true' : 'false',
+        ...o.env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  );
   const d = new DaemonHandle(dataDir, proc);
   const listening = await d.waitFor((l) => l.msg === 'listening', o.timeoutMs);
   d.grpcPort = Number(listening.grpcPort);

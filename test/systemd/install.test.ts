@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { DAEMON_NODE_FLAGS } from '../../daemon/src/cli/daemon-node-flags.ts';
 import { after, before, describe, test } from 'node:test';
 import {
   REPO_ROOT,
@@ -155,12 +156,16 @@ describe('install.sh into a DESTDIR (PREFIX=/usr)', () => {
     if (existsSync(join(REPO_ROOT, 'daemon/src/cli/serve-command.ts'))) assert.match(r.stdout, /\bserve\b/);
   });
 
-  test('the unit starts the installed runtime and entry point', () => {
+  test('the unit starts the installed runtime with the daemon node flags and entry point', () => {
     const unit = readFileSync(join(dest.dir, 'usr/lib/systemd/system/keybroker.service'), 'utf8');
     const exec = /^ExecStart=(.*)$/m.exec(unit)?.[1]?.split(' ') ?? [];
-    assert.deepEqual(exec.slice(2), ['serve', '--config', '/etc/keybroker/keybroker.json']);
-    for (const p of exec.slice(0, 2))
-      assert.ok(existsSync(join(dest.dir, p)), `ExecStart names ${p}, not installed`);
+    const [node, ...rest] = exec;
+    const flags = rest.slice(0, DAEMON_NODE_FLAGS.length);
+    const [entry, ...args] = rest.slice(DAEMON_NODE_FLAGS.length);
+    assert.deepEqual(flags, DAEMON_NODE_FLAGS);
+    assert.deepEqual(args, ['serve', '--config', '/etc/keybroker/keybroker.json']);
+    for (const p of [node, entry])
+      assert.ok(p !== undefined && existsSync(join(dest.dir, p)), `ExecStart names ${p}, not installed`);
     const cred = /^LoadCredential=hsm-user\.pin:(.*)$/m.exec(unit)?.[1];
     const config = JSON.parse(readFileSync(join(dest.dir, 'etc/keybroker/keybroker.json'), 'utf8')) as {
       hsm: { pinFile: string };
@@ -171,9 +176,11 @@ describe('install.sh into a DESTDIR (PREFIX=/usr)', () => {
 
   test('the wrapper and the next steps name the installed paths', () => {
     const wrapper = readFileSync(join(dest.dir, 'usr/bin/keybroker'), 'utf8');
-    assert.match(
+    assert.ok(
+      wrapper.includes(
+        `exec /usr/lib/keybroker/runtime/bin/node ${DAEMON_NODE_FLAGS.join(' ')} /usr/lib/keybroker/daemon/src/cli/main.ts "$@"`,
+      ),
       wrapper,
-      /exec \/usr\/lib\/keybroker\/runtime\/bin\/node \/usr\/lib\/keybroker\/daemon\/src\/cli\/main\.ts "\$@"/,
     );
     for (const step of [
       'systemd-sysusers',
@@ -280,7 +287,7 @@ describe('install.sh variants', () => {
       const unit = readFileSync(join(d.dir, 'usr/local/lib/systemd/system/keybroker.service'), 'utf8');
       assert.match(
         unit,
-        /^ExecStart=\/usr\/local\/lib\/keybroker\/runtime\/bin\/node \/usr\/local\/lib\/keybroker\/daemon/m,
+        /^ExecStart=\/usr\/local\/lib\/keybroker\/runtime\/bin\/node (--\S+ )*\/usr\/local\/lib\/keybroker\/daemon/m,
       );
       assert.ok(!unit.includes(' /usr/lib/keybroker'), 'a /usr/lib/keybroker path survived in the unit');
       for (const p of [

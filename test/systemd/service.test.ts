@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { DAEMON_NODE_FLAGS } from '../../daemon/src/cli/daemon-node-flags.ts';
 import { openCryptokiUnavailable } from '../support/opencryptoki-token.ts';
 import { REPO_ROOT, describeRun, hasTool, run, tempDir } from './systemd-tools.ts';
 
@@ -123,7 +124,7 @@ function commonCases(live: Live, privateUsers: boolean): Case[] {
     [
       'cmdline',
       eq(
-        '/usr/lib/keybroker/runtime/bin/node /usr/lib/keybroker/daemon/src/cli/main.ts serve --config /etc/keybroker/keybroker.json ',
+        `/usr/lib/keybroker/runtime/bin/node ${DAEMON_NODE_FLAGS.join(' ')} /usr/lib/keybroker/daemon/src/cli/main.ts serve --config /etc/keybroker/keybroker.json `,
       ),
       'the ExecStart command line',
     ],
