@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { KbError } from '../../daemon/src/errors.ts';
-import type { PqcEngine } from '../../daemon/src/pqc/pqc-engine.ts';
+import { MAX_ENCAPSULATIONS, type PqcEngine } from '../../daemon/src/pqc/pqc-engine.ts';
 import { ENGINES } from './engines.ts';
 
 function other(e: PqcEngine): PqcEngine {
@@ -52,6 +52,23 @@ describe('mangled inputs', () => {
       ],
       ['encapsulate publicKey as array', 'publicKey', () => e.encapsulate('ml-kem-768', [1, 2] as never)],
       ['encapsulate with a signature alg', 'alg', () => e.encapsulate('ml-dsa-65' as never, kem.publicKey)],
+      ['encapsulateMany count -1', 'count', () => e.encapsulateMany('ml-kem-768', kem.publicKey, -1)],
+      ['encapsulateMany count 1.5', 'count', () => e.encapsulateMany('ml-kem-768', kem.publicKey, 1.5)],
+      [
+        'encapsulateMany count over the bound',
+        'count',
+        () => e.encapsulateMany('ml-kem-768', kem.publicKey, MAX_ENCAPSULATIONS + 1),
+      ],
+      [
+        'encapsulateMany count as string',
+        'count',
+        () => e.encapsulateMany('ml-kem-768', kem.publicKey, '2' as never),
+      ],
+      [
+        'encapsulateMany publicKey 1 B long',
+        'publicKey',
+        () => e.encapsulateMany('ml-kem-768', new Uint8Array(1185), 2),
+      ],
       ['decapsulate cipherText 1 B short', 'cipherText', () => e.decapsulate(kemKey, new Uint8Array(1087))],
       ['decapsulate with an ML-DSA key', 'key', () => e.decapsulate(dsaKey, new Uint8Array(1088))],
       ['sign with an ML-KEM key', 'key', () => e.sign(kemKey, msg)],

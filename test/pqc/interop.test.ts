@@ -44,6 +44,35 @@ describe('ML-KEM interop', () => {
         );
       });
     }
+    for (const maker of ENGINES) {
+      it(`${alg}: encapsulateMany on ${maker.name}: every item is fresh and opens on both engines and noble`, () => {
+        const kp = maker.generateKeyPair(alg);
+        const sk = kp.secretKey.expose();
+        const keys = ENGINES.map((e) => e.loadPrivateKey(alg, 'expanded', sk, kp.publicKey));
+        const items = maker.encapsulateMany(alg, kp.publicKey, 5);
+        assert.equal(items.length, 5);
+        assert.equal(
+          new Set(items.map((e) => Buffer.from(e.cipherText).toString('hex'))).size,
+          5,
+          'ciphertexts repeat',
+        );
+        assert.equal(
+          new Set(items.map((e) => Buffer.from(e.sharedSecret).toString('hex'))).size,
+          5,
+          'secrets repeat',
+        );
+        for (const e of items) {
+          ENGINES.forEach((engine, i) =>
+            assert.ok(
+              eq(engine.decapsulate(keys[i]!, e.cipherText), e.sharedSecret),
+              `${engine.name} decapsulates`,
+            ),
+          );
+          assert.ok(eq(NOBLE_KEM[alg].decapsulate(e.cipherText, sk), e.sharedSecret), 'noble decapsulates');
+        }
+        assert.deepEqual(maker.encapsulateMany(alg, kp.publicKey, 0), []);
+      });
+    }
     it(`${alg}: a noble key pair works on both engines; the seed form matches openssl keygen`, () => {
       const seed = crypto.getRandomValues(new Uint8Array(64));
       const kp = NOBLE_KEM[alg].keygen(seed);

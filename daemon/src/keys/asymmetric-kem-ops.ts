@@ -33,11 +33,17 @@ function encapsulationPool(rt: AsymmetricRuntime, kem: KemKeyType) {
   return kem !== 'x-wing' && rt.router.offloaded('kem.encapsulate') ? rt.pool : undefined;
 }
 
-/** Encapsulate on this thread (synchronous: the engines and X-Wing are). */
-function encapsulateHere(rt: AsymmetricRuntime, kem: KemKeyType, publicKey: Uint8Array): Encapsulation {
-  return kem === 'x-wing'
-    ? rt.xwing.encapsulate(publicKey)
-    : rt.router.engineFor('kem.encapsulate').encapsulate(kem, publicKey);
+/** `count` encapsulations on this thread (synchronous: the engines and X-Wing are). */
+function encapsulateHere(
+  rt: AsymmetricRuntime,
+  kem: KemKeyType,
+  publicKey: Uint8Array,
+  count: number,
+): Encapsulation[] {
+  if (kem !== 'x-wing') return rt.router.engineFor('kem.encapsulate').encapsulateMany(kem, publicKey, count);
+  const out: Encapsulation[] = [];
+  for (let i = 0; i < count; i++) out.push(rt.xwing.encapsulate(publicKey));
+  return out;
 }
 
 /** Encapsulate to a stored public key, here or on the pool as routing says. */
@@ -50,7 +56,7 @@ export async function encapsulateTo(
   const pool = encapsulationPool(rt, kem);
   return pool !== undefined && kem !== 'x-wing'
     ? pool.encapsulate(rt.router.engineFor('kem.encapsulate').name, kem, publicKey)
-    : encapsulateHere(rt, kem, publicKey);
+    : (encapsulateHere(rt, kem, publicKey, 1)[0] as Encapsulation);
 }
 
 /** EncapsulateBatch of at least this many ML-KEM items runs on the worker pool (when it has two or more workers). */
@@ -87,7 +93,7 @@ export async function encapsulateManyTo(
   for (let s = 0; s < count; s += INLINE_SLICE) {
     if (s > 0) await setImmediate();
     const n = Math.min(INLINE_SLICE, count - s);
-    if (!offloaded) for (let i = 0; i < n; i++) out.push(encapsulateHere(rt, kem, publicKey));
+    if (!offloaded) out.push(...encapsulateHere(rt, kem, publicKey, n));
     else out.push(...(await Promise.all(Array.from({ length: n }, () => encapsulateTo(rt, kem, publicKey)))));
   }
   return out;

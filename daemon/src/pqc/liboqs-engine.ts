@@ -22,14 +22,15 @@ import {
   mlKemHashCheck,
   mlKemModulusCheck,
 } from './fips-key-checks.ts';
-import { assertBytes, assertOneOf } from './pqc-assert.ts';
-import type {
-  EngineCapabilities,
-  Encapsulation,
-  PqcEngine,
-  PqcKeyPair,
-  PqcPrivateKey,
-  PrivateKeyForm,
+import { assertBytes, assertCount, assertOneOf } from './pqc-assert.ts';
+import {
+  MAX_ENCAPSULATIONS,
+  type EngineCapabilities,
+  type Encapsulation,
+  type PqcEngine,
+  type PqcKeyPair,
+  type PqcPrivateKey,
+  type PrivateKeyForm,
 } from './pqc-engine.ts';
 import {
   KEM_ALGORITHMS,
@@ -159,12 +160,23 @@ export class LiboqsEngine implements PqcEngine {
   }
 
   encapsulate(alg: KemAlgorithm, publicKey: Uint8Array): Encapsulation {
+    return this.encapsulateMany(alg, publicKey, 1)[0] as Encapsulation;
+  }
+
+  encapsulateMany(alg: KemAlgorithm, publicKey: Uint8Array, count: number): Encapsulation[] {
     assertOneOf('alg', alg, KEM_ALGORITHMS);
+    const n = assertCount('count', count, MAX_ENCAPSULATIONS);
     const ek = assertBytes('publicKey', publicKey, KEM_LENGTHS[alg].publicKey);
     if (!mlKemModulusCheck(alg, ek))
       throw new KbError('INVALID_ARGUMENT', 'publicKey fails the FIPS 203 modulus check');
-    const r = this.#kems[alg].encapsulate(plain(ek));
-    return { cipherText: r.ciphertext, sharedSecret: r.sharedSecret };
+    const kem = this.#kems[alg];
+    const pk = plain(ek);
+    const out: Encapsulation[] = [];
+    for (let i = 0; i < n; i++) {
+      const r = kem.encapsulate(pk);
+      out.push({ cipherText: r.ciphertext, sharedSecret: r.sharedSecret });
+    }
+    return out;
   }
 
   decapsulate(key: PqcPrivateKey, cipherText: Uint8Array): Uint8Array {

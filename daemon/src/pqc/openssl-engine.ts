@@ -16,15 +16,16 @@ import {
 } from 'node:crypto';
 import { KbError } from '../errors.ts';
 import { SecretBytes } from '../util/secret-bytes.ts';
-import { assertBytes, assertOneOf } from './pqc-assert.ts';
+import { assertBytes, assertCount, assertOneOf } from './pqc-assert.ts';
 import { TAG, parsePqcPkcs8, pkcs8, tlv } from './pqc-der.ts';
-import type {
-  EngineCapabilities,
-  Encapsulation,
-  PqcEngine,
-  PqcKeyPair,
-  PqcPrivateKey,
-  PrivateKeyForm,
+import {
+  MAX_ENCAPSULATIONS,
+  type EngineCapabilities,
+  type Encapsulation,
+  type PqcEngine,
+  type PqcKeyPair,
+  type PqcPrivateKey,
+  type PrivateKeyForm,
 } from './pqc-engine.ts';
 import {
   KEM_ALGORITHMS,
@@ -47,6 +48,11 @@ function lengthsOf(alg: PqcAlgorithm): { seed: number; publicKey: number; secret
 
 function toU8(b: Buffer): Uint8Array {
   return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+}
+
+function encapsulateOnce(pk: KeyObject): Encapsulation {
+  const { sharedKey, ciphertext } = encapsulate(pk);
+  return { cipherText: toU8(ciphertext), sharedSecret: toU8(sharedKey) };
 }
 
 class OpenSslPrivateKey implements PqcPrivateKey {
@@ -143,8 +149,16 @@ export class OpenSslEngine implements PqcEngine {
   encapsulate(alg: KemAlgorithm, publicKey: Uint8Array): Encapsulation {
     assertOneOf('alg', alg, KEM_ALGORITHMS);
     const pk = this.#publicKey(alg, assertBytes('publicKey', publicKey, KEM_LENGTHS[alg].publicKey));
-    const { sharedKey, ciphertext } = encapsulate(pk);
-    return { cipherText: toU8(ciphertext), sharedSecret: toU8(sharedKey) };
+    return encapsulateOnce(pk);
+  }
+
+  encapsulateMany(alg: KemAlgorithm, publicKey: Uint8Array, count: number): Encapsulation[] {
+    assertOneOf('alg', alg, KEM_ALGORITHMS);
+    const n = assertCount('count', count, MAX_ENCAPSULATIONS);
+    const pk = this.#publicKey(alg, assertBytes('publicKey', publicKey, KEM_LENGTHS[alg].publicKey));
+    const out: Encapsulation[] = [];
+    for (let i = 0; i < n; i++) out.push(encapsulateOnce(pk));
+    return out;
   }
 
   decapsulate(key: PqcPrivateKey, cipherText: Uint8Array): Uint8Array {

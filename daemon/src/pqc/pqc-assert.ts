@@ -33,6 +33,14 @@ export function assertBytes(
   return value;
 }
 
+/** Assert `value` is an integer count in [0, max]. */
+export function assertCount(name: string, value: unknown, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > max) {
+    throw new KbError('INVALID_ARGUMENT', `${name} must be an integer 0..${max}`);
+  }
+  return value;
+}
+
 /** Assert `value` is one of `allowed`; the message lists the allowed names. */
 export function assertOneOf<T extends string>(name: string, value: unknown, allowed: readonly T[]): T {
   if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value)) {

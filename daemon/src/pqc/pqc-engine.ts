@@ -47,6 +47,9 @@ export interface PqcPrivateKey {
   destroy(): void;
 }
 
+/** The most encapsulations one `encapsulateMany` call makes. */
+export const MAX_ENCAPSULATIONS = 100_000;
+
 export interface Encapsulation {
   readonly cipherText: Uint8Array;
   /** 32 bytes; the caller zeroes it after use. */
@@ -75,6 +78,11 @@ export interface PqcEngine {
 
   /** Encapsulate to `publicKey`; rejects keys that fail the FIPS 203 §7.2 modulus check. */
   encapsulate(alg: KemAlgorithm, publicKey: Uint8Array): Encapsulation;
+  /**
+   * `count` independent encapsulations to one `publicKey` (at most MAX_ENCAPSULATIONS): the key
+   * is checked and prepared once, not per item.
+   */
+  encapsulateMany(alg: KemAlgorithm, publicKey: Uint8Array, count: number): Encapsulation[];
   /** Decapsulate; never throws for a ciphertext of the right length (implicit rejection). */
   decapsulate(key: PqcPrivateKey, cipherText: Uint8Array): Uint8Array;
 

@@ -95,8 +95,7 @@ function run(w: PqcWorkerOp): { result: PqcWorkerResult; transfer: ArrayBuffer[]
       return { result: { op: w.op, cipherText, sharedSecret }, transfer: t(cipherText, sharedSecret) };
     }
     case 'encapsulateMany': {
-      const encapsulations = Array.from({ length: w.count }, () => {
-        const e = engine.encapsulate(w.alg, w.publicKey);
+      const encapsulations = engine.encapsulateMany(w.alg, w.publicKey, w.count).map((e) => {
         const out = { cipherText: own(e.cipherText), sharedSecret: own(e.sharedSecret) };
         e.sharedSecret.fill(0);
         return out;
