@@ -15,9 +15,10 @@ if [ -x "$root/.runtime/bin/node" ] && [ "$(version "$root/.runtime/bin/node")" 
 fi
 host="$(command -v node 2>/dev/null || true)"
 if [ -n "$host" ]; then
-  host="$(readlink -f "$host")"
-  if [ "$(version "$host")" = "$want" ]; then
-    dirname "$(dirname "$host")"
+  prefix="$(dirname "$(dirname "$(readlink -f "$host")")")"
+  # The prefix must hold bin/node itself (not, say, only a bin/nodejs the PATH entry links to).
+  if [ -x "$prefix/bin/node" ] && [ "$(version "$prefix/bin/node")" = "$want" ]; then
+    echo "$prefix"
     exit 0
   fi
 fi

@@ -1,10 +1,11 @@
 /**
  * Access control in the real daemon over gRPC + mTLS: the two-person rule for DestroyTenant,
  * DestroyCustomer, RotateOrgKey and SetPolicy (request by A, approve by B, execute by A), with
- * self-approval, wrong executor, reuse, wrong target and expiry refused; roles (viewer, operator,
- * admin) per RPC; FIPS mode switched on by an approved SetPolicy refusing X-Wing and Ed25519 keys
- * with ALGORITHM_NOT_ALLOWED (and showing in /readyz and metrics); SIGHUP policy reload where a
- * bad file keeps the old policy and a good one takes effect.
+ * self-approval, wrong executor, reuse, wrong target and expiry refused, and an approval given
+ * back when its operation fails; roles (viewer, operator, admin) per RPC; FIPS mode switched on by
+ * an approved SetPolicy refusing X-Wing and Ed25519 keys with ALGORITHM_NOT_ALLOWED (and showing
+ * in /readyz and metrics); SIGHUP policy reload where a bad file keeps the old policy and a good
+ * one takes effect.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -12,6 +13,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { queryAudit } from '../../daemon/src/audit/audit-reader.ts';
 import { DEFAULT_POLICY_TEXT } from '../../daemon/src/policy/default-policy.ts';
 import { REPO_ROOT, initTestDataDir, removeDataDir, startDaemon } from '../support/daemon-harness.ts';
 import type { DaemonHandle, KeybrokerClient } from '../support/daemon-harness.ts';
@@ -154,6 +156,34 @@ test('DestroyTenant needs request by A, approval by B, execution by A', async ()
     'destroyed tenant is gone',
   );
   await alice.admin.unary('DescribeTenant', { org: 'acme', tenant: 'spared' });
+});
+
+test('a DestroyTenant that fails gives its approval back; the retry with the same approval succeeds', async () => {
+  // Approved for a tenant that does not exist yet: the destroy fails NOT_FOUND.
+  const id = await request(alice, { operation: OP.tenant, tenant: 'late' });
+  await bob.approvals.unary('ApproveRequest', { approvalId: id });
+  const destroy = () =>
+    alice.admin.unary<R>('DestroyTenant', { org: 'acme', tenant: 'late', approvalId: id });
+  await expectCode(destroy(), GrpcCode.NOT_FOUND, 'DestroyTenant of a tenant that does not exist');
+  const status = async () =>
+    ((await vic.approvals.unary<R>('ListApprovals', { org: 'acme' })).approvals as R[]).find(
+      (a) => a.approvalId === id,
+    )?.status;
+  assert.equal(await status(), 'APPROVAL_STATUS_APPROVED', 'released, not used up');
+  const failed = (
+    await queryAudit(join(d.dataDir, 'audit/audit.log'), { rpc: 'keybroker.v1.Admin/DestroyTenant' })
+  ).filter((r) => r.tenant === 'late');
+  assert.equal(failed.length, 1);
+  assert.equal(failed[0]?.result, 'error');
+  assert.match(
+    failed[0]?.reason ?? '',
+    new RegExp(`approval ${id}.*approval released: destroy-tenant failed \\(NOT_FOUND\\)`),
+  );
+  await alice.admin.unary('CreateTenant', { org: 'acme', tenant: 'late' });
+  const out = await destroy();
+  assert.ok(out.receipt !== undefined, 'the retry destroys the tenant');
+  assert.equal(await status(), 'APPROVAL_STATUS_EXECUTED');
+  await expectApprovalRequired(destroy(), 'the approval is used once it succeeded');
 });
 
 test('DestroyCustomer and RotateOrgKey need two distinct admins', async () => {

@@ -113,6 +113,38 @@ describe('two-person rule', () => {
     );
   });
 
+  it('a released approval (its operation failed) can be executed again, once, within its window', async () => {
+    const target: ApprovalTarget = { org: 'acme', tenant: 't2' };
+    const { approval } = await store.request(alice, 'destroy-tenant', target, 'rq-40');
+    await store.approve(bob, approval.id, 'rq-41');
+    // Releasing one that was never executed does nothing.
+    await store.release(alice, approval.id, 'rq-42', 'UNAVAILABLE');
+    assert.equal(store.list('acme', 'approved').filter((a) => a.id === approval.id).length, 1);
+    await store.execute(alice, approval.id, 'destroy-tenant', target, 'rq-43');
+    await store.release(alice, approval.id, 'rq-44', 'UNAVAILABLE');
+    const back = store.list('acme').find((a) => a.id === approval.id);
+    assert.equal(back?.status, 'approved');
+    assert.equal(back?.executedAt, undefined);
+    assert.equal(back?.expiresAt, approval.expiresAt, 'the window is not extended');
+    const released = await queryAudit(auditPath(), { rpc: 'keybroker.v1.Approvals/ReleaseApproval' });
+    assert.equal(released.length, 1);
+    assert.match(released[0]?.reason ?? '', /released approval .*destroy-tenant failed \(UNAVAILABLE\)/);
+    await store.execute(alice, approval.id, 'destroy-tenant', target, 'rq-45');
+    await rejectsWith(
+      store.execute(alice, approval.id, 'destroy-tenant', target, 'rq-46'),
+      'APPROVAL_REQUIRED',
+      /executed/,
+    );
+    // Released after its window: still refused as expired.
+    await store.release(alice, approval.id, 'rq-47', 'INTERNAL');
+    t += WINDOW;
+    await rejectsWith(
+      store.execute(alice, approval.id, 'destroy-tenant', target, 'rq-48'),
+      'APPROVAL_REQUIRED',
+      /expired/,
+    );
+  });
+
   it('only org admins take part: operator, tenant-scoped admin and another org are refused', async () => {
     await rejectsWith(store.request(olga, 'destroy-tenant', T1, 'rq-40'), 'PERMISSION_DENIED');
     await rejectsWith(store.request(tenantAdmin, 'destroy-tenant', T1, 'rq-41'), 'PERMISSION_DENIED');
@@ -199,6 +231,26 @@ describe('two-person rule', () => {
     const s = new ApprovalStore({ path: join(dir, 'failing.db'), windowMs: WINDOW, audit: failing, now });
     await rejectsWith(s.request(alice, 'destroy-tenant', T1, 'rq-80'), 'AUDIT_UNAVAILABLE');
     assert.equal(s.list('acme').length, 0, 'no approval row left behind');
+    s.close();
+  });
+
+  it('a release whose audit record cannot be written leaves the approval used', async () => {
+    let fail = false;
+    const flaky: AuditSink = {
+      append: (r) => (fail ? Promise.reject(new KbError('AUDIT_UNAVAILABLE', 'disk full')) : audit.append(r)),
+      head: () => audit.head(),
+      health: () => audit.health(),
+      close: async () => undefined,
+    };
+    const s = new ApprovalStore({ path: join(dir, 'flaky.db'), windowMs: WINDOW, audit: flaky, now });
+    const { approval } = await s.request(alice, 'rotate-oek', { org: 'acme' }, 'rq-90');
+    await s.approve(bob, approval.id, 'rq-91');
+    const used = await s.execute(alice, approval.id, 'rotate-oek', { org: 'acme' }, 'rq-92');
+    fail = true;
+    await rejectsWith(s.release(alice, approval.id, 'rq-93', 'UNAVAILABLE'), 'AUDIT_UNAVAILABLE');
+    const after = s.list('acme').find((a) => a.id === approval.id);
+    assert.equal(after?.status, 'executed');
+    assert.equal(after?.executedAt, used.approval.executedAt, 'executed_at restored');
     s.close();
   });
 });

@@ -80,4 +80,30 @@ describe('policy change with two admins', () => {
       'approval still unused',
     );
   });
+
+  it('a policy that cannot be persisted is not applied and gives its approval back', async () => {
+    const store = new PolicyStore(loadPolicy(oldText));
+    const { approval } = await approvals.request(
+      alice,
+      'change-policy',
+      { org: 'acme', payloadDigest: policyDigest(newText) },
+      'r7',
+    );
+    await approvals.approve(bob, approval.id, 'r8');
+    const change = { store, approvals, who: alice, approvalId: approval.id, text: newText, requestId: 'r9' };
+    await assert.rejects(
+      applyApprovedPolicy({
+        ...change,
+        persist: () => {
+          throw new KbError('AUDIT_UNAVAILABLE', 'disk full');
+        },
+      }),
+      (e: unknown) => e instanceof KbError && e.code === 'AUDIT_UNAVAILABLE',
+    );
+    assert.equal(store.current()?.fipsMode, false, 'not applied');
+    assert.equal(approvals.list('acme').find((a) => a.id === approval.id)?.status, 'approved');
+    const swap = await applyApprovedPolicy(change);
+    assert.equal(swap.digest, policyDigest(newText));
+    assert.equal(store.current()?.fipsMode, true);
+  });
 });

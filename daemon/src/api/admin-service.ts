@@ -8,7 +8,7 @@ import type { CustomerId, OrgId, TenantId, TenantRef } from '../ids.ts';
 import { MAX_TENANTS_PER_BATCH } from '../keys/bulk-tenants.ts';
 import type { KeyBrokerApi } from '../keys/key-broker-api.ts';
 import type { Governance } from './approvals-service.ts';
-import { requireApproval } from './approvals-service.ts';
+import { withApproval } from './approvals-service.ts';
 import type { AuditFacts, CallContext, CallGate, CallTarget } from './call-gate.ts';
 import { customerMessage, keyMessage, orgMessage, receiptMessage, tenantMessage } from './admin-messages.ts';
 import { itemErrorMessage } from './keys-messages.ts';
@@ -105,10 +105,11 @@ export function adminService(
     SetOrgEnabled: rpc('SetOrgEnabled', org, async (p, r) => ({
       org: orgMessage(await b().setOrgEnabled(O(p), r.enabled === true)),
     })),
-    RotateOrgKey: rpc('RotateOrgKey', org, async (p, r, ctx, facts) => {
-      await requireApproval(governance, ctx, facts, r.approvalId, 'rotate-oek', { org: O(p) });
-      return { org: orgMessage(await b().rotateOrgKey(O(p))) };
-    }),
+    RotateOrgKey: rpc('RotateOrgKey', org, async (p, r, ctx, facts) =>
+      withApproval(governance, ctx, facts, r.approvalId, 'rotate-oek', { org: O(p) }, async () => ({
+        org: orgMessage(await b().rotateOrgKey(O(p))),
+      })),
+    ),
 
     CreateTenant: rpc(
       'CreateTenant',
@@ -155,8 +156,9 @@ export function adminService(
     DestroyTenant: rpc('DestroyTenant', tenant, async (p, r, ctx, facts) => {
       const t = T(p);
       const target = { org: t.org, tenant: t.tenant };
-      await requireApproval(governance, ctx, facts, r.approvalId, 'destroy-tenant', target);
-      return { receipt: receiptMessage(await b().destroyTenant(t)) };
+      return withApproval(governance, ctx, facts, r.approvalId, 'destroy-tenant', target, async () => ({
+        receipt: receiptMessage(await b().destroyTenant(t)),
+      }));
     }),
 
     CreateCustomer: rpc('CreateCustomer', customer, async (p, r) => ({
@@ -176,8 +178,9 @@ export function adminService(
     })),
     DestroyCustomer: rpc('DestroyCustomer', customer, async (p, r, ctx, facts) => {
       const t = { org: T(p).org, tenant: T(p).tenant, customer: C(p) };
-      await requireApproval(governance, ctx, facts, r.approvalId, 'destroy-customer', t);
-      return { receipt: receiptMessage(await b().destroyCustomer(T(p), C(p))) };
+      return withApproval(governance, ctx, facts, r.approvalId, 'destroy-customer', t, async () => ({
+        receipt: receiptMessage(await b().destroyCustomer(T(p), C(p))),
+      }));
     }),
 
     SetKeyPolicy: rpc('SetKeyPolicy', keyOwner, async (p, r) => ({

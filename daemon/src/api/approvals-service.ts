@@ -5,7 +5,7 @@
  * reason (which approval, which operation) goes into that record through AuditFacts.
  */
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
-import { KbError } from '../errors.ts';
+import { KbError, toKbError } from '../errors.ts';
 import type { CustomerId, OrgId, TenantId } from '../ids.ts';
 import type {
   Approval,
@@ -113,29 +113,38 @@ function note(facts: AuditFacts, step: ApprovalStep): void {
 }
 
 /**
- * Before a two-person operation: consume the caller's approved approval for exactly `op` on
- * `target`. Without an approval id: APPROVAL_REQUIRED. No-op when the rule is off.
+ * Run a two-person operation: consume the caller's approved approval for exactly `op` on
+ * `target`, then `run` it. If `run` fails the approval is released, so the requester can retry
+ * the same operation within the window instead of asking a second admin again; the call's audit
+ * record says so. Without an approval id: APPROVAL_REQUIRED. Just `run` when the rule is off.
  */
-export async function requireApproval(
+export async function withApproval<T>(
   g: Governance | undefined,
   ctx: CallContext,
   facts: AuditFacts,
   approvalId: unknown,
   op: ApprovalOp,
   target: ApprovalTarget,
-): Promise<void> {
-  if (g === undefined || !g.twoPersonRule()) return;
+  run: () => Promise<T>,
+): Promise<T> {
+  if (g === undefined || !g.twoPersonRule()) return run();
   if (approvalId === undefined || approvalId === '') {
     throw new KbError('APPROVAL_REQUIRED', `${op} needs an approval by a second admin (approval_id)`);
   }
-  const step = await g.approvals.execute(
-    ctx.identity,
-    approvalIdField(approvalId),
-    op,
-    target,
-    ctx.requestId,
-  );
-  note(facts, step);
+  const id = approvalIdField(approvalId);
+  note(facts, await g.approvals.execute(ctx.identity, id, op, target, ctx.requestId));
+  try {
+    return await run();
+  } catch (err) {
+    const code = toKbError(err).code;
+    // Without an audit sink on the store this cannot fail on the record; were it to, the
+    // approval would stay used (fail closed) and the operation's own error still goes out.
+    await g.approvals.release(ctx.identity, id, ctx.requestId, code).then(
+      () => (facts.reason = `${facts.reason ?? op}; approval released: ${op} failed (${code})`),
+      () => undefined,
+    );
+    throw err;
+  }
 }
 
 /** Build the Approvals service implementation. */

@@ -2,8 +2,9 @@
  * The two-person rule: destroy tenant, destroy customer, OEK (org root key) rotation and policy
  * change run only as request -> approve -> execute, where the approver is a second, distinct admin
  * identity of the same org, everything happens within a window after the request, and an approval
- * is consumed by exactly one execution. State lives in SQLite so a restart loses nothing; every
- * step (refusals too) becomes an audit record, and a step whose record cannot be written is undone.
+ * is consumed by exactly one successful execution (an operation that fails gives it back). State
+ * lives in SQLite so a restart loses nothing; every step (refusals too) becomes an audit record,
+ * and a step whose record cannot be written is undone.
  */
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
@@ -224,7 +225,8 @@ export class ApprovalStore {
 
   /**
    * Consume an approved request for exactly `op` on exactly `target`; only the requester may, and
-   * only once, before the window closes. Call this immediately before doing the operation.
+   * only once, before the window closes. Call this immediately before doing the operation, and
+   * `release` it if the operation fails.
    */
   async execute(
     who: CallerIdentity,
@@ -276,6 +278,36 @@ export class ApprovalStore {
       `executing ${a.op} (approval ${id})`,
       () =>
         this.#db.prepare(`UPDATE approvals SET status = 'approved', executed_at = NULL WHERE id = ?`).run(id),
+    );
+  }
+
+  /**
+   * Give back an approval whose operation failed after `execute` consumed it: it is approved
+   * again, within its original window, so the requester can retry exactly that operation rather
+   * than start a new request. Audited; if the record cannot be written the approval stays used
+   * (fail closed) and this throws. A no-op unless the approval is `executed`.
+   */
+  async release(who: CallerIdentity, id: string, requestId: string, why: string): Promise<void> {
+    const used = this.#get(id);
+    if (used?.status !== 'executed') return;
+    const ch = this.#db
+      .prepare(
+        `UPDATE approvals SET status = 'approved', executed_at = NULL WHERE id = ? AND status = 'executed'`,
+      )
+      .run(id);
+    if (ch.changes !== 1) return;
+    const a = this.#get(id) as Approval;
+    await this.#audited(
+      a,
+      who,
+      `${RPC}ReleaseApproval`,
+      requestId,
+      'ok',
+      `released approval ${id}: ${a.op} failed (${why}); it may be executed again until it expires`,
+      () =>
+        this.#db
+          .prepare(`UPDATE approvals SET status = 'executed', executed_at = ? WHERE id = ?`)
+          .run(used.executedAt ?? null, id),
     );
   }
 

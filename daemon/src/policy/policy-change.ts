@@ -1,9 +1,10 @@
 /**
  * A policy change under the two-person rule: the new text is validated first (a bad policy never
  * consumes an approval), then the approval for exactly this text (by SHA-256) is executed, then
- * the policy is swapped in atomically.
+ * the policy is swapped in atomically. If it cannot be made durable the approval is released.
  */
 import { createHash } from 'node:crypto';
+import { toKbError } from '../errors.ts';
 import type { ApprovalStore, ApprovalStep } from './approvals.ts';
 import type { CallerIdentity } from './authorizer.ts';
 import { loadPolicy } from './policy-document.ts';
@@ -35,6 +36,12 @@ export async function applyApprovedPolicy(c: PolicyChange): Promise<PolicySwap &
     { org: c.who.org, payloadDigest: policyDigest(c.text) },
     c.requestId,
   );
-  c.persist?.(c.text);
-  return { ...c.store.replace(c.text), step };
+  try {
+    c.persist?.(c.text);
+    return { ...c.store.replace(c.text), step };
+  } catch (err) {
+    // Not applied (the file could not be written): the approval can be used again.
+    await c.approvals.release(c.who, c.approvalId, c.requestId, toKbError(err).code).catch(() => undefined);
+    throw err;
+  }
 }
