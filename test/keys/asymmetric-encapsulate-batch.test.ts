@@ -1,6 +1,6 @@
 // EncapsulateBatch on real SoftHSM2 + SQLite, on each path it can take: inline with no worker pool,
 // inline in event-loop slices with a one-worker pool, split over a two-worker pool, and with
-// `kem.encapsulate` routed to liboqs (offloaded on one worker, split over two) so that another
+// `kem.encapsulate` routed to liboqs (offloaded to one worker, split over two) so that another
 // engine encapsulates than the one that decapsulates. Every encapsulation must be fresh and
 // decapsulate, alone and in a DecapsulateBatch, to the secret it came with; an ML-KEM batch must
 // reach the worker pool exactly on the paths that send it there (calls into the pool counted).
@@ -30,7 +30,7 @@ const liboqsEncapsulates: PqcRoutingConfig = {
 /** Name, pool workers, routing, and whether an ML-KEM batch must reach the pool. */
 const PATHS: readonly (readonly [string, number, PqcRoutingConfig, boolean])[] = [
   ...BATCH_PATHS.map(([name, workers]) => [name, workers, DEFAULT_PQC_ROUTING, workers >= 2] as const),
-  ['liboqs encapsulates on a one-worker pool (offloaded per item)', 1, liboqsEncapsulates, true],
+  ['liboqs encapsulates on a one-worker pool (offloaded, one share)', 1, liboqsEncapsulates, true],
   ['liboqs encapsulates on a two-worker pool (split)', 2, liboqsEncapsulates, true],
 ];
 

@@ -1,8 +1,8 @@
 /**
  * KEM operations: encapsulation to one stored public key, decapsulation with one loaded key
  * version, and the sealed-box KEMs. One ML-KEM operation costs about as much as the hop to a
- * worker, so batches go to the pool only when it has two or more workers; otherwise they run on
- * this thread in slices that yield to the event loop between them.
+ * worker, so batches go to the pool only when it has two or more workers (or routing offloads
+ * the operation); otherwise they run on this thread in slices that yield to the event loop.
  */
 import { setImmediate } from 'node:timers/promises';
 import { KbError, decryptionFailed } from '../errors.ts';
@@ -63,9 +63,10 @@ export async function encapsulateTo(
 export const POOL_ENCAPSULATE_MIN_ITEMS = 8;
 
 /**
- * `count` encapsulations to one stored public key, each with its own randomness. Split over the
- * pool's workers when it has two or more; else here, synchronously within each slice (no
- * promise per item) unless routing offloads `kem.encapsulate`.
+ * `count` encapsulations to one stored public key, each with its own randomness. ML-KEM goes to
+ * the pool, one share per worker, when routing offloads `kem.encapsulate` or when the pool has
+ * two or more workers and the batch is big enough; otherwise it runs here, synchronously within
+ * slices that yield to the event loop between them (no promise per item).
  */
 export async function encapsulateManyTo(
   rt: AsymmetricRuntime,
@@ -75,26 +76,19 @@ export async function encapsulateManyTo(
 ): Promise<Encapsulation[]> {
   const kem = kemOf(type);
   const pool = rt.pool;
-  if (
-    kem !== 'x-wing' &&
-    pool !== undefined &&
-    pool.stats.workers >= 2 &&
-    count >= POOL_ENCAPSULATE_MIN_ITEMS
-  ) {
+  const split = pool !== undefined && pool.stats.workers >= 2 && count >= POOL_ENCAPSULATE_MIN_ITEMS;
+  if (kem !== 'x-wing' && pool !== undefined && (split || encapsulationPool(rt, kem) !== undefined)) {
     const engine = rt.router.engineFor('kem.encapsulate').name;
-    const share = Math.ceil(count / pool.stats.workers);
+    const share = Math.ceil(count / Math.max(1, pool.stats.workers));
     const parts: Promise<Encapsulation[]>[] = [];
     for (let s = 0; s < count; s += share)
       parts.push(pool.encapsulateMany(engine, kem, publicKey, Math.min(share, count - s)));
     return (await Promise.all(parts)).flat();
   }
-  const offloaded = encapsulationPool(rt, kem) !== undefined;
   const out: Encapsulation[] = [];
   for (let s = 0; s < count; s += INLINE_SLICE) {
     if (s > 0) await setImmediate();
-    const n = Math.min(INLINE_SLICE, count - s);
-    if (!offloaded) out.push(...encapsulateHere(rt, kem, publicKey, n));
-    else out.push(...(await Promise.all(Array.from({ length: n }, () => encapsulateTo(rt, kem, publicKey)))));
+    out.push(...encapsulateHere(rt, kem, publicKey, Math.min(INLINE_SLICE, count - s)));
   }
   return out;
 }
