@@ -72,7 +72,10 @@ class Daemon {
   shuttingDown = false;
   #readyOnce = false;
   #lastReady = false;
-  #hsmError: string | undefined = 'HSM not open yet';
+  /** Why the data plane is not open yet (the step that failed last, and its error). */
+  #openError: string | undefined = 'HSM not open yet';
+  /** The start step under way: the HSM, then the audit log, then the key store (KeyBroker). */
+  #opening: 'HSM' | 'audit log' | 'key store' = 'HSM';
   #instrumented: InstrumentedHsm | undefined;
   #poll: NodeJS.Timeout | undefined;
 
@@ -163,7 +166,7 @@ class Daemon {
   brokerOrThrow(): KeyBrokerApi {
     if (this.shuttingDown) throw new KbError('SHUTTING_DOWN');
     if (this.broker === undefined)
-      throw new KbError('HSM_UNAVAILABLE', undefined, { detail: this.#hsmError ?? 'not open' });
+      throw new KbError('HSM_UNAVAILABLE', undefined, { detail: this.#openError ?? 'not open' });
     return this.broker;
   }
 
@@ -171,7 +174,7 @@ class Daemon {
     const fipsMode = this.engine.fipsMode;
     if (this.shuttingDown) return { ready: false, degraded: false, reason: 'shutting down', fipsMode };
     if (this.broker === undefined)
-      return { ready: false, degraded: false, reason: this.#hsmError ?? 'starting', fipsMode };
+      return { ready: false, degraded: false, reason: this.#openError ?? 'starting', fipsMode };
     const b = this.broker.health();
     const a = this.audit.health();
     if (!a.ok)
@@ -211,15 +214,17 @@ class Daemon {
     while (!this.shuttingDown && this.broker === undefined) {
       try {
         await this.#openHsm();
-        this.#hsmError = undefined;
+        this.#openError = undefined;
         this.#checkReady();
         return;
       } catch (err) {
         const e = toKbError(err);
-        this.#hsmError = `HSM not reachable: ${e.safeMessage}`;
+        // Name the step that failed: an audit file locked by another daemon is not an HSM fault.
+        const what = this.#opening;
+        this.#openError = `${what === 'HSM' ? 'HSM not reachable' : `cannot open the ${what}`}: ${e.safeMessage}`;
         this.log.error(
-          { err: e.safeMessage, detail: e.detail, retryMs: this.cfg.hsm.retryMs },
-          'cannot open HSM; retrying',
+          { err: e.safeMessage, detail: e.detail, step: what, retryMs: this.cfg.hsm.retryMs },
+          `cannot open ${what}; retrying`,
         );
         await new Promise((r) => setTimeout(r, this.cfg.hsm.retryMs));
       }
@@ -231,6 +236,7 @@ class Daemon {
    * KeyBroker. A later step failing keeps the earlier ones open for the next attempt.
    */
   async #openHsm(): Promise<void> {
+    this.#opening = 'HSM';
     if (this.#instrumented === undefined) {
       const { hsm: h } = this.cfg;
       if (h.softhsmConf !== '') process.env.SOFTHSM2_CONF = h.softhsmConf;
@@ -245,7 +251,9 @@ class Daemon {
       this.#instrumented = new InstrumentedHsm(this.hsm, this.metrics);
     }
     const hsm = this.#instrumented;
+    this.#opening = 'audit log';
     if (!this.audit.attached) await this.#openAudit(hsm);
+    this.#opening = 'key store';
     const broker = await KeyBroker.open({
       hsm,
       dataDir: this.cfg.dataDir,

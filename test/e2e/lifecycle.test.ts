@@ -228,6 +228,35 @@ test('metrics: per-RPC counts and latency by status, HSM calls, readiness', asyn
   );
 });
 
+test('a second daemon on the same data dir: not ready, names the audit log the first one holds', async () => {
+  assert.ok(d);
+  const first = d;
+  const second = await startDaemon({ dataDir, waitReady: false });
+  try {
+    const l = await second.waitFor((x) => x.msg === 'cannot open audit log; retrying');
+    assert.equal(l.step, 'audit log');
+    assert.match(String(l.err), new RegExp(`in use by process ${first.proc.pid}\\b`));
+    const r = await second.metrics('/readyz');
+    assert.equal(r.status, 503);
+    assert.match(
+      (JSON.parse(r.body) as { reason: string }).reason,
+      /^cannot open the audit log: (failed precondition: )?audit file is in use by process \d+$/,
+    );
+    assert.ok(!second.output.includes('cannot open HSM'), 'the HSM opened');
+  } finally {
+    assert.equal(await second.stop(), 0);
+    outputs.push(second.output);
+  }
+  // The first daemon kept its lock and serves on.
+  assert.equal((await first.metrics('/readyz')).status, 200);
+  const c = first.client('service').crypto;
+  const e = await c.unary<{ ciphertext: Buffer }>('Encrypt', {
+    plaintext: Buffer.from('still'),
+    aad: Buffer.alloc(0),
+  });
+  assert.ok(e.ciphertext.length > 0);
+});
+
 test('an HSM unreachable at start: listening but not ready, data plane UNAVAILABLE, clean stop', async () => {
   assert.ok(d);
   assert.equal(await d.stop(), 0);
