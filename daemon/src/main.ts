@@ -90,6 +90,7 @@ class Daemon {
     this.approvals = new ApprovalStore({
       path: join(cfg.dataDir, 'approvals.db'),
       windowMs: cfg.policy.approvalWindowMs,
+      retentionMs: cfg.policy.approvalRetentionMs,
       roleOf: (who) => effectiveRole(policy.current(), who.uri, who.roles),
     });
     this.cfg = cfg;

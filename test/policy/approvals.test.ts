@@ -254,3 +254,95 @@ describe('two-person rule', () => {
     s.close();
   });
 });
+
+describe('approvals kept, listed and pruned', () => {
+  const RETENTION = 10 * WINDOW;
+  let dir: string;
+  let audit: FileAuditSink;
+  let t = 1_900_000_000_000;
+  const now = () => t;
+  const open = () =>
+    new ApprovalStore({
+      path: join(dir, 'approvals.db'),
+      windowMs: WINDOW,
+      retentionMs: RETENTION,
+      audit,
+      now,
+    });
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'kb-approvals-kept-'));
+    audit = await FileAuditSink.open({ path: join(dir, 'audit.log'), now });
+  });
+  after(async () => {
+    await audit.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('ListApprovals filters on the status shown now, newest first, bounded by the limit', async () => {
+    const s = open();
+    const made = async (op: 'destroy-tenant' | 'rotate-oek', n: number) => {
+      const target = op === 'rotate-oek' ? { org: 'acme' } : T1;
+      const r = await s.request(alice, op, target, `rq-l${n}`);
+      t += 1;
+      return r.approval.id;
+    };
+    const expired = await made('destroy-tenant', 1);
+    t += WINDOW; // its window has ended: shown expired (stored pending)
+    const approved = await made('rotate-oek', 2);
+    await s.approve(bob, approved, 'rq-l2a');
+    const executed = await made('rotate-oek', 3);
+    await s.approve(bob, executed, 'rq-l3a');
+    await s.execute(alice, executed, 'rotate-oek', { org: 'acme' }, 'rq-l3e');
+    const cancelled = await made('destroy-tenant', 4);
+    await s.cancel(alice, cancelled, 'rq-l4c');
+    const pending = await made('destroy-tenant', 5);
+    const ids = (shown?: Parameters<ApprovalStore['listShown']>[1], limit = 100) =>
+      s.listShown('acme', shown, limit).map((a) => a.id);
+    assert.deepEqual(ids(), [pending, cancelled, executed, approved, expired]);
+    assert.deepEqual(ids(undefined, 2), [pending, cancelled]);
+    assert.deepEqual(ids('pending'), [pending]);
+    assert.deepEqual(ids('approved'), [approved]);
+    assert.deepEqual(ids('executed'), [executed]);
+    assert.deepEqual(ids('cancelled'), [cancelled]);
+    assert.deepEqual(ids('expired'), [expired]);
+    assert.deepEqual(s.listShown('globex', undefined, 100), []);
+    t += WINDOW; // now every open one has expired too
+    assert.deepEqual(ids('expired'), [pending, approved, expired]);
+    assert.deepEqual(ids('pending'), []);
+    s.close();
+  });
+
+  it('an approval is deleted once its window ended more than the retention ago (at open, before a request)', async () => {
+    const s = open();
+    const before = s.listShown('acme', undefined, 100).length;
+    assert.equal(before, 5);
+    t += RETENTION - 2 * WINDOW; // the newest ended WINDOW ago + this: still within the retention
+    const kept = await s.request(alice, 'destroy-tenant', T1, 'rq-p1');
+    assert.equal(s.listShown('acme', undefined, 100).length, 6, 'nothing pruned within the retention');
+    t += 2 * WINDOW + 10; // the first five ended more than the retention ago
+    s.close();
+    const again = open(); // pruned at open
+    assert.deepEqual(
+      again.listShown('acme', undefined, 100).map((a) => a.id),
+      [kept.approval.id],
+    );
+    t += RETENTION + WINDOW; // and before a request
+    const fresh = await again.request(alice, 'rotate-oek', { org: 'acme' }, 'rq-p2');
+    assert.deepEqual(
+      again.listShown('acme', undefined, 100).map((a) => a.id),
+      [fresh.approval.id],
+    );
+    assert.equal(again.prune(), 0);
+    // Every step of the pruned approvals is still in the audit log.
+    const recs = await queryAudit(join(dir, 'audit.log'), {});
+    assert.ok(recs.some((r) => r.reason?.includes(kept.approval.id)));
+    again.close();
+  });
+
+  it('a negative retention is refused', () => {
+    assert.throws(
+      () => new ApprovalStore({ path: ':memory:', retentionMs: -1 }),
+      (e: unknown) => e instanceof KbError && e.code === 'INVALID_ARGUMENT',
+    );
+  });
+});

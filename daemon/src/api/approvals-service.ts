@@ -7,13 +7,14 @@
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import { KbError, toKbError } from '../errors.ts';
 import type { CustomerId, OrgId, TenantId } from '../ids.ts';
-import type {
-  Approval,
-  ApprovalOp,
-  ApprovalStatus,
-  ApprovalStep,
-  ApprovalStore,
-  ApprovalTarget,
+import {
+  shownStatus,
+  type Approval,
+  type ApprovalOp,
+  type ApprovalStep,
+  type ApprovalStore,
+  type ApprovalTarget,
+  type ShownApprovalStatus,
 } from '../policy/approvals.ts';
 import type { PolicyStore } from '../policy/policy-store.ts';
 import type { AuditFacts, CallContext, CallGate, CallTarget } from './call-gate.ts';
@@ -41,7 +42,7 @@ const OPS: Readonly<Record<string, ApprovalOp>> = {
   APPROVAL_OPERATION_SET_POLICY: 'change-policy',
 };
 const OP_NAMES = new Map(Object.entries(OPS).map(([k, v]) => [v, k]));
-const STATUS: Readonly<Record<string, ApprovalStatus | 'expired'>> = {
+const STATUS: Readonly<Record<string, ShownApprovalStatus>> = {
   APPROVAL_STATUS_PENDING: 'pending',
   APPROVAL_STATUS_APPROVED: 'approved',
   APPROVAL_STATUS_EXECUTED: 'executed',
@@ -49,11 +50,6 @@ const STATUS: Readonly<Record<string, ApprovalStatus | 'expired'>> = {
   APPROVAL_STATUS_EXPIRED: 'expired',
 };
 const MAX_LISTED = 1000;
-
-/** Pending or approved past its window shows as expired (the store keeps the last real state). */
-function statusOf(a: Approval, now: number): ApprovalStatus | 'expired' {
-  return (a.status === 'pending' || a.status === 'approved') && now >= a.expiresAt ? 'expired' : a.status;
-}
 
 const iso = (ms: number | undefined) => (ms === undefined ? '' : new Date(ms).toISOString());
 
@@ -68,7 +64,7 @@ export function approvalMessage(a: Approval, now = Date.now()): object {
     policySha256: a.payloadDigest ?? '',
     requester: a.requester,
     approver: a.approver ?? '',
-    status: `APPROVAL_STATUS_${statusOf(a, now).toUpperCase()}`,
+    status: `APPROVAL_STATUS_${shownStatus(a, now).toUpperCase()}`,
     requestTime: iso(a.requestedAt),
     expireTime: iso(a.expiresAt),
     approveTime: iso(a.approvedAt),
@@ -190,11 +186,7 @@ export function approvalsService(gate: CallGate, g: Governance): UntypedServiceI
       handle: (_ctx, r) => {
         const want = typeof r.status === 'string' ? STATUS[r.status] : undefined;
         const now = Date.now();
-        const stored = want === undefined || want === 'expired' ? undefined : want;
-        const list = g.approvals
-          .list(requiredOrg(r.org), stored)
-          .filter((a) => want === undefined || statusOf(a, now) === want)
-          .slice(0, MAX_LISTED);
+        const list = g.approvals.listShown(requiredOrg(r.org), want, MAX_LISTED);
         return Promise.resolve({ approvals: list.map((a) => approvalMessage(a, now)) });
       },
     }),

@@ -84,6 +84,8 @@ export interface Config {
     readonly twoPersonRule: boolean;
     /** Request -> approve -> execute must all happen within this window. */
     readonly approvalWindowMs: number;
+    /** Approvals are deleted this long after their window ends (their steps stay in the audit log). */
+    readonly approvalRetentionMs: number;
   };
   /** Created on the first serve when absent (dev/test convenience); empty org: nothing. */
   readonly bootstrap: { readonly org: string; readonly tenants: readonly string[] };
@@ -145,7 +147,13 @@ export const DEFAULT_CONFIG: Config = {
     perTenantBurst: 100_000,
     tenantOpsPerDay: 0,
   },
-  policy: { file: '', fipsMode: false, twoPersonRule: true, approvalWindowMs: 3_600_000 },
+  policy: {
+    file: '',
+    fipsMode: false,
+    twoPersonRule: true,
+    approvalWindowMs: 3_600_000,
+    approvalRetentionMs: 90 * 86_400_000,
+  },
   bootstrap: { org: '', tenants: [] },
   pqc: {
     enabled: true,
@@ -218,6 +226,7 @@ export const CONFIG_SCHEMA = obj({
     fipsMode: { type: 'boolean' },
     twoPersonRule: { type: 'boolean' },
     approvalWindowMs: pos(7 * 86_400_000),
+    approvalRetentionMs: { type: 'integer', minimum: 0, maximum: 3650 * 86_400_000 },
   }),
   bootstrap: obj({
     org: { anyOf: [{ const: '' }, { type: 'string', pattern: NAME }] },

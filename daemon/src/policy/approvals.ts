@@ -32,6 +32,16 @@ export interface ApprovalTarget {
 }
 
 export type ApprovalStatus = 'pending' | 'approved' | 'executed' | 'cancelled';
+/** What a caller sees: pending or approved past its window shows as expired (the store keeps the last real state). */
+export type ShownApprovalStatus = ApprovalStatus | 'expired';
+
+/** The status `a` shows at `now`. */
+export function shownStatus(a: Approval, now: number): ShownApprovalStatus {
+  return (a.status === 'pending' || a.status === 'approved') && now >= a.expiresAt ? 'expired' : a.status;
+}
+
+/** Default retention of an approval after its window ends: 90 days (every step stays in the audit log). */
+export const DEFAULT_APPROVAL_RETENTION_MS = 90 * 86_400_000;
 
 export interface Approval extends ApprovalTarget {
   readonly id: string;
@@ -57,6 +67,8 @@ export interface ApprovalStoreOptions {
   readonly path: string;
   /** Request -> approve -> execute must all happen within this window (default 1 hour). */
   readonly windowMs?: number;
+  /** How long an approval is kept once its window has ended (default 90 days); then it is deleted. */
+  readonly retentionMs?: number;
   readonly audit?: AuditSink;
   readonly now?: () => number;
   /** The caller's effective role (default: highest of its certificate roles). */
@@ -90,6 +102,8 @@ CREATE TABLE IF NOT EXISTS approvals (
   approver TEXT, approved_at INTEGER, executed_at INTEGER
 ) STRICT;
 CREATE INDEX IF NOT EXISTS approvals_org_status ON approvals (org, status);
+CREATE INDEX IF NOT EXISTS approvals_org_requested ON approvals (org, requested_at);
+CREATE INDEX IF NOT EXISTS approvals_expires ON approvals (expires_at);
 `;
 
 function fromRow(r: Row): Approval {
@@ -126,6 +140,7 @@ interface StepRecord {
 export class ApprovalStore {
   readonly #db: Database.Database;
   readonly #window: number;
+  readonly #retention: number;
   readonly #audit: AuditSink | undefined;
   readonly #now: () => number;
   readonly #roleOf: (who: CallerIdentity) => Role | undefined;
@@ -133,6 +148,8 @@ export class ApprovalStore {
   constructor(o: ApprovalStoreOptions) {
     this.#window = o.windowMs ?? 3_600_000;
     if (!(this.#window > 0)) throw new KbError('INVALID_ARGUMENT', 'windowMs must be > 0');
+    this.#retention = o.retentionMs ?? DEFAULT_APPROVAL_RETENTION_MS;
+    if (!(this.#retention >= 0)) throw new KbError('INVALID_ARGUMENT', 'retentionMs must be >= 0');
     this.#audit = o.audit;
     this.#now = o.now ?? Date.now;
     this.#roleOf = o.roleOf ?? ((who) => highestRole(who.roles));
@@ -140,6 +157,17 @@ export class ApprovalStore {
     this.#db.pragma('journal_mode = WAL');
     this.#db.pragma('synchronous = FULL');
     this.#db.exec(SCHEMA);
+    this.prune();
+  }
+
+  /**
+   * Delete the approvals whose window ended more than the retention ago (whatever their state:
+   * none can change any more, and the audit log has every step). Runs at open and before each
+   * request, so the table holds at most the requests of one window plus the retention.
+   */
+  prune(): number {
+    return this.#db.prepare('DELETE FROM approvals WHERE expires_at <= ?').run(this.#now() - this.#retention)
+      .changes;
   }
 
   /** Open a request; the requester must be an admin of the target's org. */
@@ -155,6 +183,7 @@ export class ApprovalStore {
     if (op === 'change-policy' && !/^[0-9a-f]{64}$/.test(target.payloadDigest ?? '')) {
       throw new KbError('INVALID_ARGUMENT', 'change-policy needs payloadDigest (SHA-256 hex of the policy)');
     }
+    this.prune();
     const now = this.#now();
     // Short enough (24 chars) that reason redaction, which hides long tokens, keeps it readable.
     const id = `apr-${randomBytes(10).toString('hex')}`;
@@ -332,7 +361,7 @@ export class ApprovalStore {
     );
   }
 
-  /** Approvals of one org, newest first. */
+  /** Approvals of one org in a stored state, newest first. */
   list(org: string, status?: ApprovalStatus): Approval[] {
     const rows = (
       status === undefined
@@ -341,6 +370,23 @@ export class ApprovalStore {
             .prepare('SELECT * FROM approvals WHERE org = ? AND status = ? ORDER BY requested_at DESC')
             .all(org, status)
     ) as Row[];
+    return rows.map(fromRow);
+  }
+
+  /** At most `limit` approvals of one org that show `shown` now (any, when undefined), newest first. */
+  listShown(org: string, shown: ShownApprovalStatus | undefined, limit: number): Approval[] {
+    const now = this.#now();
+    const where =
+      shown === undefined
+        ? { sql: '', args: [] }
+        : shown === 'expired'
+          ? { sql: `AND status IN ('pending', 'approved') AND expires_at <= ?`, args: [now] }
+          : shown === 'pending' || shown === 'approved'
+            ? { sql: 'AND status = ? AND expires_at > ?', args: [shown, now] }
+            : { sql: 'AND status = ?', args: [shown] };
+    const rows = this.#db
+      .prepare(`SELECT * FROM approvals WHERE org = ? ${where.sql} ORDER BY requested_at DESC LIMIT ?`)
+      .all(org, ...where.args, limit) as Row[];
     return rows.map(fromRow);
   }
 
