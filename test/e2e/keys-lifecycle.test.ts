@@ -204,8 +204,18 @@ test('customer-level keys: scoped to the customer; DestroyCustomer shreds them; 
     tenant: 'alpha',
     customer: 'cu1',
   });
-  const body = JSON.parse((shred.receipt as R).body as string) as { destroyed: { hsmKeyLabels?: string[] } };
+  const body = JSON.parse((shred.receipt as R).body as string) as {
+    destroyed: {
+      hsmKeyLabels?: string[];
+      keys?: { keyId: string; algorithm: string; hsmLabels?: string[] }[];
+    };
+  };
   assert.equal(body.destroyed.hsmKeyLabels?.length, 1, 'the receipt names the destroyed token key of cu-ec');
+  assert.deepEqual(
+    body.destroyed.keys?.map((k) => `${k.keyId}:${k.algorithm}:${k.hsmLabels?.length ?? 0}`),
+    ['cu-box:x-wing:0', 'cu-ec:ecdsa-p256:1', 'cu-sig:ml-dsa-65:0'],
+    'the receipt names every key of cu1 by id',
+  );
   await expectCode(
     svc.keys.unary('Sign', { keyId: 'cu-ec', message: msg, ...c }),
     GrpcCode.NOT_FOUND,

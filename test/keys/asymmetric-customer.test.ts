@@ -247,6 +247,13 @@ test('destroy customer: a restored backup opens none of its boxes and signs with
   cpSync(dir, snap, { recursive: true });
 
   const c1Labels = hsmLabels(dir, 'c1');
+  const c1Keys = [
+    ...new Set(
+      rows(dir)
+        .filter((r) => r.customer === 'c1')
+        .map((r) => r.key_id),
+    ),
+  ];
   const otherLabels = [...hsmLabels(dir, 'c2'), ...hsmLabels(dir, '')];
   assert.equal(c1Labels.length, C1_HSM_KEYS.length, 'c1 token keys before the shred');
   const loadedBefore = asym().loadedKeys;
@@ -258,6 +265,20 @@ test('destroy customer: a restored backup opens none of its boxes and signs with
     assert.ok(await env.hsm.findKey(l, 'signing'), `${l}: other owners' token keys stay`);
   const destroyed = (JSON.parse(receipt.body) as { destroyed: { hsmKeyLabels?: string[] } }).destroyed;
   assert.deepEqual(destroyed.hsmKeyLabels, c1Labels, 'the signed receipt names the destroyed token keys');
+  // ...and every key of the customer by id (only those), with the token labels of its HSM halves.
+  const named =
+    (
+      JSON.parse(receipt.body) as {
+        destroyed: { keys?: { keyId: string; customer?: string; hsmLabels?: string[] }[] };
+      }
+    ).destroyed.keys ?? [];
+  assert.deepEqual(
+    named.map((k) => k.keyId),
+    [...c1Keys].sort(),
+    'the receipt names every c1 key',
+  );
+  assert.ok(named.every((k) => k.customer === 'c1'));
+  assert.deepEqual(named.flatMap((k) => k.hsmLabels ?? []).sort(), c1Labels);
   assert.equal(rows(dir).filter((r) => r.customer === 'c1').length, 0, 'c1 rows deleted from the live file');
   assert.ok(
     asym().loadedKeys <= loadedBefore - SIG.length,

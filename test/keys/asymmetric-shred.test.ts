@@ -11,6 +11,7 @@ import Database from 'better-sqlite3';
 import type { KeyBroker } from '../../daemon/src/keys/key-broker.ts';
 import { AsymmetricRuntime } from '../../daemon/src/keys/asymmetric-key-material.ts';
 import { verifyWith } from '../../daemon/src/keys/asymmetric-key-ops.ts';
+import { verifyShredReceipt } from '../../daemon/src/keys/receipt-signer.ts';
 import type { AsymmetricKeyType } from '../../daemon/src/keys/asymmetric-key-store.ts';
 import { LiboqsEngine } from '../../daemon/src/pqc/liboqs-engine.ts';
 import { OpenSslEngine } from '../../daemon/src/pqc/openssl-engine.ts';
@@ -227,10 +228,35 @@ test('destroy tenant: a restored backup and the HSM open none of its boxes and s
   }
   // The HSM halves were destroyed in the token (their labels are in the backup's rows).
   const db = new Database(tenantFile(snap, 'tenant-a'), { readonly: true });
-  const labels = (db.prepare('SELECT meta FROM tenant_keys').all() as { meta: string }[])
+  const rows = db
+    .prepare('SELECT key_id, version, alg, meta FROM tenant_keys ORDER BY key_id, version')
+    .all() as {
+    key_id: string;
+    version: number;
+    alg: string;
+    meta: string;
+  }[];
+  db.close();
+  const labels = rows
     .map((r) => (JSON.parse(r.meta) as { hsmLabel?: string }).hsmLabel)
     .filter((l): l is string => l !== undefined);
-  db.close();
+  // The receipt names every key of the tenant by id, with its versions and token labels.
+  const want = new Map<
+    string,
+    { keyId: string; algorithm: string; versions: number[]; hsmLabels?: string[] }
+  >();
+  for (const r of rows) {
+    const k = want.get(r.key_id) ?? { keyId: r.key_id, algorithm: r.alg, versions: [] };
+    k.versions.push(r.version);
+    const l = (JSON.parse(r.meta) as { hsmLabel?: string }).hsmLabel;
+    if (l !== undefined) k.hsmLabels = [...(k.hsmLabels ?? []), l].sort();
+    want.set(r.key_id, k);
+  }
+  const named = JSON.parse(receipt.body) as { destroyed: { keys?: unknown[]; keyCount?: number } };
+  assert.ok(want.size >= SIG_KEYS.length + 2, `tenant A had ${want.size} keys`);
+  assert.deepEqual(named.destroyed.keys, [...want.values()], 'the receipt names every key of the tenant');
+  assert.equal(named.destroyed.keyCount, want.size);
+  assert.ok(verifyShredReceipt(receipt), 'the receipt with its key list verifies');
   assert.equal(labels.length, 2, 'tenant A had two HSM signing keys');
   for (const l of labels)
     assert.equal(await env.hsm.findKey(l, 'signing'), undefined, `${l} still in the HSM`);

@@ -16,6 +16,7 @@ import type * as Api from './asymmetric-key-api.ts';
 import { AsymmetricKeyLoader } from './asymmetric-key-loader.ts';
 import { AsymmetricKeyUsage } from './asymmetric-key-usage.ts';
 import { AsymmetricKeyVersions, customerShredKey } from './asymmetric-key-versions.ts';
+import type { ShredKeys } from './shredder.ts';
 import type { AsymmetricRuntime } from './asymmetric-key-material.ts';
 import {
   boxKem,
@@ -355,15 +356,15 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
    * token object, so C_DestroyObject is the shred), zero its cached keys. Returns the labels of
    * the destroyed token keys, for the receipt.
    */
-  async beforeTenantShred(ref: TenantRef): Promise<string[]> {
+  async beforeTenantShred(ref: TenantRef): Promise<ShredKeys> {
     const k = tenantKey(ref.org, ref.tenant);
     this.#v.shredding.add(k);
     return this.#lock.run(k, async () => {
       const t = this.#h.activeTenant(ref.org, ref.tenant);
-      const labels = await this.#destroyHsmKeys(t, () => true);
+      const owned = await this.#shredKeys(t, () => true);
       this.#keys.evictTenant(ref.org, ref.tenant);
       this.#usage.drop(ref.org, ref.tenant);
-      return labels;
+      return owned;
     });
   }
 
@@ -377,23 +378,42 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
    * Before a customer shred: refuse new keys for the customer and destroy its HSM-resident keys.
    * First, because the shred deletes the rows that name them: a crash after this step leaves
    * keys that no longer sign, and the retried shred finds nothing left to destroy. Returns the
-   * labels of the destroyed token keys, for the receipt.
+   * labels of the destroyed token keys and every key of the customer, for the receipt.
    */
-  async beforeCustomerShred(ref: TenantRef, customer: string): Promise<string[]> {
+  async beforeCustomerShred(ref: TenantRef, customer: string): Promise<ShredKeys> {
     this.#v.shredding.add(customerShredKey(ref, customer));
     return this.#lock.run(tenantKey(ref.org, ref.tenant), () =>
-      this.#destroyHsmKeys(this.#h.activeTenant(ref.org, ref.tenant), (r) => r.customer === customer),
+      this.#shredKeys(this.#h.activeTenant(ref.org, ref.tenant), (r) => r.customer === customer),
     );
   }
 
-  async #destroyHsmKeys(t: TenantRow, which: (r: AsymmetricKeyRow) => boolean): Promise<string[]> {
+  /** Destroy the token keys among `which` rows; name every key among them (for the receipt). */
+  async #shredKeys(t: TenantRow, which: (r: AsymmetricKeyRow) => boolean): Promise<ShredKeys> {
     const labels: string[] = [];
+    const keys = new Map<
+      string,
+      { algorithm: string; customer: string; versions: number[]; hsm: string[] }
+    >();
     for (const r of AsymmetricKeyStore.all(this.#h.store(t))) {
-      if (r.meta.hsmLabel === undefined || !which(r)) continue;
+      if (!which(r)) continue;
+      const k = keys.get(r.keyId) ?? { algorithm: r.type, customer: r.customer, versions: [], hsm: [] };
+      keys.set(r.keyId, k);
+      k.versions.push(r.version);
+      if (r.meta.hsmLabel === undefined) continue;
       await this.#v.destroyHsmKey(r.meta.hsmLabel);
       labels.push(r.meta.hsmLabel);
+      k.hsm.push(r.meta.hsmLabel);
     }
-    return labels.sort();
+    return {
+      hsmKeyLabels: labels.sort(),
+      keys: [...keys].map(([keyId, k]) => ({
+        keyId,
+        algorithm: k.algorithm,
+        versions: k.versions,
+        ...(k.customer !== '' ? { customer: k.customer } : {}),
+        ...(k.hsm.length > 0 ? { hsmLabels: k.hsm.sort() } : {}),
+      })),
+    };
   }
 
   /** How many unwrapped private keys are held in memory now. */

@@ -20,7 +20,7 @@ import { customerInfo, defaultPolicy, orgInfo, tenantInfo } from './key-info.ts'
 import { KeyedMutex } from './keyed-mutex.ts';
 import { ReceiptSigner } from './receipt-signer.ts';
 import { ShredEpochRunner } from './shred-epoch.ts';
-import { Shredder } from './shredder.ts';
+import { NO_SHRED_KEYS, Shredder } from './shredder.ts';
 import { UsageCounter } from './usage-counter.ts';
 import { BatchRunner } from './batch-runner.ts';
 import { createTenantsBulk } from './bulk-tenants.ts';
@@ -309,8 +309,8 @@ export class KeyBroker implements Api.KeyBrokerApi {
     return this.#guard(async () => {
       // HSM-resident asymmetric keys of the tenant are destroyed first (see asymmetric-keys.ts).
       try {
-        const hsmKeyLabels = (await this.asymmetric?.beforeTenantShred(ref)) ?? [];
-        return await this.#shred.destroyTenant(orgId(ref.org), tenantId(ref.tenant), hsmKeyLabels);
+        const owned = (await this.asymmetric?.beforeTenantShred(ref)) ?? NO_SHRED_KEYS;
+        return await this.#shred.destroyTenant(orgId(ref.org), tenantId(ref.tenant), owned);
       } finally {
         this.asymmetric?.afterTenantShred(ref);
       }
@@ -320,12 +320,12 @@ export class KeyBroker implements Api.KeyBrokerApi {
     return this.#guard(async () => {
       try {
         // The customer's HSM-resident asymmetric keys go first, as for a tenant.
-        const hsmKeyLabels = (await this.asymmetric?.beforeCustomerShred(ref, customer)) ?? [];
+        const owned = (await this.asymmetric?.beforeCustomerShred(ref, customer)) ?? NO_SHRED_KEYS;
         return await this.#shred.destroyCustomer(
           orgId(ref.org),
           tenantId(ref.tenant),
           customerId(customer),
-          hsmKeyLabels,
+          owned,
         );
       } finally {
         // The customer's rows are gone, so its keys are already unusable; this zeroes their loaded

@@ -23,13 +23,51 @@ import type { ReceiptSigner } from './receipt-signer.ts';
 import type { EpochResult, ShredEpochRunner } from './shred-epoch.ts';
 import type { UsageCounter } from './usage-counter.ts';
 
+/**
+ * A tenant asymmetric key (Keys service) that a shred makes unreadable, named in the receipt
+ * (a type, not an interface, so it is assignable to the receipt's JSON).
+ */
+export type DestroyedKey = {
+  readonly keyId: string;
+  readonly algorithm: string;
+  /** Every stored version (each wrapped under the destroyed TEK or CEK). */
+  readonly versions: readonly number[];
+  /** The customer whose CEK wraps it (omitted for the tenant's own keys). */
+  readonly customer?: string;
+  /** Token labels of its HSM-resident versions, destroyed (C_DestroyObject) before the shred. */
+  readonly hsmLabels?: readonly string[];
+};
+
+/** The asymmetric keys of what is shredded: token keys already destroyed, every key named. */
+export interface ShredKeys {
+  readonly hsmKeyLabels: readonly string[];
+  readonly keys: readonly DestroyedKey[];
+}
+
+export const NO_SHRED_KEYS: ShredKeys = { hsmKeyLabels: [], keys: [] };
+
+/** Most keys a receipt names one by one (by key id); `keyCount` always gives the total. */
+export const RECEIPT_MAX_KEYS = 1000;
+
 interface ShredDetail {
   /** Labels of the asymmetric keys destroyed in the HSM (C_DestroyObject) before the shred. */
   hsmKeyLabels?: string[];
+  /** The asymmetric keys made unreadable (the first RECEIPT_MAX_KEYS by key id), and how many in all. */
+  keys?: DestroyedKey[];
+  keyCount?: number;
   cekVersions?: number[];
   tekVersions?: number[];
   newTekVersion?: number;
   tenantFile?: boolean;
+}
+
+/** The receipt fields of the keys: sorted by key id, at most RECEIPT_MAX_KEYS listed, all counted. */
+export function keysDetail(o: ShredKeys): Pick<ShredDetail, 'hsmKeyLabels' | 'keys' | 'keyCount'> {
+  const keys = [...o.keys].sort((a, b) => (a.keyId < b.keyId ? -1 : a.keyId > b.keyId ? 1 : 0));
+  return {
+    hsmKeyLabels: [...o.hsmKeyLabels],
+    ...(keys.length > 0 ? { keys: keys.slice(0, RECEIPT_MAX_KEYS), keyCount: keys.length } : {}),
+  };
 }
 
 export class Shredder {
@@ -60,15 +98,11 @@ export class Shredder {
     this.#auditHead = auditHead;
   }
 
-  async destroyTenant(
-    org: string,
-    tenant: string,
-    hsmKeyLabels: readonly string[] = [],
-  ): Promise<ShredReceipt> {
+  async destroyTenant(org: string, tenant: string, owned: ShredKeys = NO_SHRED_KEYS): Promise<ShredReceipt> {
     const id = await this.#tenantLock.run(tenantKey(org, tenant), async () => {
       const t = this.#h.activeTenant(org, tenant);
       const teks = this.#reg.listTeks(org, tenant).map((r) => r.version);
-      const detail: ShredDetail = { hsmKeyLabels: [...hsmKeyLabels], tekVersions: teks, tenantFile: true };
+      const detail: ShredDetail = { ...keysDetail(owned), tekVersions: teks, tenantFile: true };
       const shredId = this.#reg.markTenantDestroyed(
         org,
         tenant,
@@ -88,7 +122,7 @@ export class Shredder {
     org: string,
     tenant: string,
     customer: string,
-    hsmKeyLabels: readonly string[] = [],
+    owned: ShredKeys = NO_SHRED_KEYS,
   ): Promise<ShredReceipt> {
     const id = await this.#tenantLock.run(tenantKey(org, tenant), async () => {
       const t = this.#h.activeTenant(org, tenant);
@@ -102,7 +136,7 @@ export class Shredder {
         customer,
         state: 'tek-rotation',
         requestedAt: this.#h.d.now().toISOString(),
-        detail: JSON.stringify({ hsmKeyLabels: [...hsmKeyLabels] } satisfies ShredDetail),
+        detail: JSON.stringify(keysDetail(owned) satisfies ShredDetail),
       });
       this.#inProgress.add(shredId);
       try {
@@ -182,6 +216,8 @@ export class Shredder {
       completedAt: this.#h.d.now().toISOString(),
       destroyed: {
         hsmKeyLabels: d.hsmKeyLabels?.length ? d.hsmKeyLabels : undefined,
+        keys: d.keys?.length ? d.keys : undefined,
+        keyCount: d.keyCount || undefined,
         customerKeyVersions: d.cekVersions ?? undefined,
         tenantKeyVersions: d.tekVersions ?? undefined,
         tenantFile: d.tenantFile ?? undefined,
