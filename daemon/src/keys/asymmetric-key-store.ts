@@ -99,6 +99,7 @@ export class AsymmetricKeyStore {
       r.createdAt,
       JSON.stringify(r.meta),
     );
+    s.keysChanged();
   }
 
   static get(s: TenantStore, keyId: string, version: number): AsymmetricKeyRow | undefined {
@@ -114,12 +115,6 @@ export class AsymmetricKeyStore {
     return (s.st('SELECT * FROM tenant_keys WHERE key_id = ?').all(keyId) as Raw[])
       .map(rowOf)
       .sort((a, b) => a.version - b.version);
-  }
-
-  /** The type of a key (any version: it never changes), without reading key material. */
-  static typeOf(s: TenantStore, keyId: string): AsymmetricKeyType | undefined {
-    const r = s.st('SELECT alg FROM tenant_keys WHERE key_id = ? LIMIT 1').get(keyId) as Raw | undefined;
-    return r === undefined ? undefined : (r.alg as AsymmetricKeyType);
   }
 
   /** Every version of every key, by key id then version. */
@@ -145,6 +140,7 @@ export class AsymmetricKeyStore {
          ON CONFLICT (key_id) DO UPDATE SET rotation_period_s = excluded.rotation_period_s,
            usage_limit = excluded.usage_limit, min_enc = excluded.min_enc, min_dec = excluded.min_dec`,
     ).run(keyId, p.rotationPeriodS, p.usageLimit, p.minEnc, p.minDec);
+    s.keysChanged();
   }
 
   /** Keys with a rotation period, and that period (for the rotation scan). */
@@ -162,13 +158,18 @@ export class AsymmetricKeyStore {
    */
   static addUses(s: TenantStore, rows: readonly { keyId: string; version: number; n: number }[]): void {
     const st = s.st('UPDATE tenant_keys SET uses = uses + ? WHERE key_id = ? AND version = ?');
-    s.countsTx(() => {
-      for (const r of rows) st.run(r.n, r.keyId, r.version);
-    });
+    try {
+      s.countsTx(() => {
+        for (const r of rows) st.run(r.n, r.keyId, r.version);
+      });
+    } finally {
+      s.keysChanged();
+    }
   }
 
   static setState(s: TenantStore, keyId: string, version: number, state: AsymmetricKeyRow['state']): void {
     s.st('UPDATE tenant_keys SET state = ? WHERE key_id = ? AND version = ?').run(state, keyId, version);
+    s.keysChanged();
   }
 }
 

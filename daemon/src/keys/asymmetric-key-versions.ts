@@ -21,6 +21,7 @@ import {
   type AsymmetricKeyRow,
   type AsymmetricKeyType,
 } from './asymmetric-key-store.ts';
+import { AsymmetricKeyRowCache } from './asymmetric-key-row-cache.ts';
 import type { AsymmetricKeyUsage } from './asymmetric-key-usage.ts';
 import { tenantKey, type Hierarchy } from './hierarchy.ts';
 import type { KeyPolicy } from './key-broker-api.ts';
@@ -41,6 +42,7 @@ export class AsymmetricKeyVersions {
   readonly #evict: (t: TenantRow, keyId: string, version: number) => void;
   /** Tenants (`org/tenant`) and customers (`org/tenant/customer`) whose shred has begun: no new keys for them. */
   readonly shredding = new Set<string>();
+  readonly #rows = new AsymmetricKeyRowCache();
 
   constructor(
     h: Hierarchy,
@@ -78,14 +80,19 @@ export class AsymmetricKeyVersions {
 
   /** Every version of a key of this owner (a key of another customer, or of the tenant, is NOT_FOUND). */
   rows(t: TenantRow, keyId: string, customer: string): AsymmetricKeyRow[] {
-    const rows = AsymmetricKeyStore.versions(this.#h.store(t), asymmetricKeyId(keyId));
+    const { rows } = this.#rows.get(this.#h.store(t), asymmetricKeyId(keyId));
     if (rows.length === 0 || (rows[0] as AsymmetricKeyRow).customer !== customer)
       throw new KbError('NOT_FOUND', 'key');
-    return rows;
+    return [...rows];
   }
 
   policy(t: TenantRow, keyId: string): PolicyRow {
-    return AsymmetricKeyStore.policy(this.#h.store(t), keyId);
+    return { ...this.#rows.get(this.#h.store(t), keyId).policy };
+  }
+
+  /** The type of a key (any version: it never changes), or undefined when there is no such key. */
+  typeOf(t: TenantRow, keyId: string): AsymmetricKeyType | undefined {
+    return this.#rows.get(this.#h.store(t), keyId).rows[0]?.type;
   }
 
   info(t: TenantRow, rows: AsymmetricKeyRow[]): Api.AsymmetricKeyInfo {

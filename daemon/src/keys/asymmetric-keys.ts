@@ -156,7 +156,7 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
   algorithmOf(ref: Api.KeyOwner, keyId: string): AsymmetricKeyType | undefined {
     try {
       const t = this.#h.activeTenant(ref.org, ref.tenant);
-      return AsymmetricKeyStore.typeOf(this.#h.store(t), keyId);
+      return this.#v.typeOf(t, keyId);
     } catch (err) {
       // The call itself reports a missing tenant or a store failure, through the gate.
       void err;

@@ -141,6 +141,16 @@ export class TenantStore {
     if (this.db.open) this.db.close();
   }
 
+  #keysGeneration = 0;
+  /** Changes whenever tenant_keys or tenant_key_policies is written through this store (caches check it). */
+  get keysGeneration(): number {
+    return this.#keysGeneration;
+  }
+  /** Every writer of tenant_keys / tenant_key_policies calls this once its statement has run. */
+  keysChanged(): void {
+    this.#keysGeneration++;
+  }
+
   readonly #stmts = new Map<string, Database.Statement>();
   /** A prepared statement, compiled once per connection (compiling costs more than running). */
   st(sql: string): Database.Statement {
@@ -249,13 +259,24 @@ export class TenantStore {
       'UPDATE cek_versions SET tek_version = ?, wrapped = ? WHERE customer = ? AND version = ?',
     );
     const k = this.st('UPDATE tenant_keys SET tek_version = ?, wrapped = ? WHERE key_id = ? AND version = ?');
-    this.tx(() => {
-      for (const r of ceks) c.run(r.tekVersion, r.wrapped, r.customer, r.version);
-      for (const r of keys) k.run(r.tekVersion, r.wrapped, r.keyId, r.version);
-    });
+    try {
+      this.tx(() => {
+        for (const r of ceks) c.run(r.tekVersion, r.wrapped, r.customer, r.version);
+        for (const r of keys) k.run(r.tekVersion, r.wrapped, r.keyId, r.version);
+      });
+    } finally {
+      this.keysChanged();
+    }
   }
   /** Tombstone a customer and delete every wrapped CEK version of it; returns the versions deleted. */
   destroyCustomer(customer: string): number[] {
+    try {
+      return this.#destroyCustomer(customer);
+    } finally {
+      this.keysChanged();
+    }
+  }
+  #destroyCustomer(customer: string): number[] {
     return this.tx(() => {
       const gone = this.listCeks(customer).map((r) => r.version);
       this.st('DELETE FROM cek_versions WHERE customer = ?').run(customer);
