@@ -1,7 +1,7 @@
 // The key-row cache on a real tenant file: a hit reads nothing, every writer is seen at once,
 // transactions bypass it, and a reopened file starts cold.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -147,4 +147,18 @@ test('a reopened tenant file starts cold; the cache is bounded', () => {
   read(c, 'k2');
   read(c, 'k3');
   assert.equal(c.size, 2);
+});
+
+test('tenant_keys and tenant_key_policies are written only where the writes report to the cache', () => {
+  // A new writer elsewhere must call TenantStore.keysChanged() (and be added here once it does).
+  const root = join(import.meta.dirname, '../../daemon/src');
+  const writers = readdirSync(root, { recursive: true, encoding: 'utf8' })
+    .filter((f) => f.endsWith('.ts'))
+    .filter((f) =>
+      /(INSERT INTO|UPDATE|DELETE FROM)\s+tenant_key(s|_policies)\b/.test(
+        readFileSync(join(root, f), 'utf8'),
+      ),
+    )
+    .sort();
+  assert.deepEqual(writers, ['keys/asymmetric-key-store.ts', 'store/tenant-store.ts']);
 });
