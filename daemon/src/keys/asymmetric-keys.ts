@@ -16,7 +16,6 @@ import type * as Api from './asymmetric-key-api.ts';
 import { AsymmetricKeyLoader } from './asymmetric-key-loader.ts';
 import { AsymmetricKeyUsage } from './asymmetric-key-usage.ts';
 import { AsymmetricKeyVersions, customerShredKey } from './asymmetric-key-versions.ts';
-import type { ShredKeys } from './shredder.ts';
 import type { AsymmetricRuntime } from './asymmetric-key-material.ts';
 import {
   boxKem,
@@ -45,6 +44,7 @@ import { tenantKey, type Hierarchy } from './hierarchy.ts';
 import type { ItemResult } from './key-broker-api.ts';
 import type { KeyedMutex } from './keyed-mutex.ts';
 import { addScheduledRotation } from './lifecycle.ts';
+import type { ShredKeys } from './shredder.ts';
 
 export interface AsymmetricKeysOptions {
   readonly runtime: AsymmetricRuntime;
@@ -354,7 +354,7 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
   /**
    * Before a tenant shred: refuse new keys, destroy its HSM-resident keys (their only copy is the
    * token object, so C_DestroyObject is the shred), zero its cached keys. Returns the labels of
-   * the destroyed token keys, for the receipt.
+   * the destroyed token keys and every key of the tenant, for the receipt.
    */
   async beforeTenantShred(ref: TenantRef): Promise<ShredKeys> {
     const k = tenantKey(ref.org, ref.tenant);
