@@ -27,6 +27,9 @@ export const DEFAULT_KEY_ROW_ENTRIES = 1024;
 
 export class AsymmetricKeyRowCache {
   readonly #m: LruMap<string, Entry>;
+  /** A short id per store object: lookup keys stay short (a file path in each would cost more to hash). */
+  readonly #ids = new WeakMap<TenantStore, number>();
+  #nextId = 0;
 
   constructor(maxEntries = DEFAULT_KEY_ROW_ENTRIES) {
     this.#m = new LruMap(maxEntries);
@@ -34,9 +37,11 @@ export class AsymmetricKeyRowCache {
 
   get(s: TenantStore, keyId: string): KeyRows {
     const cacheable = !s.db.inTransaction;
-    const k = `${s.path}\n${keyId}`;
+    let id = this.#ids.get(s);
+    if (id === undefined) this.#ids.set(s, (id = this.#nextId++));
+    const k = `${id}:${keyId}`;
     const hit = cacheable ? this.#m.get(k) : undefined;
-    // Another store object for the same path (the file was closed and reopened) is a miss.
+    // Another store object for the same path (the file was closed and reopened) has another id.
     if (hit !== undefined && hit.store === s && hit.generation === s.keysGeneration) return hit;
     const generation = s.keysGeneration;
     const e: Entry = {
