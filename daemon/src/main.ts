@@ -279,6 +279,21 @@ class Daemon {
       throw err;
     }
     this.broker = broker;
+    this.#reportStrayFiles(broker);
+  }
+
+  /** Warn (once, at open) about tenant files a crash during tenant creation left behind. */
+  #reportStrayFiles(broker: KeyBroker): void {
+    try {
+      const stray = broker.strayTenantFiles();
+      if (stray.length > 0)
+        this.log.warn(
+          { count: stray.length, files: stray.slice(0, 20) },
+          'tenant files that no tenant names (left by a crash while creating tenants; nothing in them is readable): safe to delete',
+        );
+    } catch (err) {
+      this.log.warn({ err: toKbError(err).safeMessage }, 'could not look for stray tenant files');
+    }
   }
 
   /** The hash-chained audit file, its checkpoints signed by a non-extractable key in the HSM. */

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
 import { after, test } from 'node:test';
@@ -255,6 +255,21 @@ test('a second daemon on the same data dir: not ready, names the audit log the f
     aad: Buffer.alloc(0),
   });
   assert.ok(e.ciphertext.length > 0);
+});
+
+test('a tenant file no tenant names (a crash while creating tenants) is reported at start, and left alone', async () => {
+  assert.ok(d);
+  assert.ok(!d.output.includes('tenant files that no tenant names'), 'none before');
+  assert.equal(await d.stop(), 0);
+  outputs.push(d.output);
+  const stray = join(dataDir, 'tenants', 'acme', 'ghost.0badc0de.db');
+  writeFileSync(stray, 'not a tenant');
+  d = await startDaemon({ dataDir });
+  const l = await d.waitFor((x) => x.msg?.startsWith('tenant files that no tenant names') === true);
+  assert.equal(l.count, 1);
+  assert.deepEqual(l.files, ['tenants/acme/ghost.0badc0de.db']);
+  assert.ok(existsSync(stray), 'reported, not deleted');
+  rmSync(stray);
 });
 
 test('an HSM unreachable at start: listening but not ready, data plane UNAVAILABLE, clean stop', async () => {

@@ -391,6 +391,14 @@ export class KeyBroker implements Api.KeyBrokerApi {
     };
   }
 
+  /** Tenant files no registry row names (see TenantStorePool.strayFiles), for the operator. */
+  strayTenantFiles(): string[] {
+    const reg = this.#h.d.registry;
+    return this.#h.d.pool.strayFiles(
+      [...reg.listActiveTenants(), ...reg.listDestroyedTenants()].map((t) => t.fileName),
+    );
+  }
+
   health(): { ready: boolean; degraded: boolean; reason?: string } {
     if (this.#closed) return { ready: false, degraded: false, reason: 'closed' };
     const hsm = this.#h.d.hsm.health();

@@ -3,7 +3,7 @@
  * `evict` closes a tenant's handle before its file is deleted (an open handle keeps deleted data
  * readable), and `deleteFiles` removes the .db, -wal and -shm files.
  */
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { writeFilesDurably } from './durable-files.ts';
 import { TenantStore } from './tenant-store.ts';
@@ -70,6 +70,36 @@ export class TenantStorePool {
     this.evict(fileName);
     const path = this.pathOf(fileName);
     for (const suffix of ['', '-wal', '-shm', '-journal']) rmSync(path + suffix, { force: true });
+  }
+
+  /**
+   * Tenant files on disk (`tenants/<org>/*.db`) that no registry row names, sorted. CreateTenant(s)
+   * write a file before the registry commit that acknowledges it, so a crash in between leaves
+   * one: it holds a CEK wrapped under a TEK that was never stored, so nothing in it is readable.
+   */
+  strayFiles(known: Iterable<string>): string[] {
+    const named = new Set(known);
+    const dir = join(this.#root, 'tenants');
+    let orgs: string[];
+    try {
+      orgs = readdirSync(dir);
+    } catch {
+      return []; // no tenant yet
+    }
+    const out: string[] = [];
+    for (const org of orgs) {
+      let files: string[];
+      try {
+        files = readdirSync(join(dir, org));
+      } catch {
+        continue; // not a directory
+      }
+      for (const f of files) {
+        const name = `tenants/${org}/${f}`;
+        if (f.endsWith('.db') && !named.has(name)) out.push(name);
+      }
+    }
+    return out.sort();
   }
 
   closeAll(): void {
