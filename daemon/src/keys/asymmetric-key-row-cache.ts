@@ -18,7 +18,6 @@ export interface KeyRows {
 }
 
 interface Entry extends KeyRows {
-  readonly store: TenantStore;
   readonly generation: number;
 }
 
@@ -42,11 +41,9 @@ export class AsymmetricKeyRowCache {
     const k = `${id}:${keyId}`;
     const hit = cacheable ? this.#m.get(k) : undefined;
     // Another store object for the same path (the file was closed and reopened) has another id.
-    if (hit !== undefined && hit.store === s && hit.generation === s.keysGeneration) return hit;
-    const generation = s.keysGeneration;
+    if (hit !== undefined && hit.generation === s.keysGeneration) return hit;
     const e: Entry = {
-      store: s,
-      generation,
+      generation: s.keysGeneration,
       rows: AsymmetricKeyStore.versions(s, keyId),
       policy: AsymmetricKeyStore.policy(s, keyId),
     };
