@@ -10,6 +10,8 @@
  * else `echo-1k` from the echo phase; EncryptBatch's ceiling likewise `inproc-encrypt-1k-paired`.
  */
 import type { ScenarioRecord, TargetCheck } from './result-types.ts';
+import { keysBatchItems } from '../load/keys-ops.ts';
+import { SCENARIOS } from '../scenarios.ts';
 
 const fmt = (x: number, d = 0): string =>
   x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
@@ -144,17 +146,12 @@ export function evaluateTargets(records: readonly ScenarioRecord[]): TargetCheck
   return out;
 }
 
-/** Post-quantum scenarios, their in-process ceiling, and items per call. */
-const PQC_TARGETS: readonly (readonly [scenario: string, inProcess: string, items: number])[] = [
-  ['pqc-mldsa65-sign-batch64', 'inproc-mldsa65-sign', 64],
-  ['pqc-mldsa65-verify-batch64', 'inproc-mldsa65-verify', 64],
-  ['pqc-mlkem768-decapsulate-batch64', 'inproc-mlkem768-decapsulate', 64],
-  ['pqc-mlkem768-encapsulate-batch64', 'inproc-mlkem768-encapsulate', 64],
-  ['pqc-mldsa65-sign', 'inproc-mldsa65-sign', 1],
-  ['pqc-mldsa65-verify', 'inproc-mldsa65-verify', 1],
-  ['pqc-mlkem768-decapsulate', 'inproc-mlkem768-decapsulate', 1],
-  ['pqc-mlkem768-encapsulate', 'inproc-mlkem768-encapsulate', 1],
-];
+/** Post-quantum scenarios read against an in-process ceiling: batches first, then single calls. */
+const PQC_TARGETS: readonly (readonly [scenario: string, inProcess: string])[] = SCENARIOS.filter(
+  (s) => s.name.startsWith('pqc-') && s.ceilings?.inProcess !== undefined,
+)
+  .map((s) => [s.name, s.ceilings?.inProcess as string] as const)
+  .sort((a, b) => Number(keysBatchItems(a[0]) === 1) - Number(keysBatchItems(b[0]) === 1));
 
 /**
  * ≥ 80% of the in-process rate × cores used (the suite pins the daemon to one core). Next to
@@ -170,7 +167,8 @@ function postQuantumTargets(records: readonly ScenarioRecord[]): TargetCheck[] {
     .map((r) => r.serverCpuUsPerOp?.median)
     .filter((x): x is number => x !== undefined && x > 0);
   const call = echoCpu.length > 0 ? Math.min(...echoCpu) : undefined;
-  for (const [scenario, inProcess, items] of PQC_TARGETS) {
+  for (const [scenario, inProcess] of PQC_TARGETS) {
+    const items = keysBatchItems(scenario);
     const name = `${scenario} vs in-process`;
     const d = best(of(records, scenario));
     const paired = items > 1 ? of(records, `${inProcess}-paired`)[0] : undefined;

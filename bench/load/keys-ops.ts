@@ -22,10 +22,16 @@ export const KEYS_OPS = {
   'mldsa65-verify-batch64': 'KEY_ALGORITHM_ML_DSA_65',
   'mlkem768-decapsulate-batch64': 'KEY_ALGORITHM_ML_KEM_768',
   'mlkem768-encapsulate-batch64': 'KEY_ALGORITHM_ML_KEM_768',
+  'mlkem768-decapsulate-batch256': 'KEY_ALGORITHM_ML_KEM_768',
+  'mlkem768-encapsulate-batch256': 'KEY_ALGORITHM_ML_KEM_768',
 } as const;
-/** Items per call of the batch operations (their rate is items/s). */
-export const KEYS_BATCH_ITEMS = 64;
 export type KeysOpName = keyof typeof KEYS_OPS;
+
+/** Items per call of an operation: the `-batchN` suffix, or 1 (a batch op's rate is items/s). */
+export function keysBatchItems(name: string): number {
+  const m = /-batch(\d+)$/.exec(name);
+  return m === null ? 1 : Number(m[1]);
+}
 /** ML-KEM-768 ciphertext bytes (FIPS 203); the load client checks what EncapsulateBatch returns. */
 const MLKEM768_CIPHERTEXT = 1088;
 
@@ -50,6 +56,7 @@ export async function createKeysOp(ctx: OpContext, name: KeysOpName): Promise<Lo
   );
   const version = created.key.primaryVersion;
   const message = randomBytes(256);
+  const items = keysBatchItems(name);
   const close = (): void => undefined;
   switch (name) {
     case 'mlkem768-encapsulate':
@@ -89,9 +96,9 @@ export async function createKeysOp(ctx: OpContext, name: KeysOpName): Promise<Lo
         call: async (ch) => void (await unary(client(ch), 'sign', { keyId, message }, t)),
       };
     case 'mldsa65-sign-batch64': {
-      const messages = Array.from({ length: KEYS_BATCH_ITEMS }, () => message);
+      const messages = Array.from({ length: items }, () => message);
       return {
-        unitsPerCall: KEYS_BATCH_ITEMS,
+        unitsPerCall: items,
         close,
         call: async (ch) => {
           const r = await unary<{ results: { signature?: Buffer }[] }>(
@@ -100,42 +107,43 @@ export async function createKeysOp(ctx: OpContext, name: KeysOpName): Promise<Lo
             { keyId, messages },
             t,
           );
-          if (r.results.length !== KEYS_BATCH_ITEMS || r.results.some((x) => x.signature === undefined))
+          if (r.results.length !== items || r.results.some((x) => x.signature === undefined))
             throw new Error('SignBatch returned fewer signatures than messages');
         },
       };
     }
     case 'mldsa65-verify-batch64': {
       const s = await unary<{ signature: Buffer }>(client(0), 'sign', { keyId, message }, t);
-      const items = Array.from({ length: KEYS_BATCH_ITEMS }, () => ({ message, signature: s.signature }));
+      const pairs = Array.from({ length: items }, () => ({ message, signature: s.signature }));
       return {
-        unitsPerCall: KEYS_BATCH_ITEMS,
+        unitsPerCall: items,
         close,
         call: async (ch) => {
           const r = await unary<{ results: { valid: boolean }[] }>(
             client(ch),
             'verifyBatch',
-            { keyId, version, items },
+            { keyId, version, items: pairs },
             t,
           );
-          if (r.results.length !== KEYS_BATCH_ITEMS || r.results.some((x) => x.valid !== true))
+          if (r.results.length !== items || r.results.some((x) => x.valid !== true))
             throw new Error('VerifyBatch said a signature is invalid');
         },
       };
     }
     case 'mlkem768-encapsulate-batch64':
+    case 'mlkem768-encapsulate-batch256':
       return {
-        unitsPerCall: KEYS_BATCH_ITEMS,
+        unitsPerCall: items,
         close,
         call: async (ch) => {
           const r = await unary<{ results: { ciphertext?: Buffer; sharedSecret?: Buffer }[] }>(
             client(ch),
             'encapsulateBatch',
-            { keyId, count: KEYS_BATCH_ITEMS },
+            { keyId, count: items },
             t,
           );
           if (
-            r.results.length !== KEYS_BATCH_ITEMS ||
+            r.results.length !== items ||
             r.results.some(
               (x) => x.ciphertext?.length !== MLKEM768_CIPHERTEXT || x.sharedSecret?.length !== 32,
             )
@@ -143,16 +151,17 @@ export async function createKeysOp(ctx: OpContext, name: KeysOpName): Promise<Lo
             throw new Error('EncapsulateBatch returned fewer or malformed encapsulations');
         },
       };
-    case 'mlkem768-decapsulate-batch64': {
+    case 'mlkem768-decapsulate-batch64':
+    case 'mlkem768-decapsulate-batch256': {
       const enc = await unary<{ ciphertext: Buffer; sharedSecret: Buffer }>(
         client(0),
         'encapsulate',
         { keyId },
         t,
       );
-      const ciphertexts = Array.from({ length: KEYS_BATCH_ITEMS }, () => enc.ciphertext);
+      const ciphertexts = Array.from({ length: items }, () => enc.ciphertext);
       return {
-        unitsPerCall: KEYS_BATCH_ITEMS,
+        unitsPerCall: items,
         close,
         call: async (ch) => {
           const r = await unary<{ results: { sharedSecret?: Buffer }[] }>(
@@ -161,10 +170,7 @@ export async function createKeysOp(ctx: OpContext, name: KeysOpName): Promise<Lo
             { keyId, version, ciphertexts },
             t,
           );
-          if (
-            r.results.length !== KEYS_BATCH_ITEMS ||
-            r.results.some((x) => !x.sharedSecret?.equals(enc.sharedSecret))
-          )
+          if (r.results.length !== items || r.results.some((x) => !x.sharedSecret?.equals(enc.sharedSecret)))
             throw new Error('DecapsulateBatch returned another shared secret');
         },
       };

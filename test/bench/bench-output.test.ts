@@ -10,6 +10,7 @@ import { renderSummary } from '../../bench/lib/markdown.ts';
 import { mergeResults } from '../../bench/lib/merge.ts';
 import { niceStep, renderChart } from '../../bench/lib/svg-chart.ts';
 import { evaluateTargets } from '../../bench/lib/targets.ts';
+import { keysBatchItems } from '../../bench/load/keys-ops.ts';
 import { SCENARIOS, selectScenarios, unknownScenarioNames } from '../../bench/scenarios.ts';
 import { meta, record, resultsFile } from './bench-fixtures.ts';
 
@@ -127,7 +128,9 @@ test('every paired ceiling names a scenario of the same daemon phase that measur
       'encrypt-batch-100x1k',
       'pqc-mldsa65-sign-batch64',
       'pqc-mldsa65-verify-batch64',
+      'pqc-mlkem768-decapsulate-batch256',
       'pqc-mlkem768-decapsulate-batch64',
+      'pqc-mlkem768-encapsulate-batch256',
       'pqc-mlkem768-encapsulate-batch64',
     ],
   );
@@ -213,6 +216,29 @@ test('post-quantum targets: 80% of the in-process rate (paired for batches), and
   assert.equal(miss?.pass, false);
   // The call's 100 µs shared by 64 items: 150 / (150 + 1.5625) = 99%.
   assert.match(miss?.measured ?? '', /= 50%; at most 99% for any server .*shared by 64 items/);
+  // A 256-item batch is read against the same paired ceiling; its items per call come from its name.
+  const big = meta('pqc-mlkem768-decapsulate-batch256', 'daemon', { unit: 'items/s' });
+  const rows = evaluateTargets([...records.slice(0, 3), record(batch, 64, [8000]), record(big, 64, [4000])]);
+  const b256 = rows.find((x) => x.name === 'pqc-mlkem768-decapsulate-batch256 vs in-process');
+  assert.equal(b256?.pass, false);
+  assert.match(
+    b256?.measured ?? '',
+    /vs inproc-mlkem768-decapsulate-paired 16,000 ops\/s = 25%; .*shared by 256 items/,
+  );
+  const names = rows.map((x) => x.name).filter((n) => n.startsWith('pqc-'));
+  assert.deepEqual(names, [
+    'pqc-mlkem768-decapsulate-batch64 vs in-process',
+    'pqc-mlkem768-decapsulate-batch256 vs in-process',
+    'pqc-mlkem768-decapsulate vs in-process',
+  ]);
+});
+
+test('a keys op counts the items of its -batchN suffix; every batch op of the catalogue has one', () => {
+  assert.equal(keysBatchItems('mlkem768-decapsulate-batch256'), 256);
+  assert.equal(keysBatchItems('mldsa65-sign-batch64'), 64);
+  assert.equal(keysBatchItems('mlkem768-decapsulate'), 1);
+  for (const s of SCENARIOS.filter((x) => x.op?.kind === 'keys' && x.unit === 'items/s'))
+    assert.ok(keysBatchItems(s.name) > 1, `${s.name}: items/s without a batch size in its name`);
 });
 
 test('summary.md has the machine, the targets and one row per record with its ratios', () => {
