@@ -166,8 +166,12 @@ class Daemon {
 
   brokerOrThrow(): KeyBrokerApi {
     if (this.shuttingDown) throw new KbError('SHUTTING_DOWN');
+    // The step the start loop is on: an audit file held by another daemon is not an HSM fault
+    // (callers and the metrics label tell them apart; both are UNAVAILABLE).
     if (this.broker === undefined)
-      throw new KbError('HSM_UNAVAILABLE', undefined, { detail: this.#openError ?? 'not open' });
+      throw new KbError(this.#opening === 'audit log' ? 'AUDIT_UNAVAILABLE' : 'HSM_UNAVAILABLE', undefined, {
+        detail: this.#openError ?? 'not open',
+      });
     return this.broker;
   }
 

@@ -243,6 +243,13 @@ test('a second daemon on the same data dir: not ready, names the audit log the f
       /^cannot open the audit log: (failed precondition: )?audit file is in use by process \d+$/,
     );
     assert.ok(!second.output.includes('cannot open HSM'), 'the HSM opened');
+    // A call meanwhile fails UNAVAILABLE naming the audit log, not the key store.
+    const err = await expectCode(
+      second.client('service').crypto.unary('Encrypt', { plaintext: Buffer.from('x'), aad: Buffer.alloc(0) }),
+      GrpcCode.UNAVAILABLE,
+      'Encrypt while the audit log is held by another daemon',
+    );
+    assert.equal(err.details, 'audit log unavailable');
   } finally {
     assert.equal(await second.stop(), 0);
     outputs.push(second.output);
