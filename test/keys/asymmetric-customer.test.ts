@@ -1,6 +1,6 @@
 // Customer-level asymmetric keys on real SoftHSM2 and real SQLite files: a key created with a
 // customer is wrapped under that customer's CEK (not the TEK), is found only with that customer
-// named, survives TEK and CEK rotations, and THE property: with a copy of every file taken before
+// named, survives TEK and CEK rotations and disabled CEK versions, and THE property: with a copy of every file taken before
 // the customer's shred restored, and the same HSM, none of its sealed boxes or KEM ciphertexts
 // open and none of its keys sign — while signatures made before verify with the exported keys,
 // and the tenant's own keys and other customers' keys keep working.
@@ -9,6 +9,7 @@ import { cpSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import Database from 'better-sqlite3';
+import { keyVersion } from '../../daemon/src/ids.ts';
 import type { KeyBroker } from '../../daemon/src/keys/key-broker.ts';
 import type { KeyOwner } from '../../daemon/src/keys/asymmetric-key-api.ts';
 import { AsymmetricRuntime } from '../../daemon/src/keys/asymmetric-key-material.ts';
@@ -187,6 +188,47 @@ test('customer rows are wrapped under the CEK: TEK rotations leave them alone; C
       id,
     );
   }
+});
+
+test('disabling CEK versions refuses the data under them, not the customer keys they wrap: those keys have their own versions and states', async () => {
+  const c1 = cust('c1');
+  const ct = await kb.encrypt(A, { customer: c1, plaintext: bytes('under cek v2'), aad: none });
+  await kb.rotateCustomerKey(A, c1);
+  await kb.setKeyVersionEnabled(A, c1, keyVersion(1), false);
+  await kb.setKeyVersionEnabled(A, c1, keyVersion(2), false);
+  const cekOf = (id: string, v: number) =>
+    rows(dir).find((r) => r.customer === 'c1' && r.key_id === id && r.version === v)?.cek_version;
+  assert.deepEqual(
+    [cekOf('c1-ed', 1), cekOf('c1-mlkem', 2)],
+    [1, 2],
+    'the rows stay where they were wrapped',
+  );
+  await kb.close();
+  kb = await open(dir);
+  try {
+    assert.equal(
+      await codeOf(() => kb.decrypt(A, { ciphertext: ct.ciphertext, aad: none })),
+      'DISABLED',
+      'data under a disabled CEK version',
+    );
+    for (const [id, type] of SIG) {
+      const s = await asym().sign(C1, id, bytes('m'), none);
+      const pk = (await asym().publicKey(C1, id)).publicKey;
+      assert.ok(
+        verifyWith(rt, type, pk, bytes('m'), s.signature, none),
+        `${id}: signs under a disabled CEK v1`,
+      );
+    }
+    for (const [id, blob] of await sealAll(kb, C1, BOX, 'boxed')) {
+      const o = await asym().openBox(C1, id, undefined, blob, none, none);
+      assert.equal(text(o.plaintext), 'boxed', `${id}: opens under a disabled CEK version`);
+    }
+  } finally {
+    await kb.setKeyVersionEnabled(A, c1, keyVersion(1), true);
+    await kb.setKeyVersionEnabled(A, c1, keyVersion(2), true);
+  }
+  const d = await kb.decrypt(A, { ciphertext: ct.ciphertext, aad: none });
+  assert.equal(text(d.plaintext), 'under cek v2', 'enabled again');
 });
 
 test('a customer row edited in the file (moved to the tenant or another customer, wrapped bytes flipped) does not load: the one opaque error', async () => {
