@@ -44,7 +44,8 @@ import { tenantKey, type Hierarchy } from './hierarchy.ts';
 import type { ItemResult } from './key-broker-api.ts';
 import type { KeyedMutex } from './keyed-mutex.ts';
 import { addScheduledRotation } from './lifecycle.ts';
-import type { ShredKeys } from './shredder.ts';
+import { LoadedCustomerKeys, type CustomerKeys } from './loaded-customer-keys.ts';
+import { shredKeysOf, type ShredKeys } from './shredder.ts';
 
 export interface AsymmetricKeysOptions {
   readonly runtime: AsymmetricRuntime;
@@ -55,17 +56,6 @@ export interface AsymmetricKeysOptions {
 
 export { asymmetricKeyId };
 
-/** Customers whose loaded keys the sweep watches (see #load). */
-const MAX_TRACKED_CUSTOMERS = 10_000;
-
-/** A customer key's loaded versions are tracked so a customer shred also drops them from memory. */
-interface CustomerKeys {
-  readonly org: string;
-  readonly tenant: string;
-  readonly customer: string;
-  readonly keyIds: Set<string>;
-}
-
 export class AsymmetricKeys implements Api.AsymmetricKeyApi {
   readonly #h: Hierarchy;
   readonly #lock: KeyedMutex;
@@ -73,7 +63,7 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
   readonly #keys: AsymmetricKeyLoader;
   readonly #usage: AsymmetricKeyUsage;
   readonly #v: AsymmetricKeyVersions;
-  readonly #customerKeys = new Map<string, CustomerKeys>();
+  readonly #customerKeys = new LoadedCustomerKeys();
 
   constructor(h: Hierarchy, lock: KeyedMutex, hsm: Hsm, o: AsymmetricKeysOptions) {
     this.#h = h;
@@ -166,22 +156,7 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
 
   /** The loaded private key of a row; customer keys are remembered for the customer-shred sweep. */
   #load(t: TenantRow, row: AsymmetricKeyRow) {
-    if (row.customer !== '') {
-      const k = `${t.org}/${t.tenant}/${row.customer}`;
-      const e = this.#customerKeys.get(k) ?? {
-        org: t.org,
-        tenant: t.tenant,
-        customer: row.customer,
-        keyIds: new Set<string>(),
-      };
-      e.keyIds.add(row.keyId);
-      this.#customerKeys.set(k, e);
-      // Bounded: a customer dropped from this list still loses its keys at the cache TTL.
-      if (this.#customerKeys.size > MAX_TRACKED_CUSTOMERS) {
-        const oldest = this.#customerKeys.keys().next().value;
-        if (oldest !== undefined) this.#customerKeys.delete(oldest);
-      }
-    }
+    if (row.customer !== '') this.#customerKeys.note(t.org, t.tenant, row.customer, row.keyId);
     return this.#keys.get(t, row);
   }
 
@@ -388,32 +363,10 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
   }
 
   /** Destroy the token keys among `which` rows; name every key among them (for the receipt). */
-  async #shredKeys(t: TenantRow, which: (r: AsymmetricKeyRow) => boolean): Promise<ShredKeys> {
-    const labels: string[] = [];
-    const keys = new Map<
-      string,
-      { algorithm: string; customer: string; versions: number[]; hsm: string[] }
-    >();
-    for (const r of AsymmetricKeyStore.all(this.#h.store(t))) {
-      if (!which(r)) continue;
-      const k = keys.get(r.keyId) ?? { algorithm: r.type, customer: r.customer, versions: [], hsm: [] };
-      keys.set(r.keyId, k);
-      k.versions.push(r.version);
-      if (r.meta.hsmLabel === undefined) continue;
-      await this.#v.destroyHsmKey(r.meta.hsmLabel);
-      labels.push(r.meta.hsmLabel);
-      k.hsm.push(r.meta.hsmLabel);
-    }
-    return {
-      hsmKeyLabels: labels.sort(),
-      keys: [...keys].map(([keyId, k]) => ({
-        keyId,
-        algorithm: k.algorithm,
-        versions: k.versions,
-        ...(k.customer !== '' ? { customer: k.customer } : {}),
-        ...(k.hsm.length > 0 ? { hsmLabels: k.hsm.sort() } : {}),
-      })),
-    };
+  #shredKeys(t: TenantRow, which: (r: AsymmetricKeyRow) => boolean): Promise<ShredKeys> {
+    return shredKeysOf(AsymmetricKeyStore.all(this.#h.store(t)).filter(which), (label) =>
+      this.#v.destroyHsmKey(label),
+    );
   }
 
   /** How many unwrapped private keys are held in memory now. */
@@ -423,30 +376,30 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
 
   /** After a customer shred (done or failed): zero that customer's loaded keys at once. */
   afterCustomerShred(ref: TenantRef, customer: string): void {
-    const k = customerShredKey(ref, customer);
-    this.#v.shredding.delete(k);
-    const e = this.#customerKeys.get(k);
-    if (e === undefined) return;
-    for (const id of e.keyIds) this.#keys.evictKey(e.org, e.tenant, id);
-    this.#usage.drop(e.org, e.tenant, e.keyIds);
-    this.#customerKeys.delete(k);
+    this.#v.shredding.delete(customerShredKey(ref, customer));
+    const e = this.#customerKeys.take(ref.org, ref.tenant, customer);
+    if (e !== undefined) this.#dropLoaded(e);
   }
 
   /** Zero loaded keys of customers destroyed since (their rows and CEKs are gone already). */
   #sweepCustomers(): void {
-    for (const [k, e] of this.#customerKeys) {
+    const gone = this.#customerKeys.takeGone((e) => {
       const t = this.#h.tenantRow(e.org, e.tenant);
-      let gone = !t || t.state !== 'active';
+      if (!t || t.state !== 'active') return true;
       try {
-        if (t && !gone) gone = this.#h.customerRow(t, e.customer)?.state !== 'active';
+        return this.#h.customerRow(t, e.customer)?.state !== 'active';
       } catch (err) {
         void err; // an unreadable file: leave the keys to their TTL
+        return false;
       }
-      if (!gone) continue;
-      for (const id of e.keyIds) this.#keys.evictKey(e.org, e.tenant, id);
-      this.#usage.drop(e.org, e.tenant, e.keyIds);
-      this.#customerKeys.delete(k);
-    }
+    });
+    for (const e of gone) this.#dropLoaded(e);
+  }
+
+  /** Zero a customer's loaded keys and drop its unwritten use counts (its rows are gone). */
+  #dropLoaded(e: CustomerKeys): void {
+    for (const id of e.keyIds) this.#keys.evictKey(e.org, e.tenant, id);
+    this.#usage.drop(e.org, e.tenant, e.keyIds);
   }
 
   /** Periodic: expire cached keys, drop those of destroyed customers, write use counts. */

@@ -15,6 +15,7 @@
  */
 import { KbError } from '../errors.ts';
 import type { RegistryStore, ShredRow } from '../store/registry-store.ts';
+import type { AsymmetricKeyRow } from './asymmetric-key-store.ts';
 import type { Hierarchy } from './hierarchy.ts';
 import { tenantKey } from './hierarchy.ts';
 import type { ShredReceipt } from './key-broker-api.ts';
@@ -59,6 +60,38 @@ interface ShredDetail {
   tekVersions?: number[];
   newTekVersion?: number;
   tenantFile?: boolean;
+}
+
+/**
+ * Destroy the token keys among `rows` (one row per key version) and name every key among them,
+ * for the receipt. The token object is an HSM-resident key's only copy, so its destruction is
+ * that key's shred.
+ */
+export async function shredKeysOf(
+  rows: readonly AsymmetricKeyRow[],
+  destroyHsmKey: (label: string) => Promise<void>,
+): Promise<ShredKeys> {
+  const labels: string[] = [];
+  const keys = new Map<string, { algorithm: string; customer: string; versions: number[]; hsm: string[] }>();
+  for (const r of rows) {
+    const k = keys.get(r.keyId) ?? { algorithm: r.type, customer: r.customer, versions: [], hsm: [] };
+    keys.set(r.keyId, k);
+    k.versions.push(r.version);
+    if (r.meta.hsmLabel === undefined) continue;
+    await destroyHsmKey(r.meta.hsmLabel);
+    labels.push(r.meta.hsmLabel);
+    k.hsm.push(r.meta.hsmLabel);
+  }
+  return {
+    hsmKeyLabels: labels.sort(),
+    keys: [...keys].map(([keyId, k]) => ({
+      keyId,
+      algorithm: k.algorithm,
+      versions: k.versions,
+      ...(k.customer !== '' ? { customer: k.customer } : {}),
+      ...(k.hsm.length > 0 ? { hsmLabels: k.hsm.sort() } : {}),
+    })),
+  };
 }
 
 /** The receipt fields of the keys: sorted by key id, at most RECEIPT_MAX_KEYS listed, all counted. */
