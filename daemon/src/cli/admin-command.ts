@@ -2,54 +2,20 @@
  * `keybroker admin <org|tenant|customer|key-policy|key-version|rotate-due> ...`: the Admin API
  * from the shell, as the data dir's admin identity (or --cert/--key). Prints JSON on stdout.
  */
-import { status as GrpcCode } from '@grpc/grpc-js';
-import type { ServiceError } from '@grpc/grpc-js';
 import type { Argv, CommandModule } from 'yargs';
-import { clientOptionsFromFiles, connectKeybroker } from '../api/api-client.ts';
-import { CLIENT_OPTIONS, resolveClientConfig } from '../config/client-config.ts';
+import { CLIENT_OPTIONS } from '../config/client-options.ts';
 import { approvalCommand } from './approval-command.ts';
+import type { ConnArgs } from './client-call.ts';
+import { printJson, runClientCall } from './client-call.ts';
 import { policyCommand } from './policy-command.ts';
 import { tenantCreateManyCommand } from './tenant-create-many.ts';
 
-interface ConnArgs {
-  'data-dir'?: string;
-  addr?: string;
-  ca?: string;
-  cert?: string;
-  key?: string;
-}
+/** Kept here for the commands that import it from this file. */
+export { runClientCall };
+
 type Args = ConnArgs & Record<string, unknown>;
 
-/** Call one Admin RPC, print the JSON answer; exit 1 with the status on stderr on failure. */
-export async function runClientCall(
-  a: ConnArgs,
-  as: 'admin' | 'service',
-  service: 'admin' | 'crypto' | 'approvals' | 'policy',
-  method: string,
-  req: object,
-): Promise<Record<string, unknown>> {
-  const c = resolveClientConfig({
-    as,
-    ...(a['data-dir'] !== undefined ? { dataDir: a['data-dir'] } : {}),
-    ...(a.addr !== undefined ? { addr: a.addr } : {}),
-    ...(a.ca !== undefined ? { ca: a.ca } : {}),
-    ...(a.cert !== undefined ? { cert: a.cert } : {}),
-    ...(a.key !== undefined ? { key: a.key } : {}),
-  });
-  const client = connectKeybroker(clientOptionsFromFiles(c.address, c.caFile, c.certFile, c.keyFile));
-  try {
-    return await client[service].unary(method, req);
-  } catch (err) {
-    const e = err as ServiceError;
-    const code = typeof e.code === 'number' ? (GrpcCode[e.code] ?? e.code) : 'ERROR';
-    process.stderr.write(`keybroker: ${method} failed: ${code}: ${e.details ?? e.message}\n`);
-    process.exit(1);
-  } finally {
-    client.close();
-  }
-}
-
-const print = (v: unknown) => process.stdout.write(JSON.stringify(v, null, 2) + '\n');
+const print = printJson;
 
 type Positional = 'org' | 'tenant' | 'customer';
 const POS: Record<Positional, string> = { org: 'org name', tenant: 'tenant name', customer: 'customer name' };
@@ -211,7 +177,12 @@ export const adminCommand: CommandModule<object, Args> = {
           }),
           (y) =>
             y
-              .option('version', { type: 'number', demandOption: true })
+              .option('version', {
+                alias: 'key-version',
+                type: 'number',
+                demandOption: true,
+                describe: 'the key version to enable or disable',
+              })
               .option('enabled', { type: 'boolean', demandOption: true })
               .option('customer', { type: 'string' }) as Argv<Args>,
         ),

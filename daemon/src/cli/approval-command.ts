@@ -5,8 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Argv, CommandModule } from 'yargs';
-import { policyDigest } from '../policy/policy-change.ts';
-import { runClientCall } from './admin-command.ts';
+import { runClientCall } from './client-call.ts';
 
 type Args = Parameters<typeof runClientCall>[0] & Record<string, unknown>;
 
@@ -43,7 +42,10 @@ const request: CommandModule<Args, Args> = {
       org: str(a.org),
       tenant: str(a.tenant),
       customer: str(a.customer),
-      policySha256: file === '' ? '' : policyDigest(readFileSync(file, 'utf8')),
+      policySha256:
+        file === ''
+          ? ''
+          : (await import('../policy/policy-change.ts')).policyDigest(readFileSync(file, 'utf8')),
     };
     print(await runClientCall(a, 'admin', 'approvals', 'RequestApproval', req));
   },

@@ -4,9 +4,9 @@
  * wrapped key (base64 argument, file or stdin) and prints the plaintext key as base64.
  */
 import type { Argv, CommandModule } from 'yargs';
-import { CLIENT_OPTIONS } from '../config/client-config.ts';
-import { runClientCall } from './admin-command.ts';
-import { readInput } from './encrypt-command.ts';
+import { CLIENT_OPTIONS } from '../config/client-options.ts';
+import { runClientCall } from './client-call.ts';
+import { readInput } from './io.ts';
 
 interface Args extends Record<string, unknown> {
   'data-dir'?: string;

@@ -5,8 +5,6 @@
  */
 import { readFileSync } from 'node:fs';
 import type { CommandModule } from 'yargs';
-import { formatReport, runDoctor } from '../hsm/hsm-doctor.ts';
-import { loadProfile } from '../hsm/hsm-profile.ts';
 
 interface DoctorArgs {
   profile: string;
@@ -41,6 +39,10 @@ export const doctorCommand: CommandModule<object, DoctorArgs> = {
       .option('token-label', { type: 'string', describe: "overrides the profile's token selection" })
       .option('json', { type: 'boolean', default: false, describe: 'print the report as JSON' }),
   handler: async (args) => {
+    const [{ formatReport, runDoctor }, { loadProfile }] = await Promise.all([
+      import('../hsm/hsm-doctor.ts'),
+      import('../hsm/hsm-profile.ts'),
+    ]);
     const profile = loadProfile(args.profile);
     const pin = readPin(args['pin-file']);
     const label = args['token-label'];

@@ -5,13 +5,14 @@
  * Input is a file or stdin. --stream uses EncryptStream/DecryptStream for any size; its output
  * is framed as "KBS1" ‖ u32 header length ‖ header ‖ (u32 chunk length ‖ chunk)*.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import type { Argv, CommandModule } from 'yargs';
-import { clientOptionsFromFiles, connectKeybroker } from '../api/api-client.ts';
 import type { ServiceClient } from '../api/api-client.ts';
-import { CLIENT_OPTIONS, resolveClientConfig } from '../config/client-config.ts';
-import { runClientCall } from './admin-command.ts';
+import { CLIENT_OPTIONS } from '../config/client-options.ts';
+import { failCall, runClientCall, withClient } from './client-call.ts';
+import { readInput, writeOutput } from './io.ts';
+
+export { readInput, writeOutput };
 
 interface Args {
   'data-dir'?: string;
@@ -29,36 +30,17 @@ interface Args {
 const MAGIC = Buffer.from('KBS1');
 const PIECE = 256 * 1024;
 
-export function readInput(file: string | undefined): Buffer {
-  return readFileSync(file === undefined || file === '-' ? 0 : file);
-}
-
-export function writeOutput(out: string | undefined, data: Uint8Array): void {
-  if (out === undefined || out === '-') process.stdout.write(data);
-  else writeFileSync(out, data, { mode: 0o600 });
-}
-
 function u32(n: number): Buffer {
   const b = Buffer.alloc(4);
   b.writeUInt32BE(n);
   return b;
 }
 
-async function withCrypto<T>(a: Args, fn: (c: ServiceClient) => Promise<T>): Promise<T> {
-  const c = resolveClientConfig({
-    as: 'service',
-    ...(a['data-dir'] !== undefined ? { dataDir: a['data-dir'] } : {}),
-    ...(a.addr !== undefined ? { addr: a.addr } : {}),
-    ...(a.ca !== undefined ? { ca: a.ca } : {}),
-    ...(a.cert !== undefined ? { cert: a.cert } : {}),
-    ...(a.key !== undefined ? { key: a.key } : {}),
-  });
-  const client = connectKeybroker(clientOptionsFromFiles(c.address, c.caFile, c.certFile, c.keyFile));
-  try {
-    return await fn(client.crypto);
-  } finally {
-    client.close();
-  }
+/** Run `fn` on the Crypto service; a failed stream prints the CLI error format and exits 1. */
+function withCrypto<T>(a: Args, method: string, fn: (c: ServiceClient) => Promise<T>): Promise<T> {
+  return withClient(a, 'service', (c) =>
+    fn(c.service('crypto')).catch((err: unknown) => failCall(method, err, c.address)),
+  );
 }
 
 /** Run a bidi stream: write `msgs`, collect every response message. */
@@ -76,7 +58,7 @@ export async function runStream(s: ReturnType<ServiceClient['stream']>, msgs: ob
 }
 
 async function streamEncrypt(a: Args, input: Buffer): Promise<Buffer> {
-  return withCrypto(a, async (c) => {
+  return withCrypto(a, 'EncryptStream', async (c) => {
     const msgs: object[] = [{ init: { customer: a.customer, aad: Buffer.from(a.aad) } }];
     for (let i = 0; i < input.length; i += PIECE) msgs.push({ plaintext: input.subarray(i, i + PIECE) });
     const out = (await runStream(c.stream('EncryptStream'), msgs)) as { header?: Buffer; chunk?: Buffer }[];
@@ -99,7 +81,7 @@ async function streamDecrypt(a: Args, input: Buffer): Promise<Buffer> {
     off += 4 + n;
   }
   const [header, ...chunks] = frames;
-  return withCrypto(a, async (c) => {
+  return withCrypto(a, 'DecryptStream', async (c) => {
     const msgs = [{ init: { header, aad: Buffer.from(a.aad) } }, ...chunks.map((chunk) => ({ chunk }))];
     const out = (await runStream(c.stream('DecryptStream'), msgs)) as { plaintext: Buffer }[];
     return Buffer.concat(out.map((m) => m.plaintext));

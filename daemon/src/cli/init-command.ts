@@ -11,7 +11,6 @@ import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs
 import { join, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { orgId, tenantId } from '../ids.ts';
-import { createDevCa } from '../tls/dev-pki.ts';
 import type { PkiAlgorithm } from '../tls/dev-pki.ts';
 
 const REPO_ROOT = resolve(import.meta.dirname, '../../..');
@@ -65,6 +64,7 @@ export async function initDataDir(a: Args): Promise<InitResult> {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
 
+  const { createDevCa } = await import('../tls/dev-pki.ts');
   const ca = await createDevCa(`keybroker dev CA (${org})`, a['pki-alg']);
   const server = await ca.issue({
     commonName: 'keybroker',

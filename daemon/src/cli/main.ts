@@ -11,7 +11,10 @@ import { doctorCommand } from './doctor-command.ts';
 import { adminCommand } from './admin-command.ts';
 import { dataKeyCommand } from './data-key-command.ts';
 import { decryptCommand, encryptCommand } from './encrypt-command.ts';
+import { decryptBatchCommand, encryptBatchCommand } from './batch-command.ts';
 import { initCommand } from './init-command.ts';
+import { keysCommand } from './keys-command.ts';
+import { rewrapCommand } from './rewrap-command.ts';
 import { serveCommand } from './serve-command.ts';
 
 // Each command file exports one CommandModule; add new ones to this list.
@@ -23,6 +26,10 @@ const commands: CommandModule[] = [
   encryptCommand as CommandModule,
   decryptCommand as CommandModule,
   dataKeyCommand as CommandModule,
+  encryptBatchCommand as CommandModule,
+  decryptBatchCommand as CommandModule,
+  rewrapCommand as CommandModule,
+  keysCommand as CommandModule,
   auditCommand,
 ];
 
@@ -31,6 +38,8 @@ await yargs(hideBin(process.argv))
   .command(commands)
   .demandCommand(1, 'name a command (see --help)')
   .strict()
+  // No yargs --version: `admin key-version --version N` names a key version.
+  .version(false)
   .help()
   .fail((msg, err, y) => {
     if (err) {

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Argv, CommandModule } from 'yargs';
-import { runClientCall } from './admin-command.ts';
+import { runClientCall } from './client-call.ts';
 
 type Args = Parameters<typeof runClientCall>[0] & Record<string, unknown>;
 

@@ -1,7 +1,5 @@
 /** `keybroker serve`: run the daemon until SIGTERM/SIGINT (SIGHUP reloads certs and config). */
 import type { Argv, CommandModule } from 'yargs';
-import { ConfigError } from '../config/load-config.ts';
-import { runDaemon } from '../main.ts';
 
 interface Args {
   config?: string;
@@ -21,6 +19,11 @@ export const serveCommand: CommandModule<object, Args> = {
           'Exit codes: 0 clean stop, 1 failure or forced stop, 2 invalid config.',
       ) as unknown as Argv<Args>,
   handler: async (argv) => {
+    // Loaded here, not at the top: every other command would pay for the whole daemon.
+    const [{ ConfigError }, { runDaemon }] = await Promise.all([
+      import('../config/load-config.ts'),
+      import('../main.ts'),
+    ]);
     try {
       const code = await runDaemon(argv.config !== undefined ? { configPath: argv.config } : {});
       process.exit(code);

@@ -7,7 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Argv, CommandModule } from 'yargs';
-import { runClientCall } from './admin-command.ts';
+import { runClientCall } from './client-call.ts';
 
 /** Names per CreateTenants call (the RPC's maximum). */
 const PER_CALL = 1000;

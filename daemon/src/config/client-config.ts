@@ -23,18 +23,8 @@ export interface ClientConfig {
   readonly keyFile: string;
 }
 
-/** Shared yargs options of every client command. */
-export const CLIENT_OPTIONS = {
-  'data-dir': {
-    type: 'string',
-    default: '.data',
-    describe: 'data dir made by `keybroker init` (config, certs)',
-  },
-  addr: { type: 'string', describe: 'daemon address host:port (default: from the data dir)' },
-  ca: { type: 'string', describe: 'CA bundle to verify the server (default: <data-dir>/pki/ca.pem)' },
-  cert: { type: 'string', describe: 'client certificate PEM (default: the data dir identity)' },
-  key: { type: 'string', describe: 'client private key PEM' },
-} as const;
+/** Shared yargs options of every client command (re-exported for existing importers). */
+export { CLIENT_OPTIONS } from './client-options.ts';
 
 export function resolveClientConfig(f: ClientFlags, env: NodeJS.ProcessEnv = process.env): ClientConfig {
   const dir = resolve(f.dataDir ?? '.data');
