@@ -38,12 +38,15 @@ const request: CommandModule<Args, Args> = {
     const op = str(a.operation);
     const file = str(a['policy-file']);
     if (op === 'set-policy' && file === '') throw new Error('set-policy needs --policy-file');
+    const text = file === '' ? '' : readFileSync(file, 'utf8');
     const req = {
       operation: OPS[op],
       org: str(a.org),
       tenant: str(a.tenant),
       customer: str(a.customer),
-      policySha256: file === '' ? '' : policyDigest(readFileSync(file, 'utf8')),
+      policySha256: text === '' ? '' : policyDigest(text),
+      // Sent whole so the daemon validates it before an approval exists.
+      policyJson: text,
     };
     print(await runClientCall(a, 'admin', 'approvals', 'RequestApproval', req));
   },

@@ -182,8 +182,8 @@ export interface KeyBrokerApi {
     version: KeyVersion,
     enabled: boolean,
   ): Promise<KeyInfo>;
-  /** Scheduled rotation pass: rotates every due key; one failure does not stop the others. */
-  rotateDueKeys(now?: Date): Promise<{ rotated: number; failed: number }>;
+  /** Scheduled rotation pass: rotates every due key (of `org` only, when given); one failure does not stop the others. */
+  rotateDueKeys(now?: Date, org?: OrgId): Promise<{ rotated: number; failed: number }>;
 
   /** Crypto-shredding: ends in C_DestroyObject in the HSM; returns a signed receipt. */
   destroyTenant(ref: TenantRef): Promise<ShredReceipt>;

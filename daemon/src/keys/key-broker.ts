@@ -302,8 +302,8 @@ export class KeyBroker implements Api.KeyBrokerApi {
       ),
     );
   }
-  rotateDueKeys(now?: Date): Promise<{ rotated: number; failed: number }> {
-    return this.#guard(() => this.#life.rotateDueKeys(now ?? this.#h.d.now()));
+  rotateDueKeys(now?: Date, org?: OrgId): Promise<{ rotated: number; failed: number }> {
+    return this.#guard(() => this.#life.rotateDueKeys(now ?? this.#h.d.now(), org));
   }
   destroyTenant(ref: TenantRef): Promise<Api.ShredReceipt> {
     return this.#guard(async () => {

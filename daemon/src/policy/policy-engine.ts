@@ -33,6 +33,8 @@ export function effectiveRole(
 ): Role | undefined {
   const bound: Role[] = [];
   for (const b of policy?.roleBindings ?? []) if (b.identity.test(uri)) bound.push(b.role);
+  if (bound.length === 0)
+    for (const b of policy?.orgRoleBindings ?? []) if (b.identity.test(uri)) bound.push(b.role);
   return highestRole(bound.length > 0 ? bound : certRoles);
 }
 
@@ -131,10 +133,11 @@ export function evaluatePolicy(policy: Policy | undefined, req: AuthzRequest, fo
   }
 
   if (req.org !== undefined && req.tenant !== undefined) {
-    const ceiling = policy.tenants.get(`${req.org}/${req.tenant}`);
-    const off = ceiling === undefined ? undefined : outside(ceiling, req, 'ceiling');
-    if (off !== undefined)
-      return deny(`outside the tenant's allowed ${off}`, `tenant:${req.org}/${req.tenant}`);
+    const key = `${req.org}/${req.tenant}`;
+    for (const ceiling of [policy.tenants.get(key), policy.orgTenants?.get(key)]) {
+      const off = ceiling === undefined ? undefined : outside(ceiling, req, 'ceiling');
+      if (off !== undefined) return deny(`outside the tenant's allowed ${off}`, `tenant:${key}`);
+    }
   }
 
   for (const r of policy.rules) {
