@@ -296,6 +296,89 @@ describe('Crypto RPCs × customer deny rule and tenant ceiling', () => {
   });
 });
 
+describe('audit records of batches, streams and data keys name customer and key version (review L7)', () => {
+  const last = async (rpc: string) => {
+    const recs = await queryAudit(join(d.dataDir, 'audit/audit.log'), {
+      rpc: `keybroker.v1.Crypto/${rpc}`,
+      identity: 'spiffe://acme/alpha/app',
+    });
+    const r = recs.at(-1);
+    assert.ok(r, `${rpc}: a record`);
+    return { customer: r.customer, keyVersion: r.keyVersion, result: r.result };
+  };
+  const data = () => made.alpha as Record<string, Made>;
+  const CASES: {
+    rpc: string;
+    run: () => Promise<unknown>;
+    want: { customer: string; keyVersion: number };
+  }[] = [
+    {
+      rpc: 'EncryptBatch',
+      run: () =>
+        alphaApp.crypto.unary('EncryptBatch', {
+          items: [
+            { customer: 'c9', plaintext: Buffer.from('a'), aad },
+            { plaintext: Buffer.from('b'), aad },
+            { customer: 'c1', plaintext: Buffer.from('c'), aad },
+          ],
+        }),
+      want: { customer: 'c1,c9,default', keyVersion: 1 },
+    },
+    {
+      rpc: 'DecryptBatch',
+      run: () =>
+        alphaApp.crypto.unary('DecryptBatch', {
+          items: [
+            { ciphertext: data().c9?.ct, aad },
+            { ciphertext: data().c1?.ct, aad },
+          ],
+        }),
+      want: { customer: 'c1,c9', keyVersion: 1 },
+    },
+    {
+      rpc: 'DecryptDataKey',
+      run: () => alphaApp.crypto.unary('DecryptDataKey', { wrappedKey: data().c9?.wrapped, aad }),
+      want: { customer: 'c9', keyVersion: 1 },
+    },
+    {
+      rpc: 'EncryptStream',
+      run: () =>
+        bidi(alphaApp.crypto, 'EncryptStream', [
+          { init: { customer: 'c1', aad } },
+          { plaintext: Buffer.from('s') },
+        ]),
+      want: { customer: 'c1', keyVersion: 1 },
+    },
+    {
+      rpc: 'DecryptStream',
+      run: () =>
+        bidi(alphaApp.crypto, 'DecryptStream', [
+          { init: { header: data().c9?.stream.header, aad } },
+          ...(data().c9?.stream.chunks ?? []).map((chunk) => ({ chunk })),
+        ]),
+      want: { customer: 'c9', keyVersion: 1 },
+    },
+  ];
+  for (const c of CASES) {
+    test(`${c.rpc}: the record names ${c.want.customer} and version ${c.want.keyVersion}`, async () => {
+      await c.run();
+      assert.deepEqual(await last(c.rpc), { ...c.want, result: 'ok' });
+    });
+  }
+  test('a batch of many customers names as many as fit, then how many more', async () => {
+    const admin = d.client('admin');
+    const names = Array.from({ length: 12 }, (_v, i) => `customer-${String(i).padStart(2, '0')}`);
+    for (const customer of names)
+      await admin.admin.unary('CreateCustomer', { org: 'acme', tenant: 'alpha', customer });
+    await alphaApp.crypto.unary('EncryptBatch', {
+      items: names.map((customer) => ({ customer, plaintext: Buffer.from('x'), aad })),
+    });
+    const got = String((await last('EncryptBatch')).customer);
+    assert.ok(got.length <= 64, `bounded: ${got}`);
+    assert.match(got, /^customer-00,customer-01,customer-02,customer-03,customer-04,\+7$/);
+  });
+});
+
 /** Keys RPCs that name a key, called with a signature key or a KEM key (`sig`/`kem`). */
 const KEYS: readonly { rpc: string; purpose: 'sig' | 'kem'; req: (keyId: string) => R }[] = [
   { rpc: 'DescribeKey', purpose: 'sig', req: (keyId) => ({ keyId }) },
