@@ -17,7 +17,7 @@ import { DeferredAuditSink } from './api/deferred-audit-sink.ts';
 import { PlaceholderNoopAuditSink } from './api/placeholder-audit-sink.ts';
 import type { Config } from './config/config-schema.ts';
 import { ConfigError, loadConfig, readHsmPin } from './config/load-config.ts';
-import { writePolicyFileDurably } from './policy/policy-file.ts';
+import { writeOrgPolicyFile, writePolicyFileDurably } from './policy/policy-file.ts';
 import { loadProfile } from './hsm/hsm-profile.ts';
 import { Pkcs11Hsm } from './hsm/pkcs11-hsm.ts';
 import { KeyBroker } from './keys/key-broker.ts';
@@ -131,7 +131,11 @@ class Daemon {
         policy,
         fipsMode: () => this.engine.fipsMode,
         twoPersonRule: () => this.cfg.policy.twoPersonRule,
-        persistPolicy: (text) => writePolicyFileDurably(policyPath(this.cfg), text),
+        persistPolicy: (text, section) =>
+          section === undefined
+            ? writePolicyFileDurably(policyPath(this.cfg), text)
+            : writeOrgPolicyFile(sectionsDir(this.cfg), section, text),
+        operatorOrg: () => this.cfg.policy.operatorOrg,
       },
     });
   }
@@ -418,6 +422,11 @@ function policyPath(cfg: Config): string {
   return cfg.policy.file !== '' ? cfg.policy.file : join(cfg.dataDir, 'policy.json');
 }
 
+/** Where the per-org policy sections live (one <org>.json each, written by SetPolicy). */
+function sectionsDir(cfg: Config): string {
+  return join(cfg.dataDir, 'policy.d');
+}
+
 /** Run the daemon until a signal stops it; resolves with the exit code. */
 export async function runDaemon(o: DaemonOptions): Promise<number> {
   const cfg = loadConfig(o.configPath, o.env ?? process.env);
@@ -436,6 +445,11 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
   } else {
     policy = new PolicyStore(defaultPolicy(), DEFAULT_POLICY_TEXT);
     log.warn({}, 'no policy.file: built-in default policy (admins: own org; services: own tenant)');
+  }
+  try {
+    policy.useSectionsDir(sectionsDir(cfg));
+  } catch (err) {
+    throw new ConfigError(`policy: ${toKbError(err).safeMessage} (${sectionsDir(cfg)})`);
   }
   const d = new Daemon(cfg, loggers, o, policy);
   log.info(

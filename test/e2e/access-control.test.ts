@@ -57,7 +57,12 @@ before(async () => {
   d = await startDaemon({
     dataDir: dir,
     twoPersonRule: true,
-    env: { KB_POLICY_FILE: policyFile, KB_POLICY_APPROVAL_WINDOW_MS: String(WINDOW_MS) },
+    // acme is the operator org: its admins replace the daemon-wide policy (FIPS mode below).
+    env: {
+      KB_POLICY_FILE: policyFile,
+      KB_POLICY_APPROVAL_WINDOW_MS: String(WINDOW_MS),
+      KB_POLICY_OPERATOR_ORG: 'acme',
+    },
   });
   const pairs = {
     alice: await d.issueClient('spiffe://acme/admin/alice'),
@@ -322,7 +327,7 @@ test('SetPolicy under the two-person rule turns on FIPS mode: X-Wing/Ed25519 ref
   await svc.keys.unary('CreateKey', { keyId: 'xw-before', algorithm: 'KEY_ALGORITHM_X_WING' });
 
   const fips = policyText({ fipsMode: true });
-  const id = await request(alice, { operation: OP.policy, policySha256: sha(fips) });
+  const id = await request(alice, { operation: OP.policy, policySha256: sha(fips), policyJson: fips });
   await expectCode(
     alice.policy.unary('SetPolicy', { policyJson: fips, approvalId: id }),
     GrpcCode.FAILED_PRECONDITION,

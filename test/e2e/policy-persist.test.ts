@@ -15,7 +15,8 @@ type R = Record<string, unknown>;
 const sha = (t: string) => createHash('sha256').update(t, 'utf8').digest('hex');
 
 test('SetPolicy without policy.file persists into the data dir and survives a restart', async () => {
-  const d = await startDaemon();
+  // acme is the operator org: its admins replace the daemon-wide policy.
+  const d = await startDaemon({ env: { KB_POLICY_OPERATOR_ORG: 'acme' } });
   const persisted = join(d.dataDir, 'policy.json');
   const admin = d.client('admin');
   try {
@@ -33,7 +34,7 @@ test('SetPolicy without policy.file persists into the data dir and survives a re
   } finally {
     assert.equal(await d.stop(), 0);
   }
-  const again = await startDaemon({ dataDir: d.dataDir });
+  const again = await startDaemon({ dataDir: d.dataDir, env: { KB_POLICY_OPERATOR_ORG: 'acme' } });
   try {
     const now = await again.client('admin').policy.unary<R>('GetPolicy', {});
     assert.deepEqual(

@@ -61,10 +61,10 @@ export function adminService(
   ) => {
     const parsed = new WeakMap<Req, Parsed>();
     return gate.unary<Req, object>(RPC + name, {
-      target: (_id, r) => {
+      target: (id, r) => {
         const p = parse(r);
         parsed.set(r, p);
-        const org = p.ref?.org ?? p.org;
+        const org = p.ref?.org ?? p.org ?? id.org;
         const t: CallTarget = {
           ...(org !== undefined ? { org } : {}),
           ...(p.ref !== undefined ? { tenant: p.ref.tenant } : {}),
@@ -93,6 +93,7 @@ export function adminService(
 
   return {
     CreateOrg: rpc('CreateOrg', org, async (p) => ({ org: orgMessage(await b().createOrg(O(p))) })),
+    // ListOrgs and RotateDueKeys name no org: they act on the caller's own.
     ListOrgs: rpc(
       'ListOrgs',
       () => ({}),
@@ -194,7 +195,7 @@ export function adminService(
     RotateDueKeys: rpc(
       'RotateDueKeys',
       () => ({}),
-      async () => b().rotateDueKeys(),
+      async (_p, _r, ctx) => b().rotateDueKeys(undefined, ctx.identity.org),
     ),
   };
 }

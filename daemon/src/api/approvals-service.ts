@@ -16,8 +16,10 @@ import {
   type ApprovalTarget,
   type ShownApprovalStatus,
 } from '../policy/approvals.ts';
+import { policyDigest, validatePolicyFor } from '../policy/policy-change.ts';
 import type { PolicyStore } from '../policy/policy-store.ts';
 import type { AuditFacts, CallContext, CallGate, CallTarget } from './call-gate.ts';
+import { policySectionOf, policyTextField } from './policy-scope.ts';
 import { requiredCustomer, requiredOrg, tenantRefOf } from './request-bounds.ts';
 
 const RPC = 'keybroker.v1.Approvals/';
@@ -30,8 +32,13 @@ export interface Governance {
   readonly fipsMode: () => boolean;
   /** Whether destroy/rotate-org/set-policy need an approval (config policy.twoPersonRule). */
   readonly twoPersonRule: () => boolean;
-  /** Writes a new policy text where the daemon loads it from (survives restarts and SIGHUP). */
-  readonly persistPolicy: (text: string) => void;
+  /**
+   * Writes a new policy text where the daemon loads it from (survives restarts and SIGHUP): the
+   * daemon-wide base, or `section`'s org section.
+   */
+  readonly persistPolicy: (text: string, section?: string) => void;
+  /** The org whose admins may replace the daemon-wide base (config policy.operatorOrg; '' = none). */
+  readonly operatorOrg?: () => string;
 }
 
 /** Proto enum name -> store operation. */
@@ -89,9 +96,12 @@ function requestTarget(op: ApprovalOp, r: Record<string, unknown>): ApprovalTarg
     case 'rotate-oek':
       return { org };
     case 'change-policy': {
-      const d = r.policySha256;
-      if (typeof d !== 'string' || !/^[0-9a-f]{64}$/.test(d))
-        throw new KbError('INVALID_ARGUMENT', 'policy_sha256: expected 64 lowercase hex digits');
+      // The document itself is required (validated by the handler before any approval exists).
+      const text = policyTextField(r.policyJson);
+      const d = policyDigest(text);
+      const given = r.policySha256;
+      if (given !== undefined && given !== '' && given !== d)
+        throw new KbError('INVALID_ARGUMENT', 'policy_sha256: not the SHA-256 of policy_json');
       return { org, payloadDigest: d };
     }
   }
@@ -160,6 +170,9 @@ export function approvalsService(gate: CallGate, g: Governance): UntypedServiceI
       target: (_id, r) => targetOf(parseRequest(r).target),
       handle: async (ctx, r, facts) => {
         const p = parsed.get(r) ?? parseRequest(r);
+        // A policy change is validated for where it would go before an approval is made for it.
+        if (p.op === 'change-policy')
+          validatePolicyFor(policySectionOf(g, ctx.identity), r.policyJson as string);
         const step = await g.approvals.request(ctx.identity, p.op, p.target, ctx.requestId);
         note(facts, step);
         return { approval: approvalMessage(step.approval) };

@@ -16,7 +16,7 @@ import type {
 import { KbError, toKbError } from '../errors.ts';
 import type { CustomerId, OrgId, TenantId } from '../ids.ts';
 import type { AuditRecordInput, AuditSink } from '../audit/audit-sink.ts';
-import type { Authorizer, CallerIdentity, Decision } from '../policy/authorizer.ts';
+import type { Authorizer, CallerIdentity, Decision, PendingField } from '../policy/authorizer.ts';
 import type { Logger, RequestLine } from '../obs/logger.ts';
 import type { Metrics } from '../obs/metrics.ts';
 import { callerIdentityOf } from './caller-identity.ts';
@@ -32,6 +32,15 @@ export interface CallContext {
   readonly deadline: number;
   /** Aborted when the caller cancels or the deadline passes. */
   readonly signal: AbortSignal;
+  /**
+   * Authorize the call for a customer learnt after the gate's check (parsed ciphertext or stream
+   * header, a batch item, stream init): the same engine and target, with the customer. The
+   * customer joins the audit record; a deny is returned (the handler picks the error) and, if the
+   * call then fails, its record says denied with the deciding rule.
+   */
+  authorizeCustomer(customer: CustomerId): Decision;
+  /** Whether the caller may see key `keyName` (ListKeys, GetJwks filter what it may not). */
+  mayUseKey(keyName: string, algorithm: string | undefined): boolean;
 }
 
 /** What a call acts on, for authorisation and audit; taken from the identity for data-plane calls. */
@@ -41,6 +50,8 @@ export interface CallTarget {
   readonly customer?: CustomerId;
   /** Algorithm the call would use (FIPS mode and algorithm rules), when the request names one. */
   readonly algorithm?: string;
+  /** Fields learnt only in the handler, which authorizes them then (see AuthzRequest.pending). */
+  readonly pending?: readonly PendingField[];
 }
 
 /** Facts a handler reports for the audit record. */
@@ -51,6 +62,27 @@ export interface AuditFacts {
   keyVersion?: number;
   /** Why, when the handler knows better than the policy decision (e.g. which approval was used). */
   reason?: string;
+  /** Customers authorized one by one (batches, streams); the record names them (customerList). */
+  customers?: Set<string>;
+  /** The last refusal of a later authorization (CallContext.authorizeCustomer). */
+  refusal?: Decision;
+}
+
+/** Most characters of the audit record's customer field (audit-record.ts FIELD_LIMITS). */
+const CUSTOMER_FIELD = 64;
+
+/** A batch's customers for the record: sorted, comma-separated, "+N" for those that do not fit. */
+export function customerList(customers: ReadonlySet<string>): string {
+  const all = [...customers].sort();
+  let out = '';
+  for (let i = 0; i < all.length; i++) {
+    const next = out === '' ? (all[i] as string) : `${out},${all[i]}`;
+    const rest = all.length - i - 1;
+    const tail = rest > 0 ? `,+${rest}` : '';
+    if (next.length + tail.length > CUSTOMER_FIELD) return out === '' ? `+${all.length}` : `${out},+${all.length - i}`;
+    out = next;
+  }
+  return out;
 }
 
 export interface UnarySpec<Req, Res> {
@@ -243,14 +275,26 @@ export class CallGate {
     decision: Decision | undefined,
     note?: string,
   ): Promise<KbError | undefined> {
-    const customer = facts.customer ?? target?.customer;
+    const customer =
+      facts.customer ??
+      (facts.customers !== undefined && facts.customers.size > 0 ? customerList(facts.customers) : undefined) ??
+      target?.customer;
     // A refusal is 'denied' whether the policy decided it or a later check (approval, role in
-    // the approval store, rate limit) did; anything else that failed is an 'error'.
+    // the approval store, rate limit, the customer's authorization) did; else it is an 'error'.
+    const refusal = facts.refusal;
     const denied =
-      (decision !== undefined && !decision.allow) || (err !== undefined && REFUSALS.has(err.code));
+      (decision !== undefined && !decision.allow) ||
+      (err !== undefined && (REFUSALS.has(err.code) || refusal !== undefined));
     // A refusal after the policy allowed the call records why it was refused, not the allow rule.
     const refusedLater = denied && err !== undefined && decision?.allow === true;
-    const reason = note ?? facts.reason ?? (refusedLater ? err.safeMessage : decision?.reason);
+    const reason =
+      note ??
+      facts.reason ??
+      (refusedLater
+        ? (refusal?.reason ?? err.safeMessage)
+        : refusal !== undefined && decision?.allow === true
+          ? `allowed; some items refused (${refusal.reason})`
+          : decision?.reason);
     // Assigned field by field rather than spread: this runs for every call.
     const record: { -readonly [K in keyof AuditRecordInput]: AuditRecordInput[K] } = {
       time: new Date(),
@@ -334,7 +378,7 @@ export class CallGate {
       decision = this.#authorize(rpc, identity, target);
       this.#enforce(decision);
       this.#o.admit?.(identity, target, spec.cost?.(req) ?? 1);
-      const ctx = this.#context(rpc, begun, identity);
+      const ctx = this.#context(rpc, begun, identity, target, facts);
       result = await withDeadline(spec.handle(ctx, req, facts), begun);
     } catch (e) {
       err = toKbError(e);
@@ -385,7 +429,7 @@ export class CallGate {
       );
       if (openErr) throw openErr;
       call.sendMetadata(md);
-      const ctx = this.#context(rpc, begun, identity);
+      const ctx = this.#context(rpc, begun, identity, target, facts);
       await withDeadline(spec.handle(ctx, call, facts), begun);
     } catch (e) {
       err = toKbError(e);
@@ -396,11 +440,32 @@ export class CallGate {
     else call.emit('error', { code: err.status, details: err.safeMessage, metadata: md });
   }
 
-  #context(rpc: string, begun: Begun, identity: CallerIdentity): CallContext {
+  #context(
+    rpc: string,
+    begun: Begun,
+    identity: CallerIdentity,
+    target: CallTarget,
+    facts: AuditFacts,
+  ): CallContext {
     if (begun.reason !== undefined) throw begun.reason;
     const root = this.#o.log;
     let log: Logger | undefined;
+    // The gate's target without its pending fields: these checks supply them.
+    const { pending: _pending, ...known } = target;
+    const authorize = (extra: { customer?: CustomerId; keyName?: string; algorithm?: string }) =>
+      this.#o.authorizer().authorize({ identity, rpc, ...known, ...extra });
     return {
+      authorizeCustomer: (customer) => {
+        (facts.customers ??= new Set()).add(customer);
+        const d = authorize({ customer });
+        if (!d.allow) facts.refusal = d;
+        return d;
+      },
+      mayUseKey: (keyName, algorithm) => {
+        const d = authorize(algorithm === undefined ? { keyName } : { keyName, algorithm });
+        // FIPS mode refuses using a key, not seeing it: then the rules on its name decide.
+        return d.allow || (d.code === 'ALGORITHM_NOT_ALLOWED' && authorize({ keyName }).allow);
+      },
       requestId: begun.requestId,
       rpc,
       identity,

@@ -1,12 +1,18 @@
 /**
  * keybroker.v1.Crypto: a thin layer over KeyBrokerApi. The tenant is always the caller's own,
  * from its certificate; no request field names a tenant. Streams live in crypto-streams.ts.
+ *
+ * Every call is authorized for its customer before any key is loaded: Encrypt and
+ * GenerateDataKey at the gate (the request names it, "default" when empty); batches per item;
+ * decrypt-side calls with the customer their parsed header names (a CustomerGuard), refused with
+ * the one opaque decrypt error, while the audit record says denied with the rule.
  */
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import { KbError } from '../errors.ts';
-import type { ItemResult, KeyBrokerApi } from '../keys/key-broker-api.ts';
+import { DEFAULT_CUSTOMER } from '../ids.ts';
+import type { CustomerGuard, EncryptResult, ItemResult, KeyBrokerApi } from '../keys/key-broker-api.ts';
 import type { CallerIdentity } from '../policy/authorizer.ts';
-import type { CallGate, CallTarget, UnarySpec } from './call-gate.ts';
+import type { AuditFacts, CallContext, CallGate, CallTarget, UnarySpec } from './call-gate.ts';
 import { ownTenant } from './caller-identity.ts';
 import { decryptStream, encryptStream } from './crypto-streams.ts';
 import type { FieldLimits } from './request-bounds.ts';
@@ -23,6 +29,23 @@ const RPC = 'keybroker.v1.Crypto/';
 
 function ownTarget(id: CallerIdentity): CallTarget {
   return id.tenant === undefined ? { org: id.org } : { org: id.org, tenant: id.tenant };
+}
+
+/** The caller's tenant; the customer is authorized once the handler knows it. */
+export function customerPendingTarget(id: CallerIdentity): CallTarget {
+  return { ...ownTarget(id), pending: ['customers'] };
+}
+
+/** Decrypt-side: the header's customer must be allowed, or the call looks like a bad ciphertext. */
+const guardOf =
+  (ctx: CallContext): CustomerGuard =>
+  (customer) =>
+    ctx.authorizeCustomer(customer).allow;
+
+/** The one key version all ok items used, for the audit record (none when they differ). */
+function oneVersion(facts: AuditFacts, results: readonly ItemResult<{ keyVersion: number }>[]): void {
+  const versions = new Set(results.flatMap((r) => (r.ok ? [r.value.keyVersion] : [])));
+  if (versions.size === 1) facts.keyVersion = [...versions][0] as number;
 }
 
 interface EncryptMsg {
@@ -67,6 +90,8 @@ export function cryptoService(
     if (total > limits.maxBatchBytes)
       throw new KbError('TOO_LARGE', `items exceed ${limits.maxBatchBytes} bytes in total`);
   };
+  // customerOf: the customer the request names (default when empty), authorized at the gate;
+  // without it the handler authorizes customers as it learns them.
   const unary = <Req, Res>(
     name: string,
     handle: UnarySpec<Req, Res>['handle'],
@@ -78,11 +103,10 @@ export function cryptoService(
         const items = (req as { items?: unknown }).items;
         return Array.isArray(items) ? Math.min(Math.max(items.length, 1), limits.maxBatchItems) : 1;
       },
-      target: (id, req) => {
-        const t = ownTarget(id);
-        const c = customerOf ? optionalCustomer(customerOf(req)) : undefined;
-        return c === undefined ? t : { ...t, customer: c };
-      },
+      target: (id, req) =>
+        customerOf
+          ? { ...ownTarget(id), customer: optionalCustomer(customerOf(req)) ?? DEFAULT_CUSTOMER }
+          : customerPendingTarget(id),
       handle,
     });
   const batchResults = <T, R>(results: ItemResult<T>[], map: (v: T) => R, metricsRpc: string) => {
@@ -101,17 +125,29 @@ export function cryptoService(
       (m) => m.customer,
     ),
     Decrypt: unary<DecryptMsg, object>('Decrypt', async (ctx, m, facts) => {
-      const r = await broker().decrypt(ownTenant(ctx.identity), decReq(m));
+      const r = await broker().decrypt(ownTenant(ctx.identity), decReq(m), guardOf(ctx));
       facts.customer = r.customer;
       facts.keyVersion = r.keyVersion;
       return { plaintext: r.plaintext, customer: r.customer, keyVersion: r.keyVersion };
     }),
-    EncryptBatch: unary<{ items: EncryptMsg[] }, object>('EncryptBatch', async (ctx, m) => {
+    EncryptBatch: unary<{ items: EncryptMsg[] }, object>('EncryptBatch', async (ctx, m, facts) => {
       const items = batchItems<EncryptMsg>('items', m.items, limits.maxBatchItems).map((it, i) =>
         encReq(it, `items[${i}].`),
       );
       batchBytes(items);
-      const results = await broker().encryptBatch(ownTenant(ctx.identity), items);
+      // Each item's customer is authorized before any key is loaded; a refused item is
+      // PERMISSION_DENIED on its own, the others go ahead.
+      const refusals = items.map((it) => {
+        const d = ctx.authorizeCustomer(it.customer ?? DEFAULT_CUSTOMER);
+        return d.allow ? undefined : new KbError('PERMISSION_DENIED', undefined, { detail: d.reason });
+      });
+      const allowed = items.filter((_it, i) => refusals[i] === undefined);
+      const done = allowed.length > 0 ? await broker().encryptBatch(ownTenant(ctx.identity), allowed) : [];
+      let next = 0;
+      const results = refusals.map((e): ItemResult<{ ciphertext: Uint8Array; keyVersion: number }> =>
+        e !== undefined ? { ok: false, error: e } : (done[next++] as ItemResult<EncryptResult>),
+      );
+      oneVersion(facts, results);
       return {
         results: batchResults(
           results,
@@ -120,12 +156,13 @@ export function cryptoService(
         ),
       };
     }),
-    DecryptBatch: unary<{ items: DecryptMsg[] }, object>('DecryptBatch', async (ctx, m) => {
+    DecryptBatch: unary<{ items: DecryptMsg[] }, object>('DecryptBatch', async (ctx, m, facts) => {
       const items = batchItems<DecryptMsg>('items', m.items, limits.maxBatchItems).map((it, i) =>
         decReq(it, `items[${i}].`),
       );
       batchBytes(items);
-      const results = await broker().decryptBatch(ownTenant(ctx.identity), items);
+      const results = await broker().decryptBatch(ownTenant(ctx.identity), items, guardOf(ctx));
+      oneVersion(facts, results);
       return {
         results: batchResults(
           results,
@@ -150,25 +187,32 @@ export function cryptoService(
     ),
     DecryptDataKey: unary<{ wrappedKey: Uint8Array; aad: Uint8Array }, object>(
       'DecryptDataKey',
-      async (ctx, m) => {
-        const r = await broker().decryptDataKey(ownTenant(ctx.identity), {
-          wrappedKey: requiredBytes('wrapped_key', m.wrappedKey, limits.maxWrappedKeyBytes),
-          aad: bytesField('aad', m.aad, limits.maxAadBytes),
-        });
+      async (ctx, m, facts) => {
+        const r = await broker().decryptDataKey(
+          ownTenant(ctx.identity),
+          {
+            wrappedKey: requiredBytes('wrapped_key', m.wrappedKey, limits.maxWrappedKeyBytes),
+            aad: bytesField('aad', m.aad, limits.maxAadBytes),
+          },
+          guardOf(ctx),
+        );
+        if (r.customer !== undefined) facts.customer = r.customer;
+        if (r.keyVersion !== undefined) facts.keyVersion = r.keyVersion;
         return { plaintextKey: r.plaintextKey };
       },
     ),
     Rewrap: unary<DecryptMsg, object>('Rewrap', async (ctx, m, facts) => {
-      const r = await broker().rewrap(ownTenant(ctx.identity), decReq(m));
+      const r = await broker().rewrap(ownTenant(ctx.identity), decReq(m), guardOf(ctx));
+      if (r.customer !== undefined) facts.customer = r.customer;
       facts.keyVersion = r.keyVersion;
       return { ciphertext: r.ciphertext, keyVersion: r.keyVersion };
     }),
     EncryptStream: gate.stream(RPC + 'EncryptStream', {
-      target: ownTarget,
+      target: customerPendingTarget,
       handle: (ctx, call, facts) => encryptStream(ctx, call, broker, limits, facts, gate),
     }),
     DecryptStream: gate.stream(RPC + 'DecryptStream', {
-      target: ownTarget,
+      target: customerPendingTarget,
       handle: (ctx, call, facts) => decryptStream(ctx, call, broker, limits, facts, gate),
     }),
   };

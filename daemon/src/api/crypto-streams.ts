@@ -7,6 +7,7 @@
 import { once } from 'node:events';
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { KbError } from '../errors.ts';
+import { DEFAULT_CUSTOMER } from '../ids.ts';
 import type { KeyBrokerApi } from '../keys/key-broker-api.ts';
 import type { AuditFacts, CallContext, CallGate } from './call-gate.ts';
 import { ownTenant } from './caller-identity.ts';
@@ -54,11 +55,14 @@ export async function encryptStream(
   const init = await firstInit(it);
   const customer = optionalCustomer(init.customer);
   const aad = bytesField('init.aad', init.aad, limits.maxAadBytes);
-  if (customer !== undefined) facts.customer = customer;
+  // Authorized for its customer at init, before any key is loaded.
+  const d = ctx.authorizeCustomer(customer ?? DEFAULT_CUSTOMER);
+  if (!d.allow) throw new KbError('PERMISSION_DENIED', undefined, { detail: d.reason });
   const enc = await broker().encryptStream(ownTenant(ctx.identity), {
     ...(customer !== undefined ? { customer } : {}),
     aad,
   });
+  if (enc.keyVersion !== undefined) facts.keyVersion = enc.keyVersion;
   await send(ctx, call, { header: enc.header });
   let buf: Buffer = Buffer.alloc(0);
   for (let next = await it.next(); next.done !== true; next = await it.next()) {
@@ -86,7 +90,7 @@ export async function decryptStream(
   call: ServerDuplexStream<unknown, object>,
   broker: () => KeyBrokerApi,
   limits: FieldLimits,
-  _facts: AuditFacts,
+  facts: AuditFacts,
   gate: CallGate,
 ): Promise<void> {
   const rpc = 'DecryptStream';
@@ -94,7 +98,14 @@ export async function decryptStream(
   const init = await firstInit(it);
   const header = requiredBytes('init.header', init.header, limits.maxStreamMessageBytes);
   const aad = bytesField('init.aad', init.aad, limits.maxAadBytes);
-  const dec = await broker().decryptStream(ownTenant(ctx.identity), { header, aad });
+  // The header's customer is authorized before its key is loaded; refused = a bad header.
+  const dec = await broker().decryptStream(
+    ownTenant(ctx.identity),
+    { header, aad },
+    (customer) => ctx.authorizeCustomer(customer).allow,
+  );
+  if (dec.customer !== undefined) facts.customer = dec.customer;
+  if (dec.keyVersion !== undefined) facts.keyVersion = dec.keyVersion;
   for (let next = await it.next(); next.done !== true; next = await it.next()) {
     const m = asMsg(next.value, 'message');
     if (m.msg !== 'chunk') throw new KbError('INVALID_ARGUMENT', 'init may only be sent once');

@@ -60,6 +60,9 @@ interface KeyMsg {
   customer?: string;
 }
 
+/** Keys RPCs that list keys rather than name one. */
+const KEY_LISTS: ReadonlySet<string> = new Set(['ListKeys', 'GetJwks']);
+
 const optionalVersion = (v: unknown): number | undefined =>
   v === 0 || v === undefined ? undefined : versionField(v);
 
@@ -101,7 +104,9 @@ export function keysService(
     cost?: (r: Req) => number,
   ) =>
     gate.unary<Req, object>(RPC + name, {
-      target: (id, req) => target(id, req),
+      // ListKeys and GetJwks name no key: each listed key is authorized by name (and filtered).
+      target: (id, req) =>
+        KEY_LISTS.has(name) ? { ...target(id, req), pending: ['keys'] } : target(id, req),
       ...(cost !== undefined ? { cost } : {}),
       // Every record names the key (validated by target() before the handler runs).
       handle: (ctx, req, facts) => {
@@ -140,7 +145,9 @@ export function keysService(
       },
     ),
     ListKeys: unary<KeyMsg>('ListKeys', async (ctx, m) => ({
-      keys: (await asym().listKeys(me(ctx.identity, m))).map(asymmetricKeyMessage),
+      keys: (await asym().listKeys(me(ctx.identity, m)))
+        .filter((k) => ctx.mayUseKey(k.keyId, policyAlgorithm(k.type)))
+        .map(asymmetricKeyMessage),
     })),
     DescribeKey: unary<KeyMsg>('DescribeKey', async (ctx, m, facts) => {
       const k = await asym().describeKey(me(ctx.identity, m), asymmetricKeyId(m.keyId));
@@ -213,9 +220,17 @@ export function keysService(
         return { algorithm: keyAlgorithmEnum(r.type), version: r.version, publicKey: out };
       },
     ),
-    GetJwks: unary<KeyMsg>('GetJwks', async (ctx, m) => ({
-      jwksJson: JSON.stringify(await asym().jwks(me(ctx.identity, m))),
-    })),
+    GetJwks: unary<KeyMsg>('GetJwks', async (ctx, m) => {
+      const owner = me(ctx.identity, m);
+      const jwks = await asym().jwks(owner);
+      // kid = "<key id>.<version>": only keys the caller may use by name are published to it.
+      const visible = (kid: string | undefined) => {
+        const keyName = kid?.slice(0, Math.max(kid.lastIndexOf('.'), 0)) ?? '';
+        const alg = asym().algorithmOf(owner, keyName);
+        return keyName !== '' && ctx.mayUseKey(keyName, alg === undefined ? undefined : policyAlgorithm(alg));
+      };
+      return { jwksJson: JSON.stringify({ ...jwks, keys: jwks.keys.filter((k) => visible(k.kid)) }) };
+    }),
     Sign: unary<KeyMsg & { message: Uint8Array; context: Uint8Array }>('Sign', async (ctx, m, facts) => {
       const r = await asym().sign(
         me(ctx.identity, m),

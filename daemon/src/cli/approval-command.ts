@@ -37,15 +37,16 @@ const request: CommandModule<Args, Args> = {
     const op = str(a.operation);
     const file = str(a['policy-file']);
     if (op === 'set-policy' && file === '') throw new Error('set-policy needs --policy-file');
+    const text = file === '' ? '' : readFileSync(file, 'utf8');
     const req = {
       operation: OPS[op],
       org: str(a.org),
       tenant: str(a.tenant),
       customer: str(a.customer),
       policySha256:
-        file === ''
-          ? ''
-          : (await import('../policy/policy-change.ts')).policyDigest(readFileSync(file, 'utf8')),
+        text === '' ? '' : (await import('../policy/policy-change.ts')).policyDigest(text),
+      // Sent whole so the daemon validates it before an approval exists.
+      policyJson: text,
     };
     print(await runClientCall(a, 'admin', 'approvals', 'RequestApproval', req));
   },

@@ -86,6 +86,8 @@ export interface Config {
     readonly approvalWindowMs: number;
     /** Approvals are deleted this long after their window ends (their steps stay in the audit log). */
     readonly approvalRetentionMs: number;
+    /** The org whose admins may replace the daemon-wide policy over the API; empty: none. */
+    readonly operatorOrg: string;
   };
   /** Created on the first serve when absent (dev/test convenience); empty org: nothing. */
   readonly bootstrap: { readonly org: string; readonly tenants: readonly string[] };
@@ -153,6 +155,7 @@ export const DEFAULT_CONFIG: Config = {
     twoPersonRule: true,
     approvalWindowMs: 3_600_000,
     approvalRetentionMs: 90 * 86_400_000,
+    operatorOrg: '',
   },
   bootstrap: { org: '', tenants: [] },
   pqc: {
@@ -227,6 +230,7 @@ export const CONFIG_SCHEMA = obj({
     twoPersonRule: { type: 'boolean' },
     approvalWindowMs: pos(7 * 86_400_000),
     approvalRetentionMs: { type: 'integer', minimum: 0, maximum: 3650 * 86_400_000 },
+    operatorOrg: { anyOf: [{ const: '' }, { type: 'string', pattern: NAME }] },
   }),
   bootstrap: obj({
     org: { anyOf: [{ const: '' }, { type: 'string', pattern: NAME }] },

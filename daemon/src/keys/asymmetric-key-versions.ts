@@ -303,10 +303,11 @@ export class AsymmetricKeyVersions {
    * Scheduled rotation (Lifecycle.rotateDueKeys): a new primary for every key whose primary is
    * older than its rotation period. One failure does not stop the rest.
    */
-  async rotateDueKeys(now: Date): Promise<{ rotated: number; failed: number }> {
+  async rotateDueKeys(now: Date, org?: string): Promise<{ rotated: number; failed: number }> {
     let rotated = 0;
     let failed = 0;
     for (const t of this.#h.d.registry.listActiveTenants()) {
+      if (org !== undefined && t.org !== org) continue;
       // A disabled tenant or org makes no keys; its due keys rotate on the first scan after.
       if (!t.enabled || this.#h.orgRow(t.org)?.enabled !== true) continue;
       try {

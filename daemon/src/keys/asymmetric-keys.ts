@@ -78,7 +78,7 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
       this.#keys.evict(t, id, v),
     );
     // The broker's rotation scan (Lifecycle.rotateDueKeys) rotates due asymmetric keys too.
-    addScheduledRotation(h, (now) => this.#v.rotateDueKeys(now));
+    addScheduledRotation(h, (now, org) => this.#v.rotateDueKeys(now, org));
   }
 
   get runtime(): AsymmetricRuntime {

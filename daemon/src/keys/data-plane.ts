@@ -27,6 +27,7 @@ import {
 import { parseStreamHeader, StreamOpener, StreamSealer } from '../wire/stream-v1.ts';
 import type { Hierarchy } from './hierarchy.ts';
 import type {
+  CustomerGuard,
   DataKeyResult,
   DecryptRequest,
   DecryptResult,
@@ -237,13 +238,23 @@ export class DataPlane {
     if (t && t.state !== 'active') throw new KbError('NOT_FOUND', 'tenant');
   }
 
-  /** Authenticate and open an envelope of `types`; policy checks only after authentication. */
-  async open(ref: TenantRef, types: readonly EnvelopeType[], blob: Uint8Array, aad: Uint8Array) {
+  /**
+   * Authenticate and open an envelope of `types`; policy checks only after authentication. The
+   * caller's `guard` sees the header's customer before any key is loaded.
+   */
+  async open(
+    ref: TenantRef,
+    types: readonly EnvelopeType[],
+    blob: Uint8Array,
+    aad: Uint8Array,
+    guard?: CustomerGuard,
+  ) {
     checkAad(aad);
     if (!(blob instanceof Uint8Array) || blob.length > MAX_BLOB_BYTES) throw decryptionFailed();
     const t = this.tenant(ref);
     const p = parseEnvelope(blob);
     if (!types.includes(p.type) || p.org !== ref.org || p.tenant !== ref.tenant) throw decryptionFailed();
+    if (guard !== undefined && !guard(p.customer as CustomerId)) throw decryptionFailed();
     const c = this.#h.customerRow(t, p.customer);
     if (!c || c.state !== 'active') throw decryptionFailed();
     let plaintext: Uint8Array;
@@ -282,8 +293,8 @@ export class DataPlane {
     };
   }
 
-  async decrypt(ref: TenantRef, req: DecryptRequest): Promise<DecryptResult> {
-    const r = await this.open(ref, [BlobType.ciphertext], req.ciphertext, req.aad);
+  async decrypt(ref: TenantRef, req: DecryptRequest, guard?: CustomerGuard): Promise<DecryptResult> {
+    const r = await this.open(ref, [BlobType.ciphertext], req.ciphertext, req.aad, guard);
     return { plaintext: r.plaintext, customer: r.customer, keyVersion: r.version };
   }
 
@@ -307,20 +318,23 @@ export class DataPlane {
     ref: TenantRef,
     wrappedKey: Uint8Array,
     aad: Uint8Array,
-  ): Promise<{ plaintextKey: Uint8Array }> {
-    const r = await this.open(ref, [BlobType.wrappedDataKey], wrappedKey, aad);
-    return { plaintextKey: r.plaintext };
+    guard?: CustomerGuard,
+  ): Promise<{ plaintextKey: Uint8Array; customer: CustomerId; keyVersion: KeyVersion }> {
+    const r = await this.open(ref, [BlobType.wrappedDataKey], wrappedKey, aad, guard);
+    return { plaintextKey: r.plaintext, customer: r.customer, keyVersion: r.version };
   }
 
   /** Open and reseal under the primary version; the plaintext never leaves this function. */
   async rewrap(
     ref: TenantRef,
     req: DecryptRequest,
-  ): Promise<{ ciphertext: Uint8Array; keyVersion: KeyVersion }> {
-    const r = await this.open(ref, [BlobType.ciphertext, BlobType.wrappedDataKey], req.ciphertext, req.aad);
+    guard?: CustomerGuard,
+  ): Promise<{ ciphertext: Uint8Array; keyVersion: KeyVersion; customer: CustomerId }> {
+    const types = [BlobType.ciphertext, BlobType.wrappedDataKey];
+    const r = await this.open(ref, types, req.ciphertext, req.aad, guard);
     try {
       const { blob, version } = await this.seal(ref, r.type, r.customer, r.plaintext, req.aad);
-      return { ciphertext: blob, keyVersion: version };
+      return { ciphertext: blob, keyVersion: version, customer: r.customer };
     } finally {
       r.plaintext.fill(0);
     }
@@ -341,15 +355,25 @@ export class DataPlane {
       cek.fill(0);
     }
     this.#usage.add(t, customer, version);
-    return { header: sealer.header, seal: (chunk, final) => sealer.seal(chunk, final) };
+    return {
+      header: sealer.header,
+      keyVersion: version as KeyVersion,
+      seal: (chunk, final) => sealer.seal(chunk, final),
+    };
   }
 
-  async decryptStream(ref: TenantRef, header: Uint8Array, aad: Uint8Array): Promise<StreamDecryptor> {
+  async decryptStream(
+    ref: TenantRef,
+    header: Uint8Array,
+    aad: Uint8Array,
+    guard?: CustomerGuard,
+  ): Promise<StreamDecryptor> {
     checkAad(aad);
     const t = this.tenant(ref);
     if (!(header instanceof Uint8Array) || header.length > 512) throw decryptionFailed();
     const p = parseStreamHeader(header);
     if (p.org !== ref.org || p.tenant !== ref.tenant) throw decryptionFailed();
+    if (guard !== undefined && !guard(p.customer as CustomerId)) throw decryptionFailed();
     const c = this.#h.customerRow(t, p.customer);
     if (!c || c.state !== 'active') throw decryptionFailed();
     let cek;
@@ -367,7 +391,12 @@ export class DataPlane {
     if (!c.enabled || this.#h.disabledCeks(t, p.customer).has(p.cekVersion))
       throw new KbError('DISABLED', 'customer or key version');
     if (p.cekVersion < c.minDec) throw new KbError('VERSION_BELOW_MINIMUM');
-    return { open: (chunk) => opener.open(chunk), finish: () => opener.finish() };
+    return {
+      customer: p.customer as CustomerId,
+      keyVersion: p.cekVersion as KeyVersion,
+      open: (chunk) => opener.open(chunk),
+      finish: () => opener.finish(),
+    };
   }
 }
 

@@ -97,7 +97,16 @@ export interface DataKeyResult {
 export interface RewrapResult {
   readonly ciphertext: Uint8Array;
   readonly keyVersion: KeyVersion;
+  /** The customer whose data it is (the same before and after). */
+  readonly customer?: CustomerId;
 }
+
+/**
+ * Asked with the customer a ciphertext, wrapped key or stream header names, after parsing and
+ * before any key is loaded; false refuses it with the one opaque decrypt error (the caller's
+ * policy check: an unauthorized customer looks like a tampered ciphertext).
+ */
+export type CustomerGuard = (customer: CustomerId) => boolean;
 
 /** Per-item result of a batch: user errors per item; internal errors abort the call instead. */
 export type ItemResult<T> =
@@ -106,10 +115,15 @@ export type ItemResult<T> =
 /** Chunked AEAD stream (wire/FORMAT.md): header first, then sealed chunks, the last one marked final. */
 export interface StreamEncryptor {
   readonly header: Uint8Array;
+  /** The CEK version the stream is sealed under. */
+  readonly keyVersion?: KeyVersion;
   /** Seal one chunk (≤ the format's max chunk size). `final` must be set on the last chunk only. */
   seal(chunk: Uint8Array, final: boolean): Uint8Array;
 }
 export interface StreamDecryptor {
+  /** Whose stream it is and under which CEK version (from the authenticated header). */
+  readonly customer?: CustomerId;
+  readonly keyVersion?: KeyVersion;
   /** Open one sealed chunk in order. Returns the plaintext and whether it was the final chunk. */
   open(sealedChunk: Uint8Array): { plaintext: Uint8Array; final: boolean };
   /** Throws DECRYPTION_FAILED if the final chunk was never seen (truncation). */
@@ -168,8 +182,8 @@ export interface KeyBrokerApi {
     version: KeyVersion,
     enabled: boolean,
   ): Promise<KeyInfo>;
-  /** Scheduled rotation pass: rotates every due key; one failure does not stop the others. */
-  rotateDueKeys(now?: Date): Promise<{ rotated: number; failed: number }>;
+  /** Scheduled rotation pass: rotates every due key (of `org` only, when given); one failure does not stop the others. */
+  rotateDueKeys(now?: Date, org?: OrgId): Promise<{ rotated: number; failed: number }>;
 
   /** Crypto-shredding: ends in C_DestroyObject in the HSM; returns a signed receipt. */
   destroyTenant(ref: TenantRef): Promise<ShredReceipt>;
@@ -177,18 +191,27 @@ export interface KeyBrokerApi {
 
   // --- data plane ---
   encrypt(ref: TenantRef, req: EncryptRequest): Promise<EncryptResult>;
-  decrypt(ref: TenantRef, req: DecryptRequest): Promise<DecryptResult>;
+  decrypt(ref: TenantRef, req: DecryptRequest, guard?: CustomerGuard): Promise<DecryptResult>;
   encryptBatch(ref: TenantRef, items: readonly EncryptRequest[]): Promise<ItemResult<EncryptResult>[]>;
-  decryptBatch(ref: TenantRef, items: readonly DecryptRequest[]): Promise<ItemResult<DecryptResult>[]>;
+  decryptBatch(
+    ref: TenantRef,
+    items: readonly DecryptRequest[],
+    guard?: CustomerGuard,
+  ): Promise<ItemResult<DecryptResult>[]>;
   generateDataKey(ref: TenantRef, req: DataKeyRequest): Promise<DataKeyResult>;
   decryptDataKey(
     ref: TenantRef,
     req: { wrappedKey: Uint8Array; aad: Uint8Array },
-  ): Promise<{ plaintextKey: Uint8Array }>;
+    guard?: CustomerGuard,
+  ): Promise<{ plaintextKey: Uint8Array; customer?: CustomerId; keyVersion?: KeyVersion }>;
   /** Move a ciphertext or wrapped data key to the primary version without returning plaintext. */
-  rewrap(ref: TenantRef, req: DecryptRequest): Promise<RewrapResult>;
+  rewrap(ref: TenantRef, req: DecryptRequest, guard?: CustomerGuard): Promise<RewrapResult>;
   encryptStream(ref: TenantRef, req: { customer?: CustomerId; aad: Uint8Array }): Promise<StreamEncryptor>;
-  decryptStream(ref: TenantRef, req: { header: Uint8Array; aad: Uint8Array }): Promise<StreamDecryptor>;
+  decryptStream(
+    ref: TenantRef,
+    req: { header: Uint8Array; aad: Uint8Array },
+    guard?: CustomerGuard,
+  ): Promise<StreamDecryptor>;
 
   /** HSM reachable, registry open, degraded-mode state. */
   health(): { ready: boolean; degraded: boolean; reason?: string };

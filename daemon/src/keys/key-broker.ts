@@ -302,8 +302,8 @@ export class KeyBroker implements Api.KeyBrokerApi {
       ),
     );
   }
-  rotateDueKeys(now?: Date): Promise<{ rotated: number; failed: number }> {
-    return this.#guard(() => this.#life.rotateDueKeys(now ?? this.#h.d.now()));
+  rotateDueKeys(now?: Date, org?: OrgId): Promise<{ rotated: number; failed: number }> {
+    return this.#guard(() => this.#life.rotateDueKeys(now ?? this.#h.d.now(), org));
   }
   destroyTenant(ref: TenantRef): Promise<Api.ShredReceipt> {
     return this.#guard(async () => {
@@ -339,8 +339,8 @@ export class KeyBroker implements Api.KeyBrokerApi {
   encrypt(ref: TenantRef, req: Api.EncryptRequest): Promise<Api.EncryptResult> {
     return this.#data(ref, () => this.#dp.encrypt(ref, req.customer, req.plaintext, req.aad));
   }
-  decrypt(ref: TenantRef, req: Api.DecryptRequest): Promise<Api.DecryptResult> {
-    return this.#data(ref, () => this.#dp.decrypt(ref, req));
+  decrypt(ref: TenantRef, req: Api.DecryptRequest, guard?: Api.CustomerGuard): Promise<Api.DecryptResult> {
+    return this.#data(ref, () => this.#dp.decrypt(ref, req, guard));
   }
   encryptBatch(
     ref: TenantRef,
@@ -354,9 +354,10 @@ export class KeyBroker implements Api.KeyBrokerApi {
   decryptBatch(
     ref: TenantRef,
     items: readonly Api.DecryptRequest[],
+    guard?: Api.CustomerGuard,
   ): Promise<Api.ItemResult<Api.DecryptResult>[]> {
     return this.#guard(() =>
-      this.#batch.run(items, (it) => this.#dp.cleanly(ref, () => this.#dp.decrypt(ref, it))),
+      this.#batch.run(items, (it) => this.#dp.cleanly(ref, () => this.#dp.decrypt(ref, it, guard))),
     );
   }
   generateDataKey(ref: TenantRef, req: Api.DataKeyRequest): Promise<Api.DataKeyResult> {
@@ -365,11 +366,12 @@ export class KeyBroker implements Api.KeyBrokerApi {
   decryptDataKey(
     ref: TenantRef,
     req: { wrappedKey: Uint8Array; aad: Uint8Array },
-  ): Promise<{ plaintextKey: Uint8Array }> {
-    return this.#data(ref, () => this.#dp.decryptDataKey(ref, req.wrappedKey, req.aad));
+    guard?: Api.CustomerGuard,
+  ): Promise<{ plaintextKey: Uint8Array; customer: CustomerId; keyVersion: KeyVersion }> {
+    return this.#data(ref, () => this.#dp.decryptDataKey(ref, req.wrappedKey, req.aad, guard));
   }
-  rewrap(ref: TenantRef, req: Api.DecryptRequest): Promise<Api.RewrapResult> {
-    return this.#data(ref, () => this.#dp.rewrap(ref, req));
+  rewrap(ref: TenantRef, req: Api.DecryptRequest, guard?: Api.CustomerGuard): Promise<Api.RewrapResult> {
+    return this.#data(ref, () => this.#dp.rewrap(ref, req, guard));
   }
   encryptStream(
     ref: TenantRef,
@@ -377,8 +379,12 @@ export class KeyBroker implements Api.KeyBrokerApi {
   ): Promise<Api.StreamEncryptor> {
     return this.#data(ref, () => this.#dp.encryptStream(ref, req.customer, req.aad));
   }
-  decryptStream(ref: TenantRef, req: { header: Uint8Array; aad: Uint8Array }): Promise<Api.StreamDecryptor> {
-    return this.#data(ref, () => this.#dp.decryptStream(ref, req.header, req.aad));
+  decryptStream(
+    ref: TenantRef,
+    req: { header: Uint8Array; aad: Uint8Array },
+    guard?: Api.CustomerGuard,
+  ): Promise<Api.StreamDecryptor> {
+    return this.#data(ref, () => this.#dp.decryptStream(ref, req.header, req.aad, guard));
   }
 
   /** Counters for /metrics: key cache and open tenant files (no key material). */

@@ -26,7 +26,7 @@ import type { ShredEpochRunner } from './shred-epoch.ts';
 import type { UsageCounter } from './usage-counter.ts';
 import { DEFAULT_CUSTOMER } from '../ids.ts';
 
-type ScheduledRotation = (now: Date) => Promise<{ rotated: number; failed: number }>;
+type ScheduledRotation = (now: Date, org?: OrgId) => Promise<{ rotated: number; failed: number }>;
 /** Further rotation scans of a broker (its asymmetric keys), keyed by the broker's Hierarchy. */
 const scheduledRotations = new WeakMap<Hierarchy, ScheduledRotation[]>();
 
@@ -327,8 +327,11 @@ export class Lifecycle {
     });
   }
 
-  /** Rotate every key whose primary is older than its period; one failure does not stop the rest. */
-  async rotateDueKeys(now: Date): Promise<{ rotated: number; failed: number }> {
+  /**
+   * Rotate every key whose primary is older than its period (of `org` only, when given: an org's
+   * operator rotates its own keys); one failure does not stop the rest.
+   */
+  async rotateDueKeys(now: Date, org?: OrgId): Promise<{ rotated: number; failed: number }> {
     let rotated = 0;
     let failed = 0;
     const due = (createdAt: string, periodS: number): boolean =>
@@ -346,11 +349,13 @@ export class Lifecycle {
       }
     };
     for (const o of this.#reg.listOrgs()) {
+      if (org !== undefined && o.org !== org) continue;
       const primary = this.#reg.getOek(o.org, o.primaryOek);
       if (o.enabled && primary && due(primary.createdAt, o.rotationPeriodS))
         await attempt(`org ${o.org}`, () => this.rotateOrgKey(o.org));
     }
     for (const t of this.#reg.listActiveTenants()) {
+      if (org !== undefined && t.org !== org) continue;
       const tek = this.#reg.getTek(t.org, t.tenant, t.primaryTek);
       if (tek && due(tek.createdAt, t.rotationPeriodS))
         await attempt(`tenant ${t.org}/${t.tenant}`, () => this.rotateTenantKey(t));
@@ -377,7 +382,7 @@ export class Lifecycle {
     }
     for (const fn of scheduledRotations.get(this.#h) ?? []) {
       try {
-        const r = await fn(now);
+        const r = await fn(now, org);
         rotated += r.rotated;
         failed += r.failed;
       } catch (err) {

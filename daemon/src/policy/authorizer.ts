@@ -29,7 +29,16 @@ export interface AuthzRequest {
   readonly customer?: CustomerId;
   readonly algorithm?: string;
   readonly keyName?: string;
+  /**
+   * Fields the call carries but learns only later (a ciphertext's customer, each listed key's
+   * name): the call gate's check skips deny rules on them and lets allow rules and ceilings pass
+   * provisionally; the handler then authorizes each value once known (CallContext).
+   */
+  readonly pending?: readonly PendingField[];
 }
+
+/** A constraint list whose value a call learns only after the gate's check. */
+export type PendingField = 'customers' | 'keys';
 
 export interface Decision {
   readonly allow: boolean;

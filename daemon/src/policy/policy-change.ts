@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { toKbError } from '../errors.ts';
 import type { ApprovalStore, ApprovalStep } from './approvals.ts';
 import type { CallerIdentity } from './authorizer.ts';
+import { loadOrgSection } from './org-policy.ts';
 import { loadPolicy } from './policy-document.ts';
 import type { PolicyStore, PolicySwap } from './policy-store.ts';
 
@@ -24,11 +25,19 @@ export interface PolicyChange {
   readonly requestId: string;
   /** Makes the text durable after the approval is consumed and before it takes effect. */
   readonly persist?: (text: string) => void;
+  /** The org whose section this replaces; absent: the daemon-wide base (operator org). */
+  readonly section?: string;
+}
+
+/** Validate `text` for where it goes: `section`'s org (confined to it), or the daemon-wide base. */
+export function validatePolicyFor(section: string | undefined, text: string): void {
+  if (section === undefined) loadPolicy(text);
+  else loadOrgSection(section, text);
 }
 
 /** Apply an approved policy text; throws (and changes nothing) if it is invalid or not approved. */
 export async function applyApprovedPolicy(c: PolicyChange): Promise<PolicySwap & { step: ApprovalStep }> {
-  loadPolicy(c.text);
+  validatePolicyFor(c.section, c.text);
   const step = await c.approvals.execute(
     c.who,
     c.approvalId,
@@ -38,7 +47,8 @@ export async function applyApprovedPolicy(c: PolicyChange): Promise<PolicySwap &
   );
   try {
     c.persist?.(c.text);
-    return { ...c.store.replace(c.text), step };
+    const swap = c.section === undefined ? c.store.replace(c.text) : c.store.replaceSection(c.section, c.text);
+    return { ...swap, step };
   } catch (err) {
     // Not applied (the file could not be written): the approval can be used again.
     await c.approvals.release(c.who, c.approvalId, c.requestId, toKbError(err).code).catch(() => undefined);

@@ -144,6 +144,10 @@ export interface Policy {
   readonly tenants: ReadonlyMap<string, Constraints>;
   readonly roleBindings: readonly { readonly identity: Glob; readonly role: Role }[];
   readonly adminRpcRoles: ReadonlyMap<string, Role>;
+  /** Ceilings from org sections (org-policy.ts), applied on top of `tenants`. */
+  readonly orgTenants?: ReadonlyMap<string, Constraints>;
+  /** Role bindings from org sections, used only when no `roleBindings` entry matches. */
+  readonly orgRoleBindings?: readonly { readonly identity: Glob; readonly role: Role }[];
 }
 
 const ajv = new Ajv({ allErrors: false, strict: true });

@@ -5,8 +5,9 @@
  *   2. no policy loaded
  *   3. FIPS mode algorithm refusal            -> ALGORITHM_NOT_ALLOWED
  *   4. Admin RPC role requirement (viewer < operator < admin)
- *   5. explicit deny rules, in document order
- *   6. the target tenant's ceiling (tenants[])
+ *   5. explicit deny rules, in document order (a rule on a field the call should carry but does
+ *      not applies: fail closed, see outside())
+ *   6. the target tenant's ceiling (tenants[]; a missing field is outside it)
  *   7. the first matching allow rule allows; no match denies
  * Any exception while evaluating is a deny ("evaluator error").
  */
@@ -15,6 +16,7 @@ import type { AuthzRequest, Authorizer, Decision, Role } from './authorizer.ts';
 import { highestRole, requiredRole, roleRank } from './admin-roles.ts';
 import { fipsRefusal } from './fips-policy.ts';
 import { matchesAny } from './glob.ts';
+import { rpcCarries } from './rpc-fields.ts';
 import type { Constraints, Policy } from './policy-document.ts';
 
 const deny = (reason: string, rule: string, code?: Decision['code']): Decision =>
@@ -31,11 +33,25 @@ export function effectiveRole(
 ): Role | undefined {
   const bound: Role[] = [];
   for (const b of policy?.roleBindings ?? []) if (b.identity.test(uri)) bound.push(b.role);
+  if (bound.length === 0)
+    for (const b of policy?.orgRoleBindings ?? []) if (b.identity.test(uri)) bound.push(b.role);
   return highestRole(bound.length > 0 ? bound : certRoles);
 }
 
-/** Returns the name of the first constraint list the request falls outside of, or undefined. */
-function outside(c: Constraints, req: AuthzRequest, strict: boolean): string | undefined {
+/** How a constraint list is read: for an allow rule, a deny rule, or a tenant ceiling. */
+type Reading = 'allow' | 'deny' | 'ceiling';
+
+/**
+ * Returns the name of the first constraint list the request falls outside of, or undefined (for
+ * a deny rule: undefined means the rule applies). A value the call does not carry:
+ * - pending (learnt later, authorized then): allow rules and ceilings pass for now, deny rules
+ *   wait for the value;
+ * - missing from an RPC that acts on the field (rpc-fields.ts): fail closed, so a deny rule
+ *   applies and a ceiling refuses; an allow rule does not match (strict);
+ * - a field the RPC has nothing to do with: an allow rule does not match, a deny rule does not
+ *   apply, a ceiling does not limit.
+ */
+function outside(c: Constraints, req: AuthzRequest, reading: Reading): string | undefined {
   const checks: [keyof Constraints, string | undefined][] = [
     ['rpcs', req.rpc],
     ['orgs', req.org],
@@ -47,13 +63,18 @@ function outside(c: Constraints, req: AuthzRequest, strict: boolean): string | u
   for (const [k, v] of checks) {
     const list = c[k];
     if (list === undefined) continue;
-    // A rule constraining a field the call does not carry does not apply (strict); a tenant
-    // ceiling only limits fields that are present.
-    if (v === undefined) {
-      if (strict) return k;
+    if (v !== undefined) {
+      if (!matchesAny(list, v)) return k;
       continue;
     }
-    if (!matchesAny(list, v)) return k;
+    if ((k === 'customers' || k === 'keys') && req.pending?.includes(k) === true) {
+      if (reading === 'deny') return k;
+      continue;
+    }
+    if (reading === 'allow') return k;
+    const carried = rpcCarries(req.rpc, k);
+    if (reading === 'deny' && !carried) return k;
+    if (reading === 'ceiling' && carried) return k;
   }
   return undefined;
 }
@@ -106,20 +127,21 @@ export function evaluatePolicy(policy: Policy | undefined, req: AuthzRequest, fo
 
   const uri = req.identity.uri;
   for (const r of policy.rules) {
-    if (r.effect === 'deny' && matchesAny(r.identities, uri) && outside(r, req, true) === undefined) {
+    if (r.effect === 'deny' && matchesAny(r.identities, uri) && outside(r, req, 'deny') === undefined) {
       return deny(`denied by rule ${r.id}`, r.id);
     }
   }
 
   if (req.org !== undefined && req.tenant !== undefined) {
-    const ceiling = policy.tenants.get(`${req.org}/${req.tenant}`);
-    const off = ceiling === undefined ? undefined : outside(ceiling, req, false);
-    if (off !== undefined)
-      return deny(`outside the tenant's allowed ${off}`, `tenant:${req.org}/${req.tenant}`);
+    const key = `${req.org}/${req.tenant}`;
+    for (const ceiling of [policy.tenants.get(key), policy.orgTenants?.get(key)]) {
+      const off = ceiling === undefined ? undefined : outside(ceiling, req, 'ceiling');
+      if (off !== undefined) return deny(`outside the tenant's allowed ${off}`, `tenant:${key}`);
+    }
   }
 
   for (const r of policy.rules) {
-    if (r.effect === 'allow' && matchesAny(r.identities, uri) && outside(r, req, true) === undefined) {
+    if (r.effect === 'allow' && matchesAny(r.identities, uri) && outside(r, req, 'allow') === undefined) {
       return { allow: true, reason: `allowed by rule ${r.id}`, rule: r.id };
     }
   }
@@ -136,7 +158,7 @@ const MEMO_PER_IDENTITY = 256;
 
 /** The memo key of a request's target: everything evaluatePolicy reads besides the identity. */
 function memoKey(req: AuthzRequest): string {
-  return `${req.rpc}\u0000${req.org ?? ''}\u0000${req.tenant ?? ''}\u0000${req.customer ?? ''}\u0000${req.algorithm ?? ''}\u0000${req.keyName ?? ''}`;
+  return `${req.rpc}\u0000${req.org ?? ''}\u0000${req.tenant ?? ''}\u0000${req.customer ?? ''}\u0000${req.algorithm ?? ''}\u0000${req.keyName ?? ''}\u0000${req.pending?.join(',') ?? ''}`;
 }
 
 /**

@@ -2,7 +2,7 @@
  * Durable policy text on disk: a policy changed over the API must survive a restart and must be
  * what the next SIGHUP re-reads, so it is written where the daemon loads its policy from.
  */
-import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
 /** Write `text` to `path` atomically (temp file, fsync, rename, fsync of the directory). */
@@ -22,4 +22,10 @@ export function writePolicyFileDurably(path: string, text: string): void {
   } finally {
     closeSync(dir);
   }
+}
+
+/** Write `org`'s policy section as `<dir>/<org>.json`, durably (org names are safe file names). */
+export function writeOrgPolicyFile(dir: string, org: string, text: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  writePolicyFileDurably(join(dir, `${org}.json`), text);
 }
