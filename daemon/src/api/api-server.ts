@@ -18,7 +18,7 @@ import type { CallGate } from './call-gate.ts';
 import { cryptoService } from './crypto-service.ts';
 import { policyService } from './policy-service.ts';
 import { keysService } from './keys-service.ts';
-import { loadKeybrokerPackage, safeService } from './proto-definitions.ts';
+import { loadKeybrokerPackage, maxRequestFields, safeService } from './proto-definitions.ts';
 import type { FieldLimits } from './request-bounds.ts';
 
 const FLOW_CONTROL_WINDOW = 8 * 1024 * 1024;
@@ -59,25 +59,26 @@ export class ApiServer {
       'grpc.enable_channelz': 0,
     });
     const pkg = loadKeybrokerPackage();
+    const maxFields = maxRequestFields(o.limits.maxBatchItems);
     this.#server.addService(
-      safeService(pkg, 'keybroker.v1.Admin', o.limits.maxMessageBytes),
+      safeService(pkg, 'keybroker.v1.Admin', o.limits.maxMessageBytes, maxFields),
       adminService(o.gate, o.broker, o.governance),
     );
     this.#server.addService(
-      safeService(pkg, 'keybroker.v1.Crypto', o.limits.maxMessageBytes),
+      safeService(pkg, 'keybroker.v1.Crypto', o.limits.maxMessageBytes, maxFields),
       cryptoService(o.gate, o.broker, o.limits),
     );
     this.#server.addService(
-      safeService(pkg, 'keybroker.v1.Keys', o.limits.maxMessageBytes),
+      safeService(pkg, 'keybroker.v1.Keys', o.limits.maxMessageBytes, maxFields),
       keysService(o.gate, o.broker, o.limits),
     );
     if (o.governance !== undefined) {
       this.#server.addService(
-        safeService(pkg, 'keybroker.v1.Approvals', o.limits.maxMessageBytes),
+        safeService(pkg, 'keybroker.v1.Approvals', o.limits.maxMessageBytes, maxFields),
         approvalsService(o.gate, o.governance),
       );
       this.#server.addService(
-        safeService(pkg, 'keybroker.v1.Policy', o.limits.maxMessageBytes),
+        safeService(pkg, 'keybroker.v1.Policy', o.limits.maxMessageBytes, maxFields),
         policyService(o.gate, o.governance),
       );
     }

@@ -20,7 +20,7 @@ import type { Authorizer, CallerIdentity, Decision } from '../policy/authorizer.
 import type { Logger, RequestLine } from '../obs/logger.ts';
 import type { Metrics } from '../obs/metrics.ts';
 import { callerIdentityOf } from './caller-identity.ts';
-import { MALFORMED, OVERSIZED } from './proto-definitions.ts';
+import { MALFORMED, OVERSIZED, TOO_MANY_FIELDS } from './proto-definitions.ts';
 
 /** What an allowed handler gets to know about its call. */
 export interface CallContext {
@@ -330,6 +330,7 @@ export class CallGate {
       const req = call.request;
       if (req === MALFORMED) throw new KbError('INVALID_ARGUMENT', 'malformed request');
       if (req === OVERSIZED) throw new KbError('TOO_LARGE', 'request message over the size limit');
+      if (req === TOO_MANY_FIELDS) throw new KbError('TOO_LARGE', 'request has too many fields or items');
       target = spec.target(identity, req);
       decision = this.#authorize(rpc, identity, target);
       this.#enforce(decision);
