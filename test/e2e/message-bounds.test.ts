@@ -21,7 +21,7 @@ let svc: KeybrokerClient;
 before(async () => {
   d = await startDaemon({
     env: {
-      KB_LIMITS_MAX_DEADLINE_MS: '1500',
+      KB_LIMITS_MAX_DEADLINE_MS: '3000',
       KB_LIMITS_MAX_STREAMS_PER_IDENTITY: '2',
     },
   });
@@ -33,7 +33,10 @@ after(async () => {
 });
 
 /** One call with a raw body of `repeats` empty items, sent from a child process (see raw-unary-sender.ts). */
-async function rawUnary(rpcPath: string, repeats: number): Promise<{ code: number; details: string; ms: number }> {
+async function rawUnary(
+  rpcPath: string,
+  repeats: number,
+): Promise<{ code: number; details: string; ms: number }> {
   const child = spawn(process.execPath, [SENDER, d.address, d.pki(''), rpcPath, String(repeats)], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -64,19 +67,39 @@ async function slowestHealthz<T>(work: Promise<T>): Promise<{ value: T; slowest:
   return { value, slowest, polls };
 }
 
+/** The daemon's CPU seconds so far (prom-client's process metric). */
+async function cpuSeconds(): Promise<number> {
+  const { body } = await d.metrics();
+  const m = /^keybroker_process_cpu_seconds_total (\S+)$/m.exec(body);
+  assert.ok(m !== null, 'process CPU metric present');
+  return Number(m[1]);
+}
+
 test('a batch body of millions of empty items is refused undecoded; /healthz stays quick', async () => {
   await svc.crypto.unary('Encrypt', { plaintext: Buffer.from('warm') }); // connection and key warm
+  // /healthz answers within 100 ms on an idle host; this one may be shared and loaded, so the
+  // latency bound adds twice an idle baseline, and the daemon's CPU time for the call (which
+  // load does not inflate; ~10 s before the pre-scan) is bounded too.
+  const idle = await slowestHealthz(new Promise((r) => setTimeout(r, 1000)));
   const cases = [
     { name: 'EncryptBatch, 3.5 M empty items (7 MB)', rpc: 'EncryptBatch', repeats: 3_500_000 },
     { name: 'DecryptBatch, 4 M empty items (8 MB)', rpc: 'DecryptBatch', repeats: 4_000_000 },
   ];
   for (const c of cases) {
+    const cpu0 = await cpuSeconds();
     // `0a 00`: field 1, length-delimited, length 0 (an empty item), repeated
-    const { value, slowest, polls } = await slowestHealthz(rawUnary(`/keybroker.v1.Crypto/${c.rpc}`, c.repeats));
+    const { value, slowest, polls } = await slowestHealthz(
+      rawUnary(`/keybroker.v1.Crypto/${c.rpc}`, c.repeats),
+    );
+    const cpu = (await cpuSeconds()) - cpu0;
     assert.equal(value.code, GrpcCode.INVALID_ARGUMENT, `${c.name}: ${value.code} ${value.details}`);
     assert.match(value.details, /too many fields/, `${c.name}: says why`);
     assert.ok(value.ms < 5_000, `${c.name}: answered in ${value.ms.toFixed(0)} ms`);
-    assert.ok(polls >= 1 && slowest < 100, `${c.name}: slowest /healthz ${slowest.toFixed(1)} ms (${polls} polls)`);
+    assert.ok(cpu < 0.5, `${c.name}: daemon CPU ${cpu.toFixed(2)} s`);
+    assert.ok(
+      polls >= 1 && slowest < 100 + 2 * idle.slowest,
+      `${c.name}: slowest /healthz ${slowest.toFixed(1)} ms (${polls} polls; idle baseline ${idle.slowest.toFixed(1)} ms)`,
+    );
   }
   // A genuine batch at the item limit still passes.
   const items = Array.from({ length: 1000 }, () => ({ plaintext: Buffer.from('x'), aad: Buffer.alloc(0) }));
@@ -96,14 +119,14 @@ function openStream(): { s: ClientDuplexStream<object, object>; ended: Promise<S
 }
 
 test('a client deadline beyond limits.maxDeadlineMs is clamped', async () => {
-  // The client asks for 10 minutes and never finishes the stream: the daemon ends it after 1.5 s.
+  // The client asks for 10 minutes and never finishes the stream: the daemon ends it after 3 s.
   const t0 = performance.now();
   const { ended } = openStream();
   const e = await ended;
   const ms = performance.now() - t0;
   assert.ok(e !== null, 'the stream was ended by the server');
   assert.equal(e.code, GrpcCode.DEADLINE_EXCEEDED, `code ${e.code} ${e.details}`);
-  assert.ok(ms >= 1_300 && ms < 10_000, `clamped deadline hit after ${ms.toFixed(0)} ms`);
+  assert.ok(ms >= 2_800 && ms < 15_000, `clamped deadline hit after ${ms.toFixed(0)} ms`);
 });
 
 test('an identity holds at most maxStreamsPerIdentity open streams; another identity is unaffected', async () => {

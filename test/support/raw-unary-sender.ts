@@ -31,7 +31,9 @@ client.makeUnaryRequest(
   new Metadata(),
   { deadline: new Date(Date.now() + 60_000) },
   (err: ServiceError | null) => {
-    console.log(JSON.stringify({ code: err?.code ?? 0, details: err?.details ?? '', ms: performance.now() - t0 }));
+    console.log(
+      JSON.stringify({ code: err?.code ?? 0, details: err?.details ?? '', ms: performance.now() - t0 }),
+    );
     client.close();
   },
 );

@@ -38,7 +38,7 @@ export interface ApiServerOptions {
   readonly broker: () => KeyBrokerApi;
   /** Two-person rule and policy services (Approvals, Policy); absent in gate-only tests. */
   readonly governance?: Governance;
-  readonly limits: FieldLimits & { readonly maxMessageBytes: number };
+  readonly limits: FieldLimits & { readonly maxMessageBytes: number; readonly maxConcurrentStreams: number };
 }
 
 export class ApiServer {
@@ -54,6 +54,8 @@ export class ApiServer {
       // with INVALID_ARGUMENT by the deserializers (see safeService).
       'grpc.max_receive_message_length': o.limits.maxMessageBytes * 4,
       'grpc.max_send_message_length': o.limits.maxMessageBytes * 2,
+      // Calls in flight per client connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS).
+      'grpc.max_concurrent_streams': o.limits.maxConcurrentStreams,
       // No channelz service is exposed, so its per-call bookkeeping (~4% of a warm Encrypt's
       // server CPU in profiles) would be pure cost.
       'grpc.enable_channelz': 0,

@@ -40,16 +40,69 @@ export function nestedFieldsOf(pkg: PackageDefinition): ReadonlyMap<string, Nest
   return out;
 }
 
-/** A varint at `pos`: [value (low 32 bits are enough for tags and lengths), next pos], or undefined. */
-function varint(buf: Uint8Array, pos: number, end: number): [number, number] | undefined {
-  let v = 0;
-  for (let shift = 0; shift < 64; shift += 7) {
-    if (pos >= end) return undefined;
-    const b = buf[pos++] as number;
-    if (shift < 53) v += (b & 0x7f) * 2 ** shift;
-    if ((b & 0x80) === 0) return [v, pos];
+/** Reads tags and varints without allocating (this runs on untrusted bytes before any decode). */
+class Scanner {
+  readonly #buf: Uint8Array;
+  readonly #types: ReadonlyMap<string, Nested>;
+  readonly #limit: number;
+  #count = 0;
+  pos = 0;
+
+  constructor(types: ReadonlyMap<string, Nested>, buf: Uint8Array, limit: number) {
+    this.#types = types;
+    this.#buf = buf;
+    this.#limit = limit;
   }
-  return undefined;
+
+  /** A varint (its value exact up to 2^53; only tags and lengths are used), or -1 when cut short. */
+  varint(end: number): number {
+    let v = 0;
+    for (let shift = 0; shift < 70; shift += 7) {
+      if (this.pos >= end) return -1;
+      const b = this.#buf[this.pos++] as number;
+      if (shift < 53) v += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return v;
+    }
+    return -1;
+  }
+
+  scan(type: string | undefined, end: number, depth: number): ScanResult {
+    if (depth > MAX_DEPTH) return 'malformed';
+    const nested = type === undefined ? undefined : this.#types.get(type);
+    while (this.pos < end) {
+      if (++this.#count > this.#limit) return 'too-many-fields';
+      const tag = this.varint(end);
+      if (tag < 0) return 'malformed';
+      switch (tag % 8) {
+        case 0:
+          if (this.varint(end) < 0) return 'malformed';
+          break;
+        case 1:
+          this.pos += 8;
+          break;
+        case 5:
+          this.pos += 4;
+          break;
+        case 2: {
+          const len = this.varint(end);
+          if (len < 0 || this.pos + len > end) return 'malformed';
+          const sub = nested?.get(Math.floor(tag / 8));
+          if (sub !== undefined) {
+            const r = this.scan(sub, this.pos + len, depth + 1);
+            if (r !== 'ok') return r;
+          } else this.pos += len;
+          break;
+        }
+        case 3:
+        case 4:
+          // Groups (proto2 only): their fields are simply counted at this level.
+          break;
+        default:
+          return 'malformed';
+      }
+    }
+    return this.pos === end ? 'ok' : 'malformed';
+  }
 }
 
 /**
@@ -62,50 +115,5 @@ export function scanFieldCount(
   buf: Uint8Array,
   limit: number,
 ): ScanResult {
-  let count = 0;
-  const scan = (t: string | undefined, start: number, end: number, depth: number): ScanResult => {
-    if (depth > MAX_DEPTH) return 'malformed';
-    const nested = t === undefined ? undefined : types.get(t);
-    let pos = start;
-    while (pos < end) {
-      if (++count > limit) return 'too-many-fields';
-      const tag = varint(buf, pos, end);
-      if (tag === undefined) return 'malformed';
-      pos = tag[1];
-      const field = Math.floor(tag[0] / 8);
-      switch (tag[0] % 8) {
-        case 0: {
-          const v = varint(buf, pos, end);
-          if (v === undefined) return 'malformed';
-          pos = v[1];
-          break;
-        }
-        case 1:
-          pos += 8;
-          break;
-        case 5:
-          pos += 4;
-          break;
-        case 2: {
-          const len = varint(buf, pos, end);
-          if (len === undefined || len[1] + len[0] > end) return 'malformed';
-          const sub = nested?.get(field);
-          if (sub !== undefined) {
-            const r = scan(sub, len[1], len[1] + len[0], depth + 1);
-            if (r !== 'ok') return r;
-          }
-          pos = len[1] + len[0];
-          break;
-        }
-        case 3:
-        case 4:
-          // Groups (proto2 only): their fields are simply counted at this level.
-          break;
-        default:
-          return 'malformed';
-      }
-    }
-    return pos === end ? 'ok' : 'malformed';
-  };
-  return scan(type, 0, buf.length, 0);
+  return new Scanner(types, buf, limit).scan(type, buf.length, 0);
 }

@@ -42,6 +42,12 @@ export interface Config {
     readonly maxStreamMessageBytes: number;
     /** Calls without a deadline get this one. */
     readonly defaultDeadlineMs: number;
+    /** Client deadlines further out (streams included) are clamped to this. */
+    readonly maxDeadlineMs: number;
+    /** HTTP/2 streams (calls) in flight per client connection (grpc.max_concurrent_streams). */
+    readonly maxConcurrentStreams: number;
+    /** Open EncryptStream/DecryptStream calls per identity; more are RESOURCE_EXHAUSTED. */
+    readonly maxStreamsPerIdentity: number;
   };
   readonly keys: {
     /** Unwrapped-key cache TTL and size bound. */
@@ -74,6 +80,13 @@ export interface Config {
     readonly perTenantBurst: number;
     /** Data-plane operations per tenant per UTC day; 0: no quota. */
     readonly tenantOpsPerDay: number;
+    /** Control-plane calls (Admin, Approvals, Policy, key management) per identity, never a tenant's. */
+    readonly adminPerSec: number;
+    readonly adminBurst: number;
+    /** Refused calls per caller audited one by one; beyond, summarized (README: audit). */
+    readonly refusedPerSec: number;
+    readonly refusedBurst: number;
+    readonly refusalSummaryMs: number;
   };
   readonly policy: {
     /** Policy document (JSON); empty: the built-in default (admins: own org; services: own tenant). */
@@ -134,6 +147,9 @@ export const DEFAULT_CONFIG: Config = {
     maxWrappedKeyBytes: 4096,
     maxStreamMessageBytes: 1024 * 1024,
     defaultDeadlineMs: 30_000,
+    maxDeadlineMs: 3_600_000,
+    maxConcurrentStreams: 1000,
+    maxStreamsPerIdentity: 64,
   },
   keys: { cacheTtlMs: 300_000, cacheMaxEntries: 10_000, degradedServeMs: 300_000 },
   lifecycle: { shutdownGraceMs: 10_000, readyFile: '' },
@@ -146,6 +162,11 @@ export const DEFAULT_CONFIG: Config = {
     perTenantPerSec: 50_000,
     perTenantBurst: 100_000,
     tenantOpsPerDay: 0,
+    adminPerSec: 100,
+    adminBurst: 1000,
+    refusedPerSec: 5,
+    refusedBurst: 50,
+    refusalSummaryMs: 10_000,
   },
   policy: {
     file: '',
@@ -199,6 +220,9 @@ export const CONFIG_SCHEMA = obj({
     maxWrappedKeyBytes: pos(1024 * 1024),
     maxStreamMessageBytes: pos(64 * 1024 * 1024),
     defaultDeadlineMs: pos(3_600_000),
+    maxDeadlineMs: pos(86_400_000),
+    maxConcurrentStreams: pos(1_000_000),
+    maxStreamsPerIdentity: pos(1_000_000),
   }),
   keys: obj({
     cacheTtlMs: pos(86_400_000),
@@ -220,6 +244,11 @@ export const CONFIG_SCHEMA = obj({
     perTenantPerSec: pos(100_000_000),
     perTenantBurst: pos(100_000_000),
     tenantOpsPerDay: { type: 'integer', minimum: 0, maximum: 1e15 },
+    adminPerSec: pos(100_000_000),
+    adminBurst: pos(100_000_000),
+    refusedPerSec: pos(100_000_000),
+    refusedBurst: pos(100_000_000),
+    refusalSummaryMs: pos(3_600_000),
   }),
   policy: obj({
     file: path,
