@@ -71,7 +71,7 @@ test('safeService: every method refuses a flood of empty fields undecoded, and d
     for (const [method, def] of Object.entries(svc)) {
       const got = def.requestDeserialize(flood);
       assert.equal(got, TOO_MANY_FIELDS, `${name}/${method}`);
-      const ok = def.requestDeserialize(Buffer.alloc(0));
+      const ok: unknown = def.requestDeserialize(Buffer.alloc(0));
       assert.ok(
         typeof ok === 'object' && ok !== null && ok !== MALFORMED,
         `${name}/${method}: empty request decodes`,
