@@ -277,6 +277,12 @@ class Daemon {
               runtime: this.pqc,
               cacheTtlMs: this.cfg.keys.cacheTtlMs,
               cacheMaxEntries: this.cfg.pqc.cacheMaxEntries,
+              limits: {
+                maxKeysPerTenant: this.cfg.keys.maxAsymmetricKeysPerTenant,
+                maxVersionsPerKey: this.cfg.keys.maxVersionsPerKey,
+                maxHsmKeysPerTenant: this.cfg.keys.maxHsmKeysPerTenant,
+                maxVerifyVersions: this.cfg.limits.maxVerifyVersions,
+              },
             },
           }
         : {}),

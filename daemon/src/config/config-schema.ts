@@ -48,6 +48,8 @@ export interface Config {
     readonly maxConcurrentStreams: number;
     /** Open EncryptStream/DecryptStream calls per identity; more are RESOURCE_EXHAUSTED. */
     readonly maxStreamsPerIdentity: number;
+    /** Verify/VerifyBatch/OpenBox without a version try at most this many newest enabled versions. */
+    readonly maxVerifyVersions: number;
   };
   readonly keys: {
     /** Unwrapped-key cache TTL and size bound. */
@@ -55,6 +57,10 @@ export interface Config {
     readonly cacheMaxEntries: number;
     /** While the HSM is away, cached keys keep serving for at most this long. */
     readonly degradedServeMs: number;
+    /** Per-tenant bounds on asymmetric keys (LIMIT_REACHED beyond): keys, versions per key, HSM-resident versions. */
+    readonly maxAsymmetricKeysPerTenant: number;
+    readonly maxVersionsPerKey: number;
+    readonly maxHsmKeysPerTenant: number;
   };
   readonly lifecycle: {
     /** SIGTERM: in-flight calls get this long to finish before they are cancelled. */
@@ -150,8 +156,16 @@ export const DEFAULT_CONFIG: Config = {
     maxDeadlineMs: 3_600_000,
     maxConcurrentStreams: 1000,
     maxStreamsPerIdentity: 64,
+    maxVerifyVersions: 4,
   },
-  keys: { cacheTtlMs: 300_000, cacheMaxEntries: 10_000, degradedServeMs: 300_000 },
+  keys: {
+    cacheTtlMs: 300_000,
+    cacheMaxEntries: 10_000,
+    degradedServeMs: 300_000,
+    maxAsymmetricKeysPerTenant: 1000,
+    maxVersionsPerKey: 100,
+    maxHsmKeysPerTenant: 100,
+  },
   lifecycle: { shutdownGraceMs: 10_000, readyFile: '' },
   log: { level: 'info' },
   audit: { enabled: true, path: 'audit/audit.log', checkpointEvery: 10_000, checkpointIntervalMs: 60_000 },
@@ -223,11 +237,15 @@ export const CONFIG_SCHEMA = obj({
     maxDeadlineMs: pos(86_400_000),
     maxConcurrentStreams: pos(1_000_000),
     maxStreamsPerIdentity: pos(1_000_000),
+    maxVerifyVersions: pos(10_000),
   }),
   keys: obj({
     cacheTtlMs: pos(86_400_000),
     cacheMaxEntries: pos(10_000_000),
     degradedServeMs: { type: 'integer', minimum: 0, maximum: 86_400_000 },
+    maxAsymmetricKeysPerTenant: pos(10_000_000),
+    maxVersionsPerKey: pos(10_000_000),
+    maxHsmKeysPerTenant: pos(10_000_000),
   }),
   lifecycle: obj({ shutdownGraceMs: pos(3_600_000), readyFile: path }),
   log: obj({ level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] } }),
