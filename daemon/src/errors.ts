@@ -59,6 +59,8 @@ export const ERRORS = {
   ALGORITHM_NOT_ALLOWED: { status: S.FAILED_PRECONDITION, message: 'algorithm not allowed', user: true },
   RATE_LIMITED: { status: S.RESOURCE_EXHAUSTED, message: 'rate limit exceeded', user: true },
   POOL_EXHAUSTED: { status: S.RESOURCE_EXHAUSTED, message: 'resource exhausted', user: false },
+  /** A configured per-tenant bound (keys, versions, HSM objects); the message names it. */
+  LIMIT_REACHED: { status: S.RESOURCE_EXHAUSTED, message: 'limit reached', user: true },
   HSM_UNAVAILABLE: { status: S.UNAVAILABLE, message: 'key store unavailable', user: false },
   AUDIT_UNAVAILABLE: { status: S.UNAVAILABLE, message: 'audit log unavailable', user: false },
   SHUTTING_DOWN: { status: S.UNAVAILABLE, message: 'server shutting down', user: false },

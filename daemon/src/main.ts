@@ -11,7 +11,7 @@ import { FileAuditSink } from './audit/file-audit-sink.ts';
 import { hsmCheckpointSigner } from './audit/hsm-checkpoint-signer.ts';
 import { ApiServer } from './api/api-server.ts';
 import { CallGate } from './api/call-gate.ts';
-import { admission } from './api/admission.ts';
+import { admission, type Admission } from './api/admission.ts';
 import { DefaultAuthorizer } from './api/default-authorizer.ts';
 import { DeferredAuditSink } from './api/deferred-audit-sink.ts';
 import { PlaceholderNoopAuditSink } from './api/placeholder-audit-sink.ts';
@@ -62,6 +62,8 @@ class Daemon {
   /** Two-person approvals (SQLite in the data dir); steps are audited by the call gate. */
   readonly approvals: ApprovalStore;
   #fileSink: FileAuditSink | undefined;
+  /** Rate limits and refusal summaries; open summaries are written before the audit sink closes. */
+  #admission: Admission | undefined;
   readonly creds: ReloadableServerCredentials;
   readonly api: ApiServer;
   readonly ops: HealthServer;
@@ -111,6 +113,8 @@ class Daemon {
     this.#governanceMetrics();
     this.ops = new HealthServer(this.metrics.registry, () => this.readiness());
     this.creds = new ReloadableServerCredentials(cfg.tls);
+    const admit = admission(cfg, this.audit, log);
+    this.#admission = admit;
     const gate = new CallGate({
       authorizer: () => this.authorizer,
       audit: this.audit,
@@ -118,8 +122,9 @@ class Daemon {
       requestLog: (line) => loggers.request(line),
       metrics: this.metrics,
       defaultDeadlineMs: cfg.limits.defaultDeadlineMs,
+      maxDeadlineMs: cfg.limits.maxDeadlineMs,
       shuttingDown: () => this.shuttingDown,
-      admit: admission(cfg),
+      admit,
     });
     this.api = new ApiServer({
       credentials: this.creds,
@@ -276,6 +281,12 @@ class Daemon {
               runtime: this.pqc,
               cacheTtlMs: this.cfg.keys.cacheTtlMs,
               cacheMaxEntries: this.cfg.pqc.cacheMaxEntries,
+              limits: {
+                maxKeysPerTenant: this.cfg.keys.maxAsymmetricKeysPerTenant,
+                maxVersionsPerKey: this.cfg.keys.maxVersionsPerKey,
+                maxHsmKeysPerTenant: this.cfg.keys.maxHsmKeysPerTenant,
+                maxVerifyVersions: this.cfg.limits.maxVerifyVersions,
+              },
             },
           }
         : {}),
@@ -406,6 +417,7 @@ class Daemon {
     const { forced } = await this.api.shutdown(this.cfg.lifecycle.shutdownGraceMs);
     await this.broker?.close();
     await this.pqc?.pool?.close();
+    await this.#admission?.flush();
     await this.audit.close();
     this.approvals.close();
     await this.hsm?.close();

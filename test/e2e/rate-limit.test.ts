@@ -25,6 +25,8 @@ before(async () => {
       KB_RATE_LIMIT_PER_TENANT_BURST: '20',
       KB_RATE_LIMIT_PER_IDENTITY_PER_SEC: '10000',
       KB_RATE_LIMIT_PER_IDENTITY_BURST: '10000',
+      // Every refusal recorded on its own here (floods of refusals: test/e2e/admission.test.ts).
+      KB_RATE_LIMIT_REFUSED_BURST: '10000',
     },
   });
   await d.client('admin').admin.unary('CreateTenant', { org: 'acme', tenant: 'beta' });

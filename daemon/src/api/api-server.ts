@@ -18,7 +18,7 @@ import type { CallGate } from './call-gate.ts';
 import { cryptoService } from './crypto-service.ts';
 import { policyService } from './policy-service.ts';
 import { keysService } from './keys-service.ts';
-import { loadKeybrokerPackage, safeService } from './proto-definitions.ts';
+import { loadKeybrokerPackage, maxRequestFields, safeService } from './proto-definitions.ts';
 import type { FieldLimits } from './request-bounds.ts';
 
 const FLOW_CONTROL_WINDOW = 8 * 1024 * 1024;
@@ -38,7 +38,7 @@ export interface ApiServerOptions {
   readonly broker: () => KeyBrokerApi;
   /** Two-person rule and policy services (Approvals, Policy); absent in gate-only tests. */
   readonly governance?: Governance;
-  readonly limits: FieldLimits & { readonly maxMessageBytes: number };
+  readonly limits: FieldLimits & { readonly maxMessageBytes: number; readonly maxConcurrentStreams: number };
 }
 
 export class ApiServer {
@@ -54,30 +54,33 @@ export class ApiServer {
       // with INVALID_ARGUMENT by the deserializers (see safeService).
       'grpc.max_receive_message_length': o.limits.maxMessageBytes * 4,
       'grpc.max_send_message_length': o.limits.maxMessageBytes * 2,
+      // Calls in flight per client connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS).
+      'grpc.max_concurrent_streams': o.limits.maxConcurrentStreams,
       // No channelz service is exposed, so its per-call bookkeeping (~4% of a warm Encrypt's
       // server CPU in profiles) would be pure cost.
       'grpc.enable_channelz': 0,
     });
     const pkg = loadKeybrokerPackage();
+    const maxFields = maxRequestFields(o.limits.maxBatchItems);
     this.#server.addService(
-      safeService(pkg, 'keybroker.v1.Admin', o.limits.maxMessageBytes),
+      safeService(pkg, 'keybroker.v1.Admin', o.limits.maxMessageBytes, maxFields),
       adminService(o.gate, o.broker, o.governance),
     );
     this.#server.addService(
-      safeService(pkg, 'keybroker.v1.Crypto', o.limits.maxMessageBytes),
+      safeService(pkg, 'keybroker.v1.Crypto', o.limits.maxMessageBytes, maxFields),
       cryptoService(o.gate, o.broker, o.limits),
     );
     this.#server.addService(
-      safeService(pkg, 'keybroker.v1.Keys', o.limits.maxMessageBytes),
+      safeService(pkg, 'keybroker.v1.Keys', o.limits.maxMessageBytes, maxFields),
       keysService(o.gate, o.broker, o.limits),
     );
     if (o.governance !== undefined) {
       this.#server.addService(
-        safeService(pkg, 'keybroker.v1.Approvals', o.limits.maxMessageBytes),
+        safeService(pkg, 'keybroker.v1.Approvals', o.limits.maxMessageBytes, maxFields),
         approvalsService(o.gate, o.governance),
       );
       this.#server.addService(
-        safeService(pkg, 'keybroker.v1.Policy', o.limits.maxMessageBytes),
+        safeService(pkg, 'keybroker.v1.Policy', o.limits.maxMessageBytes, maxFields),
         policyService(o.gate, o.governance),
       );
     }

@@ -19,8 +19,9 @@ import type { AuditRecordInput, AuditSink } from '../audit/audit-sink.ts';
 import type { Authorizer, CallerIdentity, Decision, PendingField } from '../policy/authorizer.ts';
 import type { Logger, RequestLine } from '../obs/logger.ts';
 import type { Metrics } from '../obs/metrics.ts';
+import type { Admission } from './admission.ts';
 import { callerIdentityOf } from './caller-identity.ts';
-import { MALFORMED, OVERSIZED } from './proto-definitions.ts';
+import { MALFORMED, OVERSIZED, TOO_MANY_FIELDS } from './proto-definitions.ts';
 
 /** What an allowed handler gets to know about its call. */
 export interface CallContext {
@@ -106,9 +107,11 @@ export interface CallGateOptions {
   readonly requestLog: (line: RequestLine) => void;
   readonly metrics: Metrics;
   readonly defaultDeadlineMs: number;
+  /** Client deadlines further out are clamped to this (default: not clamped). */
+  readonly maxDeadlineMs?: number;
   readonly shuttingDown: () => boolean;
-  /** Throws RATE_LIMITED when the identity's or the tenant's budget is spent. */
-  readonly admit?: ((identity: CallerIdentity, target: CallTarget, cost: number) => void) | undefined;
+  /** Rate limits, quotas, open streams, refusal summaries (see admission.ts for the order). */
+  readonly admit?: Admission | undefined;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
@@ -213,7 +216,10 @@ export class CallGate {
     const dl = call.getDeadline();
     const deadlineMs = dl instanceof Date ? dl.getTime() : Number(dl);
     const now = Date.now();
-    const deadline = Number.isFinite(deadlineMs) ? deadlineMs : now + this.#o.defaultDeadlineMs;
+    const deadline = Math.min(
+      Number.isFinite(deadlineMs) ? deadlineMs : now + this.#o.defaultDeadlineMs,
+      now + (this.#o.maxDeadlineMs ?? Number.POSITIVE_INFINITY),
+    );
     const begun: Begun = {
       started,
       requestId,
@@ -369,21 +375,29 @@ export class CallGate {
     let result: Res | undefined;
     let err: KbError | undefined;
     const facts: AuditFacts = {};
+    let reached = false;
     try {
       identity = this.#identify(call);
+      this.#o.admit?.throttle(identity.uri);
       const req = call.request;
       if (req === MALFORMED) throw new KbError('INVALID_ARGUMENT', 'malformed request');
       if (req === OVERSIZED) throw new KbError('TOO_LARGE', 'request message over the size limit');
+      if (req === TOO_MANY_FIELDS) throw new KbError('TOO_LARGE', 'request has too many fields or items');
       target = spec.target(identity, req);
+      const cost = spec.cost?.(req) ?? 1;
+      this.#o.admit?.beforeAuthorization(identity, rpc, cost);
       decision = this.#authorize(rpc, identity, target);
       this.#enforce(decision);
-      this.#o.admit?.(identity, target, spec.cost?.(req) ?? 1);
+      this.#o.admit?.afterAuthorization(rpc, target, cost);
       const ctx = this.#context(rpc, begun, identity, target, facts);
+      reached = true;
       result = await withDeadline(spec.handle(ctx, req, facts), begun);
     } catch (e) {
       err = toKbError(e);
     }
-    err = (await this.#audit(rpc, begun.requestId, identity, target, facts, err, decision)) ?? err;
+    const v = reached || err === undefined ? undefined : this.#refused(call, identity, rpc, err);
+    if (v?.record !== false)
+      err = (await this.#audit(rpc, begun.requestId, identity, target, facts, err, decision, v?.note)) ?? err;
     this.#finish(rpc, begun, identity, target, err);
     const md = new Metadata();
     md.set('x-request-id', begun.requestId);
@@ -392,9 +406,17 @@ export class CallGate {
       return callback(null, result as Res);
     }
     // A failed call has no response headers (trailers-only): the id goes in the trailers.
-    const retry = (err as { retryAfterMs?: unknown }).retryAfterMs;
-    if (typeof retry === 'number') md.set('retry-after-ms', String(retry));
+    setRetryAfter(md, err);
     callback({ code: err.status, details: err.safeMessage, metadata: md });
+  }
+
+  /** Account for a call refused before its handler (admission.ts decides how it is audited). */
+  #refused(call: AnyCall, identity: CallerIdentity | undefined, rpc: string, err: KbError) {
+    if (this.#o.admit === undefined) return undefined;
+    const peer = call.getPeer();
+    const caller = identity?.uri ?? `peer:${peer.slice(0, Math.max(0, peer.lastIndexOf(':'))) || peer}`;
+    const v = this.#o.admit.refused(caller, rpc, err);
+    return v.note === undefined ? v : { record: v.record, note: `${err.safeMessage}; ${v.note}` };
   }
 
   async #runStream<Req, Res>(
@@ -410,12 +432,18 @@ export class CallGate {
     const facts: AuditFacts = {};
     const md = new Metadata();
     md.set('x-request-id', begun.requestId);
+    let reached = false;
+    let release: (() => void) | undefined;
     try {
       identity = this.#identify(call as AnyCall);
+      this.#o.admit?.throttle(identity.uri);
       target = spec.target(identity);
+      this.#o.admit?.beforeAuthorization(identity, rpc, 1);
       decision = this.#authorize(rpc, identity, target);
       this.#enforce(decision);
-      this.#o.admit?.(identity, target, 1);
+      this.#o.admit?.afterAuthorization(rpc, target, 1);
+      release = this.#o.admit?.openStream(identity);
+      reached = true;
       // Fail-closed for streams too: the opening is on record before any output is sent.
       const openErr = await this.#audit(
         rpc,
@@ -433,11 +461,18 @@ export class CallGate {
       await withDeadline(spec.handle(ctx, call, facts), begun);
     } catch (e) {
       err = toKbError(e);
+    } finally {
+      release?.();
     }
-    err = (await this.#audit(rpc, begun.requestId, identity, target, facts, err, decision)) ?? err;
+    const v = reached || err === undefined ? undefined : this.#refused(call as AnyCall, identity, rpc, err);
+    if (v?.record !== false)
+      err = (await this.#audit(rpc, begun.requestId, identity, target, facts, err, decision, v?.note)) ?? err;
     this.#finish(rpc, begun, identity, target, err);
     if (err === undefined) call.end();
-    else call.emit('error', { code: err.status, details: err.safeMessage, metadata: md });
+    else {
+      setRetryAfter(md, err);
+      call.emit('error', { code: err.status, details: err.safeMessage, metadata: md });
+    }
   }
 
   #context(
@@ -484,6 +519,12 @@ export class CallGate {
       },
     };
   }
+}
+
+/** The retry hint of a rate-limited call as the `retry-after-ms` trailer. */
+function setRetryAfter(md: Metadata, err: KbError): void {
+  const retry = (err as { retryAfterMs?: unknown }).retryAfterMs;
+  if (typeof retry === 'number' && Number.isFinite(retry)) md.set('retry-after-ms', String(retry));
 }
 
 /** Settle with `work`, or with the abort reason when the call is abandoned first. */

@@ -11,7 +11,7 @@ import { DEFAULT_CUSTOMER } from '../ids.ts';
 import type { KeyBrokerApi } from '../keys/key-broker-api.ts';
 import type { AuditFacts, CallContext, CallGate } from './call-gate.ts';
 import { ownTenant } from './caller-identity.ts';
-import { MALFORMED, OVERSIZED } from './proto-definitions.ts';
+import { MALFORMED, OVERSIZED, TOO_MANY_FIELDS } from './proto-definitions.ts';
 import type { FieldLimits } from './request-bounds.ts';
 import { bytesField, optionalCustomer, requiredBytes } from './request-bounds.ts';
 
@@ -27,6 +27,7 @@ async function send<T>(ctx: CallContext, call: ServerDuplexStream<unknown, T>, m
 
 function asMsg(m: unknown, what: string): Msg {
   if (m === OVERSIZED) throw new KbError('TOO_LARGE', 'stream message over the size limit');
+  if (m === TOO_MANY_FIELDS) throw new KbError('TOO_LARGE', 'stream message has too many fields');
   if (m === MALFORMED || typeof m !== 'object' || m === null)
     throw new KbError('INVALID_ARGUMENT', `malformed ${what}`);
   return m as Msg;

@@ -10,6 +10,7 @@ import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import { KbError } from '../errors.ts';
 import type { AsymmetricKeyApi, KeyOwner, VerifyItem } from '../keys/asymmetric-key-api.ts';
 import type { AsymmetricKeyType } from '../keys/asymmetric-key-store.ts';
+import { DEFAULT_ASYMMETRIC_KEY_LIMITS } from '../keys/asymmetric-key-limits.ts';
 import { asymmetricKeyId } from '../keys/asymmetric-keys.ts';
 import type { KeyBrokerApi } from '../keys/key-broker-api.ts';
 import type { CallerIdentity } from '../policy/authorizer.ts';
@@ -129,6 +130,10 @@ export function keysService(
     const n = typeof r.count === 'number' ? r.count : (r.messages ?? r.items ?? r.ciphertexts ?? []).length;
     return Math.min(Math.max(Number.isInteger(n) ? n : 1, 1), maxBatch);
   };
+  // Without a version, each item may be tried against several versions: charged for each.
+  const candidates = limits.maxVerifyVersions ?? DEFAULT_ASYMMETRIC_KEY_LIMITS.maxVerifyVersions;
+  const triesCost = (r: { version?: unknown; items?: unknown[] }) =>
+    itemsCost(r) * (r.version === 0 || r.version === undefined ? candidates : 1);
 
   return {
     CreateKey: unary<KeyMsg & { hsmEcdsa: boolean; algorithm: string; policy?: unknown }>(
@@ -243,20 +248,24 @@ export function keysService(
     }),
     Verify: unary<
       KeyMsg & { version: number; message: Uint8Array; signature: Uint8Array; context: Uint8Array }
-    >('Verify', async (ctx, m, facts) => {
-      const r = await asym().verify(
-        me(ctx.identity, m),
-        asymmetricKeyId(m.keyId),
-        optionalVersion(m.version),
-        {
-          message: msgField('message', m.message),
-          signature: bytesField('signature', m.signature, KEYS_BOUNDS.signature),
-        },
-        ctxField(m.context),
-      );
-      if (r.valid) facts.keyVersion = r.version;
-      return { valid: r.valid, keyVersion: r.version };
-    }),
+    >(
+      'Verify',
+      async (ctx, m, facts) => {
+        const r = await asym().verify(
+          me(ctx.identity, m),
+          asymmetricKeyId(m.keyId),
+          optionalVersion(m.version),
+          {
+            message: msgField('message', m.message),
+            signature: bytesField('signature', m.signature, KEYS_BOUNDS.signature),
+          },
+          ctxField(m.context),
+        );
+        if (r.valid) facts.keyVersion = r.version;
+        return { valid: r.valid, keyVersion: r.version };
+      },
+      triesCost,
+    ),
     SignBatch: unary<KeyMsg & { messages: Uint8Array[]; context: Uint8Array }>(
       'SignBatch',
       async (ctx, m, facts) => {
@@ -319,7 +328,7 @@ export function keysService(
           ),
         };
       },
-      itemsCost,
+      triesCost,
     ),
     Encapsulate: unary<KeyMsg>('Encapsulate', async (ctx, m, facts) => {
       const r = await asym().encapsulate(me(ctx.identity, m), asymmetricKeyId(m.keyId));
@@ -404,6 +413,7 @@ export function keysService(
         facts.keyVersion = r.version;
         return { plaintext: r.plaintext, keyVersion: r.version };
       },
+      triesCost,
     ),
   };
 }

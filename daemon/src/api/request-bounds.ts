@@ -16,6 +16,8 @@ export interface FieldLimits {
   readonly maxBatchBytes: number;
   readonly maxWrappedKeyBytes: number;
   readonly maxStreamMessageBytes: number;
+  /** Versions a Verify/OpenBox without a version may try (its rate-limit cost per item). */
+  readonly maxVerifyVersions?: number;
 }
 
 /** Ciphertext overhead allowed on top of the plaintext bound (header, salt, IV, tag). */

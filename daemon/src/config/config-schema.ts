@@ -42,6 +42,14 @@ export interface Config {
     readonly maxStreamMessageBytes: number;
     /** Calls without a deadline get this one. */
     readonly defaultDeadlineMs: number;
+    /** Client deadlines further out (streams included) are clamped to this. */
+    readonly maxDeadlineMs: number;
+    /** HTTP/2 streams (calls) in flight per client connection (grpc.max_concurrent_streams). */
+    readonly maxConcurrentStreams: number;
+    /** Open EncryptStream/DecryptStream calls per identity; more are RESOURCE_EXHAUSTED. */
+    readonly maxStreamsPerIdentity: number;
+    /** Verify/VerifyBatch/OpenBox without a version try at most this many newest enabled versions. */
+    readonly maxVerifyVersions: number;
   };
   readonly keys: {
     /** Unwrapped-key cache TTL and size bound. */
@@ -49,6 +57,10 @@ export interface Config {
     readonly cacheMaxEntries: number;
     /** While the HSM is away, cached keys keep serving for at most this long. */
     readonly degradedServeMs: number;
+    /** Per-tenant bounds on asymmetric keys (LIMIT_REACHED beyond): keys, versions per key, HSM-resident versions. */
+    readonly maxAsymmetricKeysPerTenant: number;
+    readonly maxVersionsPerKey: number;
+    readonly maxHsmKeysPerTenant: number;
   };
   readonly lifecycle: {
     /** SIGTERM: in-flight calls get this long to finish before they are cancelled. */
@@ -74,6 +86,13 @@ export interface Config {
     readonly perTenantBurst: number;
     /** Data-plane operations per tenant per UTC day; 0: no quota. */
     readonly tenantOpsPerDay: number;
+    /** Control-plane calls (Admin, Approvals, Policy, key management) per identity, never a tenant's. */
+    readonly adminPerSec: number;
+    readonly adminBurst: number;
+    /** Refused calls per caller audited one by one; beyond, summarized (README: audit). */
+    readonly refusedPerSec: number;
+    readonly refusedBurst: number;
+    readonly refusalSummaryMs: number;
   };
   readonly policy: {
     /** Policy document (JSON); empty: the built-in default (admins: own org; services: own tenant). */
@@ -136,8 +155,19 @@ export const DEFAULT_CONFIG: Config = {
     maxWrappedKeyBytes: 4096,
     maxStreamMessageBytes: 1024 * 1024,
     defaultDeadlineMs: 30_000,
+    maxDeadlineMs: 3_600_000,
+    maxConcurrentStreams: 1000,
+    maxStreamsPerIdentity: 64,
+    maxVerifyVersions: 4,
   },
-  keys: { cacheTtlMs: 300_000, cacheMaxEntries: 10_000, degradedServeMs: 300_000 },
+  keys: {
+    cacheTtlMs: 300_000,
+    cacheMaxEntries: 10_000,
+    degradedServeMs: 300_000,
+    maxAsymmetricKeysPerTenant: 1000,
+    maxVersionsPerKey: 100,
+    maxHsmKeysPerTenant: 100,
+  },
   lifecycle: { shutdownGraceMs: 10_000, readyFile: '' },
   log: { level: 'info' },
   audit: { enabled: true, path: 'audit/audit.log', checkpointEvery: 10_000, checkpointIntervalMs: 60_000 },
@@ -148,6 +178,11 @@ export const DEFAULT_CONFIG: Config = {
     perTenantPerSec: 50_000,
     perTenantBurst: 100_000,
     tenantOpsPerDay: 0,
+    adminPerSec: 100,
+    adminBurst: 1000,
+    refusedPerSec: 5,
+    refusedBurst: 50,
+    refusalSummaryMs: 10_000,
   },
   policy: {
     file: '',
@@ -202,11 +237,18 @@ export const CONFIG_SCHEMA = obj({
     maxWrappedKeyBytes: pos(1024 * 1024),
     maxStreamMessageBytes: pos(64 * 1024 * 1024),
     defaultDeadlineMs: pos(3_600_000),
+    maxDeadlineMs: pos(86_400_000),
+    maxConcurrentStreams: pos(1_000_000),
+    maxStreamsPerIdentity: pos(1_000_000),
+    maxVerifyVersions: pos(10_000),
   }),
   keys: obj({
     cacheTtlMs: pos(86_400_000),
     cacheMaxEntries: pos(10_000_000),
     degradedServeMs: { type: 'integer', minimum: 0, maximum: 86_400_000 },
+    maxAsymmetricKeysPerTenant: pos(10_000_000),
+    maxVersionsPerKey: pos(10_000_000),
+    maxHsmKeysPerTenant: pos(10_000_000),
   }),
   lifecycle: obj({ shutdownGraceMs: pos(3_600_000), readyFile: path }),
   log: obj({ level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] } }),
@@ -223,6 +265,11 @@ export const CONFIG_SCHEMA = obj({
     perTenantPerSec: pos(100_000_000),
     perTenantBurst: pos(100_000_000),
     tenantOpsPerDay: { type: 'integer', minimum: 0, maximum: 1e15 },
+    adminPerSec: pos(100_000_000),
+    adminBurst: pos(100_000_000),
+    refusedPerSec: pos(100_000_000),
+    refusedBurst: pos(100_000_000),
+    refusalSummaryMs: pos(3_600_000),
   }),
   policy: obj({
     file: path,

@@ -11,6 +11,7 @@ import type { TenantRef } from '../ids.ts';
 import type { PolicyRow, TenantRow } from '../store/registry-rows.ts';
 import { wrapTenantKey } from '../wire/wrapped-key-v1.ts';
 import type * as Api from './asymmetric-key-api.ts';
+import { checkNewVersion, type AsymmetricKeyLimits } from './asymmetric-key-limits.ts';
 import { generateKey, type AsymmetricRuntime } from './asymmetric-key-material.ts';
 import {
   AsymmetricKeyStore,
@@ -40,6 +41,7 @@ export class AsymmetricKeyVersions {
   readonly #rt: AsymmetricRuntime;
   readonly #usage: AsymmetricKeyUsage;
   readonly #evict: (t: TenantRow, keyId: string, version: number) => void;
+  readonly #limits: AsymmetricKeyLimits;
   /** Tenants (`org/tenant`) and customers (`org/tenant/customer`) whose shred has begun: no new keys for them. */
   readonly shredding = new Set<string>();
   readonly #rows = new AsymmetricKeyRowCache();
@@ -51,6 +53,7 @@ export class AsymmetricKeyVersions {
     rt: AsymmetricRuntime,
     usage: AsymmetricKeyUsage,
     evict: (t: TenantRow, keyId: string, version: number) => void,
+    limits: AsymmetricKeyLimits,
   ) {
     this.#h = h;
     this.#lock = lock;
@@ -58,6 +61,7 @@ export class AsymmetricKeyVersions {
     this.#rt = rt;
     this.#usage = usage;
     this.#evict = evict;
+    this.#limits = limits;
   }
 
   /** The caller's tenant: active, enabled, in an enabled org. */
@@ -110,7 +114,11 @@ export class AsymmetricKeyVersions {
     return r;
   }
 
-  /** Versions that may verify / decapsulate / open: an explicit one (at least minDec), or every enabled one. */
+  /**
+   * Versions that may verify / decapsulate / open: an explicit one (at least minDec), or the
+   * newest enabled ones (at most keys.maxVerifyVersions: the cost of a call must not grow with
+   * the number of versions).
+   */
   openers(t: TenantRow, rows: AsymmetricKeyRow[], version: number | undefined, purpose: 'kem' | 'sig') {
     const minDec = this.policy(t, (rows[0] as AsymmetricKeyRow).keyId).minDec;
     if (version !== undefined) {
@@ -118,7 +126,8 @@ export class AsymmetricKeyVersions {
       if (r.version < minDec) throw new KbError('VERSION_BELOW_MINIMUM');
       return [r];
     }
-    return rows.filter((r) => r.state === 'enabled' && r.version >= minDec).reverse();
+    const enabled = rows.filter((r) => r.state === 'enabled' && r.version >= minDec);
+    return enabled.slice(-this.#limits.maxVerifyVersions).reverse();
   }
 
   /**
@@ -203,7 +212,9 @@ export class AsymmetricKeyVersions {
     if (this.shredding.has(tenantKey(ref.org, ref.tenant))) throw new KbError('NOT_FOUND', 'tenant');
     if (ref.customer !== undefined && this.shredding.has(customerShredKey(ref, ref.customer)))
       throw new KbError('NOT_FOUND', 'customer');
-    const g = await generateKey(this.#rt, this.#hsm, type, hsmEcdsa || type === 'ecdsa-p256');
+    const inHsm = hsmEcdsa || type === 'ecdsa-p256';
+    checkNewVersion(this.#h.store(this.owner(ref).t), this.#limits, keyId, version, inHsm);
+    const g = await generateKey(this.#rt, this.#hsm, type, inHsm);
     try {
       const { t, customer } = this.owner(ref);
       const c = customer === '' ? undefined : this.#h.customerRow(t, customer);

@@ -13,6 +13,7 @@ import type { TenantRef } from '../ids.ts';
 import { buildJwks, type Jwk } from '../pqc/public-key-export.ts';
 import type { TenantRow } from '../store/registry-rows.ts';
 import type * as Api from './asymmetric-key-api.ts';
+import { DEFAULT_ASYMMETRIC_KEY_LIMITS, type AsymmetricKeyLimits } from './asymmetric-key-limits.ts';
 import { AsymmetricKeyLoader } from './asymmetric-key-loader.ts';
 import { AsymmetricKeyUsage } from './asymmetric-key-usage.ts';
 import { AsymmetricKeyVersions, customerShredKey } from './asymmetric-key-versions.ts';
@@ -52,6 +53,8 @@ export interface AsymmetricKeysOptions {
   /** Unwrapped private keys kept (default 5 min, 1,000 entries). */
   readonly cacheTtlMs?: number;
   readonly cacheMaxEntries?: number;
+  /** Per-tenant bounds (default DEFAULT_ASYMMETRIC_KEY_LIMITS). */
+  readonly limits?: AsymmetricKeyLimits;
 }
 
 export { asymmetricKeyId };
@@ -74,8 +77,14 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
       maxEntries: o.cacheMaxEntries ?? 1000,
     });
     this.#usage = new AsymmetricKeyUsage(h);
-    this.#v = new AsymmetricKeyVersions(h, lock, hsm, o.runtime, this.#usage, (t, id, v) =>
-      this.#keys.evict(t, id, v),
+    this.#v = new AsymmetricKeyVersions(
+      h,
+      lock,
+      hsm,
+      o.runtime,
+      this.#usage,
+      (t, id, v) => this.#keys.evict(t, id, v),
+      o.limits ?? DEFAULT_ASYMMETRIC_KEY_LIMITS,
     );
     // The broker's rotation scan (Lifecycle.rotateDueKeys) rotates due asymmetric keys too.
     addScheduledRotation(h, (now, org) => this.#v.rotateDueKeys(now, org));

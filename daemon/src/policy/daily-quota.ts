@@ -3,6 +3,7 @@
  * current day, which is acceptable for a quota meant against runaway clients, not for billing.
  */
 import { KbError } from '../errors.ts';
+import { RateLimitedError } from './rate-limiter.ts';
 
 export interface DailyQuotaOptions {
   /** Default operations per UTC day per key; overrides by key. */
@@ -26,7 +27,10 @@ export class DailyQuota {
     this.#now = opts.now ?? Date.now;
   }
 
-  /** Count `cost` operations for `key`, or throw RATE_LIMITED with the time until the next day. */
+  /**
+   * Count `cost` operations for `key`, or throw RATE_LIMITED with the time until the next UTC day
+   * as its retry hint (sent as the `retry-after-ms` trailer).
+   */
   consume(key: string, cost = 1): void {
     const now = this.#now();
     const day = Math.floor(now / DAY_MS);
@@ -42,7 +46,7 @@ export class DailyQuota {
     const limit = this.#opts.overrides?.get(key) ?? this.#opts.opsPerDay;
     if (u.count + cost > limit) {
       const retry = (day + 1) * DAY_MS - now;
-      throw new KbError('RATE_LIMITED', `daily quota of ${limit} operations used, retry after ${retry} ms`);
+      throw new RateLimitedError('daily quota', retry, `daily quota of ${limit} operations used`);
     }
     u.count += cost;
   }

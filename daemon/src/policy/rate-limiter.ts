@@ -18,21 +18,26 @@ export interface RateLimiterOptions {
   /** Overrides by identity URI or by "org/tenant" key. */
   readonly identityOverrides?: ReadonlyMap<string, BucketSpec>;
   readonly tenantOverrides?: ReadonlyMap<string, BucketSpec>;
+  /** What the identity buckets are called in refusals (default "identity"; e.g. "admin"). */
+  readonly identityScope?: string;
   /** Most buckets kept (identity and tenant buckets together). */
   readonly maxBuckets?: number;
   /** Milliseconds clock; injectable for tests. */
   readonly now?: () => number;
 }
 
+/**
+ * A refusal's retry hint; Infinity when the call costs more than the bucket can ever hold (a
+ * batch larger than the burst), which no retry can cure.
+ */
 export type RateDecision =
-  | { readonly allow: true }
-  | { readonly allow: false; readonly scope: 'identity' | 'tenant'; readonly retryAfterMs: number };
+  { readonly allow: true } | { readonly allow: false; readonly scope: string; readonly retryAfterMs: number };
 
 /** A RATE_LIMITED KbError carrying the retry hint (the API layer sends it as `retry-after-ms`). */
 export class RateLimitedError extends KbError {
   readonly retryAfterMs: number;
-  constructor(scope: 'identity' | 'tenant', retryAfterMs: number) {
-    super('RATE_LIMITED', `${scope} limit, retry after ${retryAfterMs} ms`);
+  constructor(scope: string, retryAfterMs: number, what = `${scope} limit`) {
+    super('RATE_LIMITED', `${what}, retry after ${retryAfterMs} ms`);
     this.retryAfterMs = retryAfterMs;
   }
 }
@@ -68,6 +73,7 @@ export class RateLimiter {
   readonly #identityOverrides: ReadonlyMap<string, BucketSpec>;
   readonly #tenantOverrides: ReadonlyMap<string, BucketSpec>;
   readonly #max: number;
+  readonly #identityScope: string;
   readonly #now: () => number;
   readonly #buckets = new Map<string, Bucket>();
 
@@ -80,6 +86,7 @@ export class RateLimiter {
     for (const [k, v] of this.#tenantOverrides) checkSpec(`tenantOverrides[${k}]`, v);
     this.#max = opts.maxBuckets ?? 100_000;
     if (!(this.#max >= 2)) throw new KbError('INVALID_ARGUMENT', 'maxBuckets must be >= 2');
+    this.#identityScope = opts.identityScope ?? 'identity';
     this.#now = opts.now ?? (() => performance.now());
   }
 
@@ -109,6 +116,7 @@ export class RateLimiter {
 
   /** The retry hint for a refused call: after the tokens promised to earlier refused callers. */
   static #wait(b: Bucket, cost: number): number {
+    if (cost > b.spec.burst) return Number.POSITIVE_INFINITY;
     const ms = Math.max(1, Math.ceil(((cost - b.tokens + b.promised) / b.spec.ratePerSec) * 1000));
     b.promised = Math.min(b.promised + cost, b.spec.ratePerSec * MAX_PROMISE_S);
     return ms;
@@ -126,7 +134,7 @@ export class RateLimiter {
         ? undefined
         : this.#bucket(`t:${tenantKey}`, this.#tenantOverrides.get(tenantKey) ?? this.#tenant, now);
     if (ib.tokens < cost)
-      return { allow: false, scope: 'identity', retryAfterMs: RateLimiter.#wait(ib, cost) };
+      return { allow: false, scope: this.#identityScope, retryAfterMs: RateLimiter.#wait(ib, cost) };
     if (tb !== undefined && tb.tokens < cost) {
       return { allow: false, scope: 'tenant', retryAfterMs: RateLimiter.#wait(tb, cost) };
     }
@@ -135,9 +143,35 @@ export class RateLimiter {
     return { allow: true };
   }
 
-  /** Like `take`, but throws RateLimitedError (RATE_LIMITED, gRPC RESOURCE_EXHAUSTED). */
+  /**
+   * Whether `identity`'s bucket holds a token now, and if not, how long until it does (no token
+   * is taken, no retry is promised).
+   */
+  peek(identity: string): { readonly available: boolean; readonly retryAfterMs: number } {
+    const b = this.#bucket(
+      `i:${identity}`,
+      this.#identityOverrides.get(identity) ?? this.#identity,
+      this.#now(),
+    );
+    if (b.tokens >= 1) return { available: true, retryAfterMs: 0 };
+    return {
+      available: false,
+      retryAfterMs: Math.max(1, Math.ceil(((1 - b.tokens) / b.spec.ratePerSec) * 1000)),
+    };
+  }
+
+  /**
+   * Like `take`, but throws RateLimitedError (RATE_LIMITED, gRPC RESOURCE_EXHAUSTED), or TOO_LARGE
+   * (INVALID_ARGUMENT, not worth retrying) for a call costing more than the bucket's burst.
+   */
   enforce(identity: string, tenantKey: string | undefined, cost = 1): void {
     const d = this.take(identity, tenantKey, cost);
-    if (!d.allow) throw new RateLimitedError(d.scope, d.retryAfterMs);
+    if (d.allow) return;
+    if (d.retryAfterMs === Number.POSITIVE_INFINITY)
+      throw new KbError(
+        'TOO_LARGE',
+        `the call costs ${cost} tokens, more than the ${d.scope} burst; split it`,
+      );
+    throw new RateLimitedError(d.scope, d.retryAfterMs);
   }
 }
