@@ -34,6 +34,13 @@ import {
 } from './request-bounds.ts';
 
 const RPC = 'keybroker.v1.Keys/';
+/** The key lifecycle RPCs: they change state (`mutating`: intent record first, never abandoned). */
+const LIFECYCLE: ReadonlySet<string> = new Set([
+  'CreateKey',
+  'SetAsymmetricKeyPolicy',
+  'RotateKey',
+  'SetAsymmetricKeyVersionEnabled',
+]);
 /** Bounds of the fields only this service has. */
 export const KEYS_BOUNDS = {
   context: 255,
@@ -102,6 +109,7 @@ export function keysService(
   ) =>
     gate.unary<Req, object>(RPC + name, {
       target: (id, req) => target(id, req),
+      mutating: LIFECYCLE.has(name),
       ...(cost !== undefined ? { cost } : {}),
       // Every record names the key (validated by target() before the handler runs).
       handle: (ctx, req, facts) => {
