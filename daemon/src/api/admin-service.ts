@@ -35,6 +35,16 @@ function tenantNames(v: unknown): TenantId[] {
 
 type Req = Record<string, unknown>;
 
+/** The Admin RPCs that only read; every other one changes state (`mutating`: intent record first). */
+const READS: ReadonlySet<string> = new Set([
+  'ListOrgs',
+  'DescribeOrg',
+  'ListTenants',
+  'DescribeTenant',
+  'ListCustomers',
+  'DescribeCustomer',
+]);
+
 interface Parsed {
   org?: OrgId;
   /** CreateTenants: the validated, distinct new names. */
@@ -73,6 +83,7 @@ export function adminService(
         return t;
       },
       handle: (ctx, r, facts) => run(parsed.get(r) ?? parse(r), r, ctx, facts),
+      mutating: !READS.has(name),
       ...(cost !== undefined ? { cost } : {}),
     });
   };

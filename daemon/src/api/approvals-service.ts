@@ -1,8 +1,10 @@
 /**
  * keybroker.v1.Approvals: the two-person rule over gRPC (request -> approve -> execute), and the
  * check the destructive Admin RPCs and Policy.SetPolicy make before acting. The ApprovalStore is
- * built without an audit sink: the call gate writes the one record per RPC, and each step's
- * reason (which approval, which operation) goes into that record through AuditFacts.
+ * built without an audit sink: the call gate writes the records (an `intent` before each step,
+ * then its outcome), each step's reason (which approval, which operation) goes into the outcome
+ * through AuditFacts, and a step whose outcome record cannot be written is undone (the step's
+ * compare-and-set undo, through AuditFacts.undoIfUnrecorded).
  */
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import { KbError, toKbError } from '../errors.ts';
@@ -118,6 +120,12 @@ function note(facts: AuditFacts, step: ApprovalStep): void {
   if (step.record.reason !== undefined) facts.reason = step.record.reason;
 }
 
+/** As note(), and the step is undone when the gate cannot write its outcome record. */
+function noteUndoable(facts: AuditFacts, step: ApprovalStep): void {
+  note(facts, step);
+  facts.undoIfUnrecorded = () => void step.undo();
+}
+
 /**
  * Run a two-person operation: consume the caller's approved approval for exactly `op` on
  * `target`, then `run` it. If `run` fails the approval is released, so the requester can retry
@@ -145,6 +153,8 @@ export async function withApproval<T>(
     const code = toKbError(err).code;
     // Without an audit sink on the store this cannot fail on the record; were it to, the
     // approval would stay used (fail closed) and the operation's own error still goes out.
+    // (A consumed approval is not undone when only the outcome record fails: the operation ran,
+    // and its intent record is on file.)
     await g.approvals.release(ctx.identity, id, ctx.requestId, code).then(
       () => (facts.reason = `${facts.reason ?? op}; approval released: ${op} failed (${code})`),
       () => undefined,
@@ -167,6 +177,7 @@ export function approvalsService(gate: CallGate, g: Governance): UntypedServiceI
   const own = (id: { org: OrgId }): CallTarget => ({ org: id.org });
   return {
     RequestApproval: gate.unary<Req, object>(`${RPC}RequestApproval`, {
+      mutating: true,
       target: (_id, r) => targetOf(parseRequest(r).target),
       handle: async (ctx, r, facts) => {
         const p = parsed.get(r) ?? parseRequest(r);
@@ -174,23 +185,25 @@ export function approvalsService(gate: CallGate, g: Governance): UntypedServiceI
         if (p.op === 'change-policy')
           validatePolicyFor(policySectionOf(g, ctx.identity), r.policyJson as string);
         const step = await g.approvals.request(ctx.identity, p.op, p.target, ctx.requestId);
-        note(facts, step);
+        noteUndoable(facts, step);
         return { approval: approvalMessage(step.approval) };
       },
     }),
     ApproveRequest: gate.unary<Req, object>(`${RPC}ApproveRequest`, {
+      mutating: true,
       target: (id) => own(id),
       handle: async (ctx, r, facts) => {
         const step = await g.approvals.approve(ctx.identity, approvalIdField(r.approvalId), ctx.requestId);
-        note(facts, step);
+        noteUndoable(facts, step);
         return { approval: approvalMessage(step.approval) };
       },
     }),
     CancelApproval: gate.unary<Req, object>(`${RPC}CancelApproval`, {
+      mutating: true,
       target: (id) => own(id),
       handle: async (ctx, r, facts) => {
         const step = await g.approvals.cancel(ctx.identity, approvalIdField(r.approvalId), ctx.requestId);
-        note(facts, step);
+        noteUndoable(facts, step);
         return { approval: approvalMessage(step.approval) };
       },
     }),

@@ -67,6 +67,11 @@ export interface AuditFacts {
   customers?: Set<string>;
   /** The last refusal of a later authorization (CallContext.authorizeCustomer). */
   refusal?: Decision;
+  /**
+   * Mutating calls: undoes the call's own state change (compare-and-set) when its outcome record
+   * cannot be written, e.g. an approval step; the intent record then stands alone.
+   */
+  undoIfUnrecorded?: () => void;
 }
 
 /** Most characters of the audit record's customer field (audit-record.ts FIELD_LIMITS). */
@@ -91,6 +96,12 @@ export interface UnarySpec<Req, Res> {
   target(identity: CallerIdentity, req: Req): CallTarget;
   /** Rate-limit cost (batch: its item count); default 1. */
   cost?(req: Req): number;
+  /**
+   * The call changes state (Admin, Approvals, Policy, key lifecycle): refused while the audit log
+   * is unhealthy, an `intent` record is made durable before the handler runs, and the handler is
+   * never abandoned on the deadline, so its outcome record says what really happened.
+   */
+  readonly mutating?: boolean;
   handle(ctx: CallContext, req: Req, facts: AuditFacts): Promise<Res>;
 }
 
@@ -146,6 +157,12 @@ function abortCall(b: Begun, reason: Error): void {
   b.reason = reason;
   b.ac?.abort(reason);
   b.onAbort?.(reason);
+}
+
+/** Throw when the caller has cancelled or its deadline has passed (the timer may not have run yet). */
+function throwIfAbandoned(b: Begun): void {
+  if (b.reason === undefined && Date.now() >= b.deadline) abortCall(b, new KbError('DEADLINE_EXCEEDED'));
+  if (b.reason !== undefined) throw b.reason;
 }
 
 /**
@@ -280,6 +297,7 @@ export class CallGate {
     err: KbError | undefined,
     decision: Decision | undefined,
     note?: string,
+    intent = false,
   ): Promise<KbError | undefined> {
     const customer =
       facts.customer ??
@@ -307,7 +325,7 @@ export class CallGate {
       requestId,
       identity: identity?.uri ?? 'unauthenticated',
       rpc,
-      result: err === undefined ? 'ok' : denied ? 'denied' : 'error',
+      result: intent ? 'intent' : err === undefined ? 'ok' : denied ? 'denied' : 'error',
     };
     if (target?.org !== undefined) record.org = target.org;
     if (target?.tenant !== undefined) record.tenant = target.tenant;
@@ -326,6 +344,46 @@ export class CallGate {
         'audit append failed',
       );
       return new KbError('AUDIT_UNAVAILABLE');
+    }
+  }
+
+  /**
+   * Before a mutating handler runs: refuse while the audit log is unhealthy or the caller has
+   * already given up, then make the `intent` record durable (fail-closed: no record, no effect).
+   */
+  async #intent(
+    rpc: string,
+    begun: Begun,
+    identity: CallerIdentity,
+    target: CallTarget,
+    decision: Decision,
+  ): Promise<void> {
+    const h = this.#o.audit.health();
+    if (!h.ok) throw new KbError('AUDIT_UNAVAILABLE', undefined, { detail: h.reason ?? 'unhealthy' });
+    throwIfAbandoned(begun);
+    const err = await this.#audit(
+      rpc,
+      begun.requestId,
+      identity,
+      target,
+      {},
+      undefined,
+      decision,
+      undefined,
+      true,
+    );
+    if (err !== undefined) throw err;
+    // The intent write may have outlasted the deadline: nothing has happened yet, so refuse.
+    throwIfAbandoned(begun);
+  }
+
+  /** The outcome record of a call that changed state failed: undo what can be undone. */
+  #undo(rpc: string, requestId: string, facts: AuditFacts): void {
+    if (facts.undoIfUnrecorded === undefined) return;
+    try {
+      facts.undoIfUnrecorded();
+    } catch (err) {
+      this.#o.log.error({ requestId, rpc, err: toKbError(err).detail ?? String(err) }, 'undo failed');
     }
   }
 
@@ -389,15 +447,27 @@ export class CallGate {
       decision = this.#authorize(rpc, identity, target);
       this.#enforce(decision);
       this.#o.admit?.afterAuthorization(rpc, target, cost);
-      const ctx = this.#context(rpc, begun, identity, target, facts);
       reached = true;
-      result = await withDeadline(spec.handle(ctx, req, facts), begun);
+      if (spec.mutating === true) {
+        await this.#intent(rpc, begun, identity, target, decision);
+        // Not raced against the deadline: abandoning a destroy half-way, or recording it as
+        // failed while it completes, would make the log disagree with what happened.
+        result = await spec.handle(this.#context(rpc, begun, identity, target, facts), req, facts);
+        if (begun.reason !== undefined)
+          facts.reason = `${facts.reason ?? 'done'}; finished after the caller gave up`;
+      } else {
+        const ctx = this.#context(rpc, begun, identity, target, facts);
+        result = await withDeadline(spec.handle(ctx, req, facts), begun);
+      }
     } catch (e) {
       err = toKbError(e);
     }
     const v = reached || err === undefined ? undefined : this.#refused(call, identity, rpc, err);
+    let auditErr: KbError | undefined;
     if (v?.record !== false)
-      err = (await this.#audit(rpc, begun.requestId, identity, target, facts, err, decision, v?.note)) ?? err;
+      auditErr = await this.#audit(rpc, begun.requestId, identity, target, facts, err, decision, v?.note);
+    if (auditErr !== undefined && err === undefined) this.#undo(rpc, begun.requestId, facts);
+    err = auditErr ?? err;
     this.#finish(rpc, begun, identity, target, err);
     const md = new Metadata();
     md.set('x-request-id', begun.requestId);

@@ -35,6 +35,13 @@ import {
 } from './request-bounds.ts';
 
 const RPC = 'keybroker.v1.Keys/';
+/** The key lifecycle RPCs: they change state (`mutating`: intent record first, never abandoned). */
+const LIFECYCLE: ReadonlySet<string> = new Set([
+  'CreateKey',
+  'SetAsymmetricKeyPolicy',
+  'RotateKey',
+  'SetAsymmetricKeyVersionEnabled',
+]);
 /** Bounds of the fields only this service has. */
 export const KEYS_BOUNDS = {
   context: 255,
@@ -108,6 +115,7 @@ export function keysService(
       // ListKeys and GetJwks name no key: each listed key is authorized by name (and filtered).
       target: (id, req) =>
         KEY_LISTS.has(name) ? { ...target(id, req), pending: ['keys'] } : target(id, req),
+      mutating: LIFECYCLE.has(name),
       ...(cost !== undefined ? { cost } : {}),
       // Every record names the key (validated by target() before the handler runs).
       handle: (ctx, req, facts) => {

@@ -36,6 +36,7 @@ export function policyService(gate: CallGate, g: Governance): UntypedServiceImpl
       },
     }),
     SetPolicy: gate.unary<Req, object>(`${RPC}SetPolicy`, {
+      mutating: true,
       target: (id) => ({ org: id.org }),
       handle: async (ctx, r, facts) => {
         const text = policyTextField(r.policyJson);

@@ -61,8 +61,8 @@ export function parseEntryLine(text: string): ParsedLine {
   switch (r.type) {
     case 'record': {
       const result = str(r, 'result');
-      if (result !== 'ok' && result !== 'denied' && result !== 'error') {
-        throw new LineError('field "result" must be ok|denied|error');
+      if (result !== 'ok' && result !== 'denied' && result !== 'error' && result !== 'intent') {
+        throw new LineError('field "result" must be ok|denied|error|intent');
       }
       const kv = int(r, 'keyVersion', true);
       entry = {

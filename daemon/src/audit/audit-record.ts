@@ -31,7 +31,7 @@ export const FIELD_LIMITS = {
 } as const;
 
 export type AuditResult = AuditRecordInput['result'];
-const RESULTS: readonly AuditResult[] = ['ok', 'denied', 'error'];
+const RESULTS: readonly AuditResult[] = ['ok', 'denied', 'error', 'intent'];
 
 interface EntryBase {
   readonly seq: number;
@@ -116,7 +116,7 @@ export function recordFromInput(input: AuditRecordInput): Omit<RecordEntry, 'seq
   const t = input.time instanceof Date ? input.time.getTime() : NaN;
   if (!Number.isFinite(t)) throw new KbError('INVALID_ARGUMENT', 'audit time must be a valid Date');
   if (!RESULTS.includes(input.result))
-    throw new KbError('INVALID_ARGUMENT', 'audit result must be ok|denied|error');
+    throw new KbError('INVALID_ARGUMENT', 'audit result must be ok|denied|error|intent');
   if (
     typeof input.rpc !== 'string' ||
     typeof input.identity !== 'string' ||
@@ -155,7 +155,7 @@ export function recordFromInput(input: AuditRecordInput): Omit<RecordEntry, 'seq
 }
 
 const TYPE_BYTE = { record: 1, checkpoint: 2, note: 3 } as const;
-const RESULT_BYTE = { ok: 1, denied: 2, error: 3 } as const;
+const RESULT_BYTE = { ok: 1, denied: 2, error: 3, intent: 4 } as const;
 
 /** Writer for the canonical layout (big-endian integers, u16-length-prefixed strings) into one buffer. */
 class Canon {

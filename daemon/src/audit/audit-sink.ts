@@ -16,7 +16,11 @@ export interface AuditRecordInput {
   readonly customer?: string;
   readonly keyName?: string;
   readonly keyVersion?: number;
-  readonly result: 'ok' | 'denied' | 'error';
+  /**
+   * `intent`: a state-changing call is about to run (written before it, so no effect happens
+   * without a record); its outcome follows in a second record with the same requestId.
+   */
+  readonly result: 'ok' | 'denied' | 'error' | 'intent';
   readonly code?: ErrorCode;
   readonly reason?: string;
 }

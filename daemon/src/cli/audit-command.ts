@@ -9,7 +9,7 @@ import type { AuditQuery } from '../audit/audit-reader.ts';
 import type { AuditEntry } from '../audit/audit-record.ts';
 import { verifyAuditFile } from '../audit/audit-verifier.ts';
 
-const RESULTS = ['ok', 'denied', 'error'] as const;
+const RESULTS = ['ok', 'denied', 'error', 'intent'] as const;
 
 function printable(e: AuditEntry): Record<string, unknown> {
   const { timeMs, ...rest } = e;

@@ -4,7 +4,8 @@
  * identity of the same org, everything happens within a window after the request, and an approval
  * is consumed by exactly one successful execution (an operation that fails gives it back). State
  * lives in SQLite so a restart loses nothing; every step (refusals too) becomes an audit record,
- * and a step whose record cannot be written is undone.
+ * and a step whose record cannot be written is undone. Undos are compare-and-set: they only
+ * revert the exact state their own step wrote, never a later step's.
  */
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
@@ -60,6 +61,11 @@ export interface ApprovalStep {
   readonly approval: Approval;
   readonly record: AuditRecordInput;
   readonly position?: AuditPosition;
+  /**
+   * Reverts this step when its record could not be written by whoever writes it (the daemon's
+   * call gate); compare-and-set, so false when a later step has changed the approval since.
+   */
+  readonly undo: () => boolean;
 }
 
 export interface ApprovalStoreOptions {
@@ -205,7 +211,7 @@ export class ApprovalStore {
       );
     const approval = this.#get(id) as Approval;
     return this.#audited(approval, who, rpc, requestId, 'ok', `requested ${op} (approval ${id})`, () =>
-      this.#db.prepare('DELETE FROM approvals WHERE id = ?').run(id),
+      this.#cas(`DELETE FROM approvals WHERE id = ? AND status = 'pending' AND approver IS NULL`, id),
     );
   }
 
@@ -244,11 +250,13 @@ export class ApprovalStore {
       'ok',
       `approved ${a.op} (approval ${id})`,
       () =>
-        this.#db
-          .prepare(
-            `UPDATE approvals SET status = 'pending', approver = NULL, approved_at = NULL WHERE id = ?`,
-          )
-          .run(id),
+        this.#cas(
+          `UPDATE approvals SET status = 'pending', approver = NULL, approved_at = NULL
+           WHERE id = ? AND status = 'approved' AND approver = ? AND approved_at = ?`,
+          id,
+          who.uri,
+          now,
+        ),
     );
   }
 
@@ -306,7 +314,12 @@ export class ApprovalStore {
       'ok',
       `executing ${a.op} (approval ${id})`,
       () =>
-        this.#db.prepare(`UPDATE approvals SET status = 'approved', executed_at = NULL WHERE id = ?`).run(id),
+        this.#cas(
+          `UPDATE approvals SET status = 'approved', executed_at = NULL
+           WHERE id = ? AND status = 'executed' AND executed_at = ?`,
+          id,
+          now,
+        ),
     );
   }
 
@@ -334,9 +347,12 @@ export class ApprovalStore {
       'ok',
       `released approval ${id}: ${a.op} failed (${why}); it may be executed again until it expires`,
       () =>
-        this.#db
-          .prepare(`UPDATE approvals SET status = 'executed', executed_at = ? WHERE id = ?`)
-          .run(used.executedAt ?? null, id),
+        this.#cas(
+          `UPDATE approvals SET status = 'executed', executed_at = ?
+           WHERE id = ? AND status = 'approved' AND executed_at IS NULL`,
+          used.executedAt ?? null,
+          id,
+        ),
     );
   }
 
@@ -357,7 +373,7 @@ export class ApprovalStore {
       requestId,
       'ok',
       `cancelled approval ${id}`,
-      () => this.#db.prepare(`UPDATE approvals SET status = ? WHERE id = ?`).run(a.status, id),
+      () => this.#cas(`UPDATE approvals SET status = ? WHERE id = ? AND status = 'cancelled'`, a.status, id),
     );
   }
 
@@ -392,6 +408,11 @@ export class ApprovalStore {
 
   close(): void {
     this.#db.close();
+  }
+
+  /** Run an undo statement; true when it changed the one row (its step's state was still there). */
+  #cas(sql: string, ...args: (string | number | null)[]): boolean {
+    return this.#db.prepare(sql).run(...args).changes === 1;
   }
 
   #get(id: string): Approval | undefined {
@@ -456,15 +477,16 @@ export class ApprovalStore {
     requestId: string,
     result: 'ok',
     reason: string,
-    undo: () => void,
+    undo: () => boolean,
   ): Promise<ApprovalStep> {
     const record = this.#input({ who, rpc, requestId, result, reason, approval });
-    if (this.#audit === undefined) return { approval, record };
+    if (this.#audit === undefined) return { approval, record, undo };
     try {
       const position = await this.#audit.append(record);
-      return { approval, record, position };
+      return { approval, record, position, undo };
     } catch (err) {
-      // Fail closed: a step nobody can prove happened did not happen.
+      // Fail closed: a step nobody can prove happened did not happen (unless a later step
+      // already built on it: compare-and-set leaves that step's state alone).
       undo();
       throw err;
     }
