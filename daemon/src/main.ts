@@ -16,7 +16,7 @@ import { DefaultAuthorizer } from './api/default-authorizer.ts';
 import { DeferredAuditSink } from './api/deferred-audit-sink.ts';
 import { PlaceholderNoopAuditSink } from './api/placeholder-audit-sink.ts';
 import type { Config } from './config/config-schema.ts';
-import { ConfigError, loadConfig, readHsmPin } from './config/load-config.ts';
+import { ConfigError, loadConfig, readHsmPin, takeEnvHsmPin } from './config/load-config.ts';
 import { writePolicyFileDurably } from './policy/policy-file.ts';
 import { loadProfile } from './hsm/hsm-profile.ts';
 import { Pkcs11Hsm } from './hsm/pkcs11-hsm.ts';
@@ -38,6 +38,9 @@ import { ApprovalStore } from './policy/approvals.ts';
 import { DEFAULT_POLICY_TEXT, defaultPolicy } from './policy/default-policy.ts';
 import { PolicyEngine, effectiveRole } from './policy/policy-engine.ts';
 import { PolicyStore } from './policy/policy-store.ts';
+import { loadCrlFile } from './tls/crl-file.ts';
+import type { LoadedCrls } from './tls/crl-file.ts';
+import { RevocationSet } from './tls/revocation-set.ts';
 import { ReloadableServerCredentials } from './tls/reloadable-server-credentials.ts';
 import { Gauge } from 'prom-client';
 
@@ -63,6 +66,10 @@ class Daemon {
   readonly approvals: ApprovalStore;
   #fileSink: FileAuditSink | undefined;
   readonly creds: ReloadableServerCredentials;
+  /** Revoked client certificates (tls.crlFile), checked by the call gate on every call. */
+  readonly revocations = new RevocationSet();
+  /** KB_HSM_PIN, taken out of the environment at start (undefined: the pin file). */
+  readonly #envPin: string | undefined;
   readonly api: ApiServer;
   readonly ops: HealthServer;
   hsm: Pkcs11Hsm | undefined;
@@ -81,8 +88,15 @@ class Daemon {
 
   readonly loggers: Loggers;
 
-  constructor(cfg: Config, loggers: Loggers, o: DaemonOptions, policy: PolicyStore) {
+  constructor(
+    cfg: Config,
+    loggers: Loggers,
+    o: DaemonOptions,
+    policy: PolicyStore,
+    start: { readonly crls: LoadedCrls; readonly envPin: string | undefined },
+  ) {
     const log = loggers.log;
+    this.#envPin = start.envPin;
     this.policy = policy;
     this.engine = new PolicyEngine(policy, { fipsMode: cfg.policy.fipsMode });
     this.authorizer = this.engine;
@@ -110,7 +124,8 @@ class Daemon {
     });
     this.#governanceMetrics();
     this.ops = new HealthServer(this.metrics.registry, () => this.readiness());
-    this.creds = new ReloadableServerCredentials(cfg.tls);
+    this.creds = new ReloadableServerCredentials(cfg.tls, start.crls.tlsCrls ?? []);
+    this.#useCrls(start.crls);
     const gate = new CallGate({
       authorizer: () => this.authorizer,
       audit: this.audit,
@@ -120,12 +135,14 @@ class Daemon {
       defaultDeadlineMs: cfg.limits.defaultDeadlineMs,
       shuttingDown: () => this.shuttingDown,
       admit: admission(cfg),
+      revoked: (issuer, serial) => this.revocations.has(issuer, serial),
     });
     this.api = new ApiServer({
       credentials: this.creds,
       gate,
       broker: () => this.brokerOrThrow(),
       limits: cfg.limits,
+      connectionAge: { maxMs: cfg.tls.maxConnectionAgeMs, graceMs: cfg.tls.maxConnectionAgeGraceMs },
       governance: {
         approvals: this.approvals,
         policy,
@@ -134,6 +151,18 @@ class Daemon {
         persistPolicy: (text) => writePolicyFileDurably(policyPath(this.cfg), text),
       },
     });
+  }
+
+  /** Install the revocations of tls.crlFile (after the TLS context took them). */
+  #useCrls(crls: LoadedCrls): void {
+    this.revocations.replace('crlFile', crls.keys);
+    if (crls.summary.length > 0)
+      this.log.info(
+        { crls: crls.summary, inHandshake: crls.tlsCrls !== undefined },
+        crls.tlsCrls !== undefined
+          ? 'CRLs loaded: checked in the TLS handshake and on every call'
+          : 'CRLs loaded: checked on every call (not in the handshake: some CA of tls.caFile has no CRL)',
+      );
   }
 
   /** FIPS mode and audit sink counters as Prometheus gauges (read at scrape time). */
@@ -249,7 +278,7 @@ class Daemon {
       if (h.module !== '') profile = { ...profile, module: { ...profile.module, paths: [h.module] } };
       this.hsm = await Pkcs11Hsm.open({
         profile,
-        pin: readHsmPin(this.cfg, this.env),
+        pin: this.#envPin ?? readHsmPin(this.cfg, {}),
         tokenLabel: h.tokenLabel,
         logger: this.log,
       });
@@ -368,7 +397,9 @@ class Daemon {
     // READY=1 is harmless in every state; STATUS= says when the reload finished.
     try {
       const next = loadConfig(this.configPath, this.env);
-      this.creds.reload(next.tls);
+      const crls = await loadCrlFile(next.tls.crlFile, next.tls.caFile);
+      this.creds.reload(next.tls, crls.tlsCrls ?? []);
+      this.#useCrls(crls);
       // A bad policy throws here and the old one stays (the whole reload is refused).
       const pf = policyPath(next);
       if (next.policy.file !== '' || existsSync(pf)) {
@@ -421,6 +452,9 @@ function policyPath(cfg: Config): string {
 /** Run the daemon until a signal stops it; resolves with the exit code. */
 export async function runDaemon(o: DaemonOptions): Promise<number> {
   const cfg = loadConfig(o.configPath, o.env ?? process.env);
+  // Out of the environment before any worker or child process is started (they would inherit it).
+  const envPin = takeEnvHsmPin(o.env ?? process.env);
+  const crls = await loadCrlFile(cfg.tls.crlFile, cfg.tls.caFile);
   const loggers = createLoggers(cfg.log.level);
   const log = loggers.log;
   let policy: PolicyStore;
@@ -437,7 +471,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     policy = new PolicyStore(defaultPolicy(), DEFAULT_POLICY_TEXT);
     log.warn({}, 'no policy.file: built-in default policy (admins: own org; services: own tenant)');
   }
-  const d = new Daemon(cfg, loggers, o, policy);
+  const d = new Daemon(cfg, loggers, o, policy, { crls, envPin });
   log.info(
     { fipsMode: d.engine.fipsMode, twoPersonRule: cfg.policy.twoPersonRule },
     'access control: one policy engine for every call',

@@ -39,6 +39,8 @@ export interface ApiServerOptions {
   /** Two-person rule and policy services (Approvals, Policy); absent in gate-only tests. */
   readonly governance?: Governance;
   readonly limits: FieldLimits & { readonly maxMessageBytes: number };
+  /** Connection lifetime (tls.maxConnectionAgeMs / GraceMs); grpc-js default (none) when absent. */
+  readonly connectionAge?: { readonly maxMs: number; readonly graceMs: number };
 }
 
 export class ApiServer {
@@ -57,6 +59,14 @@ export class ApiServer {
       // No channelz service is exposed, so its per-call bookkeeping (~4% of a warm Encrypt's
       // server CPU in profiles) would be pure cost.
       'grpc.enable_channelz': 0,
+      // A client re-handshakes at least this often, so a CA dropped from the bundle stops
+      // working on live connections too (expiry and revocation are also checked per call).
+      ...(o.connectionAge !== undefined
+        ? {
+            'grpc.max_connection_age_ms': o.connectionAge.maxMs,
+            'grpc.max_connection_age_grace_ms': o.connectionAge.graceMs,
+          }
+        : {}),
     });
     const pkg = loadKeybrokerPackage();
     this.#server.addService(

@@ -16,6 +16,12 @@ export interface Config {
     readonly caFile: string;
     readonly certFile: string;
     readonly keyFile: string;
+    /** PEM CRLs, each signed by a CA of caFile (empty: none); re-read on SIGHUP. */
+    readonly crlFile: string;
+    /** Connections are closed (GOAWAY) after this long, so every client re-handshakes. */
+    readonly maxConnectionAgeMs: number;
+    /** Calls in flight on such a connection get this long to finish. */
+    readonly maxConnectionAgeGraceMs: number;
   };
   readonly hsm: {
     /** Profile name in hsm-profiles/ (e.g. "softhsm2") or a path to a profile file. */
@@ -115,7 +121,14 @@ const PQC_OPS = ['kem.keygen', 'kem.encapsulate', 'kem.decapsulate', 'sig.keygen
 export const DEFAULT_CONFIG: Config = {
   dataDir: '.',
   listen: { host: '127.0.0.1', port: 7443 },
-  tls: { caFile: 'pki/ca.pem', certFile: 'pki/server.pem', keyFile: 'pki/server-key.pem' },
+  tls: {
+    caFile: 'pki/ca.pem',
+    certFile: 'pki/server.pem',
+    keyFile: 'pki/server-key.pem',
+    crlFile: '',
+    maxConnectionAgeMs: 3_600_000,
+    maxConnectionAgeGraceMs: 300_000,
+  },
   hsm: {
     profile: 'softhsm2',
     module: '',
@@ -180,7 +193,14 @@ function obj(properties: Record<string, unknown>): Record<string, unknown> {
 export const CONFIG_SCHEMA = obj({
   dataDir: path,
   listen: obj({ host: str, port }),
-  tls: obj({ caFile: path, certFile: path, keyFile: path }),
+  tls: obj({
+    caFile: path,
+    certFile: path,
+    keyFile: path,
+    crlFile: path,
+    maxConnectionAgeMs: { type: 'integer', minimum: 1000, maximum: 30 * 86_400_000 },
+    maxConnectionAgeGraceMs: { type: 'integer', minimum: 0, maximum: 86_400_000 },
+  }),
   hsm: obj({
     profile: { type: 'string', minLength: 1 },
     module: path,
