@@ -42,6 +42,7 @@ import { loadCrlFile } from './tls/crl-file.ts';
 import type { LoadedCrls } from './tls/crl-file.ts';
 import { RevocationSet } from './tls/revocation-set.ts';
 import { ReloadableServerCredentials } from './tls/reloadable-server-credentials.ts';
+import { CertificateAuthority } from './ca/certificate-authority.ts';
 import { Gauge } from 'prom-client';
 
 export interface DaemonOptions {
@@ -74,6 +75,8 @@ class Daemon {
   readonly ops: HealthServer;
   hsm: Pkcs11Hsm | undefined;
   broker: KeyBroker | undefined;
+  /** The broker as CA for its callers (opened with the HSM). */
+  certAuthority: CertificateAuthority | undefined;
   /** Post-quantum engines (self-tested), router and worker pool; undefined when pqc is disabled. */
   pqc: AsymmetricRuntime | undefined;
   shuttingDown = false;
@@ -143,6 +146,18 @@ class Daemon {
       broker: () => this.brokerOrThrow(),
       limits: cfg.limits,
       connectionAge: { maxMs: cfg.tls.maxConnectionAgeMs, graceMs: cfg.tls.maxConnectionAgeGraceMs },
+      certificates: {
+        ca: () => {
+          if (this.certAuthority === undefined)
+            throw new KbError('HSM_UNAVAILABLE', undefined, { detail: 'CA not open' });
+          return this.certAuthority;
+        },
+        broker: () => this.brokerOrThrow(),
+        roleOf: (who) => effectiveRole(policy.current(), who.uri, who.roles),
+        twoPersonRule: () => this.cfg.policy.twoPersonRule,
+        defaultLifetimeMs: cfg.ca.defaultLifetimeMs,
+        maxLifetimeMs: cfg.ca.maxLifetimeMs,
+      },
       governance: {
         approvals: this.approvals,
         policy,
@@ -153,15 +168,24 @@ class Daemon {
     });
   }
 
+  /** Trust the broker's own org CAs and refuse what they revoked (at open and on every change). */
+  #trustOrgCas(): void {
+    const ca = this.certAuthority;
+    if (ca === undefined) return;
+    this.creds.setExtraCas(ca.trustedCaPems());
+    this.revocations.replace('org-ca', ca.revokedKeys());
+  }
+
   /** Install the revocations of tls.crlFile (after the TLS context took them). */
   #useCrls(crls: LoadedCrls): void {
     this.revocations.replace('crlFile', crls.keys);
+    const inHandshake = this.creds.crlInHandshake;
     if (crls.summary.length > 0)
       this.log.info(
-        { crls: crls.summary, inHandshake: crls.tlsCrls !== undefined },
-        crls.tlsCrls !== undefined
+        { crls: crls.summary, inHandshake },
+        inHandshake
           ? 'CRLs loaded: checked in the TLS handshake and on every call'
-          : 'CRLs loaded: checked on every call (not in the handshake: some CA of tls.caFile has no CRL)',
+          : 'CRLs loaded: checked on every call (not in the handshake: a trusted CA has no CRL there)',
       );
   }
 
@@ -285,6 +309,14 @@ class Daemon {
       this.#instrumented = new InstrumentedHsm(this.hsm, this.metrics);
     }
     const hsm = this.#instrumented;
+    if (this.certAuthority === undefined) {
+      this.certAuthority = await CertificateAuthority.open({
+        hsm,
+        dataDir: this.cfg.dataDir,
+        onChange: () => this.#trustOrgCas(),
+      });
+      this.#trustOrgCas();
+    }
     this.#opening = 'audit log';
     if (!this.audit.attached) await this.#openAudit(hsm);
     this.#opening = 'key store';
@@ -435,6 +467,7 @@ class Daemon {
     await this.pqc?.pool?.close();
     await this.audit.close();
     this.approvals.close();
+    this.certAuthority?.close();
     await this.hsm?.close();
     await this.ops.close();
     // A stale ready file would point clients at a port nobody listens on.

@@ -15,6 +15,8 @@ import { adminService } from './admin-service.ts';
 import { approvalsService } from './approvals-service.ts';
 import type { Governance } from './approvals-service.ts';
 import type { CallGate } from './call-gate.ts';
+import { certificatesService } from './certificates-service.ts';
+import type { CertificatesServiceOptions } from './certificates-service.ts';
 import { cryptoService } from './crypto-service.ts';
 import { policyService } from './policy-service.ts';
 import { keysService } from './keys-service.ts';
@@ -30,6 +32,7 @@ export const SERVICE_NAMES = [
   'keybroker.v1.Approvals',
   'keybroker.v1.Policy',
   'keybroker.v1.Keys',
+  'keybroker.v1.Certificates',
 ] as const;
 
 export interface ApiServerOptions {
@@ -41,6 +44,8 @@ export interface ApiServerOptions {
   readonly limits: FieldLimits & { readonly maxMessageBytes: number };
   /** Connection lifetime (tls.maxConnectionAgeMs / GraceMs); grpc-js default (none) when absent. */
   readonly connectionAge?: { readonly maxMs: number; readonly graceMs: number };
+  /** The broker as CA for its callers (keybroker.v1.Certificates); absent in gate-only tests. */
+  readonly certificates?: CertificatesServiceOptions;
 }
 
 export class ApiServer {
@@ -89,6 +94,12 @@ export class ApiServer {
       this.#server.addService(
         safeService(pkg, 'keybroker.v1.Policy', o.limits.maxMessageBytes),
         policyService(o.gate, o.governance),
+      );
+    }
+    if (o.certificates !== undefined) {
+      this.#server.addService(
+        safeService(pkg, 'keybroker.v1.Certificates', o.limits.maxMessageBytes),
+        certificatesService(o.gate, o.certificates),
       );
     }
     const initial: Record<string, ServingStatus> = { '': 'NOT_SERVING' };

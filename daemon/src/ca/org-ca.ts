@@ -17,10 +17,14 @@ const CA_LIFETIME_MS = 5 * 365 * 86_400_000;
 /** Issued certificates start this far in the past to tolerate clock skew between hosts. */
 export const BACKDATE_MS = 60_000;
 
-/** A positive 127-bit serial, as upper-case hex without leading zeros. */
+/**
+ * A positive serial with 116 random bits (RFC 5280 allows 20 octets; 64 random bits suffice),
+ * as 30 upper-case hex digits: under the 32 hex digits the audit scrubber redacts as a secret,
+ * so audit records can name the serial.
+ */
 function newSerial(): string {
-  const b = randomBytes(16);
-  b[0] = ((b[0] ?? 0) & 0x7f) | 0x10; // positive, and 16 bytes long in DER
+  const b = randomBytes(15);
+  b[0] = ((b[0] ?? 0) & 0x0f) | 0x10; // positive, first digit non-zero: always 30 digits
   return normalizeSerial(b.toString('hex'));
 }
 

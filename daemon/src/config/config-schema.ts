@@ -93,6 +93,13 @@ export interface Config {
     /** Approvals are deleted this long after their window ends (their steps stay in the audit log). */
     readonly approvalRetentionMs: number;
   };
+  /** The broker as CA for its callers (keybroker.v1.Certificates). */
+  readonly ca: {
+    /** Lifetime of an issued certificate when the request names none. */
+    readonly defaultLifetimeMs: number;
+    /** Longer lifetimes are refused. */
+    readonly maxLifetimeMs: number;
+  };
   /** Created on the first serve when absent (dev/test convenience); empty org: nothing. */
   readonly bootstrap: { readonly org: string; readonly tenants: readonly string[] };
   /**
@@ -167,6 +174,7 @@ export const DEFAULT_CONFIG: Config = {
     approvalWindowMs: 3_600_000,
     approvalRetentionMs: 90 * 86_400_000,
   },
+  ca: { defaultLifetimeMs: 86_400_000, maxLifetimeMs: 7 * 86_400_000 },
   bootstrap: { org: '', tenants: [] },
   pqc: {
     enabled: true,
@@ -248,6 +256,7 @@ export const CONFIG_SCHEMA = obj({
     approvalWindowMs: pos(7 * 86_400_000),
     approvalRetentionMs: { type: 'integer', minimum: 0, maximum: 3650 * 86_400_000 },
   }),
+  ca: obj({ defaultLifetimeMs: pos(366 * 86_400_000), maxLifetimeMs: pos(366 * 86_400_000) }),
   bootstrap: obj({
     org: { anyOf: [{ const: '' }, { type: 'string', pattern: NAME }] },
     tenants: {
