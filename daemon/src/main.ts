@@ -16,7 +16,7 @@ import { DefaultAuthorizer } from './api/default-authorizer.ts';
 import { DeferredAuditSink } from './api/deferred-audit-sink.ts';
 import { PlaceholderNoopAuditSink } from './api/placeholder-audit-sink.ts';
 import type { Config } from './config/config-schema.ts';
-import { ConfigError, loadConfig, readHsmPin } from './config/load-config.ts';
+import { ConfigError, loadConfig, readHsmPin, takeEnvHsmPin } from './config/load-config.ts';
 import { writeOrgPolicyFile, writePolicyFileDurably } from './policy/policy-file.ts';
 import { loadProfile } from './hsm/hsm-profile.ts';
 import { Pkcs11Hsm } from './hsm/pkcs11-hsm.ts';
@@ -38,7 +38,11 @@ import { ApprovalStore } from './policy/approvals.ts';
 import { DEFAULT_POLICY_TEXT, defaultPolicy } from './policy/default-policy.ts';
 import { PolicyEngine, effectiveRole } from './policy/policy-engine.ts';
 import { PolicyStore } from './policy/policy-store.ts';
+import { loadCrlFile } from './tls/crl-file.ts';
+import type { LoadedCrls } from './tls/crl-file.ts';
+import { RevocationSet } from './tls/revocation-set.ts';
 import { ReloadableServerCredentials } from './tls/reloadable-server-credentials.ts';
+import { CertificateAuthority } from './ca/certificate-authority.ts';
 import { Gauge } from 'prom-client';
 
 export interface DaemonOptions {
@@ -65,10 +69,16 @@ class Daemon {
   /** Rate limits and refusal summaries; open summaries are written before the audit sink closes. */
   #admission: Admission | undefined;
   readonly creds: ReloadableServerCredentials;
+  /** Revoked client certificates (tls.crlFile), checked by the call gate on every call. */
+  readonly revocations = new RevocationSet();
+  /** KB_HSM_PIN, taken out of the environment at start (undefined: the pin file). */
+  readonly #envPin: string | undefined;
   readonly api: ApiServer;
   readonly ops: HealthServer;
   hsm: Pkcs11Hsm | undefined;
   broker: KeyBroker | undefined;
+  /** The broker as CA for its callers (opened with the HSM). */
+  certAuthority: CertificateAuthority | undefined;
   /** Post-quantum engines (self-tested), router and worker pool; undefined when pqc is disabled. */
   pqc: AsymmetricRuntime | undefined;
   shuttingDown = false;
@@ -83,8 +93,15 @@ class Daemon {
 
   readonly loggers: Loggers;
 
-  constructor(cfg: Config, loggers: Loggers, o: DaemonOptions, policy: PolicyStore) {
+  constructor(
+    cfg: Config,
+    loggers: Loggers,
+    o: DaemonOptions,
+    policy: PolicyStore,
+    start: { readonly crls: LoadedCrls; readonly envPin: string | undefined },
+  ) {
     const log = loggers.log;
+    this.#envPin = start.envPin;
     this.policy = policy;
     this.engine = new PolicyEngine(policy, { fipsMode: cfg.policy.fipsMode });
     this.authorizer = this.engine;
@@ -112,7 +129,8 @@ class Daemon {
     });
     this.#governanceMetrics();
     this.ops = new HealthServer(this.metrics.registry, () => this.readiness());
-    this.creds = new ReloadableServerCredentials(cfg.tls);
+    this.creds = new ReloadableServerCredentials(cfg.tls, start.crls.tlsCrls ?? []);
+    this.#useCrls(start.crls);
     const admit = admission(cfg, this.audit, log);
     this.#admission = admit;
     const gate = new CallGate({
@@ -125,12 +143,26 @@ class Daemon {
       maxDeadlineMs: cfg.limits.maxDeadlineMs,
       shuttingDown: () => this.shuttingDown,
       admit,
+      revoked: (issuer, serial) => this.revocations.has(issuer, serial),
     });
     this.api = new ApiServer({
       credentials: this.creds,
       gate,
       broker: () => this.brokerOrThrow(),
       limits: cfg.limits,
+      connectionAge: { maxMs: cfg.tls.maxConnectionAgeMs, graceMs: cfg.tls.maxConnectionAgeGraceMs },
+      certificates: {
+        ca: () => {
+          if (this.certAuthority === undefined)
+            throw new KbError('HSM_UNAVAILABLE', undefined, { detail: 'CA not open' });
+          return this.certAuthority;
+        },
+        broker: () => this.brokerOrThrow(),
+        roleOf: (who) => effectiveRole(policy.current(), who.uri, who.roles),
+        twoPersonRule: () => this.cfg.policy.twoPersonRule,
+        defaultLifetimeMs: cfg.ca.defaultLifetimeMs,
+        maxLifetimeMs: cfg.ca.maxLifetimeMs,
+      },
       governance: {
         approvals: this.approvals,
         policy,
@@ -143,6 +175,27 @@ class Daemon {
         operatorOrg: () => this.cfg.policy.operatorOrg,
       },
     });
+  }
+
+  /** Trust the broker's own org CAs and refuse what they revoked (at open and on every change). */
+  #trustOrgCas(): void {
+    const ca = this.certAuthority;
+    if (ca === undefined) return;
+    this.creds.setExtraCas(ca.trustedCaPems());
+    this.revocations.replace('org-ca', ca.revokedKeys());
+  }
+
+  /** Install the revocations of tls.crlFile (after the TLS context took them). */
+  #useCrls(crls: LoadedCrls): void {
+    this.revocations.replace('crlFile', crls.keys);
+    const inHandshake = this.creds.crlInHandshake;
+    if (crls.summary.length > 0)
+      this.log.info(
+        { crls: crls.summary, inHandshake },
+        inHandshake
+          ? 'CRLs loaded: checked in the TLS handshake and on every call'
+          : 'CRLs loaded: checked on every call (not in the handshake: a trusted CA has no CRL there)',
+      );
   }
 
   /** FIPS mode and audit sink counters as Prometheus gauges (read at scrape time). */
@@ -258,13 +311,21 @@ class Daemon {
       if (h.module !== '') profile = { ...profile, module: { ...profile.module, paths: [h.module] } };
       this.hsm = await Pkcs11Hsm.open({
         profile,
-        pin: readHsmPin(this.cfg, this.env),
+        pin: this.#envPin ?? readHsmPin(this.cfg, {}),
         tokenLabel: h.tokenLabel,
         logger: this.log,
       });
       this.#instrumented = new InstrumentedHsm(this.hsm, this.metrics);
     }
     const hsm = this.#instrumented;
+    if (this.certAuthority === undefined) {
+      this.certAuthority = await CertificateAuthority.open({
+        hsm,
+        dataDir: this.cfg.dataDir,
+        onChange: () => this.#trustOrgCas(),
+      });
+      this.#trustOrgCas();
+    }
     this.#opening = 'audit log';
     if (!this.audit.attached) await this.#openAudit(hsm);
     this.#opening = 'key store';
@@ -383,7 +444,9 @@ class Daemon {
     // READY=1 is harmless in every state; STATUS= says when the reload finished.
     try {
       const next = loadConfig(this.configPath, this.env);
-      this.creds.reload(next.tls);
+      const crls = await loadCrlFile(next.tls.crlFile, next.tls.caFile);
+      this.creds.reload(next.tls, crls.tlsCrls ?? []);
+      this.#useCrls(crls);
       // A bad policy throws here and the old one stays (the whole reload is refused).
       const pf = policyPath(next);
       if (next.policy.file !== '' || existsSync(pf)) {
@@ -420,6 +483,7 @@ class Daemon {
     await this.#admission?.flush();
     await this.audit.close();
     this.approvals.close();
+    this.certAuthority?.close();
     await this.hsm?.close();
     await this.ops.close();
     // A stale ready file would point clients at a port nobody listens on.
@@ -442,6 +506,9 @@ function sectionsDir(cfg: Config): string {
 /** Run the daemon until a signal stops it; resolves with the exit code. */
 export async function runDaemon(o: DaemonOptions): Promise<number> {
   const cfg = loadConfig(o.configPath, o.env ?? process.env);
+  // Out of the environment before any worker or child process is started (they would inherit it).
+  const envPin = takeEnvHsmPin(o.env ?? process.env);
+  const crls = await loadCrlFile(cfg.tls.crlFile, cfg.tls.caFile);
   const loggers = createLoggers(cfg.log.level);
   const log = loggers.log;
   let policy: PolicyStore;
@@ -463,7 +530,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
   } catch (err) {
     throw new ConfigError(`policy: ${toKbError(err).safeMessage} (${sectionsDir(cfg)})`);
   }
-  const d = new Daemon(cfg, loggers, o, policy);
+  const d = new Daemon(cfg, loggers, o, policy, { crls, envPin });
   log.info(
     { fipsMode: d.engine.fipsMode, twoPersonRule: cfg.policy.twoPersonRule },
     'access control: one policy engine for every call',

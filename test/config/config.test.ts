@@ -3,7 +3,7 @@
  * bad field, path resolution, and the HSM PIN (env first, then a 0600 file, never in messages).
  */
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, symlinkSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -15,6 +15,7 @@ import {
   envOverrides,
   loadConfig,
   readHsmPin,
+  takeEnvHsmPin,
 } from '../../daemon/src/config/load-config.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'kb-config-'));
@@ -119,6 +120,31 @@ test('HSM PIN: KB_HSM_PIN first, else a 0600 file; never echoed in errors', () =
   assert.equal(readHsmPin(c, {}), 'S3CRET-PIN');
   const missing = loadConfig(file('nopin.json', { hsm: { pinFile: join(dir, 'nope') } }), {});
   assert.throws(() => readHsmPin(missing, {}), /hsm\.pinFile: cannot read/);
+});
+
+test('HSM PIN: KB_HSM_PIN leaves the environment when read; a symlinked or non-file pin file is refused', () => {
+  const c = loadConfig(file('pin2.json', { hsm: { pinFile: join(dir, 'nope') } }), {});
+  const env: NodeJS.ProcessEnv = { KB_HSM_PIN: 'from-env', OTHER: 'x' };
+  process.env.KB_HSM_PIN = 'from-env';
+  assert.equal(readHsmPin(c, env), 'from-env');
+  assert.deepEqual(env, { OTHER: 'x' }, 'KB_HSM_PIN removed from the env it was read from');
+  assert.equal(process.env.KB_HSM_PIN, undefined, 'and from process.env');
+  assert.equal(takeEnvHsmPin({ KB_HSM_PIN: '' }), undefined, 'an empty KB_HSM_PIN is no PIN');
+
+  const real = join(dir, 'real.pin');
+  writeFileSync(real, 'S3CRET-PIN\n', { mode: 0o600 });
+  const link = join(dir, 'link.pin');
+  symlinkSync(real, link);
+  const viaLink = loadConfig(file('pinlink.json', { hsm: { pinFile: link } }), {});
+  assert.throws(
+    () => readHsmPin(viaLink, {}),
+    (e: unknown) =>
+      e instanceof ConfigError && /symbolic link/.test(e.message) && !e.message.includes('S3CRET'),
+    'symlinked pin file',
+  );
+  const asDir = loadConfig(file('pindir.json', { hsm: { pinFile: dir } }), {});
+  chmodSync(dir, 0o700);
+  assert.throws(() => readHsmPin(asDir, {}), /not a regular file/, 'a directory as pin file');
 });
 
 test('client config: from flags, or from the data dir (config + ready file)', () => {

@@ -7,6 +7,7 @@ import type { PeerCertificate } from 'node:tls';
 import { test } from 'node:test';
 import { callerIdentityOf, parseSpiffeUri } from '../../daemon/src/api/caller-identity.ts';
 import { DefaultAuthorizer } from '../../daemon/src/api/default-authorizer.ts';
+import { peerRefusal } from '../../daemon/src/api/peer-identity.ts';
 import { loadKeybrokerPackage } from '../../daemon/src/api/proto-definitions.ts';
 import { KbError } from '../../daemon/src/errors.ts';
 import type { OrgId, TenantId } from '../../daemon/src/ids.ts';
@@ -30,21 +31,57 @@ test('parseSpiffeUri: tenant services, org admins, and everything else refused',
   }
 });
 
-test('callerIdentityOf: needs a certificate with exactly one spiffe URI', () => {
-  const cert = (san?: string) =>
-    ({ raw: Buffer.from('x'), ...(san !== undefined ? { subjectaltname: san } : {}) }) as PeerCertificate;
+test('callerIdentityOf: needs a certificate with the clientAuth EKU and exactly one spiffe URI', () => {
+  const CLIENT = '1.3.6.1.5.5.7.3.2';
+  const SERVER = '1.3.6.1.5.5.7.3.1';
+  const cert = (san?: string, eku: string[] | null = [CLIENT]) =>
+    ({
+      raw: Buffer.from('x'),
+      ...(san !== undefined ? { subjectaltname: san } : {}),
+      ...(eku !== null ? { ext_key_usage: eku } : {}),
+    }) as PeerCertificate;
   assert.equal(callerIdentityOf(cert('DNS:x, URI:spiffe://acme/alpha/app')).tenant, 'alpha');
-  for (const [name, c] of [
-    ['no certificate', undefined],
-    ['empty certificate object', {} as PeerCertificate],
-    ['no SAN', cert()],
-    ['two spiffe URIs', cert('URI:spiffe://acme/alpha/app, URI:spiffe://acme/beta/app')],
+  assert.equal(callerIdentityOf(cert('URI:spiffe://acme/alpha/app', [SERVER, CLIENT])).tenant, 'alpha');
+  for (const [name, c, why] of [
+    ['no certificate', undefined, /certificate is required/],
+    ['empty certificate object', {} as PeerCertificate, /certificate is required/],
+    ['no SAN', cert(), /exactly one spiffe/],
+    [
+      'two spiffe URIs',
+      cert('URI:spiffe://acme/alpha/app, URI:spiffe://acme/beta/app'),
+      /exactly one spiffe/,
+    ],
+    ['no EKU extension', cert('URI:spiffe://acme/admin/root', null), /clientAuth/],
+    ['serverAuth only', cert('URI:spiffe://acme/admin/root', [SERVER]), /clientAuth/],
+    ['anyExtendedKeyUsage only', cert('URI:spiffe://acme/admin/root', ['2.5.29.37.0']), /clientAuth/],
   ] as const) {
     assert.throws(
       () => callerIdentityOf(c),
-      (e: unknown) => e instanceof KbError && e.code === 'UNAUTHENTICATED',
+      (e: unknown) => e instanceof KbError && e.code === 'UNAUTHENTICATED' && why.test(e.safeMessage),
       name,
     );
+  }
+});
+
+test('peerRefusal: expired and revoked peers are refused, per call', () => {
+  const identity = { uri: 'spiffe://acme/alpha/app', org: 'acme' as OrgId, service: 'app', roles: [] };
+  const peer = { identity, issuer: 'CN=ca', serial: '0ABC', notAfterMs: 10_000 };
+  const revoked = (issuer: string, serial: string) => issuer === 'CN=ca' && serial === '0ABC';
+  const cases: [string, number, ((i: string, s: string) => boolean) | undefined, RegExp | undefined][] = [
+    ['valid, nothing revoked', 9_999, undefined, undefined],
+    ['valid, other serial revoked', 9_999, (_i, s) => s === 'FFFF', undefined],
+    ['at notAfter', 10_000, undefined, /expired/],
+    ['after notAfter', 20_000, revoked, /expired/],
+    ['revoked', 5_000, revoked, /revoked/],
+  ];
+  for (const [name, now, check, want] of cases) {
+    const got = peerRefusal(peer, now, check);
+    if (want === undefined) assert.equal(got, undefined, name);
+    else
+      assert.ok(
+        got?.code === 'UNAUTHENTICATED' && want.test(got.safeMessage),
+        `${name}: got ${got?.safeMessage}`,
+      );
   }
 });
 

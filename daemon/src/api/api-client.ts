@@ -96,6 +96,7 @@ export function connectKeybroker(o: ClientOptions): {
   approvals: ServiceClient;
   policy: ServiceClient;
   keys: ServiceClient;
+  certificates: ServiceClient;
   close(): void;
 } {
   const pkg = loadPackageDefinition(loadKeybrokerPackage()) as unknown as {
@@ -123,18 +124,21 @@ export function connectKeybroker(o: ClientOptions): {
   const approvals = make('Approvals');
   const policy = make('Policy');
   const keys = make('Keys');
+  const certificates = make('Certificates');
   return {
     admin,
     crypto,
     approvals,
     policy,
     keys,
+    certificates,
     close() {
       admin.close();
       crypto.close();
       approvals.close();
       policy.close();
       keys.close();
+      certificates.close();
     },
   };
 }

@@ -15,6 +15,8 @@ import { adminService } from './admin-service.ts';
 import { approvalsService } from './approvals-service.ts';
 import type { Governance } from './approvals-service.ts';
 import type { CallGate } from './call-gate.ts';
+import { certificatesService } from './certificates-service.ts';
+import type { CertificatesServiceOptions } from './certificates-service.ts';
 import { cryptoService } from './crypto-service.ts';
 import { policyService } from './policy-service.ts';
 import { keysService } from './keys-service.ts';
@@ -30,6 +32,7 @@ export const SERVICE_NAMES = [
   'keybroker.v1.Approvals',
   'keybroker.v1.Policy',
   'keybroker.v1.Keys',
+  'keybroker.v1.Certificates',
 ] as const;
 
 export interface ApiServerOptions {
@@ -39,6 +42,10 @@ export interface ApiServerOptions {
   /** Two-person rule and policy services (Approvals, Policy); absent in gate-only tests. */
   readonly governance?: Governance;
   readonly limits: FieldLimits & { readonly maxMessageBytes: number; readonly maxConcurrentStreams: number };
+  /** Connection lifetime (tls.maxConnectionAgeMs / GraceMs); grpc-js default (none) when absent. */
+  readonly connectionAge?: { readonly maxMs: number; readonly graceMs: number };
+  /** The broker as CA for its callers (keybroker.v1.Certificates); absent in gate-only tests. */
+  readonly certificates?: CertificatesServiceOptions;
 }
 
 export class ApiServer {
@@ -59,6 +66,14 @@ export class ApiServer {
       // No channelz service is exposed, so its per-call bookkeeping (~4% of a warm Encrypt's
       // server CPU in profiles) would be pure cost.
       'grpc.enable_channelz': 0,
+      // A client re-handshakes at least this often, so a CA dropped from the bundle stops
+      // working on live connections too (expiry and revocation are also checked per call).
+      ...(o.connectionAge !== undefined
+        ? {
+            'grpc.max_connection_age_ms': o.connectionAge.maxMs,
+            'grpc.max_connection_age_grace_ms': o.connectionAge.graceMs,
+          }
+        : {}),
     });
     const pkg = loadKeybrokerPackage();
     const maxFields = maxRequestFields(o.limits.maxBatchItems);
@@ -82,6 +97,12 @@ export class ApiServer {
       this.#server.addService(
         safeService(pkg, 'keybroker.v1.Policy', o.limits.maxMessageBytes, maxFields),
         policyService(o.gate, o.governance),
+      );
+    }
+    if (o.certificates !== undefined) {
+      this.#server.addService(
+        safeService(pkg, 'keybroker.v1.Certificates', o.limits.maxMessageBytes),
+        certificatesService(o.gate, o.certificates),
       );
     }
     const initial: Record<string, ServingStatus> = { '': 'NOT_SERVING' };

@@ -20,7 +20,8 @@ import type { Authorizer, CallerIdentity, Decision, PendingField } from '../poli
 import type { Logger, RequestLine } from '../obs/logger.ts';
 import type { Metrics } from '../obs/metrics.ts';
 import type { Admission } from './admission.ts';
-import { callerIdentityOf } from './caller-identity.ts';
+import { peerIdentityOf, peerRefusal } from './peer-identity.ts';
+import type { PeerIdentity, RevocationCheck } from './peer-identity.ts';
 import { MALFORMED, OVERSIZED, TOO_MANY_FIELDS } from './proto-definitions.ts';
 
 /** What an allowed handler gets to know about its call. */
@@ -123,6 +124,8 @@ export interface CallGateOptions {
   readonly shuttingDown: () => boolean;
   /** Rate limits, quotas, open streams, refusal summaries (see admission.ts for the order). */
   readonly admit?: Admission | undefined;
+  /** Revoked client certificates, asked on every call (open connections included). */
+  readonly revoked?: RevocationCheck | undefined;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
@@ -181,7 +184,7 @@ function socketOf(call: AnyCall): TLSSocket | undefined {
 export class CallGate {
   readonly #o: CallGateOptions;
   /** Identity per TLS connection (a WeakMap: it goes with the socket). */
-  readonly #identities = new WeakMap<TLSSocket, CallerIdentity | KbError>();
+  readonly #identities = new WeakMap<TLSSocket, PeerIdentity | KbError>();
 
   constructor(o: CallGateOptions) {
     this.#o = o;
@@ -267,14 +270,27 @@ export class CallGate {
     if (known === undefined) {
       this.#o.metrics.identityParses.inc();
       try {
-        known = callerIdentityOf(call.getAuthContext().sslPeerCertificate);
+        known = peerIdentityOf(call.getAuthContext().sslPeerCertificate);
       } catch (err) {
-        known = toKbError(err);
+        known = this.#refuse(socket, toKbError(err), call);
       }
-      if (socket !== undefined) this.#identities.set(socket, known);
+      if (socket !== undefined && !(known instanceof KbError)) this.#identities.set(socket, known);
     }
     if (known instanceof KbError) throw known;
-    return known;
+    // The connection outlives the handshake: expiry and revocation are checked on every call.
+    const refusal = peerRefusal(known, Date.now(), this.#o.revoked);
+    if (refusal !== undefined) throw this.#refuse(socket, refusal, call);
+    return known.identity;
+  }
+
+  /** Remember a refused certificate for its connection and log why (once per connection). */
+  #refuse(socket: TLSSocket | undefined, err: KbError, call: AnyCall): KbError {
+    if (socket !== undefined) this.#identities.set(socket, err);
+    this.#o.log.warn(
+      { err: err.safeMessage, detail: err.detail, peer: call.getPeer() },
+      'client certificate refused',
+    );
+    return err;
   }
 
   #authorize(rpc: string, identity: CallerIdentity, target: CallTarget): Decision {

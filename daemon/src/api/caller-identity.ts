@@ -36,10 +36,26 @@ export function parseSpiffeUri(uri: string): CallerIdentity | undefined {
   return { uri, org: orgId(org), tenant: tenantId(second), service, roles: [] };
 }
 
-/** The caller's identity from its peer certificate; exactly one spiffe:// URI is accepted. */
+/** Extended key usage TLS WWW client authentication (RFC 5280 4.2.1.12). */
+export const CLIENT_AUTH_EKU = '1.3.6.1.5.5.7.3.2';
+
+/**
+ * The caller's identity from its peer certificate; exactly one spiffe:// URI is accepted, and
+ * the certificate must name the clientAuth EKU: OpenSSL's client purpose check only looks at an
+ * EKU that is present, so a certificate without one (or a CA's server certificate) would pass.
+ */
 export function callerIdentityOf(cert: PeerCertificate | undefined): CallerIdentity {
   if (cert === undefined || cert.raw === undefined) {
     throw new KbError('UNAUTHENTICATED', 'a client certificate is required');
+  }
+  if (!(cert.ext_key_usage ?? []).includes(CLIENT_AUTH_EKU)) {
+    throw new KbError(
+      'UNAUTHENTICATED',
+      'the client certificate must have the clientAuth extended key usage',
+      {
+        detail: `extended key usage: ${(cert.ext_key_usage ?? []).join(',') || 'none'}`,
+      },
+    );
   }
   const uris = spiffeUris(cert);
   if (uris.length !== 1) {

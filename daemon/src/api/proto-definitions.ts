@@ -15,6 +15,7 @@ export const PROTO_FILES = [
   'keybroker/v1/approvals.proto',
   'keybroker/v1/policy.proto',
   'keybroker/v1/keys.proto',
+  'keybroker/v1/certificates.proto',
 ];
 
 /** How messages look in JS: camelCase fields, enums as names, 64-bit ints as numbers, bytes as Buffer. */

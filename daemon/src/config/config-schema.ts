@@ -16,6 +16,12 @@ export interface Config {
     readonly caFile: string;
     readonly certFile: string;
     readonly keyFile: string;
+    /** PEM CRLs, each signed by a CA of caFile (empty: none); re-read on SIGHUP. */
+    readonly crlFile: string;
+    /** Connections are closed (GOAWAY) after this long, so every client re-handshakes. */
+    readonly maxConnectionAgeMs: number;
+    /** Calls in flight on such a connection get this long to finish. */
+    readonly maxConnectionAgeGraceMs: number;
   };
   readonly hsm: {
     /** Profile name in hsm-profiles/ (e.g. "softhsm2") or a path to a profile file. */
@@ -108,6 +114,13 @@ export interface Config {
     /** The org whose admins may replace the daemon-wide policy over the API; empty: none. */
     readonly operatorOrg: string;
   };
+  /** The broker as CA for its callers (keybroker.v1.Certificates). */
+  readonly ca: {
+    /** Lifetime of an issued certificate when the request names none. */
+    readonly defaultLifetimeMs: number;
+    /** Longer lifetimes are refused. */
+    readonly maxLifetimeMs: number;
+  };
   /** Created on the first serve when absent (dev/test convenience); empty org: nothing. */
   readonly bootstrap: { readonly org: string; readonly tenants: readonly string[] };
   /**
@@ -136,7 +149,14 @@ const PQC_OPS = ['kem.keygen', 'kem.encapsulate', 'kem.decapsulate', 'sig.keygen
 export const DEFAULT_CONFIG: Config = {
   dataDir: '.',
   listen: { host: '127.0.0.1', port: 7443 },
-  tls: { caFile: 'pki/ca.pem', certFile: 'pki/server.pem', keyFile: 'pki/server-key.pem' },
+  tls: {
+    caFile: 'pki/ca.pem',
+    certFile: 'pki/server.pem',
+    keyFile: 'pki/server-key.pem',
+    crlFile: '',
+    maxConnectionAgeMs: 3_600_000,
+    maxConnectionAgeGraceMs: 300_000,
+  },
   hsm: {
     profile: 'softhsm2',
     module: '',
@@ -192,6 +212,7 @@ export const DEFAULT_CONFIG: Config = {
     approvalRetentionMs: 90 * 86_400_000,
     operatorOrg: '',
   },
+  ca: { defaultLifetimeMs: 86_400_000, maxLifetimeMs: 7 * 86_400_000 },
   bootstrap: { org: '', tenants: [] },
   pqc: {
     enabled: true,
@@ -218,7 +239,14 @@ function obj(properties: Record<string, unknown>): Record<string, unknown> {
 export const CONFIG_SCHEMA = obj({
   dataDir: path,
   listen: obj({ host: str, port }),
-  tls: obj({ caFile: path, certFile: path, keyFile: path }),
+  tls: obj({
+    caFile: path,
+    certFile: path,
+    keyFile: path,
+    crlFile: path,
+    maxConnectionAgeMs: { type: 'integer', minimum: 1000, maximum: 30 * 86_400_000 },
+    maxConnectionAgeGraceMs: { type: 'integer', minimum: 0, maximum: 86_400_000 },
+  }),
   hsm: obj({
     profile: { type: 'string', minLength: 1 },
     module: path,
@@ -279,6 +307,7 @@ export const CONFIG_SCHEMA = obj({
     approvalRetentionMs: { type: 'integer', minimum: 0, maximum: 3650 * 86_400_000 },
     operatorOrg: { anyOf: [{ const: '' }, { type: 'string', pattern: NAME }] },
   }),
+  ca: obj({ defaultLifetimeMs: pos(366 * 86_400_000), maxLifetimeMs: pos(366 * 86_400_000) }),
   bootstrap: obj({
     org: { anyOf: [{ const: '' }, { type: 'string', pattern: NAME }] },
     tenants: {

@@ -4,7 +4,7 @@
  * `limits.maxPlaintextBytes` -> KB_LIMITS_MAX_PLAINTEXT_BYTES, `dataDir` -> KB_DATA_DIR.
  * The HSM PIN is never part of the config object; `readHsmPin` fetches it when needed.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { Ajv } from 'ajv';
 import { CONFIG_SCHEMA, DEFAULT_CONFIG } from './config-schema.ts';
@@ -109,9 +109,11 @@ function resolvePaths(cfg: Config, baseDir: string): Config {
     ...cfg,
     dataDir,
     tls: {
+      ...cfg.tls,
       caFile: abs(cfg.tls.caFile, dataDir),
       certFile: abs(cfg.tls.certFile, dataDir),
       keyFile: abs(cfg.tls.keyFile, dataDir),
+      crlFile: abs(cfg.tls.crlFile, dataDir),
     },
     hsm: {
       ...cfg.hsm,
@@ -152,24 +154,46 @@ export function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv = pr
 }
 
 /**
- * The HSM user PIN: KB_HSM_PIN, else the pin file (which must not be group/world readable).
- * The PIN is returned to the one caller that logs in and is never logged.
+ * KB_HSM_PIN, removed from `env` (and from process.env) as it is read, so that child processes
+ * and worker threads started later do not inherit it. Undefined when unset or empty.
+ */
+export function takeEnvHsmPin(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const pin = env.KB_HSM_PIN;
+  delete env.KB_HSM_PIN;
+  delete process.env.KB_HSM_PIN;
+  return pin === undefined || pin === '' ? undefined : pin;
+}
+
+/**
+ * The HSM user PIN: KB_HSM_PIN (taken out of `env`), else the pin file, which must be a regular
+ * file (not a symlink: opened with O_NOFOLLOW) not readable by group or others. The checks run
+ * on the open descriptor, so the file checked is the file read. Never logged.
  */
 export function readHsmPin(cfg: Config, env: NodeJS.ProcessEnv = process.env): string {
-  const fromEnv = env.KB_HSM_PIN;
-  if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
-  let mode: number;
+  const fromEnv = takeEnvHsmPin(env);
+  if (fromEnv !== undefined) return fromEnv;
+  const file = cfg.hsm.pinFile;
+  let fd: number;
   try {
-    mode = statSync(cfg.hsm.pinFile).mode;
-  } catch {
-    throw new ConfigError(`hsm.pinFile: cannot read ${cfg.hsm.pinFile} (and KB_HSM_PIN is not set)`);
+    fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ELOOP') {
+      throw new ConfigError(
+        `hsm.pinFile: ${file} is a symbolic link; refused (point the config at the file itself)`,
+      );
+    }
+    throw new ConfigError(`hsm.pinFile: cannot read ${file} (and KB_HSM_PIN is not set)`);
   }
-  if ((mode & 0o077) !== 0) {
-    throw new ConfigError(
-      `hsm.pinFile: ${cfg.hsm.pinFile} must not be readable by group or others (chmod 600)`,
-    );
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new ConfigError(`hsm.pinFile: ${file} is not a regular file`);
+    if ((st.mode & 0o077) !== 0) {
+      throw new ConfigError(`hsm.pinFile: ${file} must not be readable by group or others (chmod 600)`);
+    }
+    const pin = readFileSync(fd, 'utf8').trim();
+    if (pin === '') throw new ConfigError(`hsm.pinFile: ${file} is empty`);
+    return pin;
+  } finally {
+    closeSync(fd);
   }
-  const pin = readFileSync(cfg.hsm.pinFile, 'utf8').trim();
-  if (pin === '') throw new ConfigError(`hsm.pinFile: ${cfg.hsm.pinFile} is empty`);
-  return pin;
 }

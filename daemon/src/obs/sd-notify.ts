@@ -4,6 +4,7 @@
  * A no-op unless NOTIFY_SOCKET is set.
  */
 import { execFile } from 'node:child_process';
+import { childEnv } from '../util/child-env.ts';
 import type { Logger } from './logger.ts';
 
 export type SdState = 'READY=1' | 'STOPPING=1' | `STATUS=${string}`;
@@ -12,9 +13,12 @@ export type SdState = 'READY=1' | 'STOPPING=1' | `STATUS=${string}`;
 export class SdNotify {
   readonly #enabled: boolean;
   readonly #log: Logger;
+  /** What systemd-notify gets: PATH and NOTIFY_SOCKET only (not the daemon's KB_* or PIN). */
+  readonly #env: NodeJS.ProcessEnv;
 
   constructor(log: Logger, env: NodeJS.ProcessEnv = process.env) {
     this.#enabled = (env.NOTIFY_SOCKET ?? '') !== '';
+    this.#env = childEnv(['NOTIFY_SOCKET'], env);
     this.#log = log;
   }
 
@@ -28,7 +32,7 @@ export class SdNotify {
     // MAINPID: the message comes from a child, so tell systemd whose state this is.
     const args = [`MAINPID=${process.pid}`, ...states];
     return new Promise((resolve) => {
-      execFile('systemd-notify', args, { timeout: 5000 }, (err) => {
+      execFile('systemd-notify', args, { timeout: 5000, env: this.#env }, (err) => {
         if (err) this.#log.warn({ err: err.message, states }, 'sd_notify failed');
         resolve();
       });

@@ -27,7 +27,19 @@ export const DEFAULT_POLICY_TEXT = JSON.stringify({
       id: 'default/admin',
       effect: 'allow',
       identities: ['spiffe://*/admin/*'],
-      rpcs: ['keybroker.v1.Admin/*', 'keybroker.v1.Approvals/*', 'keybroker.v1.Policy/*'],
+      rpcs: [
+        'keybroker.v1.Admin/*',
+        'keybroker.v1.Approvals/*',
+        'keybroker.v1.Policy/*',
+        'keybroker.v1.Certificates/*',
+      ],
+    },
+    {
+      // Services renew their own certificate and fetch their org's CA; the service checks whose.
+      id: 'default/certificates-self',
+      effect: 'allow',
+      identities: ['spiffe://*/*/*'],
+      rpcs: ['keybroker.v1.Certificates/IssueCertificate', 'keybroker.v1.Certificates/GetCa'],
     },
   ],
 });

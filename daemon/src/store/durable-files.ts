@@ -8,6 +8,7 @@ import { execFile } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { childEnv } from '../util/child-env.ts';
 
 /** Files written at once (each write only copies into the page cache). */
 const WRITE_PARALLELISM = 16;
@@ -18,7 +19,7 @@ let syncfsMissing = false;
 /** syncfs(2) on the filesystem holding `path`; false when `sync` is not installed. */
 function syncfs(path: string): Promise<boolean> {
   return new Promise((resolve, reject) => {
-    execFile(SYNC_BINARY, ['-f', path], { timeout: 120_000 }, (err, _out, stderr) => {
+    execFile(SYNC_BINARY, ['-f', path], { timeout: 120_000, env: childEnv() }, (err, _out, stderr) => {
       if (!err) return resolve(true);
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return resolve(false);
       reject(new Error(`sync -f failed: ${stderr.trim().slice(0, 200) || err.message}`));

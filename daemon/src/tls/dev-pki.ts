@@ -22,6 +22,8 @@ export interface DevCa extends PemPair {
   readonly algorithm: PkiAlgorithm;
   /** Issue a leaf certificate signed by this CA. */
   issue(opts: LeafOptions): Promise<PemPair>;
+  /** A PEM CRL of this CA revoking the given serials (hex), valid for `days` (default 7). */
+  crl(serials: readonly string[], days?: number): Promise<string>;
 }
 
 export interface LeafOptions {
@@ -30,8 +32,11 @@ export interface LeafOptions {
   readonly uris?: readonly string[];
   readonly dnsNames?: readonly string[];
   readonly ips?: readonly string[];
-  readonly usage: 'server' | 'client';
+  /** Extended key usage; 'none' leaves the extension out (tests of the clientAuth check). */
+  readonly usage: 'server' | 'client' | 'none';
   readonly days?: number;
+  /** Exact notAfter (overrides `days`). */
+  readonly notAfter?: Date;
   /** Leaf key algorithm; defaults to the CA's. */
   readonly algorithm?: PkiAlgorithm;
 }
@@ -107,23 +112,41 @@ function caFrom(
       ];
       const eku =
         opts.usage === 'server' ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth;
+      const validity = window(opts.days ?? 825);
       const leaf = await x509.X509CertificateGenerator.create({
         serialNumber: serial(),
         subject: `CN=${opts.commonName}`,
         issuer: ca.subject,
-        ...window(opts.days ?? 825),
+        notBefore: validity.notBefore,
+        notAfter: opts.notAfter ?? validity.notAfter,
         signingAlgorithm: algParams(algorithm),
         publicKey: leafKeys.publicKey,
         signingKey: caKey,
         extensions: [
           new x509.BasicConstraintsExtension(false, undefined, true),
           new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-          new x509.ExtendedKeyUsageExtension([eku], false),
+          ...(opts.usage === 'none' ? [] : [new x509.ExtendedKeyUsageExtension([eku], false)]),
           new x509.SubjectAlternativeNameExtension(names, false),
           await x509.AuthorityKeyIdentifierExtension.create(ca, false),
         ],
       });
       return { certPem: leaf.toString('pem') + '\n', keyPem: await keyPem(leafKeys.privateKey) };
+    },
+    async crl(serials: readonly string[], days = 7): Promise<string> {
+      const thisUpdate = new Date(Date.now() - 60_000);
+      const crl = await x509.X509CrlGenerator.create({
+        issuer: ca.subjectName,
+        thisUpdate,
+        nextUpdate: new Date(thisUpdate.getTime() + days * 86_400_000),
+        signingAlgorithm: algParams(algorithm),
+        signingKey: caKey,
+        entries: serials.map((serialNumber) => ({ serialNumber, revocationDate: thisUpdate })),
+      });
+      // OpenSSL (and so Node's TLS layer) reads the RFC 7468 label "X509 CRL", not "CRL".
+      const b64 = Buffer.from(crl.rawData)
+        .toString('base64')
+        .replace(/(.{64})/g, '$1\n');
+      return `-----BEGIN X509 CRL-----\n${b64.trimEnd()}\n-----END X509 CRL-----\n`;
     },
   };
 }
