@@ -26,6 +26,7 @@ import {
 } from '../wire/envelope-v1.ts';
 import { parseStreamHeader, StreamOpener, StreamSealer } from '../wire/stream-v1.ts';
 import type { Hierarchy } from './hierarchy.ts';
+import { tenantKey } from './hierarchy.ts';
 import type {
   DataKeyResult,
   DecryptRequest,
@@ -36,6 +37,7 @@ import type {
   StreamDecryptor,
   StreamEncryptor,
 } from './key-broker-api.ts';
+import { LiveStreams } from './live-streams.ts';
 import type { UsageCounter } from './usage-counter.ts';
 
 /** Envelope of a ciphertext or a wrapped data key bigger than this is refused before parsing. */
@@ -45,13 +47,16 @@ export class DataPlane {
   readonly #h: Hierarchy;
   readonly #usage: UsageCounter;
   readonly #rotateForUsage: (t: TenantRow, customer: string, fromVersion: number) => Promise<void>;
+  readonly #streams: LiveStreams;
 
   constructor(
     h: Hierarchy,
     usage: UsageCounter,
     rotateForUsage: (t: TenantRow, customer: string, fromVersion: number) => Promise<void>,
+    streams: LiveStreams = new LiveStreams(),
   ) {
     this.#h = h;
+    this.#streams = streams;
     this.#usage = usage;
     this.#rotateForUsage = rotateForUsage;
   }
@@ -341,7 +346,17 @@ export class DataPlane {
       cek.fill(0);
     }
     this.#usage.add(t, customer, version);
-    return { header: sealer.header, seal: (chunk, final) => sealer.seal(chunk, final) };
+    try {
+      this.#stillThere(ref, customer);
+    } catch (err) {
+      sealer.abort();
+      throw err;
+    }
+    const live = this.#streams.track(tenantKey(t.org, t.tenant), customer, () => sealer.abort());
+    return {
+      header: sealer.header,
+      seal: (chunk, final) => live.run(() => sealer.seal(chunk, final), final),
+    };
   }
 
   async decryptStream(ref: TenantRef, header: Uint8Array, aad: Uint8Array): Promise<StreamDecryptor> {
@@ -367,7 +382,18 @@ export class DataPlane {
     if (!c.enabled || this.#h.disabledCeks(t, p.customer).has(p.cekVersion))
       throw new KbError('DISABLED', 'customer or key version');
     if (p.cekVersion < c.minDec) throw new KbError('VERSION_BELOW_MINIMUM');
-    return { open: (chunk) => opener.open(chunk), finish: () => opener.finish() };
+    // A shred that ran while the CEK loaded: no stream for it (its abort has already happened).
+    try {
+      this.#stillThere(ref, p.customer);
+    } catch (err) {
+      opener.abort();
+      throw err;
+    }
+    const live = this.#streams.track(tenantKey(t.org, t.tenant), p.customer, () => opener.abort());
+    return {
+      open: (chunk) => live.run(() => opener.open(chunk), false),
+      finish: () => live.run(() => opener.finish(), true),
+    };
   }
 }
 

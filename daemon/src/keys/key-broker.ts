@@ -9,7 +9,7 @@ import type { Hsm } from '../hsm/hsm.ts';
 import { customerId, orgId, tenantId } from '../ids.ts';
 import type { CustomerId, KeyVersion, OrgId, TenantRef } from '../ids.ts';
 import { RegistryStore, StaleOekError } from '../store/registry-store.ts';
-import type { TenantRow } from '../store/registry-store.ts';
+import type { ShredRow, TenantRow } from '../store/registry-store.ts';
 import { TenantStorePool } from '../store/tenant-store-pool.ts';
 import { DataPlane } from './data-plane.ts';
 import { GatedHsm } from './gated-hsm.ts';
@@ -18,6 +18,8 @@ import type * as Api from './key-broker-api.ts';
 import { KeyCache } from './key-cache.ts';
 import { customerInfo, defaultPolicy, orgInfo, tenantInfo } from './key-info.ts';
 import { KeyedMutex } from './keyed-mutex.ts';
+import { LiveStreams } from './live-streams.ts';
+import { tenantKey } from './hierarchy.ts';
 import { ReceiptSigner } from './receipt-signer.ts';
 import { ShredEpochRunner } from './shred-epoch.ts';
 import { NO_SHRED_KEYS, Shredder } from './shredder.ts';
@@ -83,6 +85,8 @@ export class KeyBroker implements Api.KeyBrokerApi {
   /** Tenant asymmetric keys, when the daemon enabled them (options.pqc). */
   readonly asymmetric: AsymmetricKeys | undefined;
   readonly #timers: NodeJS.Timeout[] = [];
+  /** Open data-plane streams, aborted by the shred of their tenant or customer. */
+  readonly #streams = new LiveStreams();
   #closed = false;
   #resuming = false;
   #lastHsmError = 0;
@@ -120,6 +124,7 @@ export class KeyBroker implements Api.KeyBrokerApi {
       new ReceiptSigner(hsm, registry),
       this.#usage,
       o.auditHead,
+      (s) => this.#purgeShredded(s),
     );
     this.#defaultPeriodS = o.defaultRotationPeriodSeconds ?? defaultPolicy().rotationPeriodS;
     this.#life = new Lifecycle(
@@ -131,7 +136,12 @@ export class KeyBroker implements Api.KeyBrokerApi {
       this.#defaultPeriodS,
       this.#log,
     );
-    this.#dp = new DataPlane(this.#h, this.#usage, (t, c, v) => this.#life.rotateCekIfPrimary(t, c, v));
+    this.#dp = new DataPlane(
+      this.#h,
+      this.#usage,
+      (t, c, v) => this.#life.rotateCekIfPrimary(t, c, v),
+      this.#streams,
+    );
     this.#batch = new BatchRunner();
     this.asymmetric = o.pqc ? new AsymmetricKeys(this.#h, tenantLock, hsm, o.pqc) : undefined;
   }
@@ -426,6 +436,30 @@ export class KeyBroker implements Api.KeyBrokerApi {
       this.#h.d.pool.closeAll();
       this.#h.d.registry.close();
     }
+  }
+
+  /**
+   * Before a shred's receipt: evict the shredded keys again (a cold load that started before the
+   * shred is refused by the cache generation, this catches anything else), abort open streams
+   * and wait for the PQC workers to drop their copies. The receipt is signed only after this.
+   */
+  async #purgeShredded(s: ShredRow): Promise<void> {
+    const ref = { org: orgId(s.org), tenant: tenantId(s.tenant) };
+    const k = tenantKey(s.org, s.tenant);
+    if (s.kind === 'tenant') {
+      this.#h.evictTenant(s.org, s.tenant);
+      this.#streams.abort(k);
+      await this.asymmetric?.purgeShredded(ref);
+      return;
+    }
+    const customer = s.customer as string;
+    const t = this.#h.tenantRow(s.org, s.tenant);
+    if (t) this.#h.evictCustomer(t, customer);
+    // Every TEK of the tenant: the old versions wrapped the customer's CEKs (the current one
+    // reloads on the next use).
+    this.#h.evictTeks(s.org, s.tenant);
+    this.#streams.abort(k, customer);
+    await this.asymmetric?.purgeShredded(ref, customer);
   }
 
   #active(ref: TenantRef): TenantRow {

@@ -111,6 +111,11 @@ export class Shredder {
   readonly #signer: ReceiptSigner;
   readonly #usage: UsageCounter;
   readonly #auditHead: (() => { seq: number; hash: string }) | undefined;
+  /**
+   * Run after the epoch and before the receipt is signed: remove every copy of the shredded keys
+   * still in the process (caches refilled by loads in flight, open streams, worker caches).
+   */
+  readonly #purge: (s: ShredRow) => Promise<void>;
   /** Shred ids a live request or a resume pass is driving. */
   readonly #inProgress = new Set<number>();
 
@@ -121,7 +126,9 @@ export class Shredder {
     signer: ReceiptSigner,
     usage: UsageCounter,
     auditHead: (() => { seq: number; hash: string }) | undefined,
+    purge: (s: ShredRow) => Promise<void> = () => Promise.resolve(),
   ) {
+    this.#purge = purge;
     this.#h = h;
     this.#reg = h.d.registry;
     this.#tenantLock = tenantLock;
@@ -225,6 +232,7 @@ export class Shredder {
   async #finish(shredId: number): Promise<ShredReceipt> {
     const s = this.#reg.getShred(shredId) as ShredRow;
     const result = await this.#epochs.requestShredEpoch(s.org);
+    await this.#purge(s);
     const receipt = await this.#receipt(s, result);
     this.#reg.updateShred(shredId, {
       state: 'done',
