@@ -62,6 +62,8 @@ class Daemon {
   /** Two-person approvals (SQLite in the data dir); steps are audited by the call gate. */
   readonly approvals: ApprovalStore;
   #fileSink: FileAuditSink | undefined;
+  /** The audit checkpoint public key (PEM), published with the receipt key (GetBrokerKeys). */
+  #auditKeyPem: string | undefined;
   readonly creds: ReloadableServerCredentials;
   readonly api: ApiServer;
   readonly ops: HealthServer;
@@ -266,6 +268,7 @@ class Daemon {
       degradedServeMs: this.cfg.keys.degradedServeMs,
       logger: this.log,
       auditHead: () => this.audit.head(),
+      auditCheckpointKeyPem: () => this.#auditKeyPem,
       ...(this.pqc !== undefined
         ? {
             pqc: {
@@ -312,6 +315,7 @@ class Daemon {
     // The checkpoint public key beside the log, for `keybroker audit verify --public-key`.
     const pub = join(dirname(a.path), 'audit-key.pem');
     mkdirSync(dirname(pub), { recursive: true });
+    this.#auditKeyPem = signer.publicKeyPem;
     writeFileSync(`${pub}.tmp`, signer.publicKeyPem);
     renameSync(`${pub}.tmp`, pub);
     const sink = await FileAuditSink.open({

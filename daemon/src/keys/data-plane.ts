@@ -66,13 +66,16 @@ export class DataPlane {
     const o = this.#h.orgRow(ref.org);
     if (!o) throw new KbError('NOT_FOUND', 'tenant');
     const t = this.#h.activeTenant(ref.org, ref.tenant);
+    // A destroy is recorded (and may have destroyed some keys): the tenant is already gone.
+    if (this.#h.shredPending(ref.org, ref.tenant)) throw new KbError('NOT_FOUND', 'tenant');
     if (!o.enabled || !t.enabled) throw new KbError('DISABLED', 'tenant');
     return t;
   }
 
   #customer(t: TenantRow, customer: string): CustomerRow {
     const c = this.#h.customerRow(t, customer);
-    if (!c || c.state !== 'active') throw new KbError('NOT_FOUND', 'customer');
+    if (!c || c.state !== 'active' || this.#h.shredPending(t.org, t.tenant, customer))
+      throw new KbError('NOT_FOUND', 'customer');
     if (!c.enabled) throw new KbError('DISABLED', 'customer');
     return c;
   }
@@ -117,7 +120,8 @@ export class DataPlane {
   #stillThere(ref: TenantRef, customer: string): void {
     const t = this.#h.activeTenant(ref.org, ref.tenant);
     const c = this.#h.customerRow(t, customer);
-    if (!c || c.state !== 'active') throw new KbError('NOT_FOUND', 'customer');
+    if (!c || c.state !== 'active' || this.#h.shredPending(ref.org, ref.tenant, customer))
+      throw new KbError('NOT_FOUND', 'customer');
   }
 
   async seal(
@@ -250,7 +254,8 @@ export class DataPlane {
     const p = parseEnvelope(blob);
     if (!types.includes(p.type) || p.org !== ref.org || p.tenant !== ref.tenant) throw decryptionFailed();
     const c = this.#h.customerRow(t, p.customer);
-    if (!c || c.state !== 'active') throw decryptionFailed();
+    if (!c || c.state !== 'active' || this.#h.shredPending(t.org, t.tenant, p.customer))
+      throw decryptionFailed();
     let plaintext: Uint8Array;
     // A cache hit is used synchronously (no eviction can zero it meanwhile); a miss gets a
     // private copy, which also holds when the cache thrashes.
@@ -366,7 +371,8 @@ export class DataPlane {
     const p = parseStreamHeader(header);
     if (p.org !== ref.org || p.tenant !== ref.tenant) throw decryptionFailed();
     const c = this.#h.customerRow(t, p.customer);
-    if (!c || c.state !== 'active') throw decryptionFailed();
+    if (!c || c.state !== 'active' || this.#h.shredPending(t.org, t.tenant, p.customer))
+      throw decryptionFailed();
     let cek;
     try {
       cek = await this.#h.cekCopy(t, p.customer, p.cekVersion);

@@ -58,6 +58,8 @@ export class Hierarchy {
   readonly #customers: LruMap<string, Map<string, CustomerMeta>>;
   readonly #orgs = new Map<string, OrgRow>();
   readonly #oekRefs = new Map<string, HsmKeyRef>();
+  /** Tenants ("org/tenant") and customers ("org/tenant/customer") with a recorded destroy. */
+  readonly #shredPending = new Set<string>();
 
   constructor(d: HierarchyDeps) {
     this.d = d;
@@ -76,6 +78,22 @@ export class Hierarchy {
   }
   forgetOrg(org: string): void {
     this.#orgs.delete(org);
+  }
+
+  // --- destroys recorded but not yet shredded (shred-intent-runner.ts) ---
+  markShredPending(org: string, tenant: string, customer: string | null): void {
+    this.#shredPending.add(customer === null ? tenantKey(org, tenant) : customerScope(org, tenant, customer));
+  }
+  clearShredPending(org: string, tenant: string, customer: string | null): void {
+    this.#shredPending.delete(
+      customer === null ? tenantKey(org, tenant) : customerScope(org, tenant, customer),
+    );
+  }
+  /** Whether a destroy of the tenant (or of this customer) is recorded and unfinished. */
+  shredPending(org: string, tenant: string, customer?: string): boolean {
+    if (this.#shredPending.size === 0) return false;
+    if (this.#shredPending.has(tenantKey(org, tenant))) return true;
+    return customer !== undefined && this.#shredPending.has(customerScope(org, tenant, customer));
   }
 
   // --- metadata (cached; every write path calls the matching forget*) ---
