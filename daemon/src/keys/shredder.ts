@@ -14,6 +14,7 @@
  * the OEK under which every such TEK copy was wrapped.
  */
 import { KbError } from '../errors.ts';
+import { isSoftwareTokenProfile } from '../hsm/software-token.ts';
 import type { RegistryStore, ShredRow } from '../store/registry-store.ts';
 import { ShredIntents } from '../store/shred-intents.ts';
 import type { AsymmetricKeyRow } from './asymmetric-key-store.ts';
@@ -289,6 +290,8 @@ export class Shredder {
         destroyedOrgKeys: r.destroyed.map((x) => ({ version: x.version, hsmLabel: x.label })),
       },
       hsmProfile: this.#h.d.hsm.profileName,
+      // The token is files on the host: the shred holds only if no copy of them survives (H3).
+      softwareToken: isSoftwareTokenProfile(this.#h.d.hsm.profileName) ? true : undefined,
       auditPosition: head ? { seq: head.seq, hash: head.hash } : undefined,
     });
   }
