@@ -68,6 +68,8 @@ class Daemon {
   #fileSink: FileAuditSink | undefined;
   /** Rate limits and refusal summaries; open summaries are written before the audit sink closes. */
   #admission: Admission | undefined;
+  /** The audit checkpoint public key (PEM), published with the receipt key (GetBrokerKeys). */
+  #auditKeyPem: string | undefined;
   readonly creds: ReloadableServerCredentials;
   /** Revoked client certificates (tls.crlFile), checked by the call gate on every call. */
   readonly revocations = new RevocationSet();
@@ -336,6 +338,7 @@ class Daemon {
       degradedServeMs: this.cfg.keys.degradedServeMs,
       logger: this.log,
       auditHead: () => this.audit.head(),
+      auditCheckpointKeyPem: () => this.#auditKeyPem,
       ...(this.pqc !== undefined
         ? {
             pqc: {
@@ -388,6 +391,7 @@ class Daemon {
     // The checkpoint public key beside the log, for `keybroker audit verify --public-key`.
     const pub = join(dirname(a.path), 'audit-key.pem');
     mkdirSync(dirname(pub), { recursive: true });
+    this.#auditKeyPem = signer.publicKeyPem;
     writeFileSync(`${pub}.tmp`, signer.publicKeyPem);
     renameSync(`${pub}.tmp`, pub);
     const sink = await FileAuditSink.open({

@@ -2,6 +2,7 @@
 // then with the copies restored and full use of the same HSM, nothing of the destroyed entity
 // decrypts, while the survivors still do with the current files. Receipts verify offline.
 import assert from 'node:assert/strict';
+import { generateKeyPairSync, sign } from 'node:crypto';
 import { cpSync, existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -70,8 +71,21 @@ async function unwrapTeksFromBackup(
   return { tried: rows.length, opened };
 }
 
-function checkReceipt(r: ShredReceipt, kind: string): Record<string, unknown> {
-  assert.ok(verifyShredReceipt(r), 'the receipt must verify offline');
+/** A receipt of the same body made with a fresh key pair: what anyone can produce (review H2, E3). */
+function forged(r: ShredReceipt): ShredReceipt {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  return {
+    ...r,
+    signature: sign('sha256', Buffer.from(r.body), privateKey).toString('base64'),
+    publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+  };
+}
+
+async function checkReceipt(r: ShredReceipt, kind: string): Promise<Record<string, unknown>> {
+  const keys = await kb.brokerKeys();
+  const pinned = { publicKeyPem: keys.receiptKey.publicKeyPem };
+  assert.ok(verifyShredReceipt(r, pinned), 'the receipt must verify offline against the pinned key');
+  assert.ok(verifyShredReceipt(r, { sha256: keys.receiptKey.sha256 }), 'and against its pinned fingerprint');
   const body = JSON.parse(r.body) as Record<string, unknown>;
   assert.equal(body.kind, kind);
   const flipped = r.body.replace('"tenant-', '"tenanx-');
@@ -82,9 +96,25 @@ function checkReceipt(r: ShredReceipt, kind: string): Record<string, unknown> {
     ['body changed', { ...r, body: flipped }],
     ['signature changed', { ...r, signature: sig.toString('base64') }],
     ['algorithm changed', { ...r, signatureAlgorithm: 'rsa-pss-sha256-3072' }],
+    ['signed with another key (the receipt carries it)', forged(r)],
+    [
+      'the pinned key put in the receipt, signed with another',
+      { ...forged(r), publicKeyPem: r.publicKeyPem },
+    ],
   ];
-  for (const [name, t] of cases)
-    assert.equal(verifyShredReceipt(t), false, `tampered receipt (${name}) verified`);
+  for (const [name, t] of cases) {
+    assert.equal(verifyShredReceipt(t, pinned), false, `tampered receipt (${name}) verified under the key`);
+    assert.equal(
+      verifyShredReceipt(t, { sha256: keys.receiptKey.sha256 }),
+      false,
+      `tampered receipt (${name}) verified under the fingerprint`,
+    );
+  }
+  // The signed body names the signer key, the broker instance and the domain (v2).
+  assert.equal(body.v, 2);
+  assert.equal(body.domain, 'keybroker.shred-receipt.v1');
+  assert.equal(body.signerKeySha256, keys.receiptKey.sha256);
+  assert.equal(body.brokerInstance, keys.brokerInstance);
   return body;
 }
 
@@ -98,7 +128,7 @@ test('destroy tenant: backups taken before the shred no longer decrypt it; the o
   assert.ok(aFiles.length >= 1, 'tenant A has a file');
 
   const receipt = await kb.destroyTenant(A);
-  const body = checkReceipt(receipt, 'tenant');
+  const body = await checkReceipt(receipt, 'tenant');
   const epoch = body.epoch as {
     destroyedOrgKeys: { hsmLabel: string; version: number }[];
     newOrgKeyVersion: number;
@@ -164,7 +194,7 @@ test('destroy customer: its backups no longer decrypt (also mixed with current f
   const snap = backup();
 
   const receipt = await kb.destroyCustomer(B, cust('c1'));
-  const body = checkReceipt(receipt, 'customer');
+  const body = await checkReceipt(receipt, 'customer');
   assert.equal(body.customer, 'c1');
   const destroyed = body.destroyed as { customerKeyVersions: number[]; tenantKeyVersions: number[] };
   assert.deepEqual(destroyed.customerKeyVersions, [1]);
@@ -230,7 +260,8 @@ test('concurrent destroys coalesce into one shred epoch; every receipt verifies'
   const receipts = await Promise.all(names.map((n) => kb.destroyTenant(ref('acme', n))));
   const epochs = new Set(receipts.map((r) => (JSON.parse(r.body) as { epoch: { id: number } }).epoch.id));
   assert.equal(epochs.size, 1, `epochs used: ${[...epochs].join(',')}`);
-  for (const r of receipts) assert.ok(verifyShredReceipt(r));
+  const pinned = { publicKeyPem: (await kb.brokerKeys()).receiptKey.publicKeyPem };
+  for (const r of receipts) assert.ok(verifyShredReceipt(r, pinned));
   assert.equal(
     (await kb.describeOrg(org('acme'))).key.primary,
     before + 1,

@@ -1,5 +1,12 @@
 /** Maps KeyBrokerApi results to keybroker.v1 messages (types.proto). */
-import type { CustomerInfo, KeyInfo, OrgInfo, ShredReceipt, TenantInfo } from '../keys/key-broker-api.ts';
+import type {
+  BrokerKeys,
+  CustomerInfo,
+  KeyInfo,
+  OrgInfo,
+  ShredReceipt,
+  TenantInfo,
+} from '../keys/key-broker-api.ts';
 
 const LEVEL = { org: 'KEY_LEVEL_ORG', tenant: 'KEY_LEVEL_TENANT', customer: 'KEY_LEVEL_CUSTOMER' } as const;
 const STATE = {
@@ -58,5 +65,13 @@ export function receiptMessage(r: ShredReceipt): object {
     signatureAlgorithm: r.signatureAlgorithm,
     signature: r.signature,
     publicKeyPem: r.publicKeyPem,
+  };
+}
+
+export function brokerKeysMessage(k: BrokerKeys): object {
+  return {
+    receiptKey: k.receiptKey,
+    ...(k.auditCheckpointKey !== undefined ? { auditCheckpointKey: k.auditCheckpointKey } : {}),
+    brokerInstance: k.brokerInstance,
   };
 }

@@ -10,7 +10,15 @@ import type { KeyBrokerApi } from '../keys/key-broker-api.ts';
 import type { Governance } from './approvals-service.ts';
 import { withApproval } from './approvals-service.ts';
 import type { AuditFacts, CallContext, CallGate, CallTarget } from './call-gate.ts';
-import { customerMessage, keyMessage, orgMessage, receiptMessage, tenantMessage } from './admin-messages.ts';
+import {
+  brokerKeysMessage,
+  customerMessage,
+  keyMessage,
+  orgMessage,
+  receiptMessage,
+  tenantMessage,
+} from './admin-messages.ts';
+import { withShredApproval } from './shred-approval.ts';
 import { itemErrorMessage } from './keys-messages.ts';
 import {
   batchItems,
@@ -168,9 +176,18 @@ export function adminService(
     DestroyTenant: rpc('DestroyTenant', tenant, async (p, r, ctx, facts) => {
       const t = T(p);
       const target = { org: t.org, tenant: t.tenant };
-      return withApproval(governance, ctx, facts, r.approvalId, 'destroy-tenant', target, async () => ({
-        receipt: receiptMessage(await b().destroyTenant(t)),
-      }));
+      const api = b();
+      const receipt = await withShredApproval(
+        governance,
+        api,
+        ctx,
+        facts,
+        r.approvalId,
+        'destroy-tenant',
+        target,
+        (id) => api.destroyTenant(t, id !== undefined ? { approvalId: id } : {}),
+      );
+      return { receipt: receiptMessage(receipt) };
     }),
 
     CreateCustomer: rpc('CreateCustomer', customer, async (p, r) => ({
@@ -190,10 +207,29 @@ export function adminService(
     })),
     DestroyCustomer: rpc('DestroyCustomer', customer, async (p, r, ctx, facts) => {
       const t = { org: T(p).org, tenant: T(p).tenant, customer: C(p) };
-      return withApproval(governance, ctx, facts, r.approvalId, 'destroy-customer', t, async () => ({
-        receipt: receiptMessage(await b().destroyCustomer(T(p), C(p))),
-      }));
+      const api = b();
+      const receipt = await withShredApproval(
+        governance,
+        api,
+        ctx,
+        facts,
+        r.approvalId,
+        'destroy-customer',
+        t,
+        (id) => api.destroyCustomer(T(p), C(p), id !== undefined ? { approvalId: id } : {}),
+      );
+      return { receipt: receiptMessage(receipt) };
     }),
+    // Public keys for pinning (receipts, audit checkpoints); daemon-wide, so no org target.
+    GetBrokerKeys: rpc(
+      'GetBrokerKeys',
+      () => ({}),
+      async () => {
+        const api = b();
+        if (!api.brokerKeys) throw new KbError('UNIMPLEMENTED', 'GetBrokerKeys');
+        return brokerKeysMessage(await api.brokerKeys());
+      },
+    ),
 
     SetKeyPolicy: rpc('SetKeyPolicy', keyOwner, async (p, r) => ({
       key: keyMessage(await b().setKeyPolicy(T(p), p.customer, policyUpdate(r.policy))),

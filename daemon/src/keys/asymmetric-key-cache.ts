@@ -4,6 +4,8 @@
  * misses. Entries are engine-prepared handles rather than bytes, so the hot path never re-expands
  * a seed; that is why this is not the hierarchy's byte cache.
  */
+import { decryptionFailed } from '../errors.ts';
+import { ShreddedWhileLoading } from './key-cache.ts';
 
 /** Something the cache owns and must destroy when it drops it. */
 export interface Destroyable {
@@ -25,6 +27,13 @@ export class AsymmetricKeyCache<V extends Destroyable> {
   readonly #o: AsymmetricKeyCacheOptions;
   readonly #map = new Map<string, Entry<V>>();
   readonly #inflight = new Map<string, Promise<V>>();
+  /**
+   * Prefixes evicted while loads were in flight (with a sequence number): a load that started
+   * before such an eviction of its prefix (a shred) is destroyed instead of cached. Cleared
+   * whenever nothing is in flight.
+   */
+  #evictions: { seq: number; prefix: string }[] = [];
+  #seq = 0;
 
   constructor(o: AsymmetricKeyCacheOptions) {
     this.#o = o;
@@ -48,9 +57,19 @@ export class AsymmetricKeyCache<V extends Destroyable> {
     if (e !== undefined) this.evict(key);
     let p = this.#inflight.get(key);
     if (p === undefined) {
+      const since = this.#seq;
       p = load()
-        .then((v) => this.#put(key, v))
-        .finally(() => this.#inflight.delete(key));
+        .then((v) => {
+          if (this.#evictions.some((e) => e.seq > since && key.startsWith(e.prefix))) {
+            v.destroy();
+            throw decryptionFailed(new ShreddedWhileLoading(key));
+          }
+          return this.#put(key, v);
+        })
+        .finally(() => {
+          this.#inflight.delete(key);
+          if (this.#inflight.size === 0) this.#evictions = [];
+        });
       this.#inflight.set(key, p);
     }
     return p;
@@ -75,6 +94,7 @@ export class AsymmetricKeyCache<V extends Destroyable> {
 
   /** Destroy every entry whose key starts with `prefix` (a tenant, or one key's versions). */
   evictPrefix(prefix: string): number {
+    if (this.#inflight.size > 0) this.#evictions.push({ seq: ++this.#seq, prefix });
     let n = 0;
     for (const k of [...this.#map.keys()]) {
       if (k.startsWith(prefix)) {

@@ -28,7 +28,8 @@ import {
 } from '../pqc/composite-mldsa65-ecdsa-p256.ts';
 import { SealedBoxes, type SealedBoxRecipientKey } from '../pqc/hpke-sealed-box.ts';
 import type { EngineName, PqcEngine, PqcKeyPair, PqcPrivateKey } from '../pqc/pqc-engine.ts';
-import type { KemAlgorithm, SigAlgorithm } from '../pqc/pqc-params.ts';
+import type { KemAlgorithm, PqcAlgorithm, SigAlgorithm } from '../pqc/pqc-params.ts';
+import { workerKeyId } from '../pqc/pqc-worker-protocol.ts';
 import type { PqcRouter } from '../pqc/pqc-router.ts';
 import type { PqcWorkerPool } from '../pqc/pqc-worker-pool.ts';
 import { XWing, type XWingPrivateKey } from '../pqc/xwing.ts';
@@ -182,6 +183,8 @@ export class LoadedKey {
   #destroyed = false;
   #evicted = false;
   #pins = 0;
+  /** Tells the worker pool to drop its copies of this key (see PqcWorkerPool.evictKeys). */
+  readonly #onFree: (() => void) | undefined;
 
   constructor(p: {
     type: AsymmetricKeyType;
@@ -193,7 +196,9 @@ export class LoadedKey {
     xwing?: XWingPrivateKey;
     box?: SealedBoxRecipientKey;
     handle?: PqcPrivateKey;
+    onFree?: () => void;
   }) {
+    this.#onFree = p.onFree;
     this.type = p.type;
     this.version = p.version;
     this.publicKey = p.publicKey;
@@ -249,8 +254,9 @@ export class LoadedKey {
     for (const h of this.#handles.values()) h.destroy();
     this.#handles.clear();
     this.xwing?.destroy();
-    const boxKey = this.box?.loaded;
-    boxKey?.destroy();
+    // The sealed-box key holds its own seed copy (EngineHpkeKey.raw): zeroed with the rest.
+    this.box?.destroy();
+    this.#onFree?.();
   }
 }
 
@@ -282,6 +288,13 @@ export async function loadKey(
 ): Promise<LoadedKey> {
   const same = (a: Uint8Array) => Buffer.from(a).equals(Buffer.from(publicKey));
   const base = { type, version, publicKey };
+  // A seed sent to the worker pool is cached there under workerKeyId: evict it with this key.
+  const poolCopies = (alg: PqcAlgorithm, seed: Uint8Array) => {
+    const pool = rt.pool;
+    if (pool === undefined) return {};
+    const ids = (['openssl', 'liboqs'] as const).map((e) => workerKeyId(e, alg, 'seed', seed));
+    return { onFree: () => void pool.evictKeys(ids) };
+  };
   try {
     switch (type) {
       case 'ml-kem-768':
@@ -289,7 +302,13 @@ export async function loadKey(
         const seed = SecretBytes.copyOf(secret);
         const handle = rt.router.loadPrivateKey('kem.decapsulate', type, secret, publicKey);
         const box = type === 'ml-kem-768' ? rt.boxes.loadRecipientKey('ml-kem-768', secret) : undefined;
-        return new LoadedKey({ ...base, seed, handle, ...(box ? { box } : {}) });
+        return new LoadedKey({
+          ...base,
+          seed,
+          handle,
+          ...(box ? { box } : {}),
+          ...poolCopies(type, secret),
+        });
       }
       case 'ml-dsa-44':
       case 'ml-dsa-65':
@@ -299,7 +318,7 @@ export async function loadKey(
         kp.secretKey.destroy();
         kp.seed?.destroy();
         if (!same(kp.publicKey)) throw decryptionFailed();
-        return new LoadedKey({ ...base, seed: SecretBytes.copyOf(secret) });
+        return new LoadedKey({ ...base, seed: SecretBytes.copyOf(secret), ...poolCopies(type, secret) });
       }
       case 'x-wing': {
         const xwing = rt.xwing.loadPrivateKey(secret, publicKey);
@@ -333,7 +352,12 @@ export async function loadKey(
           mlPk = c.publicKey.subarray(0, 1952);
         }
         if (!same(compositePublicKey(mlPk, ecdsa.publicKey))) throw decryptionFailed();
-        return new LoadedKey({ ...base, seed: SecretBytes.copyOf(seedBytes), ecdsa });
+        return new LoadedKey({
+          ...base,
+          seed: SecretBytes.copyOf(seedBytes),
+          ecdsa,
+          ...poolCopies('ml-dsa-65', seedBytes),
+        });
       }
     }
   } catch (err) {

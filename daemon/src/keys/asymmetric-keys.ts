@@ -352,6 +352,20 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
     });
   }
 
+  /**
+   * After the shred epoch, before the receipt: zero what a load in flight cached meanwhile (of
+   * the tenant, or of one customer) and wait until every worker has dropped its copies of them.
+   */
+  async purgeShredded(ref: TenantRef, customer?: string): Promise<void> {
+    if (customer === undefined) this.#keys.evictTenant(ref.org, ref.tenant);
+    else {
+      const e = this.#customerKeys.take(ref.org, ref.tenant, customer);
+      if (e !== undefined) this.#dropLoaded(e);
+    }
+    // Evictions were posted to the workers as keys were freed; this round trip waits for them.
+    await this.#rt.pool?.evictKeys([]);
+  }
+
   /** After a tenant shred (done or failed): zero anything cached meanwhile. */
   afterTenantShred(ref: TenantRef): void {
     this.#keys.evictTenant(ref.org, ref.tenant);

@@ -26,6 +26,7 @@ import {
 } from '../wire/envelope-v1.ts';
 import { parseStreamHeader, StreamOpener, StreamSealer } from '../wire/stream-v1.ts';
 import type { Hierarchy } from './hierarchy.ts';
+import { tenantKey } from './hierarchy.ts';
 import type {
   CustomerGuard,
   DataKeyResult,
@@ -37,6 +38,7 @@ import type {
   StreamDecryptor,
   StreamEncryptor,
 } from './key-broker-api.ts';
+import { LiveStreams } from './live-streams.ts';
 import type { UsageCounter } from './usage-counter.ts';
 
 /** Envelope of a ciphertext or a wrapped data key bigger than this is refused before parsing. */
@@ -46,13 +48,16 @@ export class DataPlane {
   readonly #h: Hierarchy;
   readonly #usage: UsageCounter;
   readonly #rotateForUsage: (t: TenantRow, customer: string, fromVersion: number) => Promise<void>;
+  readonly #streams: LiveStreams;
 
   constructor(
     h: Hierarchy,
     usage: UsageCounter,
     rotateForUsage: (t: TenantRow, customer: string, fromVersion: number) => Promise<void>,
+    streams: LiveStreams = new LiveStreams(),
   ) {
     this.#h = h;
+    this.#streams = streams;
     this.#usage = usage;
     this.#rotateForUsage = rotateForUsage;
   }
@@ -62,13 +67,16 @@ export class DataPlane {
     const o = this.#h.orgRow(ref.org);
     if (!o) throw new KbError('NOT_FOUND', 'tenant');
     const t = this.#h.activeTenant(ref.org, ref.tenant);
+    // A destroy is recorded (and may have destroyed some keys): the tenant is already gone.
+    if (this.#h.shredPending(ref.org, ref.tenant)) throw new KbError('NOT_FOUND', 'tenant');
     if (!o.enabled || !t.enabled) throw new KbError('DISABLED', 'tenant');
     return t;
   }
 
   #customer(t: TenantRow, customer: string): CustomerRow {
     const c = this.#h.customerRow(t, customer);
-    if (!c || c.state !== 'active') throw new KbError('NOT_FOUND', 'customer');
+    if (!c || c.state !== 'active' || this.#h.shredPending(t.org, t.tenant, customer))
+      throw new KbError('NOT_FOUND', 'customer');
     if (!c.enabled) throw new KbError('DISABLED', 'customer');
     return c;
   }
@@ -113,7 +121,8 @@ export class DataPlane {
   #stillThere(ref: TenantRef, customer: string): void {
     const t = this.#h.activeTenant(ref.org, ref.tenant);
     const c = this.#h.customerRow(t, customer);
-    if (!c || c.state !== 'active') throw new KbError('NOT_FOUND', 'customer');
+    if (!c || c.state !== 'active' || this.#h.shredPending(ref.org, ref.tenant, customer))
+      throw new KbError('NOT_FOUND', 'customer');
   }
 
   async seal(
@@ -256,7 +265,8 @@ export class DataPlane {
     if (!types.includes(p.type) || p.org !== ref.org || p.tenant !== ref.tenant) throw decryptionFailed();
     if (guard !== undefined && !guard(p.customer as CustomerId)) throw decryptionFailed();
     const c = this.#h.customerRow(t, p.customer);
-    if (!c || c.state !== 'active') throw decryptionFailed();
+    if (!c || c.state !== 'active' || this.#h.shredPending(t.org, t.tenant, p.customer))
+      throw decryptionFailed();
     let plaintext: Uint8Array;
     // A cache hit is used synchronously (no eviction can zero it meanwhile); a miss gets a
     // private copy, which also holds when the cache thrashes.
@@ -355,10 +365,17 @@ export class DataPlane {
       cek.fill(0);
     }
     this.#usage.add(t, customer, version);
+    try {
+      this.#stillThere(ref, customer);
+    } catch (err) {
+      sealer.abort();
+      throw err;
+    }
+    const live = this.#streams.track(tenantKey(t.org, t.tenant), customer, () => sealer.abort());
     return {
       header: sealer.header,
       keyVersion: version as KeyVersion,
-      seal: (chunk, final) => sealer.seal(chunk, final),
+      seal: (chunk, final) => live.run(() => sealer.seal(chunk, final), final),
     };
   }
 
@@ -375,7 +392,8 @@ export class DataPlane {
     if (p.org !== ref.org || p.tenant !== ref.tenant) throw decryptionFailed();
     if (guard !== undefined && !guard(p.customer as CustomerId)) throw decryptionFailed();
     const c = this.#h.customerRow(t, p.customer);
-    if (!c || c.state !== 'active') throw decryptionFailed();
+    if (!c || c.state !== 'active' || this.#h.shredPending(t.org, t.tenant, p.customer))
+      throw decryptionFailed();
     let cek;
     try {
       cek = await this.#h.cekCopy(t, p.customer, p.cekVersion);
@@ -391,11 +409,19 @@ export class DataPlane {
     if (!c.enabled || this.#h.disabledCeks(t, p.customer).has(p.cekVersion))
       throw new KbError('DISABLED', 'customer or key version');
     if (p.cekVersion < c.minDec) throw new KbError('VERSION_BELOW_MINIMUM');
+    // A shred that ran while the CEK loaded: no stream for it (its abort has already happened).
+    try {
+      this.#stillThere(ref, p.customer);
+    } catch (err) {
+      opener.abort();
+      throw err;
+    }
+    const live = this.#streams.track(tenantKey(t.org, t.tenant), p.customer, () => opener.abort());
     return {
       customer: p.customer as CustomerId,
       keyVersion: p.cekVersion as KeyVersion,
-      open: (chunk) => opener.open(chunk),
-      finish: () => opener.finish(),
+      open: (chunk) => live.run(() => opener.open(chunk), false),
+      finish: () => live.run(() => opener.finish(), true),
     };
   }
 }

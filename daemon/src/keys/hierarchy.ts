@@ -22,6 +22,7 @@ import {
   wrapTenantKey,
 } from '../wire/wrapped-key-v1.ts';
 import type { KeyCache } from './key-cache.ts';
+import { isShreddedWhileLoading } from './key-cache.ts';
 import { LruMap } from './lru-map.ts';
 
 export interface HierarchyDeps {
@@ -38,6 +39,11 @@ export const tenantKey = (org: string, tenant: string): string => `${org}/${tena
 const tekCacheKey = (org: string, tenant: string, v: number): string => `t/${org}/${tenant}/${v}`;
 const cekCacheKey = (org: string, tenant: string, customer: string, v: number): string =>
   `c/${org}/${tenant}/${customer}/${v}`;
+/** Shred scopes of the key cache (see KeyCache.bump): a tenant, its TEKs, one customer. */
+const tenantScope = (org: string, tenant: string): string => `${org}/${tenant}`;
+const tekScope = (org: string, tenant: string): string => `${org}/${tenant}#tek`;
+const customerScope = (org: string, tenant: string, customer: string): string =>
+  `${org}/${tenant}/${customer}`;
 
 interface CustomerMeta {
   readonly row: CustomerRow;
@@ -52,6 +58,8 @@ export class Hierarchy {
   readonly #customers: LruMap<string, Map<string, CustomerMeta>>;
   readonly #orgs = new Map<string, OrgRow>();
   readonly #oekRefs = new Map<string, HsmKeyRef>();
+  /** Tenants ("org/tenant") and customers ("org/tenant/customer") with a recorded destroy. */
+  readonly #shredPending = new Set<string>();
 
   constructor(d: HierarchyDeps) {
     this.d = d;
@@ -70,6 +78,22 @@ export class Hierarchy {
   }
   forgetOrg(org: string): void {
     this.#orgs.delete(org);
+  }
+
+  // --- destroys recorded but not yet shredded (shred-intent-runner.ts) ---
+  markShredPending(org: string, tenant: string, customer: string | null): void {
+    this.#shredPending.add(customer === null ? tenantKey(org, tenant) : customerScope(org, tenant, customer));
+  }
+  clearShredPending(org: string, tenant: string, customer: string | null): void {
+    this.#shredPending.delete(
+      customer === null ? tenantKey(org, tenant) : customerScope(org, tenant, customer),
+    );
+  }
+  /** Whether a destroy of the tenant (or of this customer) is recorded and unfinished. */
+  shredPending(org: string, tenant: string, customer?: string): boolean {
+    if (this.#shredPending.size === 0) return false;
+    if (this.#shredPending.has(tenantKey(org, tenant))) return true;
+    return customer !== undefined && this.#shredPending.has(customerScope(org, tenant, customer));
   }
 
   // --- metadata (cached; every write path calls the matching forget*) ---
@@ -190,6 +214,7 @@ export class Hierarchy {
         k,
         () => this.#loadTek(org, tenant, version),
         () => !this.d.hsm.health().ok,
+        [tenantScope(org, tenant), tekScope(org, tenant)],
       )
     );
   }
@@ -200,8 +225,12 @@ export class Hierarchy {
    */
   async tekCopy(org: string, tenant: string, version: number): Promise<Uint8Array> {
     for (let i = 0; i < 3; i++) {
-      const s = await this.tek(org, tenant, version);
-      if (!s.destroyed) return Uint8Array.from(s.expose());
+      const s = await this.tek(org, tenant, version).catch((err: unknown) => {
+        // A shred refused the insert: the next attempt re-reads the rows (gone or rewrapped).
+        if (i < 2 && isShreddedWhileLoading(err)) return undefined;
+        throw err;
+      });
+      if (s && !s.destroyed) return Uint8Array.from(s.expose());
     }
     // The cache is thrashing (more keys in use than it holds): load a private copy, uncached.
     return this.#loadTek(org, tenant, version);
@@ -287,6 +316,7 @@ export class Hierarchy {
 
   /** Zero and drop cached TEKs of a tenant (all versions, or those below `below`). */
   evictTeks(org: string, tenant: string, below?: number): void {
+    this.d.cache.bump(tekScope(org, tenant));
     if (below === undefined) {
       this.d.cache.evictPrefix(`t/${org}/${tenant}/`);
       return;
@@ -329,8 +359,11 @@ export class Hierarchy {
     const hit = this.peekCek(t, customer, version);
     if (hit) return Uint8Array.from(hit.expose());
     for (let i = 0; i < 3; i++) {
-      const s = await this.cek(t, customer, version);
-      if (!s.destroyed) return Uint8Array.from(s.expose());
+      const s = await this.cek(t, customer, version).catch((err: unknown) => {
+        if (i < 2 && isShreddedWhileLoading(err)) return undefined;
+        throw err;
+      });
+      if (s && !s.destroyed) return Uint8Array.from(s.expose());
     }
     // See tekCopy: under cache thrash, a private uncached load instead of an internal error.
     return this.#loadCek(t, customer, version);
@@ -344,6 +377,7 @@ export class Hierarchy {
         k,
         () => this.#loadCek(t, customer, version),
         () => !this.d.hsm.health().ok,
+        [tenantScope(t.org, t.tenant), customerScope(t.org, t.tenant, customer)],
       )
     );
   }
@@ -366,11 +400,13 @@ export class Hierarchy {
   }
 
   evictCustomer(t: TenantRow, customer: string): void {
+    this.d.cache.bump(customerScope(t.org, t.tenant, customer));
     this.d.cache.evictPrefix(`c/${t.org}/${t.tenant}/${customer}/`);
     this.forgetCustomer(t, customer);
   }
 
   evictTenant(org: string, tenant: string): void {
+    this.d.cache.bump(tenantScope(org, tenant));
     this.d.cache.evictPrefix(`t/${org}/${tenant}/`);
     this.d.cache.evictPrefix(`c/${org}/${tenant}/`);
     this.forgetTenant(org, tenant);

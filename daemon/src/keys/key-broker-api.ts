@@ -136,8 +136,32 @@ export interface ShredReceipt {
   readonly signatureAlgorithm: string;
   /** Base64 signature over the UTF-8 bytes of `body`. */
   readonly signature: string;
-  /** PEM SPKI of the broker signing key; receipts verify offline with this alone. */
+  /**
+   * PEM SPKI of the broker signing key. It does not prove origin by itself: verify against the
+   * pinned key (BrokerKeys.receiptKey, `keybroker receipt verify --key|--fingerprint`).
+   */
   readonly publicKeyPem: string;
+}
+
+/** A broker public key as published for pinning: SPKI PEM, SHA-256 of the SPKI DER, algorithm. */
+export interface PublishedKey {
+  readonly publicKeyPem: string;
+  readonly sha256: string;
+  readonly algorithm: string;
+}
+
+/** The broker's signing keys, published out of band for pinning (Admin.GetBrokerKeys). */
+export interface BrokerKeys {
+  readonly receiptKey: PublishedKey;
+  /** Absent when the audit log is disabled. */
+  readonly auditCheckpointKey?: PublishedKey;
+  /** Random id of this broker's registry, named in every v2 receipt. */
+  readonly brokerInstance: string;
+}
+
+/** Options of a destroy: the approval it executes (recorded with the shred, see shred-intents.ts). */
+export interface ShredOptions {
+  readonly approvalId?: string;
 }
 
 export interface KeyBrokerApi {
@@ -186,8 +210,18 @@ export interface KeyBrokerApi {
   rotateDueKeys(now?: Date, org?: OrgId): Promise<{ rotated: number; failed: number }>;
 
   /** Crypto-shredding: ends in C_DestroyObject in the HSM; returns a signed receipt. */
-  destroyTenant(ref: TenantRef): Promise<ShredReceipt>;
-  destroyCustomer(ref: TenantRef, customer: CustomerId): Promise<ShredReceipt>;
+  destroyTenant(ref: TenantRef, opts?: ShredOptions): Promise<ShredReceipt>;
+  destroyCustomer(ref: TenantRef, customer: CustomerId, opts?: ShredOptions): Promise<ShredReceipt>;
+  /**
+   * The receipt of the shred that `approvalId` executed on `target` (finished first if a crash
+   * interrupted it), or undefined when no shred recorded that approval.
+   */
+  shredReceiptForApproval?(
+    approvalId: string,
+    target: { org: string; tenant: string; customer?: string },
+  ): Promise<ShredReceipt | undefined>;
+  /** The broker's public keys, for pinning receipt and checkpoint verification out of band. */
+  brokerKeys?(): Promise<BrokerKeys>;
 
   // --- data plane ---
   encrypt(ref: TenantRef, req: EncryptRequest): Promise<EncryptResult>;

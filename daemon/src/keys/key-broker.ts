@@ -9,7 +9,7 @@ import type { Hsm } from '../hsm/hsm.ts';
 import { customerId, orgId, tenantId } from '../ids.ts';
 import type { CustomerId, KeyVersion, OrgId, TenantRef } from '../ids.ts';
 import { RegistryStore, StaleOekError } from '../store/registry-store.ts';
-import type { TenantRow } from '../store/registry-store.ts';
+import type { ShredRow, TenantRow } from '../store/registry-store.ts';
 import { TenantStorePool } from '../store/tenant-store-pool.ts';
 import { DataPlane } from './data-plane.ts';
 import { GatedHsm } from './gated-hsm.ts';
@@ -18,9 +18,12 @@ import type * as Api from './key-broker-api.ts';
 import { KeyCache } from './key-cache.ts';
 import { customerInfo, defaultPolicy, orgInfo, tenantInfo } from './key-info.ts';
 import { KeyedMutex } from './keyed-mutex.ts';
-import { ReceiptSigner } from './receipt-signer.ts';
+import { LiveStreams } from './live-streams.ts';
+import { tenantKey } from './hierarchy.ts';
+import { publishedKey, ReceiptSigner } from './receipt-signer.ts';
 import { ShredEpochRunner } from './shred-epoch.ts';
-import { NO_SHRED_KEYS, Shredder } from './shredder.ts';
+import { Shredder } from './shredder.ts';
+import { ShredIntentRunner } from './shred-intent-runner.ts';
 import { UsageCounter } from './usage-counter.ts';
 import { BatchRunner } from './batch-runner.ts';
 import { createTenantsBulk } from './bulk-tenants.ts';
@@ -44,6 +47,8 @@ export interface KeyBrokerOptions {
   readonly degradedServeMs?: number;
   readonly clock?: () => Date;
   readonly logger?: KeyBrokerLogger;
+  /** The audit checkpoint public key (PEM), published with the receipt key (brokerKeys). */
+  readonly auditCheckpointKeyPem?: () => string | undefined;
   /** Audit chain head, recorded in shred receipts. */
   readonly auditHead?: () => { seq: number; hash: string };
   /** Open tenant files kept (LRU, default 256). */
@@ -76,6 +81,9 @@ export class KeyBroker implements Api.KeyBrokerApi {
   /** Default rotation period of new keys (CreateTenants builds its rows without Lifecycle). */
   readonly #defaultPeriodS: number;
   readonly #shred: Shredder;
+  readonly #intents: ShredIntentRunner;
+  readonly #signer: ReceiptSigner;
+  readonly #auditKeyPem: (() => string | undefined) | undefined;
   readonly #batch: BatchRunner;
   readonly #usage: UsageCounter;
   readonly #cache: KeyCache;
@@ -83,6 +91,8 @@ export class KeyBroker implements Api.KeyBrokerApi {
   /** Tenant asymmetric keys, when the daemon enabled them (options.pqc). */
   readonly asymmetric: AsymmetricKeys | undefined;
   readonly #timers: NodeJS.Timeout[] = [];
+  /** Open data-plane streams, aborted by the shred of their tenant or customer. */
+  readonly #streams = new LiveStreams();
   #closed = false;
   #resuming = false;
   #lastHsmError = 0;
@@ -113,13 +123,10 @@ export class KeyBroker implements Api.KeyBrokerApi {
     const epochs = new ShredEpochRunner(this.#h, orgLock, o.shredBatchMs ?? 20, (d, m) =>
       this.#log.warn(d, m),
     );
-    this.#shred = new Shredder(
-      this.#h,
-      tenantLock,
-      epochs,
-      new ReceiptSigner(hsm, registry),
-      this.#usage,
-      o.auditHead,
+    this.#signer = new ReceiptSigner(hsm, registry);
+    this.#auditKeyPem = o.auditCheckpointKeyPem;
+    this.#shred = new Shredder(this.#h, tenantLock, epochs, this.#signer, this.#usage, o.auditHead, (s) =>
+      this.#purgeShredded(s),
     );
     this.#defaultPeriodS = o.defaultRotationPeriodSeconds ?? defaultPolicy().rotationPeriodS;
     this.#life = new Lifecycle(
@@ -131,9 +138,15 @@ export class KeyBroker implements Api.KeyBrokerApi {
       this.#defaultPeriodS,
       this.#log,
     );
-    this.#dp = new DataPlane(this.#h, this.#usage, (t, c, v) => this.#life.rotateCekIfPrimary(t, c, v));
+    this.#dp = new DataPlane(
+      this.#h,
+      this.#usage,
+      (t, c, v) => this.#life.rotateCekIfPrimary(t, c, v),
+      this.#streams,
+    );
     this.#batch = new BatchRunner();
     this.asymmetric = o.pqc ? new AsymmetricKeys(this.#h, tenantLock, hsm, o.pqc) : undefined;
+    this.#intents = new ShredIntentRunner(this.#h, this.#shred, this.asymmetric);
   }
 
   /** Open (creating) the data dir, resume interrupted shreds and epochs, start timers. */
@@ -142,6 +155,7 @@ export class KeyBroker implements Api.KeyBrokerApi {
     const registry = RegistryStore.open(join(o.dataDir, 'registry.db'));
     const kb = new KeyBroker(o, registry);
     try {
+      await kb.#intents.resume();
       await kb.#shred.resume();
     } catch (err) {
       kb.#log.error(
@@ -149,6 +163,7 @@ export class KeyBroker implements Api.KeyBrokerApi {
         'resuming shreds failed; they are retried at the next open',
       );
     }
+    if (o.logger) await kb.#logBrokerKeys();
     const every = (ms: number, fn: () => void): void => {
       const t = setInterval(fn, ms);
       t.unref();
@@ -159,16 +174,37 @@ export class KeyBroker implements Api.KeyBrokerApi {
     if (kb.asymmetric) every(30_000, () => kb.asymmetric?.sweep());
     // A shred whose epoch failed (e.g. HSM outage) is retried until it completes.
     every(o.shredRetryMs ?? 60_000, () => {
-      if (kb.#closed || kb.#resuming || !kb.#shred.hasUnfinished) return;
+      if (kb.#closed || kb.#resuming || (!kb.#shred.hasUnfinished && !kb.#intents.hasPending)) return;
       kb.#resuming = true;
-      kb.#shred
+      kb.#intents
         .resume()
+        .then(() => kb.#shred.resume())
         .catch((err: unknown) => kb.#log.warn({ err: toKbError(err).detail }, 'shred retry failed'))
         .finally(() => (kb.#resuming = false));
     });
     if (o.rotationScanMs && o.rotationScanMs > 0)
       every(o.rotationScanMs, () => void kb.rotateDueKeys().catch(() => undefined));
     return kb;
+  }
+
+  /** The start log names the keys to pin (receipts, audit checkpoints): one publication channel. */
+  async #logBrokerKeys(): Promise<void> {
+    try {
+      const k = await this.brokerKeys();
+      this.#log.info(
+        {
+          receiptKeySha256: k.receiptKey.sha256,
+          auditCheckpointKeySha256: k.auditCheckpointKey?.sha256,
+          brokerInstance: k.brokerInstance,
+        },
+        'broker public keys: pin these fingerprints to verify shred receipts and audit checkpoints',
+      );
+    } catch (err) {
+      this.#log.warn(
+        { err: toKbError(err).detail },
+        'could not read the receipt key; it is created at the first shred',
+      );
+    }
   }
 
   async #guard<T>(fn: () => Promise<T> | T, ref?: TenantRef): Promise<T> {
@@ -305,33 +341,30 @@ export class KeyBroker implements Api.KeyBrokerApi {
   rotateDueKeys(now?: Date, org?: OrgId): Promise<{ rotated: number; failed: number }> {
     return this.#guard(() => this.#life.rotateDueKeys(now ?? this.#h.d.now(), org));
   }
-  destroyTenant(ref: TenantRef): Promise<Api.ShredReceipt> {
-    return this.#guard(async () => {
-      // HSM-resident asymmetric keys of the tenant are destroyed first (see asymmetric-keys.ts).
-      try {
-        const owned = (await this.asymmetric?.beforeTenantShred(ref)) ?? NO_SHRED_KEYS;
-        return await this.#shred.destroyTenant(orgId(ref.org), tenantId(ref.tenant), owned);
-      } finally {
-        this.asymmetric?.afterTenantShred(ref);
-      }
-    });
+  // Recorded before the first destruction (HSM-resident asymmetric keys go first), then resumed
+  // until done: see shred-intent-runner.ts.
+  destroyTenant(ref: TenantRef, opts?: Api.ShredOptions): Promise<Api.ShredReceipt> {
+    const r = { org: orgId(ref.org), tenant: tenantId(ref.tenant) };
+    return this.#guard(() => this.#intents.destroyTenant(r, opts));
   }
-  destroyCustomer(ref: TenantRef, customer: CustomerId): Promise<Api.ShredReceipt> {
+  destroyCustomer(ref: TenantRef, customer: CustomerId, opts?: Api.ShredOptions): Promise<Api.ShredReceipt> {
+    const r = { org: orgId(ref.org), tenant: tenantId(ref.tenant) };
+    return this.#guard(() => this.#intents.destroyCustomer(r, customerId(customer), opts));
+  }
+  shredReceiptForApproval(
+    approvalId: string,
+    target: { org: string; tenant: string; customer?: string },
+  ): Promise<Api.ShredReceipt | undefined> {
+    return this.#guard(() => this.#intents.receiptForApproval(approvalId, target));
+  }
+  brokerKeys(): Promise<Api.BrokerKeys> {
     return this.#guard(async () => {
-      try {
-        // The customer's HSM-resident asymmetric keys go first, as for a tenant.
-        const owned = (await this.asymmetric?.beforeCustomerShred(ref, customer)) ?? NO_SHRED_KEYS;
-        return await this.#shred.destroyCustomer(
-          orgId(ref.org),
-          tenantId(ref.tenant),
-          customerId(customer),
-          owned,
-        );
-      } finally {
-        // The customer's rows are gone, so its keys are already unusable; this zeroes their loaded
-        // copies now rather than at the next sweep (which also covers a shred that failed half-way).
-        this.asymmetric?.afterCustomerShred(ref, customer);
-      }
+      const audit = this.#auditKeyPem?.();
+      return {
+        receiptKey: await this.#signer.publicKey(),
+        ...(audit !== undefined ? { auditCheckpointKey: publishedKey(audit) } : {}),
+        brokerInstance: this.#signer.instanceId(),
+      };
     });
   }
 
@@ -434,10 +467,34 @@ export class KeyBroker implements Api.KeyBrokerApi {
     }
   }
 
+  /**
+   * Before a shred's receipt: evict the shredded keys again (a cold load that started before the
+   * shred is refused by the cache generation, this catches anything else), abort open streams
+   * and wait for the PQC workers to drop their copies. The receipt is signed only after this.
+   */
+  async #purgeShredded(s: ShredRow): Promise<void> {
+    const ref = { org: orgId(s.org), tenant: tenantId(s.tenant) };
+    const k = tenantKey(s.org, s.tenant);
+    if (s.kind === 'tenant') {
+      this.#h.evictTenant(s.org, s.tenant);
+      this.#streams.abort(k);
+      await this.asymmetric?.purgeShredded(ref);
+      return;
+    }
+    const customer = s.customer as string;
+    const t = this.#h.tenantRow(s.org, s.tenant);
+    if (t) this.#h.evictCustomer(t, customer);
+    // Every TEK of the tenant: the old versions wrapped the customer's CEKs (the current one
+    // reloads on the next use).
+    this.#h.evictTeks(s.org, s.tenant);
+    this.#streams.abort(k, customer);
+    await this.asymmetric?.purgeShredded(ref, customer);
+  }
+
   #active(ref: TenantRef): TenantRow {
     return this.#h.activeTenant(orgId(ref.org), tenantId(ref.tenant));
   }
 }
 
-/** Offline verification of a shred receipt (re-exported for the daemon and tests). */
-export { verifyShredReceipt } from './receipt-signer.ts';
+/** Offline verification of a shred receipt against a pinned key (re-exported for the daemon and tests). */
+export { checkShredReceipt, verifyShredReceipt } from './receipt-signer.ts';

@@ -3,7 +3,7 @@
  * concurrent misses of the same key (single-flight). An expired entry is kept, unusable, for
  * `degradedServeMs` more: while the HSM is unavailable it keeps serving (degraded mode).
  */
-import { KbError } from '../errors.ts';
+import { decryptionFailed, KbError } from '../errors.ts';
 import { SecretBytes } from '../util/secret-bytes.ts';
 
 export interface KeyCacheOptions {
@@ -18,10 +18,23 @@ interface Entry {
   readonly expiresAt: number;
 }
 
+/** The cause of a load refused because its scope was shredded meanwhile (see KeyCache.get). */
+export class ShreddedWhileLoading extends Error {}
+
+/** Whether `err` is a load refused by a shred (a retry re-reads the rows and sees the truth). */
+export function isShreddedWhileLoading(err: unknown): boolean {
+  return err instanceof KbError && err.cause instanceof ShreddedWhileLoading;
+}
+
 export class KeyCache {
   readonly #o: KeyCacheOptions;
   readonly #map = new Map<string, Entry>();
   readonly #inflight = new Map<string, Promise<SecretBytes>>();
+  /**
+   * Shred generation per scope (a tenant "org/tenant" or a customer "org/tenant/customer"):
+   * bumped at every shred eviction, so a load that started before it cannot insert after it.
+   */
+  readonly #gens = new Map<string, number>();
   /** Set when a stale entry was served because the HSM was unavailable. */
   lastDegradedAt = 0;
   /** Fresh entries served, and loads started (each one an HSM unwrap or a derivation), since start. */
@@ -46,11 +59,27 @@ export class KeyCache {
     return e.secret;
   }
 
+  /** Bump the shred generation of `scope`: loads of keys in it that are in flight are refused. */
+  bump(scope: string): void {
+    this.#gens.set(scope, (this.#gens.get(scope) ?? 0) + 1);
+  }
+
+  #generation(scopes: readonly string[]): string {
+    return scopes.map((s) => this.#gens.get(s) ?? 0).join('/');
+  }
+
   /**
-   * The cached key or the loader's result. The returned SecretBytes belongs to the cache: use it
-   * synchronously (it may be zeroed at a later eviction), never keep it across an await.
+   * The cached key or the loader's result; `scopes` are the shred scopes the key belongs to. A
+   * load during which one of them was shredded is zeroed and refused (decryptionFailed()). The
+   * returned SecretBytes belongs to the cache: use it synchronously (it may be zeroed at a later
+   * eviction), never keep it across an await.
    */
-  async get(key: string, load: () => Promise<Uint8Array>, hsmDown: () => boolean): Promise<SecretBytes> {
+  async get(
+    key: string,
+    load: () => Promise<Uint8Array>,
+    hsmDown: () => boolean,
+    scopes: readonly string[] = [],
+  ): Promise<SecretBytes> {
     const fresh = this.peek(key);
     if (fresh) return fresh;
     const stale = this.#map.get(key);
@@ -63,9 +92,15 @@ export class KeyCache {
     let p = this.#inflight.get(key);
     if (!p) {
       this.misses++;
+      const gen = this.#generation(scopes);
       p = (async () => {
         try {
           const bytes = await load();
+          if (this.#generation(scopes) !== gen) {
+            // A shred evicted this scope while we loaded: the key must not outlive its receipt.
+            bytes.fill(0);
+            throw decryptionFailed(new ShreddedWhileLoading(key));
+          }
           return this.#put(key, bytes);
         } finally {
           this.#inflight.delete(key);

@@ -1,14 +1,25 @@
 /**
  * Shred receipts: a canonical JSON body signed by a broker key that never leaves the HSM
- * (ECDSA P-256, or RSA-PSS-SHA256-3072 on tokens without EC). Verifiable offline with
- * `verifyShredReceipt` (Node's crypto.verify) and the PEM inside the receipt.
+ * (ECDSA P-256, or RSA-PSS-SHA256-3072 on tokens without EC). The signed body (v2) names the
+ * key's SHA-256 fingerprint, the broker instance and the domain string; verify offline with
+ * `verifyShredReceipt` against the PINNED key (receipt-verifier.ts), never the receipt's own PEM.
  */
-import { constants, createPublicKey, randomBytes, verify } from 'node:crypto';
+import { createPublicKey, randomBytes } from 'node:crypto';
 import type { Hsm, HsmKeyRef, HsmSigningAlgorithm } from '../hsm/hsm.ts';
 import type { RegistryStore } from '../store/registry-store.ts';
-import type { ShredReceipt } from './key-broker-api.ts';
+import type { PublishedKey, ShredReceipt } from './key-broker-api.ts';
+import { RECEIPT_DOMAIN, spkiSha256 } from './receipt-verifier.ts';
+
+export { checkShredReceipt, verifyShredReceipt } from './receipt-verifier.ts';
+export type { TrustedReceiptKey } from './receipt-verifier.ts';
 
 const KEY_NAME = 'receipt-signing';
+
+interface SigningKey {
+  readonly ref: HsmKeyRef;
+  readonly pem: string;
+  readonly published: PublishedKey;
+}
 type Json = string | number | boolean | null | readonly Json[] | { readonly [k: string]: Json | undefined };
 
 /** JSON with object keys sorted at every level and no whitespace: one byte string per value. */
@@ -27,51 +38,37 @@ const SIG_ALG_NAME: Record<HsmSigningAlgorithm, string> = {
   'rsa-pss-sha256-3072': 'rsa-pss-sha256-3072',
 };
 
-/** Verify a receipt offline: true only if the signature over `body` checks under `publicKeyPem`. */
-export function verifyShredReceipt(r: ShredReceipt): boolean {
-  try {
-    const key = createPublicKey(r.publicKeyPem);
-    const sig = Buffer.from(r.signature, 'base64');
-    const body = Buffer.from(r.body, 'utf8');
-    // The named algorithm must match the key, or a PSS label on an EC key would verify as ECDSA.
-    const d = key.asymmetricKeyDetails;
-    if (r.signatureAlgorithm === 'ecdsa-p256-sha256') {
-      if (key.asymmetricKeyType !== 'ec' || d?.namedCurve !== 'prime256v1') return false;
-      return verify('sha256', body, key, sig);
-    }
-    if (r.signatureAlgorithm === 'rsa-pss-sha256-3072') {
-      if (
-        (key.asymmetricKeyType !== 'rsa' && key.asymmetricKeyType !== 'rsa-pss') ||
-        d?.modulusLength !== 3072
-      )
-        return false;
-      return verify(
-        'sha256',
-        body,
-        { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_AUTO },
-        sig,
-      );
-    }
-    return false;
-  } catch {
-    return false;
-  }
+/** A PEM public key as published for pinning (fingerprint = SHA-256 of the SPKI DER). */
+export function publishedKey(pem: string): PublishedKey {
+  const key = createPublicKey(pem);
+  const t = key.asymmetricKeyType;
+  const algorithm =
+    t === 'ec'
+      ? 'ecdsa-p256-sha256'
+      : t === 'rsa' || t === 'rsa-pss'
+        ? 'rsa-pss-sha256-3072'
+        : (t ?? 'unknown');
+  return {
+    publicKeyPem: key.export({ type: 'spki', format: 'pem' }).toString(),
+    sha256: spkiSha256(key),
+    algorithm,
+  };
 }
 
 /** Holds the broker's receipt signing key (created in the HSM on first use). */
 export class ReceiptSigner {
   readonly #hsm: Hsm;
   readonly #registry: RegistryStore;
-  #key: { ref: HsmKeyRef; pem: string } | undefined;
+  #key: SigningKey | undefined;
   /** The first use's key creation, shared by concurrent first uses (one key, one registry row). */
-  #loading: Promise<{ ref: HsmKeyRef; pem: string }> | undefined;
+  #loading: Promise<SigningKey> | undefined;
 
   constructor(hsm: Hsm, registry: RegistryStore) {
     this.#hsm = hsm;
     this.#registry = registry;
   }
 
-  #ensureKey(): Promise<{ ref: HsmKeyRef; pem: string }> {
+  #ensureKey(): Promise<SigningKey> {
     if (this.#key) return Promise.resolve(this.#key);
     // Concurrent first shreds each generated a pair: orphan HSM keys, a UNIQUE failure on the
     // registry row, and concurrent C_GenerateKeyPair calls SoftHSM sometimes fails.
@@ -81,7 +78,7 @@ export class ReceiptSigner {
     return this.#loading;
   }
 
-  async #loadKey(): Promise<{ ref: HsmKeyRef; pem: string }> {
+  async #loadKey(): Promise<SigningKey> {
     let row = this.#registry.getBrokerKey(KEY_NAME);
     if (!row) {
       const alg: HsmSigningAlgorithm = this.#hsm.capabilities.signing.includes('ecdsa-p256')
@@ -96,15 +93,35 @@ export class ReceiptSigner {
       label: row.hsmLabel,
       kind: 'signing' as const,
     };
-    const pem = createPublicKey({ key: Buffer.from(row.spki), format: 'der', type: 'spki' })
-      .export({ type: 'spki', format: 'pem' })
-      .toString();
-    this.#key = { ref, pem };
+    const key = createPublicKey({ key: Buffer.from(row.spki), format: 'der', type: 'spki' });
+    const pem = key.export({ type: 'spki', format: 'pem' }).toString();
+    const algorithm = SIG_ALG_NAME[row.alg as HsmSigningAlgorithm] ?? row.alg;
+    this.#key = { ref, pem, published: { publicKeyPem: pem, sha256: spkiSha256(key), algorithm } };
     return this.#key;
   }
 
-  async sign(body: Json): Promise<ShredReceipt> {
+  /** The receipt key as published for pinning (created in the HSM on first use). */
+  async publicKey(): Promise<PublishedKey> {
+    return (await this.#ensureKey()).published;
+  }
+
+  /** This broker's instance id (random, made once, kept in the registry), named in receipts. */
+  instanceId(): string {
+    return this.#registry.metaValue('instance-id', () => `kb-${randomBytes(8).toString('hex')}`);
+  }
+
+  /**
+   * Sign a receipt body. The signer adds, under the signature, the domain string, the signing
+   * key's fingerprint and the broker instance, so a receipt names the key it must verify under.
+   */
+  async sign(fields: { readonly [k: string]: Json | undefined }): Promise<ShredReceipt> {
     const k = await this.#ensureKey();
+    const body: Json = {
+      ...fields,
+      domain: RECEIPT_DOMAIN,
+      signerKeySha256: k.published.sha256,
+      brokerInstance: this.instanceId(),
+    };
     const text = canonicalJson(body);
     const { alg, signature } = await this.#hsm.sign(k.ref, new TextEncoder().encode(text));
     return {

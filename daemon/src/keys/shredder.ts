@@ -14,7 +14,9 @@
  * the OEK under which every such TEK copy was wrapped.
  */
 import { KbError } from '../errors.ts';
+import { isSoftwareTokenProfile } from '../hsm/software-token.ts';
 import type { RegistryStore, ShredRow } from '../store/registry-store.ts';
+import { ShredIntents } from '../store/shred-intents.ts';
 import type { AsymmetricKeyRow } from './asymmetric-key-store.ts';
 import type { Hierarchy } from './hierarchy.ts';
 import { tenantKey } from './hierarchy.ts';
@@ -111,6 +113,12 @@ export class Shredder {
   readonly #signer: ReceiptSigner;
   readonly #usage: UsageCounter;
   readonly #auditHead: (() => { seq: number; hash: string }) | undefined;
+  readonly #intents: ShredIntents;
+  /**
+   * Run after the epoch and before the receipt is signed: remove every copy of the shredded keys
+   * still in the process (caches refilled by loads in flight, open streams, worker caches).
+   */
+  readonly #purge: (s: ShredRow) => Promise<void>;
   /** Shred ids a live request or a resume pass is driving. */
   readonly #inProgress = new Set<number>();
 
@@ -121,7 +129,10 @@ export class Shredder {
     signer: ReceiptSigner,
     usage: UsageCounter,
     auditHead: (() => { seq: number; hash: string }) | undefined,
+    purge: (s: ShredRow) => Promise<void> = () => Promise.resolve(),
   ) {
+    this.#purge = purge;
+    this.#intents = new ShredIntents(h.d.registry);
     this.#h = h;
     this.#reg = h.d.registry;
     this.#tenantLock = tenantLock;
@@ -131,17 +142,27 @@ export class Shredder {
     this.#auditHead = auditHead;
   }
 
-  async destroyTenant(org: string, tenant: string, owned: ShredKeys = NO_SHRED_KEYS): Promise<ShredReceipt> {
+  /** Shred a tenant; `intentId` (shred-intents.ts) is marked started with the tombstone. */
+  async destroyTenant(
+    org: string,
+    tenant: string,
+    owned: ShredKeys = NO_SHRED_KEYS,
+    intentId?: number,
+  ): Promise<ShredReceipt> {
     const id = await this.#tenantLock.run(tenantKey(org, tenant), async () => {
       const t = this.#h.activeTenant(org, tenant);
       const teks = this.#reg.listTeks(org, tenant).map((r) => r.version);
       const detail: ShredDetail = { ...keysDetail(owned), tekVersions: teks, tenantFile: true };
-      const shredId = this.#reg.markTenantDestroyed(
-        org,
-        tenant,
-        this.#h.d.now().toISOString(),
-        JSON.stringify(detail),
-      );
+      const shredId = this.#reg.tx(() => {
+        const sid = this.#reg.markTenantDestroyed(
+          org,
+          tenant,
+          this.#h.d.now().toISOString(),
+          JSON.stringify(detail),
+        );
+        if (intentId !== undefined) this.#intents.started(intentId, sid);
+        return sid;
+      });
       this.#h.evictTenant(org, tenant);
       this.#usage.drop(`${org}/${tenant}/`);
       this.#inProgress.add(shredId);
@@ -156,20 +177,25 @@ export class Shredder {
     tenant: string,
     customer: string,
     owned: ShredKeys = NO_SHRED_KEYS,
+    intentId?: number,
   ): Promise<ShredReceipt> {
     const id = await this.#tenantLock.run(tenantKey(org, tenant), async () => {
       const t = this.#h.activeTenant(org, tenant);
       const c = this.#h.customerRow(t, customer);
       if (!c || c.state !== 'active') throw new KbError('NOT_FOUND', 'customer');
       // Log first: if we crash after the CEK delete, resume still rotates the TEK.
-      const shredId = this.#reg.insertShred({
-        kind: 'customer',
-        org,
-        tenant,
-        customer,
-        state: 'tek-rotation',
-        requestedAt: this.#h.d.now().toISOString(),
-        detail: JSON.stringify(keysDetail(owned) satisfies ShredDetail),
+      const shredId = this.#reg.tx(() => {
+        const sid = this.#reg.insertShred({
+          kind: 'customer',
+          org,
+          tenant,
+          customer,
+          state: 'tek-rotation',
+          requestedAt: this.#h.d.now().toISOString(),
+          detail: JSON.stringify(keysDetail(owned) satisfies ShredDetail),
+        });
+        if (intentId !== undefined) this.#intents.started(intentId, sid);
+        return sid;
       });
       this.#inProgress.add(shredId);
       try {
@@ -225,6 +251,7 @@ export class Shredder {
   async #finish(shredId: number): Promise<ShredReceipt> {
     const s = this.#reg.getShred(shredId) as ShredRow;
     const result = await this.#epochs.requestShredEpoch(s.org);
+    await this.#purge(s);
     const receipt = await this.#receipt(s, result);
     this.#reg.updateShred(shredId, {
       state: 'done',
@@ -239,7 +266,7 @@ export class Shredder {
     const head = this.#auditHead?.();
     return this.#signer.sign({
       type: 'keybroker.shred-receipt',
-      v: 1,
+      v: 2,
       shredId: s.id,
       kind: s.kind,
       org: s.org,
@@ -263,8 +290,41 @@ export class Shredder {
         destroyedOrgKeys: r.destroyed.map((x) => ({ version: x.version, hsmLabel: x.label })),
       },
       hsmProfile: this.#h.d.hsm.profileName,
+      // The token is files on the host: the shred holds only if no copy of them survives (H3).
+      softwareToken: isSoftwareTokenProfile(this.#h.d.hsm.profileName) ? true : undefined,
       auditPosition: head ? { seq: head.seq, hash: head.hash } : undefined,
     });
+  }
+
+  /**
+   * The receipt of shred `shredId`: stored if done; else driven to completion here, or awaited
+   * (up to `waitMs`) while a live request or a resume pass drives it.
+   */
+  async completed(shredId: number, waitMs = 60_000): Promise<ShredReceipt> {
+    const until = Date.now() + waitMs;
+    for (;;) {
+      const s = this.#reg.getShred(shredId);
+      if (!s) throw new KbError('NOT_FOUND', 'shred');
+      if (s.state === 'done' && s.receipt !== null) return JSON.parse(s.receipt) as ShredReceipt;
+      if (!this.#inProgress.has(shredId)) {
+        this.#inProgress.add(shredId);
+        try {
+          return await this.#drive(s);
+        } finally {
+          this.#inProgress.delete(shredId);
+        }
+      }
+      if (Date.now() > until) throw new KbError('HSM_UNAVAILABLE', 'the shred is still running');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** Finish one shred from its recorded state (caller holds it in #inProgress). */
+  async #drive(s: ShredRow): Promise<ShredReceipt> {
+    if (s.kind === 'customer' && s.state === 'tek-rotation') {
+      await this.#tenantLock.run(tenantKey(s.org, s.tenant), () => this.#customerSteps(s.id));
+    }
+    return this.#finish(s.id);
   }
 
   /** Whether some shred or epoch is unfinished and not being worked on by a live request. */
@@ -286,10 +346,7 @@ export class Shredder {
       if (this.#inProgress.has(s.id)) continue;
       this.#inProgress.add(s.id);
       try {
-        if (s.kind === 'customer' && s.state === 'tek-rotation') {
-          await this.#tenantLock.run(tenantKey(s.org, s.tenant), () => this.#customerSteps(s.id));
-        }
-        await this.#finish(s.id);
+        await this.#drive(s);
       } finally {
         this.#inProgress.delete(s.id);
       }

@@ -40,6 +40,8 @@ add('viewer', [
   'DescribeTenant',
   'ListCustomers',
   'DescribeCustomer',
+  // Public keys only (receipt and audit checkpoint keys), published for pinning.
+  'GetBrokerKeys',
   'Policy/GetPolicy',
   'Approvals/ListApprovals',
 ]);

@@ -45,6 +45,13 @@ export class EngineHpkeKey {
     this.raw = raw;
     this.loaded = loaded;
   }
+
+  /** Zero the seed copy and free the loaded key (a private key dropped by its owner). */
+  destroy(): void {
+    if (this.type !== 'private') return;
+    this.raw.fill(0);
+    this.loaded?.destroy();
+  }
 }
 
 const u8 = (b: ArrayBufferLike | ArrayBufferView): Uint8Array =>

@@ -106,9 +106,24 @@ export class SealedBoxes {
     aad: Uint8Array = new Uint8Array(0),
   ): Promise<Uint8Array> {
     assertOneOf('kem', kem, SEALED_BOX_KEMS);
+    const own = !(recipientKey instanceof EngineHpkeKey);
+    const key = own ? this.loadRecipientKey(kem, recipientKey) : recipientKey;
+    try {
+      return await this.#open(kem, key, sealed, info, aad);
+    } finally {
+      // A key loaded here from a seed is ours: zero its seed copy and free it.
+      if (own) key.destroy();
+    }
+  }
+
+  async #open(
+    kem: SealedBoxKem,
+    key: SealedBoxRecipientKey,
+    sealed: Uint8Array,
+    info: Uint8Array,
+    aad: Uint8Array,
+  ): Promise<Uint8Array> {
     const len = SEALED_BOX_LENGTHS[kem];
-    const key =
-      recipientKey instanceof EngineHpkeKey ? recipientKey : this.loadRecipientKey(kem, recipientKey);
     if (key.algorithm.name !== kem) throw decryptionFailed();
     assertBytes('sealed', sealed, { max: MAX_MESSAGE_BYTES + len.enc + len.tag });
     assertBytes('info', info, { max: MAX_INFO });

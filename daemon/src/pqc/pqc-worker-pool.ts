@@ -315,6 +315,37 @@ export class PqcWorkerPool {
     return r.valid.map(batchItem);
   }
 
+  /**
+   * Destroy the cached keys with these ids (workerKeyId) in every worker; resolves once each
+   * worker has processed it, i.e. after everything sent to it before (so an empty list is a
+   * barrier: a shred awaits it before signing its receipt). Never rejects. Returns how many were
+   * destroyed and how many keys the workers still hold.
+   */
+  async evictKeys(ids: readonly string[]): Promise<{ evicted: number; remaining: number }> {
+    const total = { evicted: 0, remaining: 0 };
+    if (this.#closed) return total;
+    await Promise.all(
+      this.#slots.map(
+        (slot) =>
+          new Promise<void>((resolve) => {
+            // Straight to the worker, not through the queue: eviction must not wait behind load.
+            const req: PqcWorkerRequest = { id: this.#nextId++, work: { op: 'evictKeys', ids: [...ids] } };
+            const done = (r?: PqcWorkerResult) => {
+              if (r?.op === 'evictKeys') {
+                total.evicted += r.evicted;
+                total.remaining += r.remaining;
+              }
+              resolve();
+            };
+            slot.inFlight.set(req.id, { req, transfer: [], resolve: done, reject: () => done() });
+            slot.batches++;
+            slot.worker.postMessage([req]);
+          }),
+      ),
+    );
+    return total;
+  }
+
   /** Fail queued work with SHUTTING_DOWN, let in-flight work finish, then stop the workers. */
   async close(): Promise<void> {
     this.#closed = true;

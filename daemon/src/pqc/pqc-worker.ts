@@ -4,7 +4,6 @@
  * by a digest of (engine, alg, form, bytes), so repeated signing with one key skips re-import;
  * evicted keys are destroyed.
  */
-import { createHash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 import { KbError } from '../errors.ts';
 import { LiboqsEngine } from './liboqs-engine.ts';
@@ -19,27 +18,43 @@ import type {
   PqcWorkerResult,
   WirePrivateKey,
 } from './pqc-worker-protocol.ts';
+import { workerKeyId } from './pqc-worker-protocol.ts';
 import type { PqcAlgorithm } from './pqc-params.ts';
 import { runSelfTest } from './self-test.ts';
 import { generateCompositeKeyPair } from './composite-mldsa65-ecdsa-p256.ts';
 import { XWing } from './xwing.ts';
 
 const KEY_CACHE_MAX = 64;
+/**
+ * A cached key unused this long is destroyed. The main thread evicts what it drops ('evictKeys'),
+ * so this only bounds what a lost eviction message could leave behind.
+ */
+const KEY_CACHE_TTL_MS = 5 * 60_000;
 const port = parentPort;
 if (port === null) throw new Error('pqc-worker.ts must run in a worker thread');
 
 const openssl = new OpenSslEngine();
 const engines: Record<EngineName, PqcEngine> = { openssl, liboqs: await LiboqsEngine.create() };
-const keys = new Map<string, PqcPrivateKey>();
+const keys = new Map<string, { key: PqcPrivateKey; usedAt: number }>();
+
+function sweepKeys(): void {
+  const old = Date.now() - KEY_CACHE_TTL_MS;
+  for (const [id, e] of keys) {
+    if (e.usedAt > old) continue;
+    keys.delete(id);
+    e.key.destroy();
+  }
+}
+setInterval(sweepKeys, 30_000).unref();
 const xwing = new XWing(openssl, openssl);
 
 function loadKey(engine: PqcEngine, alg: PqcAlgorithm, k: WirePrivateKey): PqcPrivateKey {
-  const id = createHash('sha256').update(`${engine.name}|${alg}|${k.form}|`).update(k.bytes).digest('base64');
+  const id = workerKeyId(engine.name, alg, k.form, k.bytes);
   const hit = keys.get(id);
   if (hit !== undefined) {
     keys.delete(id);
-    keys.set(id, hit);
-    return hit;
+    keys.set(id, { key: hit.key, usedAt: Date.now() });
+    return hit.key;
   }
   let key: PqcPrivateKey;
   if (k.form === 'seed' && !engine.capabilities.keygenFromSeed) {
@@ -50,16 +65,17 @@ function loadKey(engine: PqcEngine, alg: PqcAlgorithm, k: WirePrivateKey): PqcPr
   } else {
     key = engine.loadPrivateKey(alg, k.form, k.bytes, k.publicKey);
   }
-  keys.set(id, key);
+  keys.set(id, { key, usedAt: Date.now() });
   if (keys.size > KEY_CACHE_MAX) {
-    const [oldestId, oldest] = keys.entries().next().value as [string, PqcPrivateKey];
+    const [oldestId, oldest] = keys.entries().next().value as [string, { key: PqcPrivateKey }];
     keys.delete(oldestId);
-    oldest.destroy();
+    oldest.key.destroy();
   }
   return key;
 }
 
 function run(w: PqcWorkerOp): { result: PqcWorkerResult; transfer: ArrayBuffer[] } {
+  if (w.op === 'evictKeys') return evictKeys(w.ids);
   const engine = engines[w.engine];
   if (engine === undefined) throw new KbError('INVALID_ARGUMENT', `engine must be openssl or liboqs`);
   const t = (...arrays: Uint8Array[]): ArrayBuffer[] => arrays.map((a) => a.buffer as ArrayBuffer);
@@ -150,6 +166,19 @@ function run(w: PqcWorkerOp): { result: PqcWorkerResult; transfer: ArrayBuffer[]
       return { result: { op: w.op, valid }, transfer: [] };
     }
   }
+}
+
+/** Destroy the cached keys with these ids (the main thread dropped them, e.g. at a shred). */
+function evictKeys(ids: readonly string[]): { result: PqcWorkerResult; transfer: ArrayBuffer[] } {
+  let evicted = 0;
+  for (const id of ids) {
+    const e = keys.get(id);
+    if (e === undefined) continue;
+    keys.delete(id);
+    e.key.destroy();
+    evicted++;
+  }
+  return { result: { op: 'evictKeys', evicted, remaining: keys.size }, transfer: [] };
 }
 
 /** Run one batch item; a KbError stays with the item, anything else aborts the batch. */

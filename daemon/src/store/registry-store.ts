@@ -56,6 +56,20 @@ CREATE TABLE shred_log (
 CREATE TABLE broker_keys (name TEXT PRIMARY KEY, hsm_label TEXT NOT NULL, alg TEXT NOT NULL, spki BLOB NOT NULL);
 `,
   },
+  {
+    // broker_meta: the broker instance id (named in receipts). shred_intents: a destroy recorded
+    // before its first destruction, so a crash anywhere in it resumes (see shred-intents.ts).
+    version: 2,
+    sql: `
+CREATE TABLE broker_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE shred_intents (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL CHECK (kind IN ('tenant','customer')),
+  org TEXT NOT NULL, tenant TEXT NOT NULL, customer TEXT, approval_id TEXT,
+  state TEXT NOT NULL CHECK (state IN ('pending','started','abandoned')),
+  requested_at TEXT NOT NULL, shred_id INTEGER);
+CREATE INDEX shred_intents_by_approval ON shred_intents (approval_id);
+`,
+  },
 ];
 
 /** Thrown inside a transaction when the OEK a TEK was wrapped under is no longer the primary. */
@@ -383,6 +397,19 @@ export class RegistryStore {
         requestedAt,
         detail,
       });
+    });
+  }
+
+  // --- broker metadata ---
+  /** A broker_meta value, set to `make()` (durably) on first use. */
+  metaValue(name: string, make: () => string): string {
+    return this.tx(() => {
+      const r = this.st('SELECT value FROM broker_meta WHERE name = ?').get(name) as
+        { value: string } | undefined;
+      if (r) return r.value;
+      const v = make();
+      this.st('INSERT INTO broker_meta (name, value) VALUES (?, ?)').run(name, v);
+      return v;
     });
   }
 

@@ -117,6 +117,12 @@ export class StreamSealer {
     }
     return concat([Uint8Array.of(BlobType.streamChunk), body, c.getAuthTag()]);
   }
+
+  /** Zero the stream key; every later `seal` fails (a shred ended the stream). */
+  abort(): void {
+    this.#done = true;
+    this.#key.fill(0);
+  }
 }
 
 /** Parse a stream header (bounds and grammar only). Throws decryptionFailed(). */
@@ -197,6 +203,12 @@ export class StreamOpener {
       this.#key.fill(0);
       throw decryptionFailed();
     }
+  }
+
+  /** Zero the stream key; every later `open` fails (a shred ended the stream). */
+  abort(): void {
+    this.#failed = true;
+    this.#key.fill(0);
   }
 
   #fail(): never {
