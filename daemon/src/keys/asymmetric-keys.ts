@@ -134,10 +134,12 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
 
   async jwks(ref: Api.KeyOwner): Promise<{ keys: Jwk[] }> {
     const { t, customer } = this.#v.owner(ref);
-    const rows = AsymmetricKeyStore.all(this.#h.store(t)).filter(
-      (r) => r.customer === customer && purposeOf(r.type) === 'sig' && r.state === 'enabled',
+    const all = AsymmetricKeyStore.all(this.#h.store(t)).filter(
+      (r) => r.customer === customer && purposeOf(r.type) === 'sig',
     );
-    await this.#v.verifyRows(t, rows);
+    // Checked before the state filter: a version disabled by editing the file is refused too.
+    await this.#v.verifyRows(t, all);
+    const rows = all.filter((r) => r.state === 'enabled');
     return buildJwks(
       rows.map((r) => ({ kind: r.type, publicKey: r.publicKey, kid: `${r.keyId}.${r.version}` })),
     );
