@@ -67,6 +67,10 @@ export const ERRORS = {
   DEADLINE_EXCEEDED: { status: S.DEADLINE_EXCEEDED, message: 'deadline exceeded', user: false },
   UNIMPLEMENTED: { status: S.UNIMPLEMENTED, message: 'not implemented', user: true },
   INTERNAL: { status: S.INTERNAL, message: 'internal error', user: false },
+  /** A stored key row does not match its wrapped key (the store was edited or corrupted). */
+  KEY_INTEGRITY: { status: S.DATA_LOSS, message: 'stored key failed its integrity check', user: false },
+  /** A key found in the HSM has unsafe attributes (e.g. extractable): it is never used. */
+  HSM_KEY_REFUSED: { status: S.INTERNAL, message: 'HSM key refused: unsafe attributes', user: false },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

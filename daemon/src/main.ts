@@ -43,6 +43,11 @@ import type { LoadedCrls } from './tls/crl-file.ts';
 import { RevocationSet } from './tls/revocation-set.ts';
 import { ReloadableServerCredentials } from './tls/reloadable-server-credentials.ts';
 import { CertificateAuthority } from './ca/certificate-authority.ts';
+import {
+  assertDataPlaneSelfTestPassed,
+  brokenPrimitives,
+  runDataPlaneSelfTest,
+} from './wire/data-plane-self-test.ts';
 import { Gauge } from 'prom-client';
 
 export interface DaemonOptions {
@@ -540,6 +545,17 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     'access control: one policy engine for every call',
   );
   installTestHooks(d);
+  // Power-on KATs of the data plane (AES-256-GCM, HKDF-SHA256): a wrong answer means no start.
+  try {
+    const broken = d.env.KB_TEST_HOOKS === '1' ? d.env.KB_TEST_DATA_PLANE_BROKEN : undefined;
+    const checks = runDataPlaneSelfTest(undefined, brokenPrimitives(broken));
+    assertDataPlaneSelfTestPassed(checks);
+    log.info({ checks: checks.length }, 'data-plane power-on self-test passed');
+  } catch (err) {
+    log.fatal({ err: toKbError(err).safeMessage }, 'data-plane power-on self-test failed: refusing to start');
+    loggers.flush();
+    return 1;
+  }
   if (cfg.pqc.enabled) {
     // Power-on self-test before anything listens: a failed known answer means no start at all.
     try {

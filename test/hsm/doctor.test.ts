@@ -163,6 +163,7 @@ describe('keybroker doctor on opencryptoki', () => {
     if (why || !token) return t.skip(why ?? 'no token');
     const file = variant(tmp, 'softhsm2', 'softhsm2-choices-on-ock', {
       module: { paths: [OPENCRYPTOKI_MODULE] },
+      allowedMechanisms: false,
     });
     const r = doctor(['--profile', file, '--token-label', token.label], { KB_HSM_PIN: token.pin });
     assert.equal(r.status, 1, r.out);
@@ -173,5 +174,14 @@ describe('keybroker doctor on opencryptoki', () => {
       );
     }
     assert.match(r.out, /SKIP {2}wrap\/unwrap: needs CKM_AES_KEY_WRAP_PAD/);
+  });
+
+  it('names the profile flag when the token rejects CKA_ALLOWED_MECHANISMS (opencryptoki 3.8.1 does)', (t) => {
+    if (why || !token) return t.skip(why ?? 'no token');
+    const file = variant(tmp, 'opencryptoki', 'ock-with-allowed-mechanisms', { allowedMechanisms: true });
+    const r = doctor(['--profile', file, '--token-label', token.label], { KB_HSM_PIN: token.pin });
+    assert.equal(r.status, 1, r.out);
+    assert.match(r.out, /FAIL {2}root key: .*CKR_ATTRIBUTE_TYPE_INVALID/);
+    assert.match(r.out, /"allowedMechanisms": false/, 'the operator is told which flag to turn off');
   });
 });

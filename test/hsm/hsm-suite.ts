@@ -11,6 +11,7 @@ import { KbError } from '../../daemon/src/errors.ts';
 import type { ErrorCode } from '../../daemon/src/errors.ts';
 import type { HsmKeyRef, HsmSigningAlgorithm } from '../../daemon/src/hsm/hsm.ts';
 import { inspectRootKey } from '../../daemon/src/hsm/key-inspection.ts';
+import { KeyHandles } from '../../daemon/src/hsm/key-handles.ts';
 import { Pkcs11Hsm } from '../../daemon/src/hsm/pkcs11-hsm.ts';
 import type { Pkcs11HsmOptions } from '../../daemon/src/hsm/pkcs11-hsm.ts';
 
@@ -60,7 +61,8 @@ export function hsmSuite(name: string, target: SuiteTarget): void {
     before(async () => {
       opts = await target.open();
       hsm = await Pkcs11Hsm.open(opts);
-      root = await hsm.generateRootKey('suite-root');
+      // Made for in-HSM GCM too (the GCM tests below); OEKs are wrap-only (test/hsm/root-key-attributes.test.ts).
+      root = await hsm.generateRootKey('suite-root', { gcm: true });
     });
     after(async () => {
       await hsm?.close();
@@ -141,6 +143,25 @@ export function hsmSuite(name: string, target: SuiteTarget): void {
         await rejectsWith(hsm.wrapKey(root, new Uint8Array(size)), 'INVALID_ARGUMENT', `wrapKey(${size} B)`);
       });
     }
+
+    it('root keys found cold (a new handle cache) pass the attribute check made at first use', async () => {
+      const oek = await hsm.generateRootKey('suite-oek');
+      const cold = new KeyHandles(hsm.connection, opts.profile);
+      await hsm.connection.withSession(async (s) => {
+        for (const label of [root.label, oek.label]) {
+          const h = cold.root(s, label);
+          assert.ok(h, `${label} found`);
+          assert.equal(
+            h.hmac !== undefined,
+            opts.profile.wrap === 'aes-cbc-pad-hmac-sha256',
+            `${label}: companion`,
+          );
+        }
+      });
+      const key = randomBytes(32);
+      assert.deepEqual(Buffer.from(await hsm.unwrapKey(oek, await hsm.wrapKey(oek, key))), key);
+      await hsm.destroyKey(oek);
+    });
 
     it('rejects every bit flip, truncation and extension of a wrapped key, and a wrong root key', async () => {
       const key = randomBytes(32);
@@ -233,7 +254,7 @@ export function hsmSuite(name: string, target: SuiteTarget): void {
       ] as const) {
         await rejectsWith(hsm.decryptGcm(root, sealed, other), 'DECRYPTION_FAILED', `decryptGcm(${what})`);
       }
-      const otherRoot = await hsm.generateRootKey('suite-gcm-other');
+      const otherRoot = await hsm.generateRootKey('suite-gcm-other', { gcm: true });
       await rejectsWith(
         hsm.decryptGcm(otherRoot, sealed, aad),
         'DECRYPTION_FAILED',

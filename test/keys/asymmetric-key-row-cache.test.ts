@@ -79,9 +79,13 @@ test('every writer of tenant_keys / tenant_key_policies is seen by the next read
       (r) => assert.equal(r.rows.length, 2),
     ],
     [
-      'a version disabled',
-      () => AsymmetricKeyStore.setState(s, 'k2', 1, 'disabled'),
-      (r) => assert.equal(r.rows[0]?.state, 'disabled'),
+      'a version disabled (its wrap sealed again)',
+      () =>
+        assert.ok(
+          AsymmetricKeyStore.replaceWrapped(s, row('k2', 1), new Uint8Array([7, 7]), 'disabled'),
+          'compare-and-set on the row as read',
+        ),
+      (r) => assert.deepEqual([r.rows[0]?.state, [...(r.rows[0]?.wrapped ?? [])]], ['disabled', [7, 7]]),
     ],
     [
       'a policy set',

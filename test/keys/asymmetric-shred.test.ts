@@ -133,7 +133,8 @@ test('TEK rotation and a customer shred rewrap every tenant_keys row; keys keep 
   }
 });
 
-test('a tampered or swapped stored row does not load (the one opaque error), nothing else is affected', async () => {
+test('a tampered or swapped stored row does not load (KEY_INTEGRITY, also for its public key), nothing else is affected', async () => {
+  const [box] = (await sealAll(kb, B, 'x')).values();
   const cases: [string, (db: Database.Database) => void][] = [
     [
       'flipped wrapped byte',
@@ -158,15 +159,19 @@ test('a tampered or swapped stored row does not load (the one opaque error), not
     db.close();
     const k = await open(copy);
     try {
-      const [box] = (await sealAll(k, B, 'x')).values();
+      assert.equal(
+        await codeOf(() => asym(k).publicKey(B, 'box-mlkem')),
+        'KEY_INTEGRITY',
+        `${name}: public key`,
+      );
       assert.equal(
         await codeOf(() => asym(k).openBox(B, 'box-mlkem', 1, box as Uint8Array, none, none)),
-        'DECRYPTION_FAILED',
+        'KEY_INTEGRITY',
         name,
       );
       assert.equal(
         await codeOf(() => asym(k).decapsulate(B, 'box-mlkem', 1, new Uint8Array(1088))),
-        'DECRYPTION_FAILED',
+        'KEY_INTEGRITY',
         `${name}: decapsulate`,
       );
     } finally {

@@ -281,8 +281,14 @@ async function roundTrips(
       (e: unknown) => (e instanceof KbError ? e.code : String(e)),
     );
   try {
-    await run('root key', genMechs, 'root keys must be generated non-extractable in the token', async () => {
-      const made = await hsm.generateRootKey(`kb-doctor-root-${tag}`);
+    const rootWhy =
+      'root keys must be generated non-extractable in the token' +
+      (profile.allowedMechanisms === true
+        ? ' (the profile sets allowedMechanisms: a token that rejects CKA_ALLOWED_MECHANISMS,' +
+          ' e.g. with CKR_ATTRIBUTE_TYPE_INVALID, needs "allowedMechanisms": false)'
+        : '');
+    await run('root key', genMechs, rootWhy, async () => {
+      const made = await hsm.generateRootKey(`kb-doctor-root-${tag}`, { gcm: profile.aesGcm });
       scratch.push(made);
       const a = await inspectRootKey(hsm, made.label);
       const bad = [

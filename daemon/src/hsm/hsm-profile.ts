@@ -30,6 +30,8 @@ export interface HsmProfile {
   readonly pool: { readonly size: number; readonly maxWaiters: number };
   readonly wrap: WrapMechanism;
   readonly aesGcm: boolean;
+  /** New keys get CKA_ALLOWED_MECHANISMS (their one mechanism); false/absent: not set (tokens without it). */
+  readonly allowedMechanisms?: boolean;
   readonly signing: readonly HsmSigningAlgorithm[];
   readonly rsaPssMechanism?: 'CKM_SHA256_RSA_PKCS_PSS' | 'CKM_RSA_PKCS_PSS';
   readonly quirks: {

@@ -28,6 +28,15 @@ export interface HsmCapabilities {
   readonly signing: readonly HsmSigningAlgorithm[];
 }
 
+/** How a root key is made. */
+export interface RootKeyOptions {
+  /**
+   * Also allow in-HSM AES-GCM (encryptGcm/decryptGcm) on a profile with `aesGcm`. The broker's
+   * OEKs never are: they only wrap (review L3); doctor and the HSM suite test GCM with such a key.
+   */
+  readonly gcm?: boolean;
+}
+
 export interface HsmHealth {
   readonly ok: boolean;
   /** Human-readable reason when not ok; never contains PINs. */
@@ -44,7 +53,7 @@ export interface Hsm {
    * Create a non-extractable, sensitive AES-256 token key (plus, for the CBC-PAD profile, its
    * companion HMAC key) under `label`. Fails with ALREADY_EXISTS if the label is taken.
    */
-  generateRootKey(label: string): Promise<HsmKeyRef>;
+  generateRootKey(label: string, opts?: RootKeyOptions): Promise<HsmKeyRef>;
   /** Look a key up by label (cached after the first find); undefined if absent. */
   findKey(label: string, kind: HsmKeyRef['kind']): Promise<HsmKeyRef | undefined>;
   /** C_DestroyObject on the key (and companions). Idempotent: absent is not an error. */

@@ -6,12 +6,14 @@
 import pkcs11js from 'pkcs11js';
 import type { Template } from 'pkcs11js';
 import { KbError } from '../errors.ts';
-import type { HsmKeyRef, HsmSigningAlgorithm } from './hsm.ts';
+import type { HsmKeyRef, HsmSigningAlgorithm, RootKeyOptions } from './hsm.ts';
+import { silentLogger, type HsmLogger } from './pkcs11-connection.ts';
 import type { HsmProfile } from './hsm-profile.ts';
 import { ecPointToSpki, rsaToSpki } from './key-encoding.ts';
 import { call, callAsync } from './pkcs11-connection.ts';
 import type { Pkcs11Connection, SessionCtx } from './pkcs11-connection.ts';
 import { Pkcs11Error } from './pkcs11-error.ts';
+import { judgeRootKey, rootKeyRefused } from './root-key-check.ts';
 import {
   ecdsaP256Templates,
   findTemplate,
@@ -43,10 +45,36 @@ export class KeyHandles {
   readonly #roots = new Map<string, RootHandles>();
   readonly #signing = new Map<string, SigningHandles>();
   readonly #creating = new Set<string>();
+  readonly #log: HsmLogger;
 
-  constructor(conn: Pkcs11Connection, profile: HsmProfile) {
+  constructor(conn: Pkcs11Connection, profile: HsmProfile, log: HsmLogger = silentLogger) {
     this.#conn = conn;
     this.#profile = profile;
+    this.#log = log;
+  }
+
+  /** CKA_ALLOWED_MECHANISMS for a new key, when the profile says the token supports it. */
+  #allowed(mechs: readonly number[]): readonly number[] | undefined {
+    return this.#profile.allowedMechanisms === true ? mechs : undefined;
+  }
+
+  /**
+   * A root key found in the token is used only if its attributes are safe (checked once per key
+   * and connection generation: the handles are cached after); see root-key-check.ts.
+   */
+  #checkRoot(s: SessionCtx, label: string, found: RootHandles): void {
+    const aes = judgeRootKey(this.#conn, s, found.aes, true);
+    const hmac = found.hmac === undefined ? undefined : judgeRootKey(this.#conn, s, found.hmac, false);
+    const refused = [...aes.refused, ...(hmac?.refused.map((r) => `HMAC key: ${r}`) ?? [])];
+    if (refused.length > 0) {
+      this.#log.error({ label, refused }, 'root key refused: unsafe attributes');
+      throw rootKeyRefused(label, refused);
+    }
+    if (aes.legacy.length > 0)
+      this.#log.warn(
+        { label, attributes: aes.legacy },
+        'root key made by an older broker allows encrypt/decrypt (unused); its next version will not',
+      );
   }
 
   clear(): void {
@@ -68,6 +96,7 @@ export class KeyHandles {
       const hmac = this.#find(s, findTemplate(label, P.CKO_SECRET_KEY, P.CKK_GENERIC_SECRET))[0];
       if (hmac) found = { ...found, hmac };
     }
+    this.#checkRoot(s, label, found);
     this.#roots.set(label, found);
     return found;
   }
@@ -116,21 +145,27 @@ export class KeyHandles {
     return h;
   }
 
-  /** Generate the root key (and its HMAC companion when the profile wraps with CBC-PAD). */
-  async createRoot(s: SessionCtx, label: string): Promise<HsmKeyRef> {
+  /**
+   * Generate the root key (and its HMAC companion when the profile wraps with CBC-PAD), allowed
+   * only the profile's wrap mechanism (plus AES-GCM with `gcm`, on a profile that has it).
+   */
+  async createRoot(s: SessionCtx, label: string, o: RootKeyOptions = {}): Promise<HsmKeyRef> {
     if (this.#creating.has(label) || this.root(s, label)) throw new KbError('ALREADY_EXISTS', 'root key');
     this.#creating.add(label);
     const p = this.#conn.pkcs11;
     const skip = this.#profile.quirks.keyTemplateOmit;
     try {
-      const aesT = omit(rootAesTemplate(label, this.#profile.aesGcm), skip);
+      const gcm = o.gcm === true && this.#profile.aesGcm;
+      const wrapMech = this.#profile.wrap === 'aes-kwp' ? P.CKM_AES_KEY_WRAP_PAD : P.CKM_AES_CBC_PAD;
+      const allowed = this.#allowed(gcm ? [wrapMech, P.CKM_AES_GCM] : [wrapMech]);
+      const aesT = omit(rootAesTemplate(label, { encrypt: gcm, allowed }), skip);
       const aes = await callAsync('C_GenerateKey', () =>
         p.C_GenerateKeyAsync(s.handle, { mechanism: P.CKM_AES_KEY_GEN }, aesT),
       );
       let found: RootHandles = { gen: s.gen, aes };
       if (this.#profile.wrap === 'aes-cbc-pad-hmac-sha256') {
         try {
-          const hmacT = omit(rootHmacTemplate(label), skip);
+          const hmacT = omit(rootHmacTemplate(label, this.#allowed([P.CKM_SHA256_HMAC])), skip);
           const hmac = await callAsync('C_GenerateKey', () =>
             p.C_GenerateKeyAsync(s.handle, { mechanism: P.CKM_GENERIC_SECRET_KEY_GEN }, hmacT),
           );
@@ -156,7 +191,12 @@ export class KeyHandles {
     const skip = this.#profile.quirks.keyTemplateOmit;
     try {
       const ec = alg === 'ecdsa-p256';
-      const t = ec ? ecdsaP256Templates(label) : rsa3072Templates(label);
+      const pss =
+        this.#profile.rsaPssMechanism === 'CKM_SHA256_RSA_PKCS_PSS'
+          ? P.CKM_SHA256_RSA_PKCS_PSS
+          : P.CKM_RSA_PKCS_PSS;
+      const allowed = this.#allowed([ec ? P.CKM_ECDSA : pss]);
+      const t = ec ? ecdsaP256Templates(label, allowed) : rsa3072Templates(label, allowed);
       const mech = { mechanism: ec ? P.CKM_EC_KEY_PAIR_GEN : P.CKM_RSA_PKCS_KEY_PAIR_GEN };
       const pair = await callAsync('C_GenerateKeyPair', () =>
         p.C_GenerateKeyPairAsync(s.handle, mech, omit(t.pub, skip), omit(t.priv, skip)),

@@ -19,7 +19,14 @@
 import { createHash, randomBytes } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
 import { KbError, decryptionFailed } from '../errors.ts';
-import type { Hsm, HsmCapabilities, HsmHealth, HsmKeyRef, HsmSigningAlgorithm } from './hsm.ts';
+import type {
+  Hsm,
+  HsmCapabilities,
+  HsmHealth,
+  HsmKeyRef,
+  HsmSigningAlgorithm,
+  RootKeyOptions,
+} from './hsm.ts';
 import { resolveModulePath } from './hsm-profile.ts';
 import type { HsmProfile } from './hsm-profile.ts';
 import { ecdsaRawToDer } from './key-encoding.ts';
@@ -81,13 +88,18 @@ export class Pkcs11Hsm implements Hsm {
   /** Tail of the token-write queue (see #tokenWrite). */
   #tokenWrites: Promise<void> = Promise.resolve();
 
-  private constructor(profile: HsmProfile, conn: Pkcs11Connection, onWorkerThread: boolean) {
+  private constructor(
+    profile: HsmProfile,
+    conn: Pkcs11Connection,
+    onWorkerThread: boolean,
+    logger: HsmLogger,
+  ) {
     this.#onWorkerThread = onWorkerThread;
     this.#profile = profile;
     this.#conn = conn;
     this.profileName = profile.name;
     this.capabilities = { wrap: profile.wrap, aesGcm: profile.aesGcm, signing: [...profile.signing] };
-    this.#keys = new KeyHandles(conn, profile);
+    this.#keys = new KeyHandles(conn, profile, logger);
   }
 
   /** Load the profile's module, C_Initialize (CKF_OS_LOCKING_OK), open the pool and log in. */
@@ -115,7 +127,7 @@ export class Pkcs11Hsm implements Hsm {
         probeIntervalMs: o.probeIntervalMs ?? 10_000,
       });
       logger.info({ profile: profile.name, module: modulePath }, 'HSM session pool ready');
-      return new Pkcs11Hsm(profile, conn, o.workerThread ?? true);
+      return new Pkcs11Hsm(profile, conn, o.workerThread ?? true, logger);
     } catch (err) {
       const e = toPkcs11Error(err, 'open');
       if (e instanceof Pkcs11Error) {
@@ -141,9 +153,9 @@ export class Pkcs11Hsm implements Hsm {
     return this.#conn.whenHealthy(timeoutMs);
   }
 
-  async generateRootKey(label: string): Promise<HsmKeyRef> {
+  async generateRootKey(label: string, opts?: RootKeyOptions): Promise<HsmKeyRef> {
     checkLabel(label);
-    return this.#tokenWrite(() => this.#op(false, (s) => this.#keys.createRoot(s, label)));
+    return this.#tokenWrite(() => this.#op(false, (s) => this.#keys.createRoot(s, label, opts)));
   }
 
   async findKey(label: string, kind: HsmKeyRef['kind']): Promise<HsmKeyRef | undefined> {

@@ -22,8 +22,30 @@ function identity(label: string): Template {
   ];
 }
 
-/** The root AES-256 key: token, private, sensitive, never extractable; wrap/unwrap (+GCM) only. */
-export function rootAesTemplate(label: string, gcm: boolean): Template {
+/**
+ * CKA_ALLOWED_MECHANISMS value: a CK_MECHANISM_TYPE array as native CK_ULONGs (8 bytes,
+ * little-endian: 64-bit Linux on x86-64 and arm64, where the daemon runs).
+ */
+export function mechanismList(mechs: readonly number[]): Buffer {
+  const b = Buffer.alloc(8 * mechs.length);
+  mechs.forEach((m, i) => b.writeBigUInt64LE(BigInt(m), 8 * i));
+  return b;
+}
+
+/** CKA_ALLOWED_MECHANISMS when the profile supports it (undefined: the attribute is left out). */
+function allowedAttr(allowed: readonly number[] | undefined): Template {
+  return allowed === undefined ? [] : [{ type: P.CKA_ALLOWED_MECHANISMS, value: mechanismList(allowed) }];
+}
+
+/**
+ * The root AES-256 key: token, private, sensitive, never extractable; wrap/unwrap only.
+ * CKA_ENCRYPT/DECRYPT only for a root made for in-HSM AES-GCM (`encrypt`), which no OEK is
+ * (review L3); `allowed` restricts it to the wrap mechanism (and GCM) where the token supports it.
+ */
+export function rootAesTemplate(
+  label: string,
+  o: { encrypt: boolean; allowed?: readonly number[] | undefined },
+): Template {
   return [
     { type: P.CKA_CLASS, value: P.CKO_SECRET_KEY },
     { type: P.CKA_KEY_TYPE, value: P.CKK_AES },
@@ -34,17 +56,18 @@ export function rootAesTemplate(label: string, gcm: boolean): Template {
     { type: P.CKA_EXTRACTABLE, value: false },
     { type: P.CKA_WRAP, value: true },
     { type: P.CKA_UNWRAP, value: true },
-    { type: P.CKA_ENCRYPT, value: gcm },
-    { type: P.CKA_DECRYPT, value: gcm },
+    { type: P.CKA_ENCRYPT, value: o.encrypt },
+    { type: P.CKA_DECRYPT, value: o.encrypt },
     { type: P.CKA_SIGN, value: false },
     { type: P.CKA_VERIFY, value: false },
     { type: P.CKA_DERIVE, value: false },
+    ...allowedAttr(o.allowed),
     ...identity(label),
   ];
 }
 
 /** The companion HMAC-SHA256 key of a CBC-PAD root: same label, generic secret, sign/verify only. */
-export function rootHmacTemplate(label: string): Template {
+export function rootHmacTemplate(label: string, allowed?: readonly number[]): Template {
   return [
     { type: P.CKA_CLASS, value: P.CKO_SECRET_KEY },
     { type: P.CKA_KEY_TYPE, value: P.CKK_GENERIC_SECRET },
@@ -60,6 +83,7 @@ export function rootHmacTemplate(label: string): Template {
     { type: P.CKA_ENCRYPT, value: false },
     { type: P.CKA_DECRYPT, value: false },
     { type: P.CKA_DERIVE, value: false },
+    ...allowedAttr(allowed),
     ...identity(label),
   ];
 }
@@ -101,7 +125,10 @@ export function findTemplate(label: string, cls: number, keyType?: number): Temp
 }
 
 /** Public/private templates of a non-extractable P-256 signing pair. */
-export function ecdsaP256Templates(label: string): { pub: Template; priv: Template } {
+export function ecdsaP256Templates(
+  label: string,
+  allowed?: readonly number[],
+): { pub: Template; priv: Template } {
   return {
     pub: [
       { type: P.CKA_CLASS, value: P.CKO_PUBLIC_KEY },
@@ -112,12 +139,15 @@ export function ecdsaP256Templates(label: string): { pub: Template; priv: Templa
       { type: P.CKA_EC_PARAMS, value: P256_EC_PARAMS },
       ...identity(label),
     ],
-    priv: signingPrivate(label, P.CKK_EC),
+    priv: signingPrivate(label, P.CKK_EC, allowed),
   };
 }
 
 /** Public/private templates of a non-extractable RSA-3072 signing pair (e = 65537). */
-export function rsa3072Templates(label: string): { pub: Template; priv: Template } {
+export function rsa3072Templates(
+  label: string,
+  allowed?: readonly number[],
+): { pub: Template; priv: Template } {
   return {
     pub: [
       { type: P.CKA_CLASS, value: P.CKO_PUBLIC_KEY },
@@ -129,11 +159,12 @@ export function rsa3072Templates(label: string): { pub: Template; priv: Template
       { type: P.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) },
       ...identity(label),
     ],
-    priv: signingPrivate(label, P.CKK_RSA),
+    priv: signingPrivate(label, P.CKK_RSA, allowed),
   };
 }
 
-function signingPrivate(label: string, keyType: number): Template {
+/** The private half of a signing pair; `allowed`: its one signing mechanism, where supported. */
+function signingPrivate(label: string, keyType: number, allowed: readonly number[] | undefined): Template {
   return [
     { type: P.CKA_CLASS, value: P.CKO_PRIVATE_KEY },
     { type: P.CKA_KEY_TYPE, value: keyType },
@@ -145,6 +176,7 @@ function signingPrivate(label: string, keyType: number): Template {
     { type: P.CKA_DECRYPT, value: false },
     { type: P.CKA_UNWRAP, value: false },
     { type: P.CKA_DERIVE, value: false },
+    ...allowedAttr(allowed),
     ...identity(label),
   ];
 }

@@ -6,7 +6,7 @@
 import { KbError, decryptionFailed } from '../errors.ts';
 import type { Hsm } from '../hsm/hsm.ts';
 import type { TenantRow } from '../store/registry-rows.ts';
-import { unwrapTenantKey } from '../wire/wrapped-key-v1.ts';
+import { rowKekCopy, unwrapRowSecret } from './asymmetric-key-binding.ts';
 import { AsymmetricKeyCache } from './asymmetric-key-cache.ts';
 import { loadKey, type AsymmetricRuntime, type LoadedKey } from './asymmetric-key-material.ts';
 import { AsymmetricKeyStore, type AsymmetricKeyRow } from './asymmetric-key-store.ts';
@@ -42,30 +42,21 @@ export class AsymmetricKeyLoader {
         const r = AsymmetricKeyStore.get(this.#h.store(t), row.keyId, row.version);
         if (r === undefined) throw decryptionFailed();
         try {
-          // Tenant-level rows are wrapped under a TEK version, customer rows under a CEK version.
-          const wrapVersion = r.customer === '' ? r.tekVersion : r.cekVersion;
-          const kek =
-            r.customer === ''
-              ? await this.#h.tekCopy(t.org, t.tenant, wrapVersion)
-              : await this.#h.cekCopy(t, r.customer, wrapVersion);
+          // Tenant-level rows are wrapped under a TEK version, customer rows under a CEK version;
+          // a 0x13 row opens only if no field of it was edited (asymmetric-key-binding.ts).
+          const kek = await rowKekCopy(this.#h, t, r);
           let secret: Uint8Array;
           try {
-            const id = {
-              org: t.org,
-              tenant: t.tenant,
-              keyId: r.keyId,
-              keyVersion: r.version,
-              tekVersion: wrapVersion,
-            };
-            secret = unwrapTenantKey(kek, id, r.wrapped);
+            secret = unwrapRowSecret(kek, t, r).secret;
           } finally {
             kek.fill(0);
           }
           return await loadKey(this.#rt, this.#hsm, r.type, r.version, r.publicKey, secret, r.meta.hsmLabel);
         } catch (err) {
-          // A TEK rotation may have rewrapped the row meanwhile (as in hierarchy.ts #loadCek).
+          // A TEK rotation (or a legacy row's upgrade) may have rewrapped the row meanwhile.
           const again = AsymmetricKeyStore.get(this.#h.store(t), row.keyId, row.version);
-          if (attempt < 3 && again !== undefined && again.tekVersion !== r.tekVersion) continue;
+          const moved = again !== undefined && !Buffer.from(again.wrapped).equals(Buffer.from(r.wrapped));
+          if (attempt < 3 && moved) continue;
           throw passUnavailable(err);
         }
       }

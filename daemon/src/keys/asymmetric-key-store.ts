@@ -167,9 +167,23 @@ export class AsymmetricKeyStore {
     }
   }
 
-  static setState(s: TenantStore, keyId: string, version: number, state: AsymmetricKeyRow['state']): void {
-    s.st('UPDATE tenant_keys SET state = ? WHERE key_id = ? AND version = ?').run(state, keyId, version);
+  /**
+   * Replace a row's wrapped key (and state), only if the row still holds `r.wrapped` and `r.state`
+   * (compare-and-set: a TEK rotation may have rewrapped it meanwhile). True when replaced.
+   */
+  static replaceWrapped(
+    s: TenantStore,
+    r: AsymmetricKeyRow,
+    wrapped: Uint8Array,
+    state: AsymmetricKeyRow['state'] = r.state,
+  ): boolean {
+    const n = s
+      .st(
+        'UPDATE tenant_keys SET wrapped = ?, state = ? WHERE key_id = ? AND version = ? AND wrapped = ? AND state = ?',
+      )
+      .run(wrapped, state, r.keyId, r.version, r.wrapped, r.state).changes;
     s.keysChanged();
+    return n === 1;
   }
 }
 

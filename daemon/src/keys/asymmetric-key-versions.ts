@@ -9,7 +9,6 @@ import { KbError } from '../errors.ts';
 import type { Hsm } from '../hsm/hsm.ts';
 import type { TenantRef } from '../ids.ts';
 import type { PolicyRow, TenantRow } from '../store/registry-rows.ts';
-import { wrapTenantKey } from '../wire/wrapped-key-v1.ts';
 import type * as Api from './asymmetric-key-api.ts';
 import { checkNewVersion, type AsymmetricKeyLimits } from './asymmetric-key-limits.ts';
 import { generateKey, type AsymmetricRuntime } from './asymmetric-key-material.ts';
@@ -22,7 +21,9 @@ import {
   type AsymmetricKeyRow,
   type AsymmetricKeyType,
 } from './asymmetric-key-store.ts';
+import { wrapRowSecret } from './asymmetric-key-binding.ts';
 import { AsymmetricKeyRowCache } from './asymmetric-key-row-cache.ts';
+import { AsymmetricRowVerifier } from './asymmetric-row-verifier.ts';
 import type { AsymmetricKeyUsage } from './asymmetric-key-usage.ts';
 import { tenantKey, type Hierarchy } from './hierarchy.ts';
 import type { KeyPolicy } from './key-broker-api.ts';
@@ -45,6 +46,7 @@ export class AsymmetricKeyVersions {
   /** Tenants (`org/tenant`) and customers (`org/tenant/customer`) whose shred has begun: no new keys for them. */
   readonly shredding = new Set<string>();
   readonly #rows = new AsymmetricKeyRowCache();
+  readonly #verifier: AsymmetricRowVerifier;
 
   constructor(
     h: Hierarchy,
@@ -62,6 +64,7 @@ export class AsymmetricKeyVersions {
     this.#usage = usage;
     this.#evict = evict;
     this.#limits = limits;
+    this.#verifier = new AsymmetricRowVerifier(h, hsm, rt);
   }
 
   /** The caller's tenant: active, enabled, in an enabled org. */
@@ -82,12 +85,21 @@ export class AsymmetricKeyVersions {
     return { t, customer: ref.customer };
   }
 
-  /** Every version of a key of this owner (a key of another customer, or of the tenant, is NOT_FOUND). */
-  rows(t: TenantRow, keyId: string, customer: string): AsymmetricKeyRow[] {
+  /**
+   * Every version of a key of this owner (a key of another customer, or of the tenant, is
+   * NOT_FOUND), each checked against its wrapped private key first (KEY_INTEGRITY if edited).
+   */
+  async rows(t: TenantRow, keyId: string, customer: string): Promise<AsymmetricKeyRow[]> {
     const { rows } = this.#rows.get(this.#h.store(t), asymmetricKeyId(keyId));
     if (rows.length === 0 || (rows[0] as AsymmetricKeyRow).customer !== customer)
       throw new KbError('NOT_FOUND', 'key');
+    await this.#verifier.verify(t, rows);
     return [...rows];
+  }
+
+  /** Check rows read directly from the store (JWKS, listings) before they are used. */
+  verifyRows(t: TenantRow, rows: readonly AsymmetricKeyRow[]): Promise<void> {
+    return this.#verifier.verify(t, rows);
   }
 
   policy(t: TenantRow, keyId: string): PolicyRow {
@@ -136,12 +148,12 @@ export class AsymmetricKeyVersions {
    */
   async primaryForUse(ref: Api.KeyOwner, keyId: string, purpose: 'kem' | 'sig') {
     const { t, customer } = this.owner(ref);
-    let rows = this.rows(t, keyId, customer);
+    let rows = await this.rows(t, keyId, customer);
     const p = this.policy(t, keyId);
     const last = rows[rows.length - 1] as AsymmetricKeyRow;
     if (purposeOf(last.type) === purpose && this.#due(t, last, p, this.#h.d.now())) {
       await this.#rotateIfPrimary(ref, keyId, last.version);
-      rows = this.rows(t, keyId, customer);
+      rows = await this.rows(t, keyId, customer);
     }
     const row = this.version(rows, undefined, purpose);
     if (row.version < p.minEnc) throw new KbError('VERSION_BELOW_MINIMUM');
@@ -171,17 +183,17 @@ export class AsymmetricKeyVersions {
         throw new KbError('ALREADY_EXISTS', 'key');
       await this.#addVersion(ref, id, 1, type, hsmEcdsa, policy);
       const o = this.owner(ref);
-      return this.info(o.t, this.rows(o.t, id, o.customer));
+      return this.info(o.t, await this.rows(o.t, id, o.customer));
     });
   }
 
   async rotateKey(ref: Api.KeyOwner, keyId: string): Promise<Api.AsymmetricKeyInfo> {
     return this.#lock.run(tenantKey(ref.org, ref.tenant), async () => {
       const { t, customer } = this.owner(ref);
-      const rows = this.rows(t, keyId, customer);
+      const rows = await this.rows(t, keyId, customer);
       const last = rows[rows.length - 1] as AsymmetricKeyRow;
       await this.#addVersion(ref, last.keyId, last.version + 1, last.type, last.meta.hsmLabel !== undefined);
-      return this.info(t, this.rows(this.owner(ref).t, keyId, customer));
+      return this.info(t, await this.rows(this.owner(ref).t, keyId, customer));
     });
   }
 
@@ -189,7 +201,7 @@ export class AsymmetricKeyVersions {
   async #rotateIfPrimary(ref: Api.KeyOwner, keyId: string, fromVersion: number): Promise<void> {
     await this.#lock.run(tenantKey(ref.org, ref.tenant), async () => {
       const { t, customer } = this.owner(ref);
-      const rows = this.rows(t, keyId, customer);
+      const rows = await this.rows(t, keyId, customer);
       const last = rows[rows.length - 1] as AsymmetricKeyRow;
       if (last.version !== fromVersion) return;
       await this.#addVersion(ref, last.keyId, last.version + 1, last.type, last.meta.hsmLabel !== undefined);
@@ -224,27 +236,25 @@ export class AsymmetricKeyVersions {
           ? await this.#h.tekCopy(t.org, t.tenant, wrapVersion)
           : await this.#h.cekCopy(t, customer, wrapVersion);
       try {
-        const wrapped = wrapTenantKey(
-          kek,
-          { org: t.org, tenant: t.tenant, keyId, keyVersion: version, tekVersion: wrapVersion },
-          g.secret.expose(),
-        );
+        const row: AsymmetricKeyRow = {
+          keyId,
+          version,
+          type,
+          customer,
+          tekVersion: c === undefined ? wrapVersion : 0,
+          cekVersion: c === undefined ? 0 : wrapVersion,
+          uses: 0,
+          wrapped: new Uint8Array(0),
+          publicKey: g.publicKey,
+          state: 'enabled',
+          createdAt: this.#h.d.now().toISOString(),
+          meta: g.hsmLabel !== undefined ? { hsmLabel: g.hsmLabel } : {},
+        };
+        // 0x13: the public key and metadata are bound to the wrapped private key (review M5).
+        const wrapped = wrapRowSecret(kek, t, row, g.secret.expose());
         const s = this.#h.store(this.owner(ref).t);
         s.tx(() => {
-          AsymmetricKeyStore.insert(s, {
-            keyId,
-            version,
-            type,
-            customer,
-            tekVersion: c === undefined ? wrapVersion : 0,
-            cekVersion: c === undefined ? 0 : wrapVersion,
-            uses: 0,
-            wrapped,
-            publicKey: g.publicKey,
-            state: 'enabled',
-            createdAt: this.#h.d.now().toISOString(),
-            meta: g.hsmLabel !== undefined ? { hsmLabel: g.hsmLabel } : {},
-          });
+          AsymmetricKeyStore.insert(s, { ...row, wrapped });
           if (policy !== undefined) AsymmetricKeyStore.setPolicy(s, keyId, policy);
         });
       } finally {
@@ -264,13 +274,13 @@ export class AsymmetricKeyVersions {
     keyId: string,
     policy: Partial<Api.AsymmetricKeyPolicy>,
   ): Promise<Api.AsymmetricKeyInfo> {
-    return this.#lock.run(tenantKey(ref.org, ref.tenant), () => {
+    return this.#lock.run(tenantKey(ref.org, ref.tenant), async () => {
       const { t, customer } = this.owner(ref);
-      const rows = this.rows(t, keyId, customer);
+      const rows = await this.rows(t, keyId, customer);
       const primary = (rows[rows.length - 1] as AsymmetricKeyRow).version;
       const merged = mergePolicy(this.policy(t, keyId), policy as Partial<KeyPolicy>, primary);
       AsymmetricKeyStore.setPolicy(this.#h.store(t), asymmetricKeyId(keyId), merged);
-      return Promise.resolve(this.info(t, rows));
+      return this.info(t, rows);
     });
   }
 
@@ -282,32 +292,35 @@ export class AsymmetricKeyVersions {
   ): Promise<Api.AsymmetricKeyInfo> {
     return this.#lock.run(tenantKey(ref.org, ref.tenant), async () => {
       const { t, customer } = this.owner(ref);
-      const rows = this.rows(t, keyId, customer);
+      const rows = await this.rows(t, keyId, customer);
       const r = rows.find((x) => x.version === version);
       if (r === undefined) throw new KbError('NOT_FOUND', 'key version');
       if (!enabled && r.version === (rows[rows.length - 1] as AsymmetricKeyRow).version)
         throw new KbError('FAILED_PRECONDITION', 'the primary version cannot be disabled; rotate first');
-      AsymmetricKeyStore.setState(this.#h.store(t), r.keyId, version, enabled ? 'enabled' : 'disabled');
+      const state = enabled ? 'enabled' : 'disabled';
+      // The state is part of the row's binding: the wrap is sealed again with it.
+      if (r.state !== state) await this.#verifier.rebindState(t, r, state);
       if (!enabled) this.#evict(t, r.keyId, version);
-      return this.info(t, this.rows(t, keyId, customer));
+      return this.info(t, await this.rows(t, keyId, customer));
     });
   }
 
-  listKeys(ref: Api.KeyOwner): Promise<readonly Api.AsymmetricKeyInfo[]> {
+  async listKeys(ref: Api.KeyOwner): Promise<readonly Api.AsymmetricKeyInfo[]> {
     const { t, customer } = this.owner(ref);
     const byId = new Map<string, AsymmetricKeyRow[]>();
-    for (const r of AsymmetricKeyStore.all(this.#h.store(t))) {
-      if (r.customer !== customer) continue;
+    const mine = AsymmetricKeyStore.all(this.#h.store(t)).filter((r) => r.customer === customer);
+    await this.#verifier.verify(t, mine);
+    for (const r of mine) {
       const list = byId.get(r.keyId) ?? [];
       list.push(r);
       byId.set(r.keyId, list);
     }
-    return Promise.resolve([...byId.values()].map((rows) => this.info(t, rows)));
+    return [...byId.values()].map((rows) => this.info(t, rows));
   }
 
-  describeKey(ref: Api.KeyOwner, keyId: string): Promise<Api.AsymmetricKeyInfo> {
+  async describeKey(ref: Api.KeyOwner, keyId: string): Promise<Api.AsymmetricKeyInfo> {
     const { t, customer } = this.owner(ref);
-    return Promise.resolve(this.info(t, this.rows(t, keyId, customer)));
+    return this.info(t, await this.rows(t, keyId, customer));
   }
 
   /**

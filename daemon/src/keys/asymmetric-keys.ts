@@ -133,21 +133,24 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
   }
 
   // --- operations ---
-  publicKey(ref: Api.KeyOwner, keyId: string, version?: number): Promise<Api.PublicKeyResult> {
+  async publicKey(ref: Api.KeyOwner, keyId: string, version?: number): Promise<Api.PublicKeyResult> {
     const { t, customer } = this.#v.owner(ref);
-    const rows = this.#v.rows(t, keyId, customer);
+    const rows = await this.#v.rows(t, keyId, customer);
     const r = version === undefined ? rows[rows.length - 1] : rows.find((x) => x.version === version);
     if (r === undefined) throw new KbError('NOT_FOUND', 'key version');
-    return Promise.resolve({ type: r.type, version: r.version, publicKey: r.publicKey });
+    return { type: r.type, version: r.version, publicKey: r.publicKey };
   }
 
-  jwks(ref: Api.KeyOwner): Promise<{ keys: Jwk[] }> {
+  async jwks(ref: Api.KeyOwner): Promise<{ keys: Jwk[] }> {
     const { t, customer } = this.#v.owner(ref);
-    const rows = AsymmetricKeyStore.all(this.#h.store(t)).filter(
-      (r) => r.customer === customer && purposeOf(r.type) === 'sig' && r.state === 'enabled',
+    const all = AsymmetricKeyStore.all(this.#h.store(t)).filter(
+      (r) => r.customer === customer && purposeOf(r.type) === 'sig',
     );
-    return Promise.resolve(
-      buildJwks(rows.map((r) => ({ kind: r.type, publicKey: r.publicKey, kid: `${r.keyId}.${r.version}` }))),
+    // Checked before the state filter: a version disabled by editing the file is refused too.
+    await this.#v.verifyRows(t, all);
+    const rows = all.filter((r) => r.state === 'enabled');
+    return buildJwks(
+      rows.map((r) => ({ kind: r.type, publicKey: r.publicKey, kid: `${r.keyId}.${r.version}` })),
     );
   }
 
@@ -211,7 +214,7 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
     return r.value;
   }
 
-  verifyBatch(
+  async verifyBatch(
     ref: Api.KeyOwner,
     keyId: string,
     version: number | undefined,
@@ -219,7 +222,7 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
     context: Uint8Array,
   ): Promise<ItemResult<{ valid: boolean; version: number }>[]> {
     const { t, customer } = this.#v.owner(ref);
-    const rows = this.#v.rows(t, keyId, customer);
+    const rows = await this.#v.rows(t, keyId, customer);
     if (purposeOf((rows[0] as AsymmetricKeyRow).type) !== 'sig')
       throw new KbError('INVALID_ARGUMENT', `${(rows[0] as AsymmetricKeyRow).type} keys do not verify`);
     const candidates = this.#v.openers(t, rows, version, 'sig');
@@ -254,9 +257,9 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
   }
 
   /** The version a decapsulation uses (undefined: the primary), checked against minDec. */
-  #decapsulator(ref: Api.KeyOwner, keyId: string, version: number | undefined) {
+  async #decapsulator(ref: Api.KeyOwner, keyId: string, version: number | undefined) {
     const { t, customer } = this.#v.owner(ref);
-    const rows = this.#v.rows(t, keyId, customer);
+    const rows = await this.#v.rows(t, keyId, customer);
     const row =
       version === undefined
         ? this.#v.version(rows, undefined, 'kem')
@@ -273,7 +276,7 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
     version: number | undefined,
     cipherText: Uint8Array,
   ): Promise<{ sharedSecret: Uint8Array; version: number }> {
-    const { t, row } = this.#decapsulator(ref, keyId, version);
+    const { t, row } = await this.#decapsulator(ref, keyId, version);
     const k = await this.#load(t, row);
     try {
       return {
@@ -291,7 +294,7 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
     version: number | undefined,
     cipherTexts: readonly Uint8Array[],
   ): Promise<{ version: number; results: ItemResult<Uint8Array>[] }> {
-    const { t, row } = this.#decapsulator(ref, keyId, version);
+    const { t, row } = await this.#decapsulator(ref, keyId, version);
     const k = await this.#load(t, row);
     const results = await k.use(() => decapsulateManyWith(this.#rt, k, cipherTexts));
     return { version: row.version, results };
@@ -319,7 +322,7 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
     aad: Uint8Array,
   ): Promise<{ plaintext: Uint8Array; version: number }> {
     const { t, customer } = this.#v.owner(ref);
-    const rows = this.#v.rows(t, keyId, customer);
+    const rows = await this.#v.rows(t, keyId, customer);
     const kem = boxKem((rows[0] as AsymmetricKeyRow).type);
     for (const row of this.#v.openers(t, rows, version, 'kem')) {
       const k = await this.#load(t, row);

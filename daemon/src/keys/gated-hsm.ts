@@ -8,7 +8,14 @@
  * 0.72-0.96x with two threads) and the caches keep the HSM off the hot path, so it costs nothing
  * there; raise `hsmConcurrency` for an HSM that scales with parallel sessions.
  */
-import type { Hsm, HsmCapabilities, HsmHealth, HsmKeyRef, HsmSigningAlgorithm } from '../hsm/hsm.ts';
+import type {
+  Hsm,
+  HsmCapabilities,
+  HsmHealth,
+  HsmKeyRef,
+  HsmSigningAlgorithm,
+  RootKeyOptions,
+} from '../hsm/hsm.ts';
 
 export class GatedHsm implements Hsm {
   readonly #hsm: Hsm;
@@ -40,8 +47,8 @@ export class GatedHsm implements Hsm {
     }
   }
 
-  generateRootKey(label: string): Promise<HsmKeyRef> {
-    return this.#gate(() => this.#hsm.generateRootKey(label));
+  generateRootKey(label: string, opts?: RootKeyOptions): Promise<HsmKeyRef> {
+    return this.#gate(() => this.#hsm.generateRootKey(label, opts));
   }
   findKey(label: string, kind: HsmKeyRef['kind']): Promise<HsmKeyRef | undefined> {
     return this.#gate(() => this.#hsm.findKey(label, kind));

@@ -12,15 +12,9 @@ import type { CustomerRow } from '../store/tenant-store.ts';
 import type { TenantStore } from '../store/tenant-store.ts';
 import type { TenantStorePool } from '../store/tenant-store-pool.ts';
 import type { SecretBytes } from '../util/secret-bytes.ts';
-import {
-  deriveTek,
-  frameWrappedTek,
-  unframeWrappedTek,
-  unwrapCek,
-  unwrapTenantKey,
-  wrapCek,
-  wrapTenantKey,
-} from '../wire/wrapped-key-v1.ts';
+import { deriveTek, frameWrappedTek, unframeWrappedTek, unwrapCek, wrapCek } from '../wire/wrapped-key-v1.ts';
+import { rewrapRowUnderTek } from './asymmetric-key-binding.ts';
+import { AsymmetricKeyStore } from './asymmetric-key-store.ts';
 import type { KeyCache } from './key-cache.ts';
 import { isShreddedWhileLoading } from './key-cache.ts';
 import { LruMap } from './lru-map.ts';
@@ -273,7 +267,8 @@ export class Hierarchy {
     await this.addTekVersion(t.org, t.tenant, next);
     const store = this.store(t);
     const ceks = store.listAllCeks();
-    const keys = store.listTenantKeys();
+    // Customer keys are wrapped under a CEK, not the TEK: a TEK rotation does not touch them.
+    const keys = AsymmetricKeyStore.all(store).filter((r) => r.customer === '');
     const newTek = await this.tekCopy(t.org, t.tenant, next);
     try {
       const cekOut = [];
@@ -293,16 +288,11 @@ export class Hierarchy {
       const keyOut = [];
       for (const r of keys) {
         const oldTek = await this.tekCopy(t.org, t.tenant, r.tekVersion);
-        const id = { org: t.org, tenant: t.tenant, keyId: r.keyId, keyVersion: r.version };
-        const sk = unwrapTenantKey(oldTek, { ...id, tekVersion: r.tekVersion }, r.wrapped);
-        oldTek.fill(0);
-        keyOut.push({
-          keyId: r.keyId,
-          version: r.version,
-          tekVersion: next,
-          wrapped: wrapTenantKey(newTek, { ...id, tekVersion: next }, sk),
-        });
-        sk.fill(0);
+        try {
+          keyOut.push(rewrapRowUnderTek(t, r, oldTek, newTek, next));
+        } finally {
+          oldTek.fill(0);
+        }
       }
       // Fetched again: the LRU may have closed the handle while we awaited TEKs.
       this.store(t).rewrapAll(cekOut, keyOut);

@@ -3,7 +3,14 @@
  * sees the same interface; only the composition root knows it is wrapped.
  */
 import { toKbError } from '../errors.ts';
-import type { Hsm, HsmCapabilities, HsmHealth, HsmKeyRef, HsmSigningAlgorithm } from '../hsm/hsm.ts';
+import type {
+  Hsm,
+  HsmCapabilities,
+  HsmHealth,
+  HsmKeyRef,
+  HsmSigningAlgorithm,
+  RootKeyOptions,
+} from '../hsm/hsm.ts';
 import type { Metrics } from './metrics.ts';
 
 export class InstrumentedHsm implements Hsm {
@@ -35,8 +42,8 @@ export class InstrumentedHsm implements Hsm {
     }
   }
 
-  generateRootKey(label: string): Promise<HsmKeyRef> {
-    return this.#time('generate_root_key', () => this.#inner.generateRootKey(label));
+  generateRootKey(label: string, opts?: RootKeyOptions): Promise<HsmKeyRef> {
+    return this.#time('generate_root_key', () => this.#inner.generateRootKey(label, opts));
   }
   findKey(label: string, kind: HsmKeyRef['kind']): Promise<HsmKeyRef | undefined> {
     return this.#time('find_key', () => this.#inner.findKey(label, kind));

@@ -205,16 +205,6 @@ export class TenantStore {
   listAllCeks(): CekRow[] {
     return (this.st('SELECT * FROM cek_versions').all() as Raw[]).map(cekOf);
   }
-  listTenantKeys(): TenantKeyRow[] {
-    // Customer keys are wrapped under a CEK, not the TEK: a TEK rotation does not touch them.
-    const sql = "SELECT key_id, version, tek_version, wrapped FROM tenant_keys WHERE customer = ''";
-    return (this.st(sql).all() as Raw[]).map((r) => ({
-      keyId: r.key_id as string,
-      version: r.version as number,
-      tekVersion: r.tek_version as number,
-      wrapped: new Uint8Array(r.wrapped as Buffer),
-    }));
-  }
   /** Add a CEK version and make it primary, in one transaction. */
   addPrimaryCek(cek: CekRow): void {
     this.tx(() => {
