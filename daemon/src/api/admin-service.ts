@@ -12,6 +12,7 @@ import { withApproval } from './approvals-service.ts';
 import type { AuditFacts, CallContext, CallGate, CallTarget } from './call-gate.ts';
 import { customerMessage, keyMessage, orgMessage, receiptMessage, tenantMessage } from './admin-messages.ts';
 import { itemErrorMessage } from './keys-messages.ts';
+import { blindIndexAdminRpcs } from './blind-index-admin.ts';
 import {
   batchItems,
   newTenantName,
@@ -196,5 +197,6 @@ export function adminService(
       () => ({}),
       async () => b().rotateDueKeys(),
     ),
+    ...blindIndexAdminRpcs(gate, broker),
   };
 }

@@ -96,6 +96,8 @@ export function connectKeybroker(o: ClientOptions): {
   approvals: ServiceClient;
   policy: ServiceClient;
   keys: ServiceClient;
+  blindIndexes: ServiceClient;
+  secrets: ServiceClient;
   close(): void;
 } {
   const pkg = loadPackageDefinition(loadKeybrokerPackage()) as unknown as {
@@ -123,18 +125,24 @@ export function connectKeybroker(o: ClientOptions): {
   const approvals = make('Approvals');
   const policy = make('Policy');
   const keys = make('Keys');
+  const blindIndexes = make('BlindIndexes');
+  const secrets = make('Secrets');
   return {
     admin,
     crypto,
     approvals,
     policy,
     keys,
+    blindIndexes,
+    secrets,
     close() {
       admin.close();
       crypto.close();
       approvals.close();
       policy.close();
       keys.close();
+      blindIndexes.close();
+      secrets.close();
     },
   };
 }

@@ -18,6 +18,8 @@ import type { CallGate } from './call-gate.ts';
 import { cryptoService } from './crypto-service.ts';
 import { policyService } from './policy-service.ts';
 import { keysService } from './keys-service.ts';
+import { blindIndexService } from './blind-index-service.ts';
+import { secretsService } from './secrets-service.ts';
 import { loadKeybrokerPackage, safeService } from './proto-definitions.ts';
 import type { FieldLimits } from './request-bounds.ts';
 
@@ -30,6 +32,8 @@ export const SERVICE_NAMES = [
   'keybroker.v1.Approvals',
   'keybroker.v1.Policy',
   'keybroker.v1.Keys',
+  'keybroker.v1.BlindIndexes',
+  'keybroker.v1.Secrets',
 ] as const;
 
 export interface ApiServerOptions {
@@ -70,6 +74,14 @@ export class ApiServer {
     this.#server.addService(
       safeService(pkg, 'keybroker.v1.Keys', o.limits.maxMessageBytes),
       keysService(o.gate, o.broker, o.limits),
+    );
+    this.#server.addService(
+      safeService(pkg, 'keybroker.v1.BlindIndexes', o.limits.maxMessageBytes),
+      blindIndexService(o.gate, o.broker, o.limits),
+    );
+    this.#server.addService(
+      safeService(pkg, 'keybroker.v1.Secrets', o.limits.maxMessageBytes),
+      secretsService(o.gate, o.broker),
     );
     if (o.governance !== undefined) {
       this.#server.addService(

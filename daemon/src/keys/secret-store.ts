@@ -30,7 +30,7 @@ import { cekSubkeyBytes, SUBKEY_LABEL, subkeyInfo } from './cek-subkey.ts';
 import type { Hierarchy } from './hierarchy.ts';
 
 /** Secret names: path-like ASCII, so policy globs can group them ("db/*", "payments/**"). */
-const SECRET_NAME = /^[A-Za-z0-9][A-Za-z0-9_.\/-]{0,254}$/;
+const SECRET_NAME = /^[A-Za-z0-9][A-Za-z0-9_./-]{0,254}$/;
 export const MAX_SECRET_VALUE_BYTES = 64 * 1024;
 export const DEFAULT_MAX_VERSIONS = 10;
 export const MAX_MAX_VERSIONS = 100;
