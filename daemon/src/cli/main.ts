@@ -11,7 +11,9 @@ import { doctorCommand } from './doctor-command.ts';
 import { adminCommand } from './admin-command.ts';
 import { dataKeyCommand } from './data-key-command.ts';
 import { decryptCommand, encryptCommand } from './encrypt-command.ts';
+import { indexCommand } from './index-command.ts';
 import { initCommand } from './init-command.ts';
+import { secretCommand } from './secret-command.ts';
 import { serveCommand } from './serve-command.ts';
 
 // Each command file exports one CommandModule; add new ones to this list.
@@ -23,6 +25,8 @@ const commands: CommandModule[] = [
   encryptCommand as CommandModule,
   decryptCommand as CommandModule,
   dataKeyCommand as CommandModule,
+  secretCommand as CommandModule,
+  indexCommand as CommandModule,
   auditCommand,
 ];
 
