@@ -22,7 +22,9 @@ const at = (who: CallerIdentity, rpc: string, org: string, tenant?: string) =>
 
 describe('default policy', () => {
   for (const rpc of allRpcs()) {
-    const data = rpc.startsWith('keybroker.v1.Crypto/') || rpc.startsWith('keybroker.v1.Keys/');
+    const data = ['Crypto', 'Keys', 'BlindIndexes', 'Secrets'].some((s) =>
+      rpc.startsWith(`keybroker.v1.${s}/`),
+    );
     it(`${rpc}`, () => {
       assert.equal(at(svc, rpc, 'acme', 't1').allow, data, `tenant service on own tenant`);
       assert.equal(at(svc, rpc, 'acme', 't2').allow, false, 'tenant service on another tenant');
@@ -33,5 +35,7 @@ describe('default policy', () => {
   it('viewer admin: read-only Admin RPCs only', () => {
     assert.equal(at(viewer, 'keybroker.v1.Admin/ListTenants', 'acme').allow, true);
     assert.equal(at(viewer, 'keybroker.v1.Admin/DestroyTenant', 'acme', 't1').allow, false);
+    assert.equal(at(viewer, 'keybroker.v1.Admin/ListBlindIndexes', 'acme', 't1').allow, true);
+    assert.equal(at(viewer, 'keybroker.v1.Admin/CreateBlindIndex', 'acme', 't1').allow, false);
   });
 });

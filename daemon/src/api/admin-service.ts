@@ -20,6 +20,7 @@ import {
 } from './admin-messages.ts';
 import { withShredApproval } from './shred-approval.ts';
 import { itemErrorMessage } from './keys-messages.ts';
+import { blindIndexAdminRpcs } from './blind-index-admin.ts';
 import {
   batchItems,
   newTenantName,
@@ -244,5 +245,6 @@ export function adminService(
       () => ({}),
       async (_p, _r, ctx) => b().rotateDueKeys(undefined, ctx.identity.org),
     ),
+    ...blindIndexAdminRpcs(gate, broker),
   };
 }

@@ -97,6 +97,8 @@ export function connectKeybroker(o: ClientOptions): {
   policy: ServiceClient;
   keys: ServiceClient;
   certificates: ServiceClient;
+  blindIndexes: ServiceClient;
+  secrets: ServiceClient;
   close(): void;
 } {
   const pkg = loadPackageDefinition(loadKeybrokerPackage()) as unknown as {
@@ -125,6 +127,8 @@ export function connectKeybroker(o: ClientOptions): {
   const policy = make('Policy');
   const keys = make('Keys');
   const certificates = make('Certificates');
+  const blindIndexes = make('BlindIndexes');
+  const secrets = make('Secrets');
   return {
     admin,
     crypto,
@@ -132,6 +136,8 @@ export function connectKeybroker(o: ClientOptions): {
     policy,
     keys,
     certificates,
+    blindIndexes,
+    secrets,
     close() {
       admin.close();
       crypto.close();
@@ -139,6 +145,8 @@ export function connectKeybroker(o: ClientOptions): {
       policy.close();
       keys.close();
       certificates.close();
+      blindIndexes.close();
+      secrets.close();
     },
   };
 }

@@ -20,6 +20,8 @@ import type { CertificatesServiceOptions } from './certificates-service.ts';
 import { cryptoService } from './crypto-service.ts';
 import { policyService } from './policy-service.ts';
 import { keysService } from './keys-service.ts';
+import { blindIndexService } from './blind-index-service.ts';
+import { secretsService } from './secrets-service.ts';
 import { loadKeybrokerPackage, maxRequestFields, safeService } from './proto-definitions.ts';
 import type { FieldLimits } from './request-bounds.ts';
 
@@ -33,6 +35,8 @@ export const SERVICE_NAMES = [
   'keybroker.v1.Policy',
   'keybroker.v1.Keys',
   'keybroker.v1.Certificates',
+  'keybroker.v1.BlindIndexes',
+  'keybroker.v1.Secrets',
 ] as const;
 
 export interface ApiServerOptions {
@@ -88,6 +92,14 @@ export class ApiServer {
     this.#server.addService(
       safeService(pkg, 'keybroker.v1.Keys', o.limits.maxMessageBytes, maxFields),
       keysService(o.gate, o.broker, o.limits),
+    );
+    this.#server.addService(
+      safeService(pkg, 'keybroker.v1.BlindIndexes', o.limits.maxMessageBytes),
+      blindIndexService(o.gate, o.broker, o.limits),
+    );
+    this.#server.addService(
+      safeService(pkg, 'keybroker.v1.Secrets', o.limits.maxMessageBytes),
+      secretsService(o.gate, o.broker),
     );
     if (o.governance !== undefined) {
       this.#server.addService(

@@ -16,6 +16,8 @@ export const PROTO_FILES = [
   'keybroker/v1/policy.proto',
   'keybroker/v1/keys.proto',
   'keybroker/v1/certificates.proto',
+  'keybroker/v1/blind_index.proto',
+  'keybroker/v1/secrets.proto',
 ];
 
 /** How messages look in JS: camelCase fields, enums as names, 64-bit ints as numbers, bytes as Buffer. */

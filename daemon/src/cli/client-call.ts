@@ -14,7 +14,15 @@ export interface ConnArgs {
   key?: string;
 }
 
-export type ServiceName = 'admin' | 'crypto' | 'approvals' | 'policy' | 'keys';
+export type ServiceName =
+  | 'admin'
+  | 'crypto'
+  | 'approvals'
+  | 'policy'
+  | 'keys'
+  | 'certificates'
+  | 'secrets'
+  | 'blindIndexes';
 
 /** What a connected CLI client offers: the services by name and the address it dialled. */
 export interface CliClient {

@@ -15,6 +15,8 @@ import { decryptBatchCommand, encryptBatchCommand } from './batch-command.ts';
 import { initCommand } from './init-command.ts';
 import { keysCommand } from './keys-command.ts';
 import { rewrapCommand } from './rewrap-command.ts';
+import { indexCommand } from './index-command.ts';
+import { secretCommand } from './secret-command.ts';
 import { serveCommand } from './serve-command.ts';
 
 // Each command file exports one CommandModule; add new ones to this list.
@@ -30,6 +32,8 @@ const commands: CommandModule[] = [
   decryptBatchCommand as CommandModule,
   rewrapCommand as CommandModule,
   keysCommand as CommandModule,
+  secretCommand as CommandModule,
+  indexCommand as CommandModule,
   auditCommand,
 ];
 

@@ -30,6 +30,8 @@ import { createTenantsBulk } from './bulk-tenants.ts';
 import { Lifecycle } from './lifecycle.ts';
 import { AsymmetricKeys } from './asymmetric-keys.ts';
 import type { AsymmetricKeysOptions } from './asymmetric-keys.ts';
+import { BlindIndexes } from './blind-indexes.ts';
+import { SecretStore } from './secret-store.ts';
 
 /** The pino subset KeyBroker logs through. Never given key bytes, plaintext or ciphertext. */
 export interface KeyBrokerLogger {
@@ -90,6 +92,9 @@ export class KeyBroker implements Api.KeyBrokerApi {
   readonly #log: KeyBrokerLogger;
   /** Tenant asymmetric keys, when the daemon enabled them (options.pqc). */
   readonly asymmetric: AsymmetricKeys | undefined;
+  /** Keyed blind indexes (blind-indexes.ts) and the secrets store (secret-store.ts). */
+  readonly blindIndexes: BlindIndexes;
+  readonly secrets: SecretStore;
   readonly #timers: NodeJS.Timeout[] = [];
   /** Open data-plane streams, aborted by the shred of their tenant or customer. */
   readonly #streams = new LiveStreams();
@@ -147,6 +152,9 @@ export class KeyBroker implements Api.KeyBrokerApi {
     this.#batch = new BatchRunner();
     this.asymmetric = o.pqc ? new AsymmetricKeys(this.#h, tenantLock, hsm, o.pqc) : undefined;
     this.#intents = new ShredIntentRunner(this.#h, this.#shred, this.asymmetric);
+    const serving = (ref: TenantRef) => this.#dp.tenant(ref);
+    this.blindIndexes = new BlindIndexes(this.#h, serving, (ref, fn) => this.#data(ref, fn));
+    this.secrets = new SecretStore(this.#h, serving, (ref, fn) => this.#data(ref, fn));
   }
 
   /** Open (creating) the data dir, resume interrupted shreds and epochs, start timers. */

@@ -44,6 +44,7 @@ add('viewer', [
   'GetBrokerKeys',
   'Policy/GetPolicy',
   'Approvals/ListApprovals',
+  'ListBlindIndexes',
 ]);
 // Day-to-day lifecycle that destroys nothing and creates no trust root.
 add('operator', [
@@ -55,6 +56,10 @@ add('operator', [
   'SetKeyPolicy',
   'SetKeyVersionEnabled',
   'RotateDueKeys',
+  // Blind-index definitions: new versions and retiring old ones destroy nothing (keys are derived).
+  'CreateBlindIndex',
+  'RotateBlindIndex',
+  'SetBlindIndexMinVersion',
 ]);
 // Orgs and tenants, destruction, root-key (OEK) rotation, policy, and the two-person workflow.
 add('admin', [

@@ -15,13 +15,23 @@ export const DEFAULT_POLICY_TEXT = JSON.stringify({
       id: 'default/admins-no-data-plane',
       effect: 'deny',
       identities: ['spiffe://*/admin/*'],
-      rpcs: ['keybroker.v1.Crypto/*', 'keybroker.v1.Keys/*'],
+      rpcs: [
+        'keybroker.v1.Crypto/*',
+        'keybroker.v1.Keys/*',
+        'keybroker.v1.BlindIndexes/*',
+        'keybroker.v1.Secrets/*',
+      ],
     },
     {
       id: 'default/data-plane',
       effect: 'allow',
       identities: ['spiffe://*/*/*'],
-      rpcs: ['keybroker.v1.Crypto/*', 'keybroker.v1.Keys/*'],
+      rpcs: [
+        'keybroker.v1.Crypto/*',
+        'keybroker.v1.Keys/*',
+        'keybroker.v1.BlindIndexes/*',
+        'keybroker.v1.Secrets/*',
+      ],
     },
     {
       id: 'default/admin',

@@ -42,6 +42,31 @@ CREATE TABLE tenant_key_policies (
   min_enc INTEGER NOT NULL, min_dec INTEGER NOT NULL);
 `,
   },
+  {
+    version: 4,
+    sql: `
+-- Blind indexes (keys/blind-indexes.ts): a definition per name with versions; each version's
+-- HMAC key is derived from one CEK version of each customer, pinned at the customer's first use
+-- (blind_index_ceks), so tokens stay stable across CEK rotations and die with the customer.
+CREATE TABLE blind_indexes (
+  name TEXT PRIMARY KEY, primary_version INTEGER NOT NULL, min_version INTEGER NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE blind_index_versions (
+  name TEXT NOT NULL REFERENCES blind_indexes(name), version INTEGER NOT NULL, normalization INTEGER NOT NULL,
+  output_bytes INTEGER NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (name, version));
+CREATE TABLE blind_index_ceks (
+  name TEXT NOT NULL, version INTEGER NOT NULL, customer TEXT NOT NULL, cek_version INTEGER NOT NULL,
+  PRIMARY KEY (name, version, customer));
+-- Secrets (keys/secret-store.ts): values sealed under a key derived from the customer's CEK
+-- version cek_version; blob is NULL once a version is destroyed.
+CREATE TABLE secrets (
+  customer TEXT NOT NULL, name TEXT NOT NULL, current_version INTEGER NOT NULL, max_versions INTEGER NOT NULL,
+  created_at TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (customer, name));
+CREATE TABLE secret_versions (
+  customer TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL, cek_version INTEGER NOT NULL, blob BLOB,
+  state TEXT NOT NULL CHECK (state IN ('active','deleted','destroyed')), created_at TEXT NOT NULL,
+  PRIMARY KEY (customer, name, version));
+`,
+  },
 ];
 
 export interface CustomerRow {
@@ -275,6 +300,10 @@ export class TenantStore {
         'DELETE FROM tenant_key_policies WHERE key_id IN (SELECT key_id FROM tenant_keys WHERE customer = ?)',
       ).run(customer);
       this.st('DELETE FROM tenant_keys WHERE customer = ?').run(customer);
+      // Its secrets and blind-index pins (unreadable without the CEKs anyway).
+      this.st('DELETE FROM secret_versions WHERE customer = ?').run(customer);
+      this.st('DELETE FROM secrets WHERE customer = ?').run(customer);
+      this.st('DELETE FROM blind_index_ceks WHERE customer = ?').run(customer);
       this.st("UPDATE customers SET state = 'destroyed', enabled = 0 WHERE customer = ?").run(customer);
       return gone;
     });
