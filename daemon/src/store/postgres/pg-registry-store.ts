@@ -169,13 +169,16 @@ export class PgRegistryStore {
       .map((r) => r.version as number)
       .sort((a, b) => a - b);
   }
+  /** Add use counts (a version named twice gets both: UPDATE ... FROM applies one row per target). */
   async addTekUses(
     rows: readonly { org: string; tenant: string; version: number; n: number }[],
   ): Promise<void> {
     if (rows.length === 0) return;
     await this.#run(
       `UPDATE tek_versions t SET uses = t.uses + u.n
-         FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[]) AS u(org, tenant, version, n)
+         FROM (SELECT org, tenant, version, SUM(n)::bigint AS n
+                 FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[]) AS x(org, tenant, version, n)
+                 GROUP BY org, tenant, version) AS u
          WHERE t.org = u.org AND t.tenant = u.tenant AND t.version = u.version`,
       [rows.map((r) => r.org), rows.map((r) => r.tenant), rows.map((r) => r.version), rows.map((r) => r.n)],
     );

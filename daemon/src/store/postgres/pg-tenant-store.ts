@@ -109,12 +109,13 @@ export class PgTenantStore {
     return (await this.#rows(sql, [customer])).map(cekOf);
   }
   async listAllCeks(): Promise<CekRow[]> {
-    return (await this.#rows('SELECT * FROM cek_versions WHERE org = $1 AND tenant = $2')).map(cekOf);
+    const sql = 'SELECT * FROM cek_versions WHERE org = $1 AND tenant = $2 ORDER BY customer, version';
+    return (await this.#rows(sql)).map(cekOf);
   }
   /** Tenant-level asymmetric keys (wrapped under the TEK; customer keys are under a CEK). */
   async listTenantKeys(): Promise<TenantKeyRow[]> {
     const sql = `SELECT key_id, version, tek_version, wrapped FROM tenant_keys
-                   WHERE org = $1 AND tenant = $2 AND customer = ''`;
+                   WHERE org = $1 AND tenant = $2 AND customer = '' ORDER BY key_id, version`;
     return (await this.#rows(sql)).map(tenantKeyOf);
   }
   /** Add a CEK version and make it primary (atomic: the tenant transaction). */
@@ -131,10 +132,13 @@ export class PgTenantStore {
       [state, customer, version],
     );
   }
+  /** Add use counts (summed per version first: UPDATE ... FROM applies one row per target). */
   async addCekUses(rows: readonly { customer: string; version: number; n: number }[]): Promise<void> {
     if (rows.length === 0) return;
     await this.#rows(
-      `UPDATE cek_versions c SET uses = c.uses + u.n FROM unnest($3::text[], $4::int[], $5::bigint[]) AS u(customer, version, n)
+      `UPDATE cek_versions c SET uses = c.uses + u.n
+         FROM (SELECT customer, version, SUM(n)::bigint AS n
+                 FROM unnest($3::text[], $4::int[], $5::bigint[]) AS x(customer, version, n) GROUP BY customer, version) AS u
          WHERE c.org = $1 AND c.tenant = $2 AND c.customer = u.customer AND c.version = u.version`,
       [rows.map((r) => r.customer), rows.map((r) => r.version), rows.map((r) => r.n)],
     );
@@ -267,7 +271,9 @@ export class PgTenantStore {
   async addKeyUses(rows: readonly { keyId: string; version: number; n: number }[]): Promise<void> {
     if (rows.length === 0) return;
     await this.#rows(
-      `UPDATE tenant_keys k SET uses = k.uses + u.n FROM unnest($3::text[], $4::int[], $5::bigint[]) AS u(key_id, version, n)
+      `UPDATE tenant_keys k SET uses = k.uses + u.n
+         FROM (SELECT key_id, version, SUM(n)::bigint AS n
+                 FROM unnest($3::text[], $4::int[], $5::bigint[]) AS x(key_id, version, n) GROUP BY key_id, version) AS u
          WHERE k.org = $1 AND k.tenant = $2 AND k.key_id = u.key_id AND k.version = u.version`,
       [rows.map((r) => r.keyId), rows.map((r) => r.version), rows.map((r) => r.n)],
     );
