@@ -9,6 +9,7 @@ import type pg from 'pg';
 import type { PolicyRow } from '../registry-rows.ts';
 import type { CekRow, CustomerRow, TenantKeyRow } from '../tenant-store.ts';
 import type { PgRaw } from './pg-connection.ts';
+import { pgNotify } from './pg-notifier.ts';
 import { PgRegistryStore } from './pg-registry-store.ts';
 import { cekOf, customerOf, policyOf, tenantKeyOf, tenantKeyVersionOf } from './pg-rows.ts';
 import type { TenantKeyVersionRow } from './pg-rows.ts';
@@ -43,6 +44,12 @@ export class PgTenantStore {
   async query(sql: string, values: unknown[] = []): Promise<PgRaw[]> {
     this.#check();
     return (await this.#client.query<PgRaw>(sql, values)).rows;
+  }
+
+  /** A notification delivered when (and only if) this tenant transaction commits. */
+  async notify(channel: string, payload: string): Promise<void> {
+    this.#check();
+    await pgNotify(this.#client, channel, payload);
   }
 
   #check(): void {

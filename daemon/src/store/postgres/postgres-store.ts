@@ -24,6 +24,7 @@ import pg from 'pg';
 import { pgClientConfig } from './pg-connection.ts';
 import type { PgConnectionOptions } from './pg-connection.ts';
 import { migratePg } from './pg-migrate.ts';
+import { pgNotify } from './pg-notifier.ts';
 import { PgRegistryStore } from './pg-registry-store.ts';
 import { PG_MIGRATIONS } from './pg-schema.ts';
 import { PgTenantStore } from './pg-tenant-store.ts';
@@ -93,6 +94,11 @@ export class PostgresStore {
         t.close();
       }
     });
+  }
+
+  /** A notification outside any transaction (inside one: PgTenantStore.notify, sent at commit). */
+  async notify(channel: string, payload: string): Promise<void> {
+    await pgNotify(this.pool, channel, payload);
   }
 
   async close(): Promise<void> {
