@@ -17,6 +17,7 @@ import { DeferredAuditSink } from './api/deferred-audit-sink.ts';
 import { PlaceholderNoopAuditSink } from './api/placeholder-audit-sink.ts';
 import type { Config } from './config/config-schema.ts';
 import { ConfigError, loadConfig, readHsmPin } from './config/load-config.ts';
+import { unservedStoreBackend } from './config/store-backend.ts';
 import { writePolicyFileDurably } from './policy/policy-file.ts';
 import { loadProfile } from './hsm/hsm-profile.ts';
 import { Pkcs11Hsm } from './hsm/pkcs11-hsm.ts';
@@ -421,6 +422,8 @@ function policyPath(cfg: Config): string {
 /** Run the daemon until a signal stops it; resolves with the exit code. */
 export async function runDaemon(o: DaemonOptions): Promise<number> {
   const cfg = loadConfig(o.configPath, o.env ?? process.env);
+  const unserved = unservedStoreBackend(cfg);
+  if (unserved !== undefined) throw new ConfigError(unserved);
   const loggers = createLoggers(cfg.log.level);
   const log = loggers.log;
   let policy: PolicyStore;

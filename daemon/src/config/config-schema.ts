@@ -87,6 +87,21 @@ export interface Config {
     /** Approvals are deleted this long after their window ends (their steps stay in the audit log). */
     readonly approvalRetentionMs: number;
   };
+  /**
+   * Where state lives: `sqlite` (the registry and one file per tenant under dataDir) or
+   * `postgres` (one database for every broker; not yet served: config/store-backend.ts).
+   */
+  readonly store: {
+    readonly backend: 'sqlite' | 'postgres';
+    readonly postgres: {
+      /** postgres://user@host:port/db; the password never goes here (passwordFile). */
+      readonly url: string;
+      /** CA bundle the server's certificate must chain to; set: TLS required and verified. */
+      readonly tlsCaFile: string;
+      /** File holding the role's password (0600); empty: none (e.g. certificate or peer auth). */
+      readonly passwordFile: string;
+    };
+  };
   /** Created on the first serve when absent (dev/test convenience); empty org: nothing. */
   readonly bootstrap: { readonly org: string; readonly tenants: readonly string[] };
   /**
@@ -154,6 +169,7 @@ export const DEFAULT_CONFIG: Config = {
     approvalWindowMs: 3_600_000,
     approvalRetentionMs: 90 * 86_400_000,
   },
+  store: { backend: 'sqlite', postgres: { url: '', tlsCaFile: '', passwordFile: '' } },
   bootstrap: { org: '', tenants: [] },
   pqc: {
     enabled: true,
@@ -227,6 +243,14 @@ export const CONFIG_SCHEMA = obj({
     twoPersonRule: { type: 'boolean' },
     approvalWindowMs: pos(7 * 86_400_000),
     approvalRetentionMs: { type: 'integer', minimum: 0, maximum: 3650 * 86_400_000 },
+  }),
+  store: obj({
+    backend: { enum: ['sqlite', 'postgres'] },
+    postgres: obj({
+      url: { anyOf: [{ const: '' }, { type: 'string', pattern: '^postgres(ql)?://', maxLength: 4096 }] },
+      tlsCaFile: path,
+      passwordFile: path,
+    }),
   }),
   bootstrap: obj({
     org: { anyOf: [{ const: '' }, { type: 'string', pattern: NAME }] },
