@@ -17,7 +17,9 @@ function readField(field: string, path: string): string {
   try {
     return readFileSync(path, 'utf8');
   } catch (e) {
-    throw new Error(`${field}: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+    throw new Error(`${field}: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`, {
+      cause: e,
+    });
   }
 }
 
