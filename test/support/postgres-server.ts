@@ -20,6 +20,8 @@ export interface PostgresServer {
   /** Superuser `kb` on database `postgres` (for setup, and for killing backends in tests). */
   readonly url: string;
   readonly port: number;
+  /** The temp dir holding the cluster, its log and its unix socket (removed by stop). */
+  readonly dir: string;
   /** A fresh database owned by a fresh non-superuser login role; returns its URL. */
   createDatabase(name: string): Promise<string>;
   /** `pg_ctl stop -m fast`, then removes the cluster's dir. */
@@ -88,6 +90,7 @@ function server(dir: string, data: string, port: number): PostgresServer {
   return {
     url,
     port,
+    dir,
     async createDatabase(name: string): Promise<string> {
       if (!/^[a-z][a-z0-9_]{0,40}$/.test(name)) throw new Error(`bad database name ${name}`);
       const c = new pg.Client({ connectionString: url });
