@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
+import type { PgRegistryStore } from '../../daemon/src/store/postgres/pg-registry-store.ts';
 import { migratePg } from '../../daemon/src/store/postgres/pg-migrate.ts';
 import { TENANT_TABLES } from '../../daemon/src/store/postgres/pg-schema.ts';
 import { PostgresStore } from '../../daemon/src/store/postgres/postgres-store.ts';
@@ -241,14 +242,20 @@ describe('row-level security', () => {
     }
   });
 
-  test('the tenant setting does not outlive its transaction, and a leaked tenant store refuses', async () => {
+  test('the tenant setting does not outlive its transaction, and a leaked tenant or registry store refuses', async () => {
     let leaked: Parameters<Parameters<PostgresStore['withTenant']>[2]>[0] | undefined;
     await store.withTenant('o1', 'A', async (t) => {
       leaked = t;
     });
     const r = await store.pool.query("SELECT current_setting('keybroker.tenant', true) AS t");
     assert.ok(r.rows[0].t === null || r.rows[0].t === '', `setting after commit: ${String(r.rows[0].t)}`);
-    await assert.rejects(leaked?.listCustomers() ?? Promise.resolve(), /tenant transaction has ended/);
+    await assert.rejects(leaked?.listCustomers() ?? Promise.resolve(), /transaction has ended/);
+    await assert.rejects(leaked?.registry.listOrgs() ?? Promise.resolve(), /transaction has ended/);
+    let leakedRegistry: PgRegistryStore | undefined;
+    await store.registry.tx(async (r) => {
+      leakedRegistry = r;
+    });
+    await assert.rejects(leakedRegistry?.listOrgs() ?? Promise.resolve(), /transaction has ended/);
   });
 
   const badScopes: readonly { name: string; org: string; tenant: string }[] = [

@@ -9,7 +9,7 @@ import { StaleOekError } from '../registry-store.ts';
 import type { EpochRow, OekRow, OrgRow, PolicyRow, ShredRow, TekRow, TenantRow } from '../registry-rows.ts';
 import type { PgQueryable, PgRaw } from './pg-connection.ts';
 import { epochOf, oekOf, orgOf, shredOf, tekOf, tenantOf } from './pg-rows.ts';
-import { transaction } from './pg-transaction.ts';
+import { scopedClient, transaction } from './pg-transaction.ts';
 
 export class PgRegistryStore {
   readonly #db: PgQueryable;
@@ -25,7 +25,14 @@ export class PgRegistryStore {
   /** fn in one transaction; a store already inside one joins it (as SQLite nests). */
   async tx<T>(fn: (r: PgRegistryStore) => Promise<T>): Promise<T> {
     if (this.#pool === undefined) return await fn(this);
-    return await transaction(this.#pool, async (c) => await fn(new PgRegistryStore(c)));
+    return await transaction(this.#pool, async (c) => {
+      const scoped = scopedClient(c);
+      try {
+        return await fn(new PgRegistryStore(scoped.db));
+      } finally {
+        scoped.end();
+      }
+    });
   }
 
   async #rows(sql: string, values: unknown[] = []): Promise<PgRaw[]> {

@@ -5,10 +5,9 @@
  * names org and tenant itself; row-level security is the second lock, for SQL that forgets to.
  * The object is only usable while its transaction is open.
  */
-import type pg from 'pg';
 import type { PolicyRow } from '../registry-rows.ts';
 import type { CekRow, CustomerRow, TenantKeyRow } from '../tenant-store.ts';
-import type { PgRaw } from './pg-connection.ts';
+import type { PgQueryable, PgRaw } from './pg-connection.ts';
 import { pgNotify } from './pg-notifier.ts';
 import { PgRegistryStore } from './pg-registry-store.ts';
 import { cekOf, customerOf, policyOf, tenantKeyOf, tenantKeyVersionOf } from './pg-rows.ts';
@@ -17,24 +16,18 @@ import type { TenantKeyVersionRow } from './pg-rows.ts';
 export class PgTenantStore {
   readonly org: string;
   readonly tenant: string;
-  readonly #client: pg.PoolClient;
-  #open = true;
+  /** The transaction's client, refusing queries once the transaction has ended (scopedClient). */
+  readonly #db: PgQueryable;
 
-  constructor(client: pg.PoolClient, org: string, tenant: string) {
-    this.#client = client;
+  constructor(db: PgQueryable, org: string, tenant: string) {
+    this.#db = db;
     this.org = org;
     this.tenant = tenant;
   }
 
-  /** withTenant calls this when the transaction ends: a leaked store then refuses every call. */
-  close(): void {
-    this.#open = false;
-  }
-
   /** The registry, in this same transaction (a tenant's creation or destruction is then atomic). */
   get registry(): PgRegistryStore {
-    this.#check();
-    return new PgRegistryStore(this.#client);
+    return new PgRegistryStore(this.#db);
   }
 
   /**
@@ -42,23 +35,16 @@ export class PgTenantStore {
    * it to show that a query without any tenant filter sees and writes only this tenant's rows.
    */
   async query(sql: string, values: unknown[] = []): Promise<PgRaw[]> {
-    this.#check();
-    return (await this.#client.query<PgRaw>(sql, values)).rows;
+    return (await this.#db.query<PgRaw>(sql, values)).rows;
   }
 
   /** A notification delivered when (and only if) this tenant transaction commits. */
   async notify(channel: string, payload: string): Promise<void> {
-    this.#check();
-    await pgNotify(this.#client, channel, payload);
-  }
-
-  #check(): void {
-    if (!this.#open) throw new Error('tenant transaction has ended');
+    await pgNotify(this.#db, channel, payload);
   }
   /** Runs sql with $1 = org, $2 = tenant, then `values` from $3 on. */
   async #rows(sql: string, values: unknown[] = []): Promise<PgRaw[]> {
-    this.#check();
-    return (await this.#client.query<PgRaw>(sql, [this.org, this.tenant, ...values])).rows;
+    return (await this.#db.query<PgRaw>(sql, [this.org, this.tenant, ...values])).rows;
   }
 
   // --- customers and CEK versions ---

@@ -28,7 +28,7 @@ import { pgNotify } from './pg-notifier.ts';
 import { PgRegistryStore } from './pg-registry-store.ts';
 import { PG_MIGRATIONS } from './pg-schema.ts';
 import { PgTenantStore } from './pg-tenant-store.ts';
-import { transaction } from './pg-transaction.ts';
+import { scopedClient, transaction } from './pg-transaction.ts';
 
 export interface PostgresStoreOptions extends PgConnectionOptions {
   /** Pool size (connections to the server); default 10. */
@@ -87,11 +87,11 @@ export class PostgresStore {
         "SELECT set_config('keybroker.org', $1, true), set_config('keybroker.tenant', $2, true)",
         [org, tenant],
       );
-      const t = new PgTenantStore(c, org, tenant);
+      const scoped = scopedClient(c);
       try {
-        return await fn(t);
+        return await fn(new PgTenantStore(scoped.db, org, tenant));
       } finally {
-        t.close();
+        scoped.end();
       }
     });
   }
