@@ -28,7 +28,7 @@ kb_apt() {
 # Only the tests need PostgreSQL (the store backend's tests start throwaway servers from Debian's
 # binaries); `dev.sh run` on the embedded default never installs it. Called from dev.sh test.
 kb_apt_test() {
-  [ -x /usr/lib/postgresql/15/bin/initdb ] && return
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && return
   kb_log "installing apt packages for the tests: postgresql"
   local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq

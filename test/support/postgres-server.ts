@@ -1,12 +1,12 @@
 /**
- * A throwaway PostgreSQL server for one test file: Debian's postgresql-15 binaries, a cluster
- * initdb'd in a temp dir, listening on a free 127.0.0.1 port with its unix socket in the same dir.
+ * A throwaway PostgreSQL server for one test file: Debian's server binaries (15 on bookworm), a
+ * cluster initdb'd in a temp dir, listening on a free 127.0.0.1 port, its unix socket in that dir.
  * initdb and postgres refuse to run as root, so as root (CI) they run as the `postgres` user.
  * Several test files may start servers at once: each has its own dir, and a port taken between
  * our probe and the server's bind is retried on another.
  */
 import { execFile } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +14,22 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 
 const run = promisify(execFile);
-export const PG_BIN = '/usr/lib/postgresql/15/bin';
+const PG_LIB = '/usr/lib/postgresql';
+
+/** Debian's server binaries (not on PATH): bookworm's 15, or the newest major installed. */
+export function pgBin(): string {
+  const majors = existsSync(PG_LIB)
+    ? readdirSync(PG_LIB)
+        .map(Number)
+        .filter((n) => Number.isInteger(n) && existsSync(join(PG_LIB, String(n), 'bin/initdb')))
+    : [];
+  if (majors.length === 0) {
+    throw new Error(
+      `no PostgreSQL server binaries under ${PG_LIB}: apt-get install postgresql (dev.sh test does)`,
+    );
+  }
+  return join(PG_LIB, String(Math.max(...majors)), 'bin');
+}
 
 export interface PostgresServer {
   /** Superuser `kb` on database `postgres` (for setup, and for killing backends in tests). */
@@ -44,18 +59,14 @@ async function freePort(): Promise<number> {
 async function asPostgres(bin: string, args: readonly string[]): Promise<void> {
   const root = userInfo().uid === 0;
   const [cmd, argv] = root
-    ? ['runuser', ['-u', 'postgres', '--', join(PG_BIN, bin), ...args]]
-    : [join(PG_BIN, bin), [...args]];
+    ? ['runuser', ['-u', 'postgres', '--', join(pgBin(), bin), ...args]]
+    : [join(pgBin(), bin), [...args]];
   await run(cmd, argv, { timeout: 120_000 });
 }
 
 /** Start a server; throws with the server log when it cannot start. */
 export async function startPostgres(): Promise<PostgresServer> {
-  if (!existsSync(join(PG_BIN, 'initdb'))) {
-    throw new Error(
-      `PostgreSQL 15 binaries not found in ${PG_BIN}: apt-get install postgresql (dev.sh test does)`,
-    );
-  }
+  pgBin(); // fail with the install hint before making a temp dir
   const dir = mkdtempSync(join(tmpdir(), 'kb-pg-'));
   // mktemp -d makes a 0700 root-owned dir: the server (as postgres) must be able to enter it.
   if (userInfo().uid === 0) chownSync(dir, uidOf('postgres'), gidOf('postgres'));
