@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything keybroker needs on a fresh Debian machine, idempotently:
-# apt packages (softhsm2, opencryptoki), the pinned Node runtime (checked by sha512),
-# and node_modules (npm ci, native addons built against that runtime).
+# apt packages (softhsm2, opencryptoki; postgresql only for the tests: kb_apt_test), the pinned
+# Node runtime (checked by sha512), and node_modules (npm ci, native addons built against that runtime).
 # Source it (". daemon/scripts/bootstrap.sh") to get PATH pointing at the runtime.
 set -euo pipefail
 KB_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -23,6 +23,16 @@ kb_apt() {
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
+}
+
+# Only the tests need PostgreSQL (the store backend's tests start throwaway servers from Debian's
+# binaries); `dev.sh run` on the embedded default never installs it. Called from dev.sh test.
+kb_apt_test() {
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && return
+  kb_log "installing apt packages for the tests: postgresql"
+  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends postgresql >/dev/null
 }
 
 kb_runtime() {

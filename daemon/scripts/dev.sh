@@ -14,6 +14,7 @@ case "$cmd" in
     exec node --max-semi-space-size=16 daemon/src/cli/main.ts serve --config "$data/keybroker.json" "$@"
     ;;
   test)
+    kb_apt_test
     echo "== typecheck"; npx tsc -p tsconfig.json
     echo "== lint"; npm run -s lint
     if [ -f daemon/scripts/check-protos.sh ]; then echo "== protos"; bash daemon/scripts/check-protos.sh; fi

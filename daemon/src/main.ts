@@ -17,6 +17,7 @@ import { DeferredAuditSink } from './api/deferred-audit-sink.ts';
 import { PlaceholderNoopAuditSink } from './api/placeholder-audit-sink.ts';
 import type { Config } from './config/config-schema.ts';
 import { ConfigError, loadConfig, readHsmPin, takeEnvHsmPin } from './config/load-config.ts';
+import { unservedStoreBackend } from './config/store-backend.ts';
 import { writeOrgPolicyFile, writePolicyFileDurably } from './policy/policy-file.ts';
 import { loadProfile } from './hsm/hsm-profile.ts';
 import { Pkcs11Hsm } from './hsm/pkcs11-hsm.ts';
@@ -515,6 +516,8 @@ function sectionsDir(cfg: Config): string {
 /** Run the daemon until a signal stops it; resolves with the exit code. */
 export async function runDaemon(o: DaemonOptions): Promise<number> {
   const cfg = loadConfig(o.configPath, o.env ?? process.env);
+  const unserved = unservedStoreBackend(cfg);
+  if (unserved !== undefined) throw new ConfigError(unserved);
   // Out of the environment before any worker or child process is started (they would inherit it).
   const envPin = takeEnvHsmPin(o.env ?? process.env);
   const crls = await loadCrlFile(cfg.tls.crlFile, cfg.tls.caFile);

@@ -121,6 +121,21 @@ export interface Config {
     /** Longer lifetimes are refused. */
     readonly maxLifetimeMs: number;
   };
+  /**
+   * Where state lives: `sqlite` (the registry and one file per tenant under dataDir) or
+   * `postgres` (one database for every broker; not yet served: config/store-backend.ts).
+   */
+  readonly store: {
+    readonly backend: 'sqlite' | 'postgres';
+    readonly postgres: {
+      /** postgres://user@host:port/db; the password never goes here (passwordFile). */
+      readonly url: string;
+      /** CA bundle the server's certificate must chain to; set: TLS required and verified. */
+      readonly tlsCaFile: string;
+      /** File holding the role's password (0600); empty: none (e.g. certificate or peer auth). */
+      readonly passwordFile: string;
+    };
+  };
   /** Created on the first serve when absent (dev/test convenience); empty org: nothing. */
   readonly bootstrap: { readonly org: string; readonly tenants: readonly string[] };
   /**
@@ -213,6 +228,7 @@ export const DEFAULT_CONFIG: Config = {
     operatorOrg: '',
   },
   ca: { defaultLifetimeMs: 86_400_000, maxLifetimeMs: 7 * 86_400_000 },
+  store: { backend: 'sqlite', postgres: { url: '', tlsCaFile: '', passwordFile: '' } },
   bootstrap: { org: '', tenants: [] },
   pqc: {
     enabled: true,
@@ -308,6 +324,14 @@ export const CONFIG_SCHEMA = obj({
     operatorOrg: { anyOf: [{ const: '' }, { type: 'string', pattern: NAME }] },
   }),
   ca: obj({ defaultLifetimeMs: pos(366 * 86_400_000), maxLifetimeMs: pos(366 * 86_400_000) }),
+  store: obj({
+    backend: { enum: ['sqlite', 'postgres'] },
+    postgres: obj({
+      url: { anyOf: [{ const: '' }, { type: 'string', pattern: '^postgres(ql)?://', maxLength: 4096 }] },
+      tlsCaFile: path,
+      passwordFile: path,
+    }),
+  }),
   bootstrap: obj({
     org: { anyOf: [{ const: '' }, { type: 'string', pattern: NAME }] },
     tenants: {

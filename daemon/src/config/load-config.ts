@@ -9,6 +9,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { Ajv } from 'ajv';
 import { CONFIG_SCHEMA, DEFAULT_CONFIG } from './config-schema.ts';
 import type { Config } from './config-schema.ts';
+import { storeConfigProblems } from './store-backend.ts';
 
 /** A config problem, with the offending field named. Exit code 2 from the CLI. */
 export class ConfigError extends Error {
@@ -123,6 +124,14 @@ function resolvePaths(cfg: Config, baseDir: string): Config {
     lifecycle: { ...cfg.lifecycle, readyFile: abs(cfg.lifecycle.readyFile, dataDir) },
     audit: { ...cfg.audit, path: abs(cfg.audit.path, dataDir) },
     policy: { ...cfg.policy, file: abs(cfg.policy.file, dataDir) },
+    store: {
+      ...cfg.store,
+      postgres: {
+        ...cfg.store.postgres,
+        tlsCaFile: abs(cfg.store.postgres.tlsCaFile, dataDir),
+        passwordFile: abs(cfg.store.postgres.passwordFile, dataDir),
+      },
+    },
   };
 }
 
@@ -150,6 +159,8 @@ export function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv = pr
   }
   const merged = applyEnv(merge(DEFAULT_CONFIG as unknown as JsonObject, fromFile), env);
   const cfg = validateConfig(merged);
+  const storeProblems = storeConfigProblems(cfg);
+  if (storeProblems.length > 0) throw new ConfigError(`invalid config: ${storeProblems.join('; ')}`);
   return resolvePaths(cfg, path === undefined ? process.cwd() : dirname(resolve(path)));
 }
 

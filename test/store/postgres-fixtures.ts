@@ -1,0 +1,93 @@
+// Rows for the PostgreSQL store tests (the row types are the SQLite stores').
+import type { OekRow, OrgRow, TekRow, TenantRow } from '../../daemon/src/store/registry-rows.ts';
+import type { CekRow, CustomerRow } from '../../daemon/src/store/tenant-store.ts';
+import type { TenantKeyVersionRow } from '../../daemon/src/store/postgres/pg-rows.ts';
+import type { PostgresStore } from '../../daemon/src/store/postgres/postgres-store.ts';
+
+export const AT = '2026-12-07T12:00:00.000Z';
+const policy = { rotationPeriodS: 86_400, usageLimit: 1_000_000, minEnc: 1, minDec: 1 };
+const bytes = (tag: string): Uint8Array => new Uint8Array(Buffer.from(`wrapped:${tag}`));
+
+export const orgRow = (org: string): OrgRow => ({
+  ...policy,
+  org,
+  enabled: true,
+  createdAt: AT,
+  primaryOek: 1,
+});
+export const oekRow = (org: string, version = 1): OekRow => ({
+  org,
+  version,
+  hsmLabel: `kb-oek-${org}-${version}`,
+  state: 'enabled',
+  createdAt: AT,
+  destroyedAt: null,
+});
+export const tenantRow = (org: string, tenant: string): TenantRow => ({
+  ...policy,
+  org,
+  tenant,
+  enabled: true,
+  state: 'active',
+  createdAt: AT,
+  primaryTek: 1,
+  fileName: '',
+});
+export const tekRow = (org: string, tenant: string, version = 1, oekVersion = 1): TekRow => ({
+  org,
+  tenant,
+  version,
+  oekVersion,
+  wrapped: bytes(`tek:${org}/${tenant}/${version}`),
+  state: 'enabled',
+  createdAt: AT,
+  uses: 0,
+});
+export const customerRow = (customer: string): CustomerRow => ({
+  ...policy,
+  customer,
+  enabled: true,
+  state: 'active',
+  createdAt: AT,
+  primaryCek: 1,
+});
+export const cekRow = (customer: string, version = 1, tekVersion = 1): CekRow => ({
+  customer,
+  version,
+  tekVersion,
+  wrapped: bytes(`cek:${customer}/${version}`),
+  state: 'enabled',
+  createdAt: AT,
+  uses: 0,
+});
+export const keyRow = (keyId: string, version = 1, customer = ''): Omit<TenantKeyVersionRow, 'uses'> => ({
+  keyId,
+  version,
+  kind: 'sig',
+  alg: 'ml-dsa-65',
+  customer,
+  tekVersion: customer === '' ? 1 : 0,
+  cekVersion: customer === '' ? 0 : 1,
+  wrapped: bytes(`key:${keyId}/${version}`),
+  publicKey: bytes(`pub:${keyId}/${version}`),
+  state: 'enabled',
+  createdAt: AT,
+  meta: '{}',
+});
+
+/** An org (with OEK 1) unless it exists, and a tenant in it with TEK 1. */
+export async function seedTenant(store: PostgresStore, org: string, tenant: string): Promise<void> {
+  if ((await store.registry.getOrg(org)) === undefined)
+    await store.registry.insertOrg(orgRow(org), oekRow(org));
+  await store.registry.insertTenant(tenantRow(org, tenant), tekRow(org, tenant));
+}
+
+/** A tenant with one customer (CEK 1), one tenant-level key and its policy, in every tenant table. */
+export async function seedTenantRows(store: PostgresStore, org: string, tenant: string): Promise<void> {
+  await seedTenant(store, org, tenant);
+  await store.withTenant(org, tenant, async (t) => {
+    await t.insertCustomer(customerRow(`c-${tenant}`), cekRow(`c-${tenant}`));
+    await t.insertKey(keyRow(`k-${tenant}`));
+    await t.setKeyPolicy(`k-${tenant}`, policy);
+  });
+}
