@@ -43,8 +43,7 @@ const request: CommandModule<Args, Args> = {
       org: str(a.org),
       tenant: str(a.tenant),
       customer: str(a.customer),
-      policySha256:
-        text === '' ? '' : (await import('../policy/policy-change.ts')).policyDigest(text),
+      policySha256: text === '' ? '' : (await import('../policy/policy-change.ts')).policyDigest(text),
       // Sent whole so the daemon validates it before an approval exists.
       policyJson: text,
     };
