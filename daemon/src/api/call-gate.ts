@@ -79,7 +79,8 @@ export function customerList(customers: ReadonlySet<string>): string {
     const next = out === '' ? (all[i] as string) : `${out},${all[i]}`;
     const rest = all.length - i - 1;
     const tail = rest > 0 ? `,+${rest}` : '';
-    if (next.length + tail.length > CUSTOMER_FIELD) return out === '' ? `+${all.length}` : `${out},+${all.length - i}`;
+    if (next.length + tail.length > CUSTOMER_FIELD)
+      return out === '' ? `+${all.length}` : `${out},+${all.length - i}`;
     out = next;
   }
   return out;
@@ -277,7 +278,9 @@ export class CallGate {
   ): Promise<KbError | undefined> {
     const customer =
       facts.customer ??
-      (facts.customers !== undefined && facts.customers.size > 0 ? customerList(facts.customers) : undefined) ??
+      (facts.customers !== undefined && facts.customers.size > 0
+        ? customerList(facts.customers)
+        : undefined) ??
       target?.customer;
     // A refusal is 'denied' whether the policy decided it or a later check (approval, role in
     // the approval store, rate limit, the customer's authorization) did; else it is an 'error'.
