@@ -20,6 +20,7 @@ import type { Authorizer, CallerIdentity, Decision, PendingField } from '../poli
 import type { Logger, RequestLine } from '../obs/logger.ts';
 import type { Metrics } from '../obs/metrics.ts';
 import { callerIdentityOf } from './caller-identity.ts';
+import { customerList } from './customer-list.ts';
 import { MALFORMED, OVERSIZED } from './proto-definitions.ts';
 
 /** What an allowed handler gets to know about its call. */
@@ -66,24 +67,6 @@ export interface AuditFacts {
   customers?: Set<string>;
   /** The last refusal of a later authorization (CallContext.authorizeCustomer). */
   refusal?: Decision;
-}
-
-/** Most characters of the audit record's customer field (audit-record.ts FIELD_LIMITS). */
-const CUSTOMER_FIELD = 64;
-
-/** A batch's customers for the record: sorted, comma-separated, "+N" for those that do not fit. */
-export function customerList(customers: ReadonlySet<string>): string {
-  const all = [...customers].sort();
-  let out = '';
-  for (let i = 0; i < all.length; i++) {
-    const next = out === '' ? (all[i] as string) : `${out},${all[i]}`;
-    const rest = all.length - i - 1;
-    const tail = rest > 0 ? `,+${rest}` : '';
-    if (next.length + tail.length > CUSTOMER_FIELD)
-      return out === '' ? `+${all.length}` : `${out},+${all.length - i}`;
-    out = next;
-  }
-  return out;
 }
 
 export interface UnarySpec<Req, Res> {
@@ -457,10 +440,16 @@ export class CallGate {
     const { pending: _pending, ...known } = target;
     const authorize = (extra: { customer?: CustomerId; keyName?: string; algorithm?: string }) =>
       this.#o.authorizer().authorize({ identity, rpc, ...known, ...extra });
+    // A batch asks once per customer, not once per item.
+    const byCustomer = new Map<CustomerId, Decision>();
     return {
       authorizeCustomer: (customer) => {
-        (facts.customers ??= new Set()).add(customer);
-        const d = authorize({ customer });
+        let d = byCustomer.get(customer);
+        if (d === undefined) {
+          (facts.customers ??= new Set()).add(customer);
+          d = authorize({ customer });
+          byCustomer.set(customer, d);
+        }
         if (!d.allow) facts.refusal = d;
         return d;
       },
