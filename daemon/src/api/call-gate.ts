@@ -270,7 +270,8 @@ export class CallGate {
     const refusal = facts.refusal;
     const denied =
       (decision !== undefined && !decision.allow) ||
-      (err !== undefined && (REFUSALS.has(err.code) || refusal !== undefined));
+      (err !== undefined &&
+        (REFUSALS.has(err.code) || (refusal !== undefined && err.code === 'DECRYPTION_FAILED')));
     // A refusal after the policy allowed the call records why it was refused, not the allow rule.
     const refusedLater = denied && err !== undefined && decision?.allow === true;
     const reason =
