@@ -113,7 +113,7 @@ class Daemon {
     this.#governanceMetrics();
     this.ops = new HealthServer(this.metrics.registry, () => this.readiness());
     this.creds = new ReloadableServerCredentials(cfg.tls);
-    const admit = admission(cfg, this.audit, log);
+    const admit = admission(cfg);
     this.#admission = admit;
     const gate = new CallGate({
       authorizer: () => this.authorizer,
