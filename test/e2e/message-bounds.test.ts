@@ -8,6 +8,9 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { connect } from 'node:http2';
+import type { Settings } from 'node:http2';
 import { join } from 'node:path';
 import type { ClientDuplexStream, ServiceError } from '@grpc/grpc-js';
 import { removeDataDir, startDaemon } from '../support/daemon-harness.ts';
@@ -23,6 +26,7 @@ before(async () => {
     env: {
       KB_LIMITS_MAX_DEADLINE_MS: '3000',
       KB_LIMITS_MAX_STREAMS_PER_IDENTITY: '2',
+      KB_LIMITS_MAX_CONCURRENT_STREAMS: '50',
     },
   });
   svc = d.client('service');
@@ -156,4 +160,19 @@ test('an identity holds at most maxStreamsPerIdentity open streams; another iden
   const again = openStream();
   again.s.end();
   assert.equal(await again.ended, null, 'a stream opens again once the others closed');
+});
+
+test('the server announces limits.maxConcurrentStreams as its HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS', async () => {
+  const session = connect(`https://${d.address}`, {
+    ca: readFileSync(d.pki('ca.pem')),
+    cert: readFileSync(d.pki('service.pem')),
+    key: readFileSync(d.pki('service-key.pem')),
+    servername: 'localhost',
+  });
+  try {
+    const [settings] = (await once(session, 'remoteSettings')) as [Settings];
+    assert.equal(settings.maxConcurrentStreams, 50);
+  } finally {
+    session.close();
+  }
 });
