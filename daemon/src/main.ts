@@ -139,7 +139,7 @@ class Daemon {
     this.ops = new HealthServer(this.metrics.registry, () => this.readiness());
     this.creds = new ReloadableServerCredentials(cfg.tls, start.crls.tlsCrls ?? []);
     this.#useCrls(start.crls);
-    const admit = admission(cfg, this.audit, log);
+    const admit = admission(cfg);
     this.#admission = admit;
     const gate = new CallGate({
       authorizer: () => this.authorizer,

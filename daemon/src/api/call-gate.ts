@@ -172,6 +172,7 @@ export class CallGate {
 
   constructor(o: CallGateOptions) {
     this.#o = o;
+    o.admit?.attach(o.audit, o.log);
   }
 
   /**
@@ -486,7 +487,7 @@ export class CallGate {
   /** Account for a call refused before its handler (admission.ts decides how it is audited). */
   #refused(call: AnyCall, identity: CallerIdentity | undefined, rpc: string, err: KbError) {
     if (this.#o.admit === undefined) return undefined;
-    const peer = call.getPeer();
+    const peer = identity === undefined ? call.getPeer() : '';
     const caller = identity?.uri ?? `peer:${peer.slice(0, Math.max(0, peer.lastIndexOf(':'))) || peer}`;
     const v = this.#o.admit.refused(caller, rpc, err);
     return v.note === undefined ? v : { record: v.record, note: `${err.safeMessage}; ${v.note}` };
