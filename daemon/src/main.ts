@@ -3,12 +3,13 @@
  * -> ready; and the signals. The API listens before the HSM is open so that an HSM unreachable
  * at start shows as "not ready" (health, /readyz, UNAVAILABLE) instead of a crash loop.
  */
-import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { KbError, toKbError } from './errors.ts';
 import { orgId, tenantId } from './ids.ts';
 import { FileAuditSink } from './audit/file-audit-sink.ts';
 import { hsmCheckpointSigner } from './audit/hsm-checkpoint-signer.ts';
+import { keyIdOf } from './audit/checkpoint.ts';
 import { ApiServer } from './api/api-server.ts';
 import { CallGate } from './api/call-gate.ts';
 import { admission } from './api/admission.ts';
@@ -38,6 +39,8 @@ import { ApprovalStore } from './policy/approvals.ts';
 import { DEFAULT_POLICY_TEXT, defaultPolicy } from './policy/default-policy.ts';
 import { PolicyEngine, effectiveRole } from './policy/policy-engine.ts';
 import { PolicyStore } from './policy/policy-store.ts';
+import { RegistryAuditHead } from './store/registry-audit-head.ts';
+import { RegistryStore } from './store/registry-store.ts';
 import { ReloadableServerCredentials } from './tls/reloadable-server-credentials.ts';
 import { Gauge } from 'prom-client';
 
@@ -62,6 +65,8 @@ class Daemon {
   /** Two-person approvals (SQLite in the data dir); steps are audited by the call gate. */
   readonly approvals: ApprovalStore;
   #fileSink: FileAuditSink | undefined;
+  /** The registry connection that holds the audit log's pinned head. */
+  #auditRegistry: RegistryStore | undefined;
   readonly creds: ReloadableServerCredentials;
   readonly api: ApiServer;
   readonly ops: HealthServer;
@@ -309,16 +314,30 @@ class Daemon {
       return;
     }
     const signer = await hsmCheckpointSigner(hsm);
-    // The checkpoint public key beside the log, for `keybroker audit verify --public-key`.
+    // A convenience copy of the checkpoint key beside the log, written once, never replaced: the
+    // trust anchor is the fingerprint logged here, kept by the operator away from the log.
     const pub = join(dirname(a.path), 'audit-key.pem');
+    const fingerprint = keyIdOf(signer.publicKeyPem);
     mkdirSync(dirname(pub), { recursive: true });
-    writeFileSync(`${pub}.tmp`, signer.publicKeyPem);
-    renameSync(`${pub}.tmp`, pub);
+    if (!existsSync(pub)) {
+      writeFileSync(`${pub}.tmp`, signer.publicKeyPem);
+      renameSync(`${pub}.tmp`, pub);
+    } else if (keyIdOf(readFileSync(pub, 'utf8')) !== fingerprint) {
+      this.log.error(
+        { path: pub, fingerprint },
+        'audit-key.pem beside the log is not the checkpoint key; left as is',
+      );
+    }
+    this.log.info({ fingerprint, alg: signer.alg }, 'audit checkpoint key (pin this fingerprint)');
+    this.#auditRegistry ??= RegistryStore.open(join(this.cfg.dataDir, 'registry.db'));
     const sink = await FileAuditSink.open({
       path: a.path,
       signer,
+      headStore: new RegistryAuditHead(this.#auditRegistry),
       checkpointEvery: a.checkpointEvery,
       checkpointIntervalMs: a.checkpointIntervalMs,
+      rotateBytes: a.rotateBytes,
+      rotateIntervalMs: a.rotateIntervalMs,
       onEvent: (e) => this.log.warn({ kind: e.kind, detail: e.detail }, 'audit event'),
     });
     this.audit.attach(sink);
@@ -403,6 +422,7 @@ class Daemon {
     await this.broker?.close();
     await this.pqc?.pool?.close();
     await this.audit.close();
+    this.#auditRegistry?.close();
     this.approvals.close();
     await this.hsm?.close();
     await this.ops.close();

@@ -56,6 +56,16 @@ CREATE TABLE shred_log (
 CREATE TABLE broker_keys (name TEXT PRIMARY KEY, hsm_label TEXT NOT NULL, alg TEXT NOT NULL, spki BLOB NOT NULL);
 `,
   },
+  {
+    // The audit log's pinned head (audit/audit-head.ts): the last signed checkpoint, kept apart
+    // from the log so a cut or forged tail is found at the next open.
+    version: 3,
+    sql: `
+CREATE TABLE audit_head (
+  id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('running','stopped','reset')), updated_at TEXT NOT NULL);
+`,
+  },
 ];
 
 /** Thrown inside a transaction when the OEK a TEK was wrapped under is no longer the primary. */
