@@ -17,7 +17,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { auditSegments } from '../../daemon/src/audit/audit-reader.ts';
+import { auditSegments, queryAudit, tailAudit } from '../../daemon/src/audit/audit-reader.ts';
 import { canonicalBytes, chainHash, entryLine } from '../../daemon/src/audit/audit-record.ts';
 import type { RecordEntry } from '../../daemon/src/audit/audit-record.ts';
 import { verifyAuditFile } from '../../daemon/src/audit/audit-verifier.ts';
@@ -254,6 +254,12 @@ describe('rotation into segments', () => {
     const r = await verifyAuditFile(path, { publicKeys: [signer.publicKeyPem], requireSignedTail: true });
     assert.equal(r.ok, true, JSON.stringify(r.firstBad));
     assert.equal(r.records, 41);
+    assert.equal((await queryAudit(path, {})).length, 41, 'query reads every segment');
+    assert.deepEqual(
+      (await tailAudit(path, r.entries)).map((e) => e.seq),
+      Array.from({ length: r.entries }, (_, i) => i + 1),
+      'tail reaches back across segments',
+    );
     // A segment taken away breaks the chain and says where.
     rmSync(segs[1] ?? '');
     const broken = await verifyAuditFile(path, { publicKeys: [signer.publicKeyPem] });

@@ -105,8 +105,18 @@ export async function* readAuditEntries(
   }
 }
 
-/** The last `n` entries. */
+/** The last `n` entries of the log (across segments when the active file holds fewer). */
 export async function tailAudit(path: string, n: number): Promise<AuditEntry[]> {
+  const files = auditSegments(path);
+  if (files.length === 0) files.push(path);
+  const out: AuditEntry[] = [];
+  for (let i = files.length - 1; i >= 0 && out.length < n; i--)
+    out.unshift(...(await tailFile(files[i] as string, n - out.length)));
+  return out;
+}
+
+/** The last `n` entries of one file. */
+async function tailFile(path: string, n: number): Promise<AuditEntry[]> {
   // Read backwards in blocks until n complete lines are in hand: tail of a large file stays cheap.
   const fh = await open(path, 'r');
   try {
