@@ -284,3 +284,22 @@ describe('rotation into segments', () => {
     assert.equal(r.records, 2);
   });
 });
+
+describe('the writer lock across PID namespaces', () => {
+  it('a lock naming another PID namespace is never taken over, even when its pid is not alive here', async () => {
+    const { path, dir } = fresh();
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(`${path}.lock`, '2147483646\npid:[1]\n');
+    await assert.rejects(FileAuditSink.open({ path }), (e: unknown) => {
+      assert.ok(e instanceof KbError);
+      assert.match(e.safeMessage, /another PID namespace \(pid:\[1\]\); remove .*audit\.log\.lock only if/);
+      return true;
+    });
+    // The same dead pid in this namespace (or an old lock without one) is a stale lock: taken over.
+    writeFileSync(`${path}.lock`, '2147483646\n');
+    const sink = await FileAuditSink.open({ path });
+    await sink.close();
+    assert.equal(existsSync(`${path}.lock`), false, 'released on close');
+  });
+});
