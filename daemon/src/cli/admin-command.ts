@@ -24,7 +24,7 @@ type Args = ConnArgs & Record<string, unknown>;
 export async function runClientCall(
   a: ConnArgs,
   as: 'admin' | 'service',
-  service: 'admin' | 'crypto' | 'approvals' | 'policy',
+  service: 'admin' | 'crypto' | 'approvals' | 'policy' | 'certificates',
   method: string,
   req: object,
 ): Promise<Record<string, unknown>> {

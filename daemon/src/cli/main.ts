@@ -7,6 +7,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import type { CommandModule } from 'yargs';
 import { auditCommand } from './audit-command.ts';
+import { certCommand } from './cert-command.ts';
 import { doctorCommand } from './doctor-command.ts';
 import { adminCommand } from './admin-command.ts';
 import { dataKeyCommand } from './data-key-command.ts';
@@ -24,6 +25,7 @@ const commands: CommandModule[] = [
   decryptCommand as CommandModule,
   dataKeyCommand as CommandModule,
   auditCommand,
+  certCommand as CommandModule,
 ];
 
 await yargs(hideBin(process.argv))
