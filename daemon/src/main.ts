@@ -314,6 +314,11 @@ class Daemon {
         hsm,
         dataDir: this.cfg.dataDir,
         onChange: () => this.#trustOrgCas(),
+        onOpenError: (org, generation, err) =>
+          this.log.error(
+            { org, generation, err: toKbError(err).safeMessage, detail: toKbError(err).detail },
+            'org CA generation cannot be opened: not trusted, not issuing',
+          ),
       });
       this.#trustOrgCas();
     }

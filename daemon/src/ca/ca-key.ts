@@ -89,7 +89,9 @@ const labelOf = (org: string, generation: number, alg: CaAlgorithm) =>
 
 async function mldsaKey(seed: Uint8Array): Promise<CaKey> {
   const signingKey = await webcrypto.subtle.importKey('raw-seed', seed, MLDSA, false, ['sign']);
-  const spki = createPublicKey(KeyObject.from(signingKey)).export({ type: 'spki', format: 'der' });
+  // KeyObject.from() wants an extractable key; this copy only yields the public key and is dropped.
+  const scratch = await webcrypto.subtle.importKey('raw-seed', seed, MLDSA, true, ['sign']);
+  const spki = createPublicKey(KeyObject.from(scratch)).export({ type: 'spki', format: 'der' });
   return {
     algorithm: 'mldsa65',
     spki,
