@@ -140,6 +140,13 @@ class Daemon {
       admit: admission(cfg),
       revoked: (issuer, serial) => this.revocations.has(issuer, serial),
     });
+    const governance = {
+      approvals: this.approvals,
+      policy,
+      fipsMode: () => this.engine.fipsMode,
+      twoPersonRule: () => this.cfg.policy.twoPersonRule,
+      persistPolicy: (text: string) => writePolicyFileDurably(policyPath(this.cfg), text),
+    };
     this.api = new ApiServer({
       credentials: this.creds,
       gate,
@@ -154,17 +161,11 @@ class Daemon {
         },
         broker: () => this.brokerOrThrow(),
         roleOf: (who) => effectiveRole(policy.current(), who.uri, who.roles),
-        twoPersonRule: () => this.cfg.policy.twoPersonRule,
+        governance,
         defaultLifetimeMs: cfg.ca.defaultLifetimeMs,
         maxLifetimeMs: cfg.ca.maxLifetimeMs,
       },
-      governance: {
-        approvals: this.approvals,
-        policy,
-        fipsMode: () => this.engine.fipsMode,
-        twoPersonRule: () => this.cfg.policy.twoPersonRule,
-        persistPolicy: (text) => writePolicyFileDurably(policyPath(this.cfg), text),
-      },
+      governance,
     });
   }
 

@@ -39,6 +39,7 @@ const OPS: Readonly<Record<string, ApprovalOp>> = {
   APPROVAL_OPERATION_DESTROY_TENANT: 'destroy-tenant',
   APPROVAL_OPERATION_DESTROY_CUSTOMER: 'destroy-customer',
   APPROVAL_OPERATION_ROTATE_ORG_KEY: 'rotate-oek',
+  APPROVAL_OPERATION_ISSUE_ADMIN_CERTIFICATE: 'issue-admin-certificate',
   APPROVAL_OPERATION_SET_POLICY: 'change-policy',
 };
 const OP_NAMES = new Map(Object.entries(OPS).map(([k, v]) => [v, k]));
@@ -88,7 +89,8 @@ function requestTarget(op: ApprovalOp, r: Record<string, unknown>): ApprovalTarg
       return { org, tenant: tenantRefOf(org, r.tenant).tenant, customer: requiredCustomer(r.customer) };
     case 'rotate-oek':
       return { org };
-    case 'change-policy': {
+    case 'change-policy':
+    case 'issue-admin-certificate': {
       const d = r.policySha256;
       if (typeof d !== 'string' || !/^[0-9a-f]{64}$/.test(d))
         throw new KbError('INVALID_ARGUMENT', 'policy_sha256: expected 64 lowercase hex digits');

@@ -15,6 +15,7 @@ const OPS: Readonly<Record<string, string>> = {
   'destroy-customer': 'APPROVAL_OPERATION_DESTROY_CUSTOMER',
   'rotate-org-key': 'APPROVAL_OPERATION_ROTATE_ORG_KEY',
   'set-policy': 'APPROVAL_OPERATION_SET_POLICY',
+  'issue-admin-certificate': 'APPROVAL_OPERATION_ISSUE_ADMIN_CERTIFICATE',
 };
 const STATUSES = ['pending', 'approved', 'executed', 'cancelled', 'expired'] as const;
 
@@ -32,12 +33,14 @@ const request: CommandModule<Args, Args> = {
       .positional('customer', { type: 'string', describe: 'customer (destroy-customer)' })
       .option('policy-file', {
         type: 'string',
-        describe: 'set-policy: the policy document to be applied (its SHA-256 is approved)',
+        describe:
+          'set-policy: the policy document to be applied; issue-admin-certificate: the CSR (`cert csr`); its SHA-256 is approved',
       }) as Argv<Args>,
   handler: async (a) => {
     const op = str(a.operation);
     const file = str(a['policy-file']);
-    if (op === 'set-policy' && file === '') throw new Error('set-policy needs --policy-file');
+    if ((op === 'set-policy' || op === 'issue-admin-certificate') && file === '')
+      throw new Error(`${op} needs --policy-file`);
     const req = {
       operation: OPS[op],
       org: str(a.org),

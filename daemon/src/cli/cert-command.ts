@@ -39,26 +39,26 @@ const keyOptions = (y: Argv<Args>) =>
       describe: 'certificate lifetime (default: the daemon ca.defaultLifetimeMs)',
     });
 
-/** Make a key and CSR, ask for a certificate, write key then chain (leaf + CA). */
+/**
+ * Ask for a certificate and write the chain (leaf + CA); with --csr-file the key was made
+ * earlier (`cert csr`), else make key and CSR now and write the key too.
+ */
 async function issueTo(a: Args, as: 'admin' | 'service', identity: string, certOut: string, keyOut: string) {
-  const { keyPem, csrPem } = await makeKeyAndCsr(
-    a.algorithm as CsrAlgorithm,
-    identity === '' ? undefined : identity,
-  );
+  const csrFile = typeof a['csr-file'] === 'string' ? a['csr-file'] : undefined;
+  const made =
+    csrFile === undefined
+      ? await makeKeyAndCsr(a.algorithm as CsrAlgorithm, identity === '' ? undefined : identity)
+      : { keyPem: undefined, csrPem: readFileSync(csrFile, 'utf8') };
   const hours = typeof a['lifetime-hours'] === 'number' ? a['lifetime-hours'] : 0;
   const r = await runClientCall(a, as, 'certificates', 'IssueCertificate', {
-    csrPem,
+    csrPem: made.csrPem,
     identity,
     lifetimeSeconds: Math.round(hours * 3600),
+    approvalId: typeof a['approval-id'] === 'string' ? a['approval-id'] : '',
   });
-  writeAtomically(keyOut, keyPem, 0o600);
+  if (made.keyPem !== undefined) writeAtomically(keyOut, made.keyPem, 0o600);
   writeAtomically(certOut, String(r.certificatePem) + String(r.caCertificatePem), 0o644);
-  print({
-    serial: r.serial,
-    notAfter: new Date(Number(r.notAfterUnixMs)).toISOString(),
-    cert: certOut,
-    key: keyOut,
-  });
+  print({ serial: r.serial, notAfter: new Date(Number(r.notAfterUnixMs)).toISOString(), cert: certOut });
 }
 
 const issue: CommandModule<Args, Args> = {
@@ -70,10 +70,41 @@ const issue: CommandModule<Args, Args> = {
       .option('cert-out', { type: 'string', demandOption: true, describe: 'where to write the chain (PEM)' })
       .option('key-out', {
         type: 'string',
-        demandOption: true,
-        describe: 'where to write the key (0600)',
+        describe: 'where to write the new key (0600; not with --csr-file)',
+      })
+      .option('csr-file', {
+        type: 'string',
+        describe: 'certify this CSR (from `cert csr`) instead of a new key',
+      })
+      .option('approval-id', {
+        type: 'string',
+        describe: 'another admin identity: an approved issue-admin-certificate approval for the CSR',
       }) as Argv<Args>,
-  handler: (a) => issueTo(a, 'admin', String(a.identity), String(a['cert-out']), String(a['key-out'])),
+  handler: async (a) => {
+    if ((typeof a['csr-file'] === 'string') === (typeof a['key-out'] === 'string'))
+      throw new Error('give either --key-out (a new key) or --csr-file');
+    await issueTo(a, 'admin', String(a.identity), String(a['cert-out']), String(a['key-out']));
+  },
+};
+
+const csr: CommandModule<Args, Args> = {
+  command: 'csr <identity>',
+  describe: 'make a key and a CSR (for `admin approval request issue-admin-certificate --policy-file`)',
+  builder: (y) =>
+    keyOptions(y)
+      .positional('identity', { type: 'string' })
+      .option('csr-out', { type: 'string', demandOption: true })
+      .option('key-out', {
+        type: 'string',
+        demandOption: true,
+        describe: 'the new key (0600)',
+      }) as Argv<Args>,
+  handler: async (a) => {
+    const { keyPem, csrPem } = await makeKeyAndCsr(a.algorithm as CsrAlgorithm, String(a.identity));
+    writeAtomically(String(a['key-out']), keyPem, 0o600);
+    writeAtomically(String(a['csr-out']), csrPem, 0o644);
+    print({ csr: a['csr-out'], key: a['key-out'] });
+  },
 };
 
 const renew: CommandModule<Args, Args> = {
@@ -158,10 +189,10 @@ const ca: CommandModule<Args, Args> = {
 
 export const certCommand: CommandModule<object, Args> = {
   command: 'cert',
-  describe: 'Client certificates from the broker CA: issue, renew, revoke, list, ca',
+  describe: 'Client certificates from the broker CA: issue, csr, renew, revoke, list, ca',
   builder: (y) =>
     (y.options(CLIENT_OPTIONS) as unknown as Argv<Args>)
-      .command([issue, renew, revoke, list, ca])
+      .command([issue, csr, renew, revoke, list, ca])
       .demandCommand(1, 'name a cert action: issue, renew, revoke, list, ca'),
   handler: () => undefined,
 };
