@@ -155,6 +155,8 @@ class Daemon {
       connectionAge: { maxMs: cfg.tls.maxConnectionAgeMs, graceMs: cfg.tls.maxConnectionAgeGraceMs },
       certificates: {
         ca: () => {
+          // Only once everything is open (audit log included): issuing is audited like any call.
+          this.brokerOrThrow();
           if (this.certAuthority === undefined)
             throw new KbError('HSM_UNAVAILABLE', undefined, { detail: 'CA not open' });
           return this.certAuthority;

@@ -74,13 +74,12 @@ function hsmCrypto(hsm: Hsm, ref: HsmKeyRef): webcrypto.Crypto {
 }
 
 /** The key object @peculiar/x509 passes through to sign(): only its algorithm is read. */
-function hsmKeyHandle(spki: Uint8Array): webcrypto.CryptoKey {
+function hsmKeyHandle(): webcrypto.CryptoKey {
   return {
     type: 'private',
     extractable: false,
     algorithm: { name: 'ECDSA', namedCurve: 'P-256' },
     usages: ['sign'],
-    spki,
   } as unknown as webcrypto.CryptoKey;
 }
 
@@ -129,7 +128,7 @@ function ecdsaKey(hsm: Hsm, ref: HsmKeyRef, spki: Uint8Array): CaKey {
   return {
     algorithm: 'ecdsa-p256',
     spki,
-    signingKey: hsmKeyHandle(spki),
+    signingKey: hsmKeyHandle(),
     signingAlgorithm: EC_SIGN,
     crypto: hsmCrypto(hsm, ref),
   };
