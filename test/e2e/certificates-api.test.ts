@@ -211,6 +211,15 @@ test('revoked: refused at once on the open connection and on a fresh one; others
   assert.equal(row?.keyAlgorithm, 'mldsa65');
 });
 
+test('a broker-issued certificate that expires is refused on its open connection', async () => {
+  const { pair, res } = await issue(service, 'ecdsa-p256', { lifetimeSeconds: 3 });
+  const c = d.client(pair);
+  assert.ok((await encrypt(c)).ciphertext, 'works before notAfter');
+  await new Promise((r) => setTimeout(r, Math.max(0, Number(res.notAfterUnixMs) - Date.now()) + 1200));
+  const e = await expectCode(encrypt(c), GrpcCode.UNAUTHENTICATED, 'same connection after notAfter');
+  assert.match(e.details, /expired/);
+});
+
 test('bad requests: other tenant, two URIs, CA flag, DNS name, lifetime over policy, bad CSRs', async () => {
   const tamper = async () => {
     const { csrPem } = await csrFor('ecdsa-p256', { uris: ['spiffe://acme/alpha/app'] });
