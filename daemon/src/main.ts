@@ -158,6 +158,17 @@ class Daemon {
       admit,
       revoked: (issuer, serial) => this.revocations.has(issuer, serial),
     });
+    const governance = {
+      approvals: this.approvals,
+      policy,
+      fipsMode: () => this.engine.fipsMode,
+      twoPersonRule: () => this.cfg.policy.twoPersonRule,
+      persistPolicy: (text: string, section?: string) =>
+        section === undefined
+          ? writePolicyFileDurably(policyPath(this.cfg), text)
+          : writeOrgPolicyFile(sectionsDir(this.cfg), section, text),
+      operatorOrg: () => this.cfg.policy.operatorOrg,
+    };
     this.api = new ApiServer({
       credentials: this.creds,
       gate,
@@ -166,27 +177,19 @@ class Daemon {
       connectionAge: { maxMs: cfg.tls.maxConnectionAgeMs, graceMs: cfg.tls.maxConnectionAgeGraceMs },
       certificates: {
         ca: () => {
+          // Only once everything is open (audit log included): issuing is audited like any call.
+          this.brokerOrThrow();
           if (this.certAuthority === undefined)
             throw new KbError('HSM_UNAVAILABLE', undefined, { detail: 'CA not open' });
           return this.certAuthority;
         },
         broker: () => this.brokerOrThrow(),
         roleOf: (who) => effectiveRole(policy.current(), who.uri, who.roles),
-        twoPersonRule: () => this.cfg.policy.twoPersonRule,
+        governance,
         defaultLifetimeMs: cfg.ca.defaultLifetimeMs,
         maxLifetimeMs: cfg.ca.maxLifetimeMs,
       },
-      governance: {
-        approvals: this.approvals,
-        policy,
-        fipsMode: () => this.engine.fipsMode,
-        twoPersonRule: () => this.cfg.policy.twoPersonRule,
-        persistPolicy: (text, section) =>
-          section === undefined
-            ? writePolicyFileDurably(policyPath(this.cfg), text)
-            : writeOrgPolicyFile(sectionsDir(this.cfg), section, text),
-        operatorOrg: () => this.cfg.policy.operatorOrg,
-      },
+      governance,
     });
   }
 
@@ -336,6 +339,11 @@ class Daemon {
         hsm,
         dataDir: this.cfg.dataDir,
         onChange: () => this.#trustOrgCas(),
+        onOpenError: (org, generation, err) =>
+          this.log.error(
+            { org, generation, err: toKbError(err).safeMessage, detail: toKbError(err).detail },
+            'org CA generation cannot be opened: not trusted, not issuing',
+          ),
       });
       this.#trustOrgCas();
     }

@@ -7,6 +7,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import type { CommandModule } from 'yargs';
 import { auditCommand } from './audit-command.ts';
+import { certCommand } from './cert-command.ts';
 import { doctorCommand } from './doctor-command.ts';
 import { adminCommand } from './admin-command.ts';
 import { dataKeyCommand } from './data-key-command.ts';
@@ -35,6 +36,7 @@ const commands: CommandModule[] = [
   secretCommand as CommandModule,
   indexCommand as CommandModule,
   auditCommand,
+  certCommand as CommandModule,
 ];
 
 await yargs(hideBin(process.argv))
