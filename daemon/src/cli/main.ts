@@ -12,6 +12,8 @@ import { adminCommand } from './admin-command.ts';
 import { dataKeyCommand } from './data-key-command.ts';
 import { decryptCommand, encryptCommand } from './encrypt-command.ts';
 import { initCommand } from './init-command.ts';
+import { keysCommand } from './keys-command.ts';
+import { receiptCommand } from './receipt-command.ts';
 import { serveCommand } from './serve-command.ts';
 
 // Each command file exports one CommandModule; add new ones to this list.
@@ -24,6 +26,8 @@ const commands: CommandModule[] = [
   decryptCommand as CommandModule,
   dataKeyCommand as CommandModule,
   auditCommand,
+  keysCommand,
+  receiptCommand,
 ];
 
 await yargs(hideBin(process.argv))
