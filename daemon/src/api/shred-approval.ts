@@ -8,6 +8,8 @@
  * is also covered by the HSM-signed audit checkpoints.
  */
 import { createHash } from 'node:crypto';
+import { toKbError } from '../errors.ts';
+import type { CustomerId, OrgId, TenantId } from '../ids.ts';
 import type { KeyBrokerApi, ShredReceipt } from '../keys/key-broker-api.ts';
 import type { ApprovalOp, ApprovalTarget } from '../policy/approvals.ts';
 import type { Governance } from './approvals-service.ts';
@@ -56,7 +58,7 @@ export async function withShredApproval(
       noteReceipt(facts, prior);
       return prior;
     }
-    await releaseIfCrashed(g, ctx, id, op, target);
+    await releaseIfCrashed(g, broker, ctx, id, op, target);
   }
   if (id !== undefined) executing.add(id);
   try {
@@ -74,6 +76,7 @@ export async function withShredApproval(
  */
 async function releaseIfCrashed(
   g: Governance,
+  broker: KeyBrokerApi,
   ctx: CallContext,
   id: string,
   op: ApprovalOp,
@@ -88,5 +91,20 @@ async function releaseIfCrashed(
     a.customer !== target.customer
   )
     return;
+  // Only while the target is intact: the record precedes the first destruction, so an unrecorded
+  // destroy of a live target destroyed nothing.
+  if (!(await stillActive(broker, target))) return;
   await g.approvals.release(ctx.identity, id, ctx.requestId, 'no destroy was recorded (interrupted)');
+}
+
+async function stillActive(broker: KeyBrokerApi, t: ApprovalTarget): Promise<boolean> {
+  const ref = { org: t.org as OrgId, tenant: t.tenant as TenantId };
+  try {
+    if (t.customer !== undefined) await broker.describeCustomer(ref, t.customer as CustomerId);
+    else await broker.describeTenant(ref);
+    return true;
+  } catch (err) {
+    if (toKbError(err).code === 'NOT_FOUND') return false;
+    throw err;
+  }
 }
