@@ -16,7 +16,7 @@ import type * as Api from './asymmetric-key-api.ts';
 import { AsymmetricKeyLoader } from './asymmetric-key-loader.ts';
 import { AsymmetricKeyUsage } from './asymmetric-key-usage.ts';
 import { AsymmetricKeyVersions, customerShredKey } from './asymmetric-key-versions.ts';
-import type { AsymmetricRuntime } from './asymmetric-key-material.ts';
+import { LoadedKey, type AsymmetricRuntime } from './asymmetric-key-material.ts';
 import {
   boxKem,
   decapsulateManyWith,
@@ -353,7 +353,10 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
       const e = this.#customerKeys.take(ref.org, ref.tenant, customer);
       if (e !== undefined) this.#dropLoaded(e);
     }
-    // Evictions were posted to the workers as keys were freed; this round trip waits for them.
+    // Keys evicted while an operation used them are freed when it settles (bounded: operations
+    // are CPU-bound and short); their worker evictions are posted then. Then one round trip to
+    // every worker waits for all evictions posted so far.
+    await Promise.race([LoadedKey.draining(), new Promise((r) => setTimeout(r, 10_000).unref())]);
     await this.#rt.pool?.evictKeys([]);
   }
 
