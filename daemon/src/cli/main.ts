@@ -18,6 +18,8 @@ import { keysCommand } from './keys-command.ts';
 import { rewrapCommand } from './rewrap-command.ts';
 import { indexCommand } from './index-command.ts';
 import { secretCommand } from './secret-command.ts';
+import { receiptCommand } from './receipt-command.ts';
+import { brokerKeysCommand } from './broker-keys-command.ts';
 import { serveCommand } from './serve-command.ts';
 
 // Each command file exports one CommandModule; add new ones to this list.
@@ -37,6 +39,8 @@ const commands: CommandModule[] = [
   indexCommand as CommandModule,
   auditCommand,
   certCommand as CommandModule,
+  brokerKeysCommand,
+  receiptCommand,
 ];
 
 await yargs(hideBin(process.argv))
