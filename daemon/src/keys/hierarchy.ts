@@ -260,7 +260,9 @@ export class Hierarchy {
       for (const r of keys) {
         const oldTek = await this.tekCopy(t.org, t.tenant, r.tekVersion);
         try {
-          keyOut.push(rewrapRowUnderTek(t, r, oldTek, newTek, next));
+          keyOut.push(
+            rewrapRowUnderTek(t, r, AsymmetricKeyStore.policy(store, r.keyId), oldTek, newTek, next),
+          );
         } finally {
           oldTek.fill(0);
         }
