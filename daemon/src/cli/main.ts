@@ -7,12 +7,14 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import type { CommandModule } from 'yargs';
 import { auditCommand } from './audit-command.ts';
+import { backupCommand } from './backup-command.ts';
 import { doctorCommand } from './doctor-command.ts';
 import { adminCommand } from './admin-command.ts';
 import { dataKeyCommand } from './data-key-command.ts';
 import { decryptCommand, encryptCommand } from './encrypt-command.ts';
 import { indexCommand } from './index-command.ts';
 import { initCommand } from './init-command.ts';
+import { restoreCommand } from './restore-command.ts';
 import { secretCommand } from './secret-command.ts';
 import { serveCommand } from './serve-command.ts';
 
@@ -27,6 +29,8 @@ const commands: CommandModule[] = [
   dataKeyCommand as CommandModule,
   secretCommand as CommandModule,
   indexCommand as CommandModule,
+  backupCommand as CommandModule,
+  restoreCommand as CommandModule,
   auditCommand,
 ];
 
