@@ -8,6 +8,7 @@ import { hideBin } from 'yargs/helpers';
 import type { CommandModule } from 'yargs';
 import { auditCommand } from './audit-command.ts';
 import { certCommand } from './cert-command.ts';
+import { backupCommand } from './backup-command.ts';
 import { doctorCommand } from './doctor-command.ts';
 import { adminCommand } from './admin-command.ts';
 import { dataKeyCommand } from './data-key-command.ts';
@@ -17,6 +18,7 @@ import { initCommand } from './init-command.ts';
 import { keysCommand } from './keys-command.ts';
 import { rewrapCommand } from './rewrap-command.ts';
 import { indexCommand } from './index-command.ts';
+import { restoreCommand } from './restore-command.ts';
 import { secretCommand } from './secret-command.ts';
 import { receiptCommand } from './receipt-command.ts';
 import { brokerKeysCommand } from './broker-keys-command.ts';
@@ -37,6 +39,8 @@ const commands: CommandModule[] = [
   keysCommand as CommandModule,
   secretCommand as CommandModule,
   indexCommand as CommandModule,
+  backupCommand as CommandModule,
+  restoreCommand as CommandModule,
   auditCommand,
   certCommand as CommandModule,
   brokerKeysCommand,
