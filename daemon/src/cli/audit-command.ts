@@ -5,13 +5,9 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import { exportCheckpoints, parseCheckpointExport, queryAudit, tailAudit } from '../audit/audit-reader.ts';
+import { keyIdOf } from '../audit/checkpoint.ts';
 import type { AuditQuery } from '../audit/audit-reader.ts';
 import type { AuditEntry } from '../audit/audit-record.ts';
-import { verifyAuditFile } from '../audit/audit-verifier.ts';
-import { keyIdOf } from '../audit/checkpoint.ts';
-import { RegistryAuditHead } from '../store/registry-audit-head.ts';
-import { RegistryStore } from '../store/registry-store.ts';
 
 const RESULTS = ['ok', 'denied', 'error', 'intent'] as const;
 
@@ -104,9 +100,13 @@ const verify: CommandModule = {
     };
     const pinned = pinnedKeys(args.file, args.publicKey ?? [], args.keyFingerprint ?? []);
     const anchors = args.checkpoints
-      ? parseCheckpointExport(readFileSync(args.checkpoints, 'utf8')).checkpoints
+      ? (await import('../audit/audit-reader.ts')).parseCheckpointExport(
+          readFileSync(args.checkpoints, 'utf8'),
+        ).checkpoints
       : [];
-    const r0 = await verifyAuditFile(args.file, {
+    const r0 = await (
+      await import('../audit/audit-verifier.ts')
+    ).verifyAuditFile(args.file, {
       publicKeys: pinned.keys,
       anchors,
       requireSignedTail: !args.allowUnsignedTail,
@@ -146,7 +146,7 @@ const tail: CommandModule = {
     const args = a as unknown as { file: string; n: number };
     if (!Number.isInteger(args.n) || args.n < 1 || args.n > 1_000_000)
       throw new Error('-n must be in [1, 1000000]');
-    for (const e of await tailAudit(args.file, args.n))
+    for (const e of await (await import('../audit/audit-reader.ts')).tailAudit(args.file, args.n))
       process.stdout.write(`${JSON.stringify(printable(e))}\n`);
   },
 };
@@ -173,7 +173,7 @@ const query: CommandModule = {
     if (typeof args.result === 'string') q.result = args.result as (typeof RESULTS)[number];
     if (typeof args.since === 'string') q.sinceMs = parseSince(args.since);
     if (typeof args.limit === 'number') q.limit = args.limit;
-    for (const e of await queryAudit(String(args.file), q))
+    for (const e of await (await import('../audit/audit-reader.ts')).queryAudit(String(args.file), q))
       process.stdout.write(`${JSON.stringify(printable(e))}\n`);
   },
 };
@@ -184,7 +184,7 @@ const exportCmd: CommandModule = {
   builder: (y) => withFile(y).option('out', { type: 'string', describe: 'output file (default stdout)' }),
   handler: async (a) => {
     const args = a as unknown as { file: string; out?: string };
-    const text = `${JSON.stringify(await exportCheckpoints(args.file), null, 2)}\n`;
+    const text = `${JSON.stringify(await (await import('../audit/audit-reader.ts')).exportCheckpoints(args.file), null, 2)}\n`;
     if (args.out) writeFileSync(args.out, text, { mode: 0o644 });
     else process.stdout.write(text);
   },
@@ -200,11 +200,13 @@ const resetHead: CommandModule = {
       demandOption: true,
       describe: 'the daemon data dir (registry.db)',
     }),
-  handler: (a) => {
+  handler: async (a) => {
     const args = a as unknown as { dataDir: string };
-    const registry = RegistryStore.open(join(args.dataDir, 'registry.db'));
+    const registry = (await import('../store/registry-store.ts')).RegistryStore.open(
+      join(args.dataDir, 'registry.db'),
+    );
     try {
-      const was = new RegistryAuditHead(registry).reset();
+      const was = new (await import('../store/registry-audit-head.ts')).RegistryAuditHead(registry).reset();
       process.stdout.write(
         was === undefined
           ? 'no pinned audit head: nothing to reset\n'
