@@ -50,6 +50,8 @@ import {
   runDataPlaneSelfTest,
 } from './wire/data-plane-self-test.ts';
 import { Gauge } from 'prom-client';
+import { ClusterWorker } from './cluster/cluster-worker.ts';
+import { workerConfig, workerIdentity } from './cluster/worker-config.ts';
 
 export interface DaemonOptions {
   readonly configPath?: string;
@@ -98,6 +100,8 @@ class Daemon {
   #opening: 'HSM' | 'audit log' | 'key store' = 'HSM';
   #instrumented: InstrumentedHsm | undefined;
   #poll: NodeJS.Timeout | undefined;
+  /** This process's part in `serve --workers N` (undefined: the only process). */
+  readonly worker: ClusterWorker | undefined;
 
   readonly loggers: Loggers;
 
@@ -110,6 +114,8 @@ class Daemon {
   ) {
     const log = loggers.log;
     this.#envPin = start.envPin;
+    const wid = workerIdentity(o.env ?? process.env);
+    this.worker = wid === undefined ? undefined : new ClusterWorker(wid, cfg.dataDir);
     this.policy = policy;
     this.engine = new PolicyEngine(policy, { fipsMode: cfg.policy.fipsMode });
     this.authorizer = this.engine;
@@ -152,6 +158,7 @@ class Daemon {
       shuttingDown: () => this.shuttingDown,
       admit,
       revoked: (issuer, serial) => this.revocations.has(issuer, serial),
+      ...(this.worker !== undefined ? { brokerId: this.worker.id } : {}),
     });
     this.api = new ApiServer({
       credentials: this.creds,
@@ -176,10 +183,12 @@ class Daemon {
         policy,
         fipsMode: () => this.engine.fipsMode,
         twoPersonRule: () => this.cfg.policy.twoPersonRule,
-        persistPolicy: (text, section) =>
-          section === undefined
+        persistPolicy: async (text, section) => {
+          await (section === undefined
             ? writePolicyFileDurably(policyPath(this.cfg), text)
-            : writeOrgPolicyFile(sectionsDir(this.cfg), section, text),
+            : writeOrgPolicyFile(sectionsDir(this.cfg), section, text));
+          this.worker?.policyChanged();
+        },
         operatorOrg: () => this.cfg.policy.operatorOrg,
       },
     });
@@ -232,6 +241,16 @@ class Daemon {
         this.set({ stat: 'healthy' }, st.healthy ? 1 : 0);
       },
     });
+  }
+
+  /** The broker itself (not the cluster's announcing wrapper), for the cluster worker. */
+  rawBroker: KeyBroker | undefined;
+
+  /** Re-read the policy file and sections another worker of the cluster wrote. */
+  async reloadPolicy(): Promise<void> {
+    const pf = policyPath(this.cfg);
+    if (this.cfg.policy.file !== '' || existsSync(pf)) await this.policy.reloadFromFile(pf);
+    else this.policy.useSectionsDir(sectionsDir(this.cfg));
   }
 
   brokerOrThrow(): KeyBrokerApi {
@@ -345,6 +364,7 @@ class Daemon {
       logger: this.log,
       auditHead: () => this.audit.head(),
       auditCheckpointKeyPem: () => this.#auditKeyPem,
+      ...(this.worker !== undefined ? { cluster: this.worker.keyBrokerCluster() } : {}),
       ...(this.pqc !== undefined
         ? {
             pqc: {
@@ -367,7 +387,8 @@ class Daemon {
       await broker.close();
       throw err;
     }
-    this.broker = broker;
+    this.rawBroker = broker;
+    this.broker = this.worker?.coherent(broker) ?? broker;
     this.#reportStrayFiles(broker);
   }
 
@@ -453,7 +474,7 @@ class Daemon {
     // manager's own reload state and left the unit stuck in "reloading" (2 runs in ~30).
     // READY=1 is harmless in every state; STATUS= says when the reload finished.
     try {
-      const next = loadConfig(this.configPath, this.env);
+      const next = workerConfig(loadConfig(this.configPath, this.env), workerIdentity(this.env));
       const crls = await loadCrlFile(next.tls.crlFile, next.tls.caFile);
       this.creds.reload(next.tls, crls.tlsCrls ?? []);
       this.#useCrls(crls);
@@ -515,7 +536,7 @@ function sectionsDir(cfg: Config): string {
 
 /** Run the daemon until a signal stops it; resolves with the exit code. */
 export async function runDaemon(o: DaemonOptions): Promise<number> {
-  const cfg = loadConfig(o.configPath, o.env ?? process.env);
+  const cfg = workerConfig(loadConfig(o.configPath, o.env ?? process.env), workerIdentity(o.env ?? process.env));
   const unserved = unservedStoreBackend(cfg);
   if (unserved !== undefined) throw new ConfigError(unserved);
   // Out of the environment before any worker or child process is started (they would inherit it).
@@ -579,6 +600,13 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     }
   }
   await d.start();
+  d.worker?.attach({
+    log,
+    registry: d.metrics.registry,
+    readiness: () => d.readiness(),
+    broker: () => d.rawBroker,
+    reloadPolicy: () => d.reloadPolicy(),
+  });
   return new Promise<number>((resolve) => {
     let stopping = false;
     const onStop = (sig: string) => {
