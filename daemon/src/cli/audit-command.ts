@@ -8,6 +8,8 @@ import { exportCheckpoints, parseCheckpointExport, queryAudit, tailAudit } from 
 import type { AuditQuery } from '../audit/audit-reader.ts';
 import type { AuditEntry } from '../audit/audit-record.ts';
 import { verifyAuditFile } from '../audit/audit-verifier.ts';
+import type { VerifyReport } from '../audit/audit-verifier.ts';
+import { mergedTimeline, verifyAuditChains } from '../audit/audit-chains.ts';
 
 const RESULTS = ['ok', 'denied', 'error', 'intent'] as const;
 
@@ -35,9 +37,24 @@ const withFile = <T>(y: Argv<T>) =>
 
 const verify: CommandModule = {
   command: 'verify',
-  describe: 'check the hash chain and signed checkpoints of an audit file, offline',
+  describe: 'check the hash chain and signed checkpoints of an audit file (or of every chain in --dir), offline',
   builder: (y) =>
-    withFile(y)
+    y
+      .option('file', { type: 'string', describe: 'audit file (audit.log)' })
+      .option('dir', {
+        type: 'string',
+        describe: 'audit folder: verify every chain in it (audit.log, and audit-wN.log of serve --workers)',
+      })
+      .option('timeline', {
+        type: 'boolean',
+        default: false,
+        describe: 'with --dir: also print every entry of all chains merged by time (JSON lines)',
+      })
+      .conflicts('file', 'dir')
+      .check((v) => {
+        if (v.file === undefined && v.dir === undefined) throw new Error('give --file or --dir');
+        return true;
+      })
       .option('public-key', {
         type: 'string',
         array: true,
@@ -46,12 +63,23 @@ const verify: CommandModule = {
       .option('checkpoints', { type: 'string', describe: 'exported checkpoints that must all be present' })
       .option('json', { type: 'boolean', default: false }),
   handler: async (a) => {
-    const args = a as unknown as { file: string; publicKey?: string[]; checkpoints?: string; json: boolean };
+    const args = a as unknown as {
+      file?: string;
+      dir?: string;
+      timeline: boolean;
+      publicKey?: string[];
+      checkpoints?: string;
+      json: boolean;
+    };
     const publicKeys = (args.publicKey ?? []).map(readPem);
     const anchors = args.checkpoints
       ? parseCheckpointExport(readFileSync(args.checkpoints, 'utf8')).checkpoints
       : [];
-    const r = await verifyAuditFile(args.file, { publicKeys, anchors });
+    if (args.dir !== undefined) {
+      await verifyDir(args.dir, { publicKeys, anchors }, args.json, args.timeline);
+      return;
+    }
+    const r = await verifyAuditFile(args.file as string, { publicKeys, anchors });
     if (args.json) process.stdout.write(`${JSON.stringify(r)}\n`);
     else if (r.ok) {
       process.stdout.write(
@@ -69,6 +97,27 @@ const verify: CommandModule = {
     if (!r.ok) process.exitCode = 1;
   },
 };
+
+/** Every chain of a folder: one line per chain, exit 1 if any fails or none is found. */
+async function verifyDir(
+  dir: string,
+  opts: { publicKeys: string[]; anchors: ReturnType<typeof parseCheckpointExport>['checkpoints'] },
+  json: boolean,
+  timeline: boolean,
+): Promise<void> {
+  const chains = await verifyAuditChains(dir, opts);
+  const line = (file: string, r: VerifyReport) =>
+    r.ok
+      ? `OK ${file}: ${r.entries} entries (${r.records} records, ${r.checkpointsVerified} signatures verified), head seq ${r.head.seq}`
+      : `FAILED ${file}: at seq ${r.firstBad?.seq ?? '?'}, byte offset ${r.firstBad?.offset ?? '?'}: ${r.firstBad?.problem ?? 'unknown'}`;
+  if (json) process.stdout.write(`${JSON.stringify(chains)}\n`);
+  else for (const c of chains) process.stdout.write(`${line(c.file, c.report)}\n`);
+  if (chains.length === 0) process.stdout.write(`no audit chains in ${dir}\n`);
+  if (chains.length === 0 || chains.some((c) => !c.report.ok)) process.exitCode = 1;
+  if (timeline)
+    for (const { file, entry } of await mergedTimeline(chains.map((c) => c.file)))
+      process.stdout.write(`${JSON.stringify({ chain: file.slice(dir.length).replace(/^\//, ''), ...printable(entry) })}\n`);
+}
 
 const tail: CommandModule = {
   command: 'tail',

@@ -139,6 +139,7 @@ export class ClusterWorker {
           const { org, tenant, customer } = m.scope;
           if (b !== undefined && tenant !== undefined)
             await b.dropShredded({ org, tenant, ...(customer !== undefined ? { customer } : {}) });
+          host?.log.info({ broker: this.id, org, tenant, customer }, 'cluster: dropped shredded keys');
           this.#send({ kb: 'drop-ack', id: m.id });
           return;
         }
