@@ -536,7 +536,10 @@ function sectionsDir(cfg: Config): string {
 
 /** Run the daemon until a signal stops it; resolves with the exit code. */
 export async function runDaemon(o: DaemonOptions): Promise<number> {
-  const cfg = workerConfig(loadConfig(o.configPath, o.env ?? process.env), workerIdentity(o.env ?? process.env));
+  const cfg = workerConfig(
+    loadConfig(o.configPath, o.env ?? process.env),
+    workerIdentity(o.env ?? process.env),
+  );
   const unserved = unservedStoreBackend(cfg);
   if (unserved !== undefined) throw new ConfigError(unserved);
   // Out of the environment before any worker or child process is started (they would inherit it).

@@ -208,7 +208,8 @@ export async function startDaemon(o: StartOptions = {}): Promise<DaemonHandle> {
   const listening = await d.waitFor((l) => l.msg === (many ? 'cluster listening' : 'listening'), o.timeoutMs);
   d.grpcPort = Number(listening.grpcPort);
   d.metricsPort = Number(listening.metricsPort);
-  if (o.waitReady !== false) await d.waitFor((l) => l.msg === (many ? 'cluster ready' : 'ready'), o.timeoutMs);
+  if (o.waitReady !== false)
+    await d.waitFor((l) => l.msg === (many ? 'cluster ready' : 'ready'), o.timeoutMs);
   return d;
 }
 

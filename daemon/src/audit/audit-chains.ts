@@ -35,7 +35,9 @@ export async function verifyAuditChains(dir: string, opts: VerifyOptions = {}): 
 }
 
 /** Every entry of every chain, ordered by time (ties: by file, then by sequence). */
-export async function mergedTimeline(files: readonly string[]): Promise<{ file: string; entry: AuditEntry }[]> {
+export async function mergedTimeline(
+  files: readonly string[],
+): Promise<{ file: string; entry: AuditEntry }[]> {
   const all: { file: string; entry: AuditEntry; n: number }[] = [];
   for (const [n, file] of files.entries())
     for await (const { entry } of readAuditEntries(file)) all.push({ file, entry, n });

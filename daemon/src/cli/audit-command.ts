@@ -37,7 +37,8 @@ const withFile = <T>(y: Argv<T>) =>
 
 const verify: CommandModule = {
   command: 'verify',
-  describe: 'check the hash chain and signed checkpoints of an audit file (or of every chain in --dir), offline',
+  describe:
+    'check the hash chain and signed checkpoints of an audit file (or of every chain in --dir), offline',
   builder: (y) =>
     y
       .option('file', { type: 'string', describe: 'audit file (audit.log)' })
@@ -116,7 +117,9 @@ async function verifyDir(
   if (chains.length === 0 || chains.some((c) => !c.report.ok)) process.exitCode = 1;
   if (timeline)
     for (const { file, entry } of await mergedTimeline(chains.map((c) => c.file)))
-      process.stdout.write(`${JSON.stringify({ chain: file.slice(dir.length).replace(/^\//, ''), ...printable(entry) })}\n`);
+      process.stdout.write(
+        `${JSON.stringify({ chain: file.slice(dir.length).replace(/^\//, ''), ...printable(entry) })}\n`,
+      );
 }
 
 const tail: CommandModule = {

@@ -20,15 +20,20 @@ export interface WorkerStatus {
 export class ClusterHealthServer {
   readonly #server: Server;
 
-  constructor(statuses: () => readonly WorkerStatus[], metrics: () => Promise<{ type: string; text: string }>) {
+  constructor(
+    statuses: () => readonly WorkerStatus[],
+    metrics: () => Promise<{ type: string; text: string }>,
+  ) {
     this.#server = createServer((req, res) => {
       const path = (req.url ?? '/').split('?')[0];
       const send = (status: number, type: string, body: string) => {
         res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
         res.end(body);
       };
-      if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'text/plain', 'method not allowed\n');
-      const json = (status: number, body: object) => send(status, 'application/json', JSON.stringify(body) + '\n');
+      if (req.method !== 'GET' && req.method !== 'HEAD')
+        return send(405, 'text/plain', 'method not allowed\n');
+      const json = (status: number, body: object) =>
+        send(status, 'application/json', JSON.stringify(body) + '\n');
       if (path === '/healthz') {
         const brokers = statuses().map((s) => ({ broker: s.broker, pid: s.pid, alive: s.alive }));
         return json(200, { status: 'alive', brokers });

@@ -129,7 +129,11 @@ export class ClusterPrimary {
     if (s.worker !== w) return; // from a worker since replaced
     switch (m.kb) {
       case 'status':
-        s.status = { ready: m.ready, degraded: m.degraded, ...(m.reason !== undefined ? { reason: m.reason } : {}) };
+        s.status = {
+          ready: m.ready,
+          degraded: m.degraded,
+          ...(m.reason !== undefined ? { reason: m.reason } : {}),
+        };
         s.reported = true;
         if (this.#leader === undefined) this.#elect();
         this.#maybeReady();
@@ -138,7 +142,9 @@ export class ClusterPrimary {
         if (s.id === 1) this.#openedFirst();
         return;
       case 'invalidate':
-        for (const o of this.#live()) if (o !== s) this.#send(o, { kb: 'invalidate', scope: m.scope, ...(m.policy ? { policy: true } : {}) });
+        for (const o of this.#live())
+          if (o !== s)
+            this.#send(o, { kb: 'invalidate', scope: m.scope, ...(m.policy ? { policy: true } : {}) });
         return;
       case 'drop-request':
         void this.#fence(s, m.id, m.scope);
@@ -221,7 +227,10 @@ export class ClusterPrimary {
     const quick = Date.now() - s.startedAt < 5_000;
     s.restarts = quick ? s.restarts + 1 : 0;
     const delay = Math.min(RESTART_MAX_MS, RESTART_MIN_MS * 2 ** Math.min(s.restarts, 6));
-    this.#o.log.error({ broker: `w${s.id}`, pid: w.process.pid, code, signal, restartInMs: delay }, 'cluster: worker died; restarting');
+    this.#o.log.error(
+      { broker: `w${s.id}`, pid: w.process.pid, code, signal, restartInMs: delay },
+      'cluster: worker died; restarting',
+    );
     setTimeout(() => {
       if (!this.#stopping) this.#fork(s);
     }, delay);
@@ -272,7 +281,9 @@ export class ClusterPrimary {
       (s) =>
         new Promise<boolean>((r) => {
           const w = s.worker as Worker;
-          w.once('exit', (code) => r(code === 0));
+          // A worker still starting has no handler yet and dies of the signal: nothing to drain.
+          const starting = s.status?.ready !== true;
+          w.once('exit', (code, signal) => r(code === 0 || (starting && signal === 'SIGTERM')));
           w.process.kill('SIGTERM');
         }),
     );

@@ -161,7 +161,10 @@ export class ClusterWorker {
         }
       }
     } catch (err) {
-      host?.log.warn({ broker: this.id, kind: m.kb, err: toKbError(err).safeMessage }, 'cluster message failed');
+      host?.log.warn(
+        { broker: this.id, kind: m.kb, err: toKbError(err).safeMessage },
+        'cluster message failed',
+      );
     }
   }
 }

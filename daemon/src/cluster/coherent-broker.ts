@@ -29,7 +29,10 @@ function scopeOf(args: readonly unknown[]): CacheScope | undefined {
  * Wrap `target` so that writes call `changed(scope)` once they settle; `undefined` scope (no org
  * named, e.g. the rotation scan of every org) means "everything".
  */
-export function coherentBroker<T extends object>(target: T, changed: (scope: CacheScope | undefined) => void): T {
+export function coherentBroker<T extends object>(
+  target: T,
+  changed: (scope: CacheScope | undefined) => void,
+): T {
   const parts = new Map<string, object>();
   return new Proxy(target, {
     get(t, prop) {

@@ -78,11 +78,16 @@ export class DataDirLock {
     try {
       return await fn();
     } finally {
-      try {
-        unlinkSync(this.#path);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      }
+      release(this.#path);
     }
+  }
+}
+
+/** Remove the lock file (already gone is fine: nothing else may remove a live holder's file). */
+function release(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
 }
