@@ -59,6 +59,7 @@ export class ClusterWorker {
     return {
       singletons: () => this.#leader,
       exclusive: (fn) => this.#lock.run(fn),
+      changed: (scope) => this.#send({ kb: 'invalidate', scope }),
       beforeReceipt: (scope) => this.#requestDrop(scope),
     };
   }

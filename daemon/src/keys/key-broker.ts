@@ -81,6 +81,8 @@ export interface KeyBrokerCluster {
   readonly singletons: () => boolean;
   /** Run a shred, epoch or OEK rotation while no other process runs one. */
   readonly exclusive: <T>(fn: () => Promise<T>) => Promise<T>;
+  /** A write the API did not ask for (the data plane rotating a CEK at its usage limit). */
+  readonly changed: (scope: { org: string; tenant: string; customer?: string }) => void;
   /** Before a shred receipt is signed: every other live process has dropped the shredded keys. */
   readonly beforeReceipt: (scope: { org: string; tenant: string; customer?: string }) => Promise<void>;
 }
@@ -160,7 +162,10 @@ export class KeyBroker implements Api.KeyBrokerApi {
     this.#dp = new DataPlane(
       this.#h,
       this.#usage,
-      (t, c, v) => this.#life.rotateCekIfPrimary(t, c, v),
+      (t, c, v) =>
+        this.#life
+          .rotateCekIfPrimary(t, c, v)
+          .finally(() => this.#cluster?.changed({ org: t.org, tenant: t.tenant, customer: c })),
       this.#streams,
     );
     this.#batch = new BatchRunner();
@@ -202,6 +207,9 @@ export class KeyBroker implements Api.KeyBrokerApi {
         .catch((err: unknown) => kb.#log.warn({ err: toKbError(err).detail }, 'shred retry failed'))
         .finally(() => (kb.#resuming = false));
     });
+    // Several processes: another one's write reaches this one by invalidation; should one be
+    // missed, cached rows live at most one key-cache TTL (key bytes of a version never change).
+    if (o.cluster !== undefined) every(o.cache?.ttlMs ?? 5 * 60_000, () => kb.#h.forgetAll());
     if (o.rotationScanMs && o.rotationScanMs > 0)
       every(o.rotationScanMs, () => void kb.rotateDueKeys().catch(() => undefined));
     return kb;
