@@ -52,10 +52,6 @@ const verify: CommandModule = {
         describe: 'with --dir: also print every entry of all chains merged by time (JSON lines)',
       })
       .conflicts('file', 'dir')
-      .check((v) => {
-        if (v.file === undefined && v.dir === undefined) throw new Error('give --file or --dir');
-        return true;
-      })
       .option('public-key', {
         type: 'string',
         array: true,
@@ -76,6 +72,11 @@ const verify: CommandModule = {
     const anchors = args.checkpoints
       ? parseCheckpointExport(readFileSync(args.checkpoints, 'utf8')).checkpoints
       : [];
+    if (args.file === undefined && args.dir === undefined) {
+      process.stderr.write('keybroker audit verify: give --file or --dir\n');
+      process.exitCode = 2;
+      return;
+    }
     if (args.dir !== undefined) {
       await verifyDir(args.dir, { publicKeys, anchors }, args.json, args.timeline);
       return;
