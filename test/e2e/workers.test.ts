@@ -7,7 +7,7 @@
  * of a worker under load loses no acknowledged write; `audit verify --dir` checks both chains.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Metadata } from '@grpc/grpc-js';
@@ -17,16 +17,23 @@ import type { ServiceClient } from '../../daemon/src/api/api-client.ts';
 import { removeDataDir, startDaemon } from '../support/daemon-harness.ts';
 import type { DaemonHandle, KeybrokerClient } from '../support/daemon-harness.ts';
 import { GrpcCode, runCli } from './e2e-helpers.ts';
+import { createHash } from 'node:crypto';
+import { DEFAULT_POLICY_TEXT } from '../../daemon/src/policy/default-policy.ts';
+import type { PemPair } from '../../daemon/src/tls/dev-pki.ts';
 
 type R = Record<string, unknown>;
 let d: DaemonHandle;
 const opened: KeybrokerClient[] = [];
 
 before(async () => {
-  d = await startDaemon({ workers: 2, timeoutMs: 90_000 });
+  // acme is the operator org: its admin may replace the daemon-wide policy (SetPolicy below).
+  d = await startDaemon({ workers: 2, timeoutMs: 90_000, env: { KB_POLICY_OPERATOR_ORG: 'acme' } });
 });
 after(async () => {
   for (const c of opened) c.close();
+  // KB_TEST_KEEP_OUTPUT=FILE: the cluster's log, to read after a failure.
+  if (d !== undefined && process.env.KB_TEST_KEEP_OUTPUT)
+    writeFileSync(process.env.KB_TEST_KEEP_OUTPUT, d.output);
   if (d !== undefined) {
     await d.stop();
     removeDataDir(d.dataDir);
@@ -34,12 +41,15 @@ after(async () => {
 });
 
 /** A client with connections of its own (grpc-js shares one per target unless told not to). */
-function ownClient(who: 'admin' | 'service'): KeybrokerClient {
+function ownClient(who: 'admin' | 'service' | PemPair): KeybrokerClient {
+  const pair =
+    typeof who === 'string'
+      ? { certPem: readFileSync(d.pki(`${who}.pem`)), keyPem: readFileSync(d.pki(`${who}-key.pem`)) }
+      : { certPem: Buffer.from(who.certPem), keyPem: Buffer.from(who.keyPem) };
   const c = connectKeybroker({
     address: d.address,
     caPem: readFileSync(d.pki('ca.pem')),
-    certPem: readFileSync(d.pki(`${who}.pem`)),
-    keyPem: readFileSync(d.pki(`${who}-key.pem`)),
+    ...pair,
     channelOptions: { 'grpc.use_local_subchannel_pool': 1 },
   });
   opened.push(c);
@@ -81,7 +91,7 @@ const ENC = { plaintext: Buffer.from('one KiB or so'), aad: Buffer.from('ctx') }
 
 /** Open clients until one's `pick` service is served by each of the two workers. */
 async function onEachWorker(
-  who: 'admin' | 'service',
+  who: 'admin' | 'service' | PemPair,
   pick: (c: KeybrokerClient) => ServiceClient,
   probe: { method: string; req: object },
 ): Promise<Map<string, KeybrokerClient>> {
@@ -196,6 +206,52 @@ test('rotation, version disable and customer shred on one worker hold on the oth
       `# ${k.writer}->${k.reader}: rotation seen in ${rotMs} ms, disable in ${disMs} ms\n`,
     );
   }
+});
+
+test('a policy written on one worker is in force on the other within 1 s; approval steps are seen at once', async () => {
+  const admins = await onEachWorker('admin', (c) => c.policy, { method: 'GetPolicy', req: {} });
+  const sha = (t: string) => createHash('sha256').update(t, 'utf8').digest('hex');
+  for (const [writer, reader, indent] of [
+    ['w1', 'w2', 1],
+    ['w2', 'w1', 2],
+  ] as const) {
+    const text = JSON.stringify(JSON.parse(DEFAULT_POLICY_TEXT), null, indent);
+    const set = await call((admins.get(writer) as KeybrokerClient).policy, 'SetPolicy', { policyJson: text });
+    assert.equal(set.err, undefined, `SetPolicy on ${writer}: ${set.err?.details}`);
+    assert.equal(set.broker, writer);
+    const ms = await within(1000, `${reader} has the policy set on ${writer}`, async () => {
+      const g = await call((admins.get(reader) as KeybrokerClient).policy, 'GetPolicy', {});
+      assert.equal(g.broker, reader);
+      return g.res?.policySha256 === sha(text);
+    });
+    process.stdout.write(`# policy ${writer}->${reader}: ${ms} ms\n`);
+  }
+
+  const alice = await onEachWorker(await d.issueClient('spiffe://acme/admin/alice'), (c) => c.approvals, {
+    method: 'ListApprovals',
+    req: { org: 'acme' },
+  });
+  const bob = await onEachWorker(await d.issueClient('spiffe://acme/admin/bob'), (c) => c.approvals, {
+    method: 'ListApprovals',
+    req: { org: 'acme' },
+  });
+  const req = await call((alice.get('w1') as KeybrokerClient).approvals, 'RequestApproval', {
+    org: 'acme',
+    operation: 'APPROVAL_OPERATION_DESTROY_CUSTOMER',
+    tenant: 'alpha',
+    customer: 'default',
+  });
+  assert.equal(req.err, undefined, `RequestApproval on w1: ${req.err?.details}`);
+  const id = String((req.res?.approval as R).approvalId);
+  const ok = await call((bob.get('w2') as KeybrokerClient).approvals, 'ApproveRequest', { approvalId: id });
+  assert.equal(ok.err, undefined, `ApproveRequest on w2 of a request made on w1: ${ok.err?.details}`);
+  const listed = await call((alice.get('w1') as KeybrokerClient).approvals, 'ListApprovals', { org: 'acme' });
+  const a = ((listed.res?.approvals ?? []) as R[]).find((x) => x.approvalId === id);
+  assert.equal(a?.status, 'APPROVAL_STATUS_APPROVED', 'w1 sees the approval given on w2 at once');
+  const cancel = await call((alice.get('w2') as KeybrokerClient).approvals, 'CancelApproval', {
+    approvalId: id,
+  });
+  assert.equal(cancel.err, undefined, `CancelApproval on w2: ${cancel.err?.details}`);
 });
 
 test('a worker that cannot confirm a shred is killed (and restarted) before the receipt is signed', async () => {

@@ -93,7 +93,11 @@ export class ClusterPrimary {
     });
     w.on('listening', (addr: { port: number }) => this.#onListening(addr.port));
     w.on('exit', (code, signal) => this.#onExit(s, w, code, signal));
-    this.#o.log.info({ broker: `w${s.id}`, pid: w.process.pid }, 'cluster: worker forked');
+    // A send racing the worker's death fails here; its exit is handled by 'exit'.
+    w.on('error', (err: Error) =>
+      this.#o.log.warn({ broker: `w${s.id}`, err: err.message }, 'cluster: worker channel error'),
+    );
+    this.#o.log.info({ broker: `w${s.id}`, workerPid: w.process.pid }, 'cluster: worker forked');
   }
 
   #onListening(port: number): void {
@@ -122,7 +126,10 @@ export class ClusterPrimary {
   #send(s: Slot, m: PrimaryMessage): void {
     const w = s.worker;
     if (w === undefined || w.isDead() || !w.isConnected()) return;
-    w.send(m);
+    w.send(m, undefined, (err: Error | null) => {
+      if (err !== null)
+        this.#o.log.warn({ broker: `w${s.id}`, kind: m.kb, err: err.message }, 'cluster: send failed');
+    });
   }
 
   #onMessage(s: Slot, w: Worker, m: WorkerMessage): void {
@@ -190,7 +197,7 @@ export class ClusterPrimary {
       const w = o.worker;
       if (w === undefined || w.isDead()) continue;
       this.#o.log.error(
-        { broker: `w${o.id}`, pid: w.process.pid, scope },
+        { broker: `w${o.id}`, workerPid: w.process.pid, scope },
         'cluster: worker did not confirm dropping shredded keys: killing it before the receipt',
       );
       exits.push(new Promise((r) => w.once('exit', r)));
@@ -219,16 +226,16 @@ export class ClusterPrimary {
     if (s.worker !== w) return;
     // A dead worker holds no keys: pending drops need nothing more from it.
     for (const ack of this.#acks.values()) ack(s);
+    if (this.#stopping) return;
     if (this.#leader === s) {
       this.#leader = undefined;
       this.#elect();
     }
-    if (this.#stopping) return;
     const quick = Date.now() - s.startedAt < 5_000;
     s.restarts = quick ? s.restarts + 1 : 0;
     const delay = Math.min(RESTART_MAX_MS, RESTART_MIN_MS * 2 ** Math.min(s.restarts, 6));
     this.#o.log.error(
-      { broker: `w${s.id}`, pid: w.process.pid, code, signal, restartInMs: delay },
+      { broker: `w${s.id}`, workerPid: w.process.pid, code, signal, restartInMs: delay },
       'cluster: worker died; restarting',
     );
     setTimeout(() => {

@@ -51,7 +51,10 @@ export class ClusterWorker {
 
   #send(m: WorkerMessage): void {
     if (process.send === undefined || !process.connected) return;
-    process.send(m);
+    process.send(m, undefined, {}, (err: Error | null) => {
+      if (err !== null)
+        this.#host?.log.warn({ broker: this.id, kind: m.kb, err: err.message }, 'cluster: send failed');
+    });
   }
 
   /** Options for KeyBroker.open on this worker. */
