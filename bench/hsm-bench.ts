@@ -340,7 +340,8 @@ async function runPhase(op: OpName): Promise<BenchRecord[]> {
       : undefined;
   const d = openDirect(token.label, token.pin);
   try {
-    const root = await hsm.generateRootKey('bench-root');
+    // GCM phases run on it: a root made for in-HSM GCM (OEKs are wrap-only).
+    const root = await hsm.generateRootKey('bench-root', { gcm: true });
     const { ref: signer } = await hsm.generateSigningKey('bench-signer', 'ecdsa-p256');
     const wrapped = await hsm.wrapKey(root, KEY);
     const phase = PHASES[op];

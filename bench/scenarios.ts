@@ -244,6 +244,54 @@ function postQuantum(): Scenario[] {
   return out;
 }
 
+/** Keyed blind indexes (BlindIndexes service) against in-process normalization + HMAC-SHA256. */
+function blindIndexes(): Scenario[] {
+  const group = 'blind indexes';
+  const ceiling = 'inproc-blind-index-hmac';
+  const out: Scenario[] = [
+    {
+      name: ceiling,
+      kind: 'ceiling-in-process',
+      group,
+      description:
+        'in-process blind-index token: NFKC, lowercase, trim and HMAC-SHA256 of a ~25-byte email, one core',
+      unit: 'ops/s',
+      payloadBytes: 25,
+      phase: 'in-process',
+      concurrency: ONE,
+      inProcess: { name: ceiling, kind: 'blind-index-hmac' },
+    },
+    pairedInProcessOf(ceiling, group, { kind: 'blind-index-hmac' }, 25),
+    {
+      name: 'blind-index-compute',
+      kind: 'daemon',
+      group,
+      description: 'BlindIndexes.ComputeBlindIndex of one ~25-byte email (normalized, 32-byte token)',
+      unit: 'req/s',
+      payloadBytes: 25,
+      phase: 'daemon',
+      concurrency: SMALL,
+      op: { kind: 'blind-index', values: 1 },
+      ceilings: { echo: 'echo-32', inProcess: ceiling },
+    },
+  ];
+  for (const n of [64, 256])
+    out.push({
+      name: `blind-index-compute-batch${n}`,
+      kind: 'daemon',
+      group,
+      description: `BlindIndexes.ComputeBlindIndexBatch, ${n} emails per call, items/s (ceiling: the in-process token, measured right before each run)`,
+      unit: 'items/s',
+      payloadBytes: 25,
+      phase: 'daemon',
+      concurrency: SMALL,
+      op: { kind: 'blind-index', values: n },
+      ceilings: { inProcess: ceiling },
+      pairedInProcess: `${ceiling}-paired`,
+    });
+  return out;
+}
+
 /** The 1 KiB echo measured beside Encrypt/Decrypt 1 KiB (their `pairedEcho`). */
 export const PAIRED_ECHO_1K = 'echo-1k-paired';
 
@@ -433,6 +481,7 @@ export const SCENARIOS: readonly Scenario[] = [
     ceilings: { echo: 'echo-stream-64m', inProcess: 'inproc-stream-64m' },
   },
   ...postQuantum(),
+  ...blindIndexes(),
   {
     name: 'pkcs11-wrap',
     kind: 'ceiling-pkcs11',

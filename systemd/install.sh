@@ -54,6 +54,8 @@ SYSUSERSDIR="${SYSUSERSDIR:-$PREFIX/lib/sysusers.d}"
 TMPFILESDIR="${TMPFILESDIR:-$PREFIX/lib/tmpfiles.d}"
 ETCDIR=/etc/keybroker
 STATEDIR=/var/lib/keybroker
+# The SoftHSM2 token: outside STATEDIR, never backed up (etc/softhsm2.conf).
+TOKENDIR=/var/lib/keybroker-token
 LOGDIR=/var/log/keybroker
 
 # --- preconditions: a bootstrapped checkout with the pinned runtime and built node_modules ---
@@ -151,7 +153,7 @@ for f in keybroker.json keybroker.env softhsm2.conf; do
     install -m 0640 "$KB_ROOT/systemd/etc/$f" "$DESTDIR$ETCDIR/$f"
   fi
 done
-install -d -m 0700 "$DESTDIR$STATEDIR" "$DESTDIR$STATEDIR/softhsm" "$DESTDIR$STATEDIR/softhsm/tokens"
+install -d -m 0700 "$DESTDIR$STATEDIR" "$DESTDIR$TOKENDIR" "$DESTDIR$TOKENDIR/tokens"
 install -d -m 0750 "$DESTDIR$LOGDIR"
 
 if [ "$OWNER" = yes ]; then
@@ -164,7 +166,7 @@ if [ "$OWNER" = yes ]; then
   chown root:keybroker "$DESTDIR$ETCDIR" "$DESTDIR$ETCDIR/tls"
   chown root:root "$DESTDIR$ETCDIR/pins"
   for f in keybroker.json keybroker.env softhsm2.conf; do chown root:keybroker "$DESTDIR$ETCDIR/$f"; done
-  chown -R keybroker:keybroker "$DESTDIR$STATEDIR" "$DESTDIR$LOGDIR"
+  chown -R keybroker:keybroker "$DESTDIR$STATEDIR" "$DESTDIR$TOKENDIR" "$DESTDIR$LOGDIR"
 fi
 
 log "installed into ${DESTDIR:-/} (prefix $PREFIX)"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Removes what systemd/install.sh installed. Configuration (/etc/keybroker), data
-# (/var/lib/keybroker: tenant files, audit chain, SoftHSM2 token), logs and the keybroker user
+# (/var/lib/keybroker: tenant files, audit chain; /var/lib/keybroker-token: SoftHSM2 token), logs and the keybroker user
 # are kept unless --purge is given.
 #
 # Usage: uninstall.sh [--destdir=DIR] [--prefix=DIR] [--purge [--yes]]
@@ -36,7 +36,7 @@ SYSUSERSDIR="${SYSUSERSDIR:-$PREFIX/lib/sysusers.d}"
 TMPFILESDIR="${TMPFILESDIR:-$PREFIX/lib/tmpfiles.d}"
 
 if [ "$PURGE" = yes ] && [ "$YES" != yes ] && [ -t 0 ]; then
-  printf 'Delete /etc/keybroker, /var/lib/keybroker (all keys and tenant data) and /var/log/keybroker? [y/N] ' >&2
+  printf 'Delete /etc/keybroker, /var/lib/keybroker and /var/lib/keybroker-token (all keys and tenant data) and /var/log/keybroker? [y/N] ' >&2
   read -r answer
   case "$answer" in y | Y | yes) ;; *) log "nothing removed"; exit 1 ;; esac
 fi
@@ -53,7 +53,7 @@ rm -f "$DESTDIR$SYSUSERSDIR/keybroker.conf" "$DESTDIR$TMPFILESDIR/keybroker.conf
 log "removed the application, unit, sysusers.d and tmpfiles.d entries"
 
 if [ "$PURGE" = yes ]; then
-  rm -rf "$DESTDIR/etc/keybroker" "$DESTDIR/var/lib/keybroker" "$DESTDIR/var/log/keybroker"
+  rm -rf "$DESTDIR/etc/keybroker" "$DESTDIR/var/lib/keybroker" "$DESTDIR/var/lib/keybroker-token" "$DESTDIR/var/log/keybroker"
   rm -rf "$DESTDIR/etc/systemd/system/keybroker.service.d"
   if [ -z "$DESTDIR" ] && getent passwd keybroker >/dev/null; then
     userdel keybroker

@@ -8,6 +8,7 @@
  */
 import {
   createCipheriv,
+  createHmac,
   createDecipheriv,
   createSecretKey,
   decapsulate,
@@ -31,6 +32,8 @@ export type InProcessOp =
       readonly name: string;
       readonly kind: 'mlkem768-encapsulate' | 'mlkem768-decapsulate' | 'mldsa65-sign' | 'mldsa65-verify';
     }
+  /** A blind-index token as the daemon computes it: NFKC, lowercase, trim, HMAC-SHA256. */
+  | { readonly name: string; readonly kind: 'blind-index-hmac' }
   | {
       readonly name: string;
       readonly kind: 'stream';
@@ -120,6 +123,22 @@ function prepare(op: InProcessOp): { fn: (i: number) => void; unitsPerCall: numb
             },
             unitsPerCall: 1,
           };
+    }
+    case 'blind-index-hmac': {
+      // The same values as bench/load/blind-index-ops.ts, one key as a KeyObject (as the daemon).
+      const key = createSecretKey(randomBytes(32));
+      const values = Array.from({ length: 4096 }, (_, i) => Buffer.from(` User.${i}@Example.COM `));
+      return {
+        fn: (i) => {
+          const s = (values[i % values.length] as Buffer)
+            .toString('utf8')
+            .normalize('NFKC')
+            .toLowerCase()
+            .trim();
+          createHmac('sha256', key).update(Buffer.from(s, 'utf8')).digest();
+        },
+        unitsPerCall: 1,
+      };
     }
     case 'data-key':
       // A data key is 32 random bytes sealed under a derived key, like a 32-byte encrypt.

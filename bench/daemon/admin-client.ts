@@ -54,6 +54,17 @@ export class AdminClient {
     await unary(this.#client, 'createCustomer', { org, tenant, customer }, this.#timeoutMs);
   }
 
+  /** Admin.CreateBlindIndex (NFKC, lowercase, trim; `outputBytes` per token). */
+  async createBlindIndex(org: string, tenant: string, index: string, outputBytes: 16 | 32): Promise<void> {
+    const normalization = ['NFKC', 'LOWERCASE', 'TRIM'].map((s) => `BLIND_INDEX_NORMALIZATION_${s}`);
+    await unary(
+      this.#client,
+      'createBlindIndex',
+      { org, tenant, index, normalization, outputBytes },
+      this.#timeoutMs,
+    );
+  }
+
   async destroyTenant(org: string, tenant: string): Promise<void> {
     await unary(this.#client, 'destroyTenant', { org, tenant }, this.#timeoutMs);
   }

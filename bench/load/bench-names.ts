@@ -9,3 +9,6 @@ export function benchTenant(i: number): string {
 export function benchCustomer(i: number): string {
   return `c${String(i).padStart(6, '0')}`;
 }
+
+/** The blind index the daemon phase defines for the blind-index scenarios. */
+export const BENCH_BLIND_INDEX = 'bench-email';

@@ -13,7 +13,7 @@ const MIB = 1024 * 1024;
 /** Unary echo of a payload, a batch echo of items, or a streamed echo of totalBytes. */
 export async function createEchoOp(
   ctx: OpContext,
-  op: Exclude<OpSpec, { kind: 'daemon' | 'keys' }>,
+  op: Exclude<OpSpec, { kind: 'daemon' | 'keys' | 'blind-index' }>,
 ): Promise<LoadOp> {
   const root = loadProto([join(ECHO_DIR, 'echo.proto')], [ECHO_DIR]);
   const ctor = serviceConstructor(root, 'keybroker.bench.v1.EchoService');

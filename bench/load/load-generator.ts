@@ -47,6 +47,10 @@ async function createOp(ctx: OpContext): Promise<LoadOp> {
     const { createKeysOp } = await import('./keys-ops.ts');
     return createKeysOp(ctx, o.op);
   }
+  if (o.kind === 'blind-index') {
+    const { createBlindIndexOp } = await import('./blind-index-ops.ts');
+    return createBlindIndexOp(ctx, o.values);
+  }
   if (o.kind === 'daemon') {
     // Loaded lazily: the daemon's proto only exists once the daemon lands.
     const { createDaemonOp } = await import('./daemon-ops.ts');

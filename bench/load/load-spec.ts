@@ -14,6 +14,8 @@ export type OpSpec =
   | { readonly kind: 'echo'; readonly bytes: number }
   /** A post-quantum operation through the Keys service (bench/load/keys-ops.ts). */
   | { readonly kind: 'keys'; readonly op: import('./keys-ops.ts').KeysOpName }
+  /** BlindIndexes.ComputeBlindIndex(Batch) on the index the phase defines (blind-index-ops.ts). */
+  | { readonly kind: 'blind-index'; readonly values: number }
   | { readonly kind: 'echo-batch'; readonly items: number; readonly bytes: number }
   | { readonly kind: 'echo-stream'; readonly totalBytes: number; readonly chunkBytes: number }
   | {

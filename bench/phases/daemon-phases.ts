@@ -16,7 +16,7 @@ import { measureAsync } from '../lib/loop-measure.ts';
 import { readCpuSeconds, readPeakRssBytes, resetPeakRss } from '../lib/proc-stats.ts';
 import type { RunSample } from '../lib/result-types.ts';
 import { probeTls } from '../lib/tls-probe.ts';
-import { benchCustomer, benchTenant } from '../load/bench-names.ts';
+import { BENCH_BLIND_INDEX, benchCustomer, benchTenant } from '../load/bench-names.ts';
 import type { AlternateTarget, LoadSpec } from '../load/load-spec.ts';
 import type { PhaseName, Scenario } from '../scenarios.ts';
 import { runInProcessPhase, type EchoServer } from './ceiling-phases.ts';
@@ -229,6 +229,8 @@ export async function runDaemonPhase(
       key: pki.serviceKey,
     });
     await provisionCustomers(ctx, admin, scenarios);
+    if (scenarios.some((s) => s.op?.kind === 'blind-index'))
+      await admin.createBlindIndex(ORG, TENANT, BENCH_BLIND_INDEX, 32);
     const tenants = setup.tenants === undefined ? 0 : await provisionTenants(ctx, d, admin, setup, scenarios);
     for (const s of scenarios)
       if (s.admin === 'create-tenant' || s.admin === 'create-tenants-bulk') pending.delete(s.name);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's two commands:
 #   bash daemon/scripts/dev.sh run    install everything, then run the daemon on the embedded default
-#                                     (SoftHSM2 token + SQLite under ./.data, created on first run)
+#                                     (SQLite under ./.data, SoftHSM2 token under ./.data-token, created on first run)
 #   bash daemon/scripts/dev.sh test   install everything, then run the full test suite
 set -euo pipefail
 cmd="${1:-}"; shift || true

@@ -3,12 +3,13 @@
  * -> ready; and the signals. The API listens before the HSM is open so that an HSM unreachable
  * at start shows as "not ready" (health, /readyz, UNAVAILABLE) instead of a crash loop.
  */
-import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { KbError, toKbError } from './errors.ts';
 import { orgId, tenantId } from './ids.ts';
 import { FileAuditSink } from './audit/file-audit-sink.ts';
 import { hsmCheckpointSigner } from './audit/hsm-checkpoint-signer.ts';
+import { keyIdOf } from './audit/checkpoint.ts';
 import { ApiServer } from './api/api-server.ts';
 import { CallGate } from './api/call-gate.ts';
 import { admission, type Admission } from './api/admission.ts';
@@ -42,6 +43,8 @@ import { PolicyStore } from './policy/policy-store.ts';
 import { loadCrlFile } from './tls/crl-file.ts';
 import type { LoadedCrls } from './tls/crl-file.ts';
 import { RevocationSet } from './tls/revocation-set.ts';
+import { RegistryAuditHead } from './store/registry-audit-head.ts';
+import { RegistryStore } from './store/registry-store.ts';
 import { ReloadableServerCredentials } from './tls/reloadable-server-credentials.ts';
 import { CertificateAuthority } from './ca/certificate-authority.ts';
 import {
@@ -78,6 +81,8 @@ class Daemon {
   #admission: Admission | undefined;
   /** The audit checkpoint public key (PEM), published with the receipt key (GetBrokerKeys). */
   #auditKeyPem: string | undefined;
+  /** The registry connection that holds the audit log's pinned head. */
+  #auditRegistry: RegistryStore | undefined;
   readonly creds: ReloadableServerCredentials;
   /** Revoked client certificates (tls.crlFile), checked by the call gate on every call. */
   readonly revocations = new RevocationSet();
@@ -145,7 +150,7 @@ class Daemon {
     this.ops = new HealthServer(this.metrics.registry, () => this.readiness());
     this.creds = new ReloadableServerCredentials(cfg.tls, start.crls.tlsCrls ?? []);
     this.#useCrls(start.crls);
-    const admit = admission(cfg, this.audit, log);
+    const admit = admission(cfg);
     this.#admission = admit;
     const gate = new CallGate({
       authorizer: () => this.authorizer,
@@ -160,6 +165,19 @@ class Daemon {
       revoked: (issuer, serial) => this.revocations.has(issuer, serial),
       ...(this.worker !== undefined ? { brokerId: this.worker.id } : {}),
     });
+    const governance = {
+      approvals: this.approvals,
+      policy,
+      fipsMode: () => this.engine.fipsMode,
+      twoPersonRule: () => this.cfg.policy.twoPersonRule,
+      persistPolicy: async (text: string, section?: string) => {
+        await (section === undefined
+          ? writePolicyFileDurably(policyPath(this.cfg), text)
+          : writeOrgPolicyFile(sectionsDir(this.cfg), section, text));
+        this.worker?.policyChanged();
+      },
+      operatorOrg: () => this.cfg.policy.operatorOrg,
+    };
     this.api = new ApiServer({
       credentials: this.creds,
       gate,
@@ -168,29 +186,19 @@ class Daemon {
       connectionAge: { maxMs: cfg.tls.maxConnectionAgeMs, graceMs: cfg.tls.maxConnectionAgeGraceMs },
       certificates: {
         ca: () => {
+          // Only once everything is open (audit log included): issuing is audited like any call.
+          this.brokerOrThrow();
           if (this.certAuthority === undefined)
             throw new KbError('HSM_UNAVAILABLE', undefined, { detail: 'CA not open' });
           return this.certAuthority;
         },
         broker: () => this.brokerOrThrow(),
         roleOf: (who) => effectiveRole(policy.current(), who.uri, who.roles),
-        twoPersonRule: () => this.cfg.policy.twoPersonRule,
+        governance,
         defaultLifetimeMs: cfg.ca.defaultLifetimeMs,
         maxLifetimeMs: cfg.ca.maxLifetimeMs,
       },
-      governance: {
-        approvals: this.approvals,
-        policy,
-        fipsMode: () => this.engine.fipsMode,
-        twoPersonRule: () => this.cfg.policy.twoPersonRule,
-        persistPolicy: async (text, section) => {
-          await (section === undefined
-            ? writePolicyFileDurably(policyPath(this.cfg), text)
-            : writeOrgPolicyFile(sectionsDir(this.cfg), section, text));
-          this.worker?.policyChanged();
-        },
-        operatorOrg: () => this.cfg.policy.operatorOrg,
-      },
+      governance,
     });
   }
 
@@ -350,6 +358,11 @@ class Daemon {
         hsm,
         dataDir: this.cfg.dataDir,
         onChange: () => this.#trustOrgCas(),
+        onOpenError: (org, generation, err) =>
+          this.log.error(
+            { org, generation, err: toKbError(err).safeMessage, detail: toKbError(err).detail },
+            'org CA generation cannot be opened: not trusted, not issuing',
+          ),
       });
       this.#trustOrgCas();
     }
@@ -415,17 +428,31 @@ class Daemon {
       return;
     }
     const signer = await hsmCheckpointSigner(hsm);
-    // The checkpoint public key beside the log, for `keybroker audit verify --public-key`.
+    // A convenience copy of the checkpoint key beside the log, written once, never replaced: the
+    // trust anchor is the fingerprint logged here, kept by the operator away from the log.
     const pub = join(dirname(a.path), 'audit-key.pem');
+    const fingerprint = keyIdOf(signer.publicKeyPem);
     mkdirSync(dirname(pub), { recursive: true });
     this.#auditKeyPem = signer.publicKeyPem;
-    writeFileSync(`${pub}.tmp`, signer.publicKeyPem);
-    renameSync(`${pub}.tmp`, pub);
+    if (!existsSync(pub)) {
+      writeFileSync(`${pub}.tmp`, signer.publicKeyPem);
+      renameSync(`${pub}.tmp`, pub);
+    } else if (keyIdOf(readFileSync(pub, 'utf8')) !== fingerprint) {
+      this.log.error(
+        { path: pub, fingerprint },
+        'audit-key.pem beside the log is not the checkpoint key; left as is',
+      );
+    }
+    this.log.info({ fingerprint, alg: signer.alg }, 'audit checkpoint key (pin this fingerprint)');
+    this.#auditRegistry ??= RegistryStore.open(join(this.cfg.dataDir, 'registry.db'));
     const sink = await FileAuditSink.open({
       path: a.path,
       signer,
+      headStore: new RegistryAuditHead(this.#auditRegistry, this.worker?.id),
       checkpointEvery: a.checkpointEvery,
       checkpointIntervalMs: a.checkpointIntervalMs,
+      rotateBytes: a.rotateBytes,
+      rotateIntervalMs: a.rotateIntervalMs,
       onEvent: (e) => this.log.warn({ kind: e.kind, detail: e.detail }, 'audit event'),
     });
     this.audit.attach(sink);
@@ -513,6 +540,7 @@ class Daemon {
     await this.pqc?.pool?.close();
     await this.#admission?.flush();
     await this.audit.close();
+    this.#auditRegistry?.close();
     this.approvals.close();
     this.certAuthority?.close();
     await this.hsm?.close();

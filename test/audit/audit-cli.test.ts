@@ -56,7 +56,14 @@ describe('keybroker audit CLI', () => {
     assert.ok(last);
     const cut = join(dir, 'cut.log');
     writeFileSync(cut, chain.bytes.subarray(0, last.offset));
-    assert.equal(cli('verify', '--file', cut).code, 0, 'without anchors a clean cut is not visible');
+    const unsigned = cli('verify', '--file', cut, '--public-key', pem);
+    assert.equal(unsigned.code, 1, 'the cut leaves an unsigned tail: an error by default');
+    assert.match(unsigned.out, /unsigned tail: entries 19\.\.22/);
+    assert.equal(
+      cli('verify', '--file', cut, '--allow-unsigned-tail').code,
+      0,
+      'with the unsigned tail allowed and no anchors, a clean cut is not visible',
+    );
     const r = cli('verify', '--file', cut, '--checkpoints', cps);
     assert.equal(r.code, 1);
     assert.match(r.out, /file truncated/);

@@ -125,6 +125,8 @@ test('every paired ceiling names a scenario of the same daemon phase that measur
       .map((s) => s.name)
       .sort(),
     [
+      'blind-index-compute-batch256',
+      'blind-index-compute-batch64',
       'encrypt-batch-100x1k',
       'pqc-mldsa65-sign-batch64',
       'pqc-mldsa65-verify-batch64',

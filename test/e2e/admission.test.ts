@@ -20,6 +20,7 @@ let d: DaemonHandle;
 let admin: KeybrokerClient;
 let svc: KeybrokerClient;
 let beta: KeybrokerClient;
+let gamma: KeybrokerClient;
 
 before(async () => {
   d = await startDaemon({
@@ -36,6 +37,8 @@ before(async () => {
   svc = d.client('service');
   await admin.admin.unary('CreateTenant', { org: 'acme', tenant: 'beta' });
   beta = d.client(await d.issueClient('spiffe://acme/beta/app'));
+  await admin.admin.unary('CreateTenant', { org: 'acme', tenant: 'gamma' });
+  gamma = d.client(await d.issueClient('spiffe://acme/gamma/app'));
 });
 after(async () => {
   assert.equal(await d.stop(), 0, 'daemon exit code after SIGTERM');
@@ -138,4 +141,27 @@ test('200 denied calls from one identity: most throttled, few audit records; ano
     rpc: 'keybroker.v1.Admin/CreateOrg',
   });
   assert.equal(other.length, 4, 'the other identity: one record per refusal');
+});
+
+test('VerifyBatch without a version is charged items x limits.maxVerifyVersions; with one, items', async () => {
+  await gamma.keys.unary('CreateKey', { keyId: 'sig', algorithm: 'KEY_ALGORITHM_ML_DSA_44' });
+  const message = Buffer.from('m');
+  const { signature } = await gamma.keys.unary<{ signature: Buffer }>('Sign', { keyId: 'sig', message });
+  const items = Array.from({ length: 26 }, () => ({ message, signature }));
+  // 26 items x 4 candidate versions = 104 tokens: more than the identity burst of 100.
+  try {
+    await gamma.keys.unary('VerifyBatch', { keyId: 'sig', items });
+    assert.fail('26 items x 4 candidate versions passed a 100-token bucket');
+  } catch (e) {
+    const err = e as ServiceError;
+    assert.equal(err.code, GrpcCode.INVALID_ARGUMENT, `${err.code} ${err.details}`);
+    assert.match(err.details, /costs 104 tokens/);
+  }
+  // Naming the version: 26 tokens, served.
+  const r = await gamma.keys.unary<{ results: { valid: boolean }[] }>('VerifyBatch', {
+    keyId: 'sig',
+    version: 1,
+    items,
+  });
+  assert.equal(r.results.filter((x) => x.valid).length, 26);
 });

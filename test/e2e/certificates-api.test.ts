@@ -9,7 +9,7 @@ import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { X509Certificate, webcrypto } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -17,7 +17,7 @@ import * as x509 from '@peculiar/x509';
 import type { PemPair } from '../../daemon/src/tls/dev-pki.ts';
 import { removeDataDir, startDaemon } from '../support/daemon-harness.ts';
 import type { DaemonHandle, KeybrokerClient } from '../support/daemon-harness.ts';
-import { GrpcCode, expectCode } from './e2e-helpers.ts';
+import { GrpcCode, expectCode, runCli } from './e2e-helpers.ts';
 
 x509.cryptoProvider.set(globalThis.crypto);
 
@@ -26,6 +26,8 @@ type KeyAlg = 'ecdsa-p256' | 'mldsa65';
 let d: DaemonHandle;
 let admin: KeybrokerClient;
 let service: KeybrokerClient;
+/** Kept for the restart test: a revoked and a valid broker-issued identity. */
+const kept: { revoked?: PemPair; valid?: PemPair } = {};
 const tmp = mkdtempSync(join(tmpdir(), 'kb-certs-'));
 
 before(async () => {
@@ -174,6 +176,8 @@ test('revoked: refused at once on the open connection and on a fresh one; others
   const other = await issue(service, 'mldsa65');
   const open = d.client(victim.pair);
   const openOther = d.client(other.pair);
+  kept.revoked = victim.pair;
+  kept.valid = other.pair;
   assert.ok((await encrypt(open)).ciphertext, 'victim before');
   assert.ok((await encrypt(openOther)).ciphertext, 'other before');
   await expectCode(
@@ -205,6 +209,15 @@ test('revoked: refused at once on the open connection and on a fresh one; others
   const row = (list.certificates as R[]).find((c) => c.serial === victim.res.serial);
   assert.equal(row?.revoked, true, 'listed as revoked');
   assert.equal(row?.keyAlgorithm, 'mldsa65');
+});
+
+test('a broker-issued certificate that expires is refused on its open connection', async () => {
+  const { pair, res } = await issue(service, 'ecdsa-p256', { lifetimeSeconds: 3 });
+  const c = d.client(pair);
+  assert.ok((await encrypt(c)).ciphertext, 'works before notAfter');
+  await new Promise((r) => setTimeout(r, Math.max(0, Number(res.notAfterUnixMs) - Date.now()) + 1200));
+  const e = await expectCode(encrypt(c), GrpcCode.UNAUTHENTICATED, 'same connection after notAfter');
+  assert.match(e.details, /expired/);
 });
 
 test('bad requests: other tenant, two URIs, CA flag, DNS name, lifetime over policy, bad CSRs', async () => {
@@ -421,4 +434,81 @@ test('issue and revoke are audited with serial and identity', async () => {
     recs.some((r) => r.rpc === 'keybroker.v1.Certificates/IssueCertificate' && r.result === 'denied'),
     'refusals audited too',
   );
+});
+
+test('CLI: cert ca get, issue, renew (timer mode and forced), list, revoke', async () => {
+  const dd = ['--data-dir', d.dataDir];
+  const ok = (args: string[]) => {
+    const r = runCli(...args, ...dd);
+    assert.equal(r.status, 0, `keybroker ${args.join(' ')}: ${r.stderr}`);
+    return JSON.parse(r.stdout) as R;
+  };
+  const bundle = join(tmp, 'bundle.pem');
+  const crl = join(tmp, 'crl.pem');
+  const got = ok(['cert', 'ca', 'get', 'acme', '--bundle-out', bundle, '--crl-out', crl]);
+  assert.equal((got.cas as R[]).length, 2, 'two generations');
+  assert.equal(readFileSync(bundle, 'utf8').match(/BEGIN CERTIFICATE/g)?.length, 2, 'bundle file');
+  assert.equal(readFileSync(crl, 'utf8').match(/BEGIN X509 CRL/g)?.length, 2, 'CRL file');
+
+  const cert = join(tmp, 'cli.pem');
+  const key = join(tmp, 'cli-key.pem');
+  const issued = ok([
+    'cert',
+    'issue',
+    'spiffe://acme/alpha/cli',
+    '--cert-out',
+    cert,
+    '--key-out',
+    key,
+    '--algorithm',
+    'mldsa65',
+  ]);
+  assert.equal(statSync(key).mode & 0o777, 0o600, 'key file 0600');
+  const pair = { certPem: readFileSync(cert, 'utf8'), keyPem: readFileSync(key, 'utf8') };
+  assert.ok((await encrypt(d.client(pair))).ciphertext, 'CLI-issued certificate works');
+
+  const idle = ok(['cert', 'renew', '--cert', cert, '--key', key, '--if-expires-within-hours', '4']);
+  assert.equal(idle.renewed, false, 'timer mode: 24 h left, nothing to do');
+  const renewed = ok(['cert', 'renew', '--cert', cert, '--key', key, '--if-expires-within-hours', '48']);
+  assert.notEqual(renewed.serial, issued.serial, 'renewed: new serial');
+  const now = { certPem: readFileSync(cert, 'utf8'), keyPem: readFileSync(key, 'utf8') };
+  assert.notEqual(now.keyPem, pair.keyPem, 'new key');
+  assert.equal(new X509Certificate(now.certPem).subjectAltName, 'URI:spiffe://acme/alpha/cli', 'same SAN');
+  assert.ok((await encrypt(d.client(now))).ciphertext, 'renewed certificate works');
+
+  const listed = ok(['cert', 'list', 'acme', '--identity', 'spiffe://acme/alpha/cli']);
+  assert.deepEqual(
+    (listed.certificates as R[]).map((c) => c.serial),
+    [renewed.serial, issued.serial],
+    'both, newest first',
+  );
+  ok(['cert', 'revoke', 'acme', String(issued.serial)]);
+  await expectCode(encrypt(d.client(pair)), GrpcCode.UNAUTHENTICATED, 'CLI-revoked certificate');
+  const bad = runCli('cert', 'revoke', 'acme', String(issued.serial), ...dd);
+  assert.equal(bad.status, 1, 'revoking twice fails');
+  assert.match(bad.stderr, /already revoked/);
+});
+
+test('after a restart the org CAs are trusted again and revocations still hold', async () => {
+  assert.equal(await d.stop(), 0, 'clean stop');
+  d = await startDaemon({ dataDir: d.dataDir });
+  assert.ok(kept.valid && kept.revoked);
+  assert.ok(
+    (await encrypt(d.client(kept.valid))).ciphertext,
+    'valid broker-issued certificate after restart',
+  );
+  const e = await expectCode(
+    encrypt(d.client(kept.revoked)),
+    GrpcCode.UNAUTHENTICATED,
+    'revoked after restart',
+  );
+  assert.match(e.details, /revoked/);
+  const cas = (await d.client('admin').certificates.unary<R>('GetCa', { org: 'acme' })).cas as R[];
+  assert.deepEqual(
+    cas.map((c) => c.generation),
+    [1, 2],
+    'both generations reopened (HSM key and wrapped ML-DSA seed)',
+  );
+  const { res } = await issue(d.client('service'), 'mldsa65');
+  assert.equal(res.caGeneration, 2, 'the ML-DSA generation signs after its seed was unwrapped again');
 });

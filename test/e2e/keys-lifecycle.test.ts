@@ -457,12 +457,33 @@ test('audit: every Keys record names its key and the version used (and the custo
 
   const path = join(d.dataDir, 'audit/audit.log');
   let got: RecordEntry[] = [];
+  let all: RecordEntry[] = [];
   for (let i = 0; i < 50; i++) {
-    got = (await queryAudit(path, {})).filter((r) => expected.has(r.requestId));
+    all = (await queryAudit(path, {})).filter((r) => expected.has(r.requestId));
+    // Lifecycle calls also leave an `intent` record before they act; the outcome is checked here.
+    got = all.filter((r) => r.result !== 'intent');
     if (got.length >= expected.size) break;
     await sleep(100);
   }
   assert.equal(got.length, expected.size, `audit records for ${expected.size} Keys calls`);
+  const lifecycle = new Set([
+    'CreateKey',
+    'RotateKey',
+    'SetAsymmetricKeyPolicy',
+    'SetAsymmetricKeyVersionEnabled',
+  ]);
+  const method = (rpc: string) => rpc.split('/')[1] ?? rpc;
+  assert.deepEqual(
+    all
+      .filter((r) => r.result === 'intent')
+      .map((r) => method(r.rpc))
+      .sort(),
+    [...expected.values()]
+      .map((e) => method(e.rpc))
+      .filter((m) => lifecycle.has(m))
+      .sort(),
+    'an intent record before each lifecycle call, none before reads and crypto',
+  );
   for (const r of got) {
     const want = expected.get(r.requestId);
     assert.ok(want);

@@ -318,7 +318,15 @@ test('every call is in the hash-chained audit log, which verifies offline; no pa
   }
   const r = spawnSync(
     process.execPath,
-    [join(REPO_ROOT, 'daemon/src/cli/main.ts'), 'audit', 'verify', '--file', file],
+    [
+      join(REPO_ROOT, 'daemon/src/cli/main.ts'),
+      'audit',
+      'verify',
+      '--file',
+      file,
+      '--public-key',
+      `${dataDir}/audit/audit-key.pem`,
+    ],
     {
       encoding: 'utf8',
     },

@@ -8,6 +8,9 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { connect } from 'node:http2';
+import type { Settings } from 'node:http2';
 import { join } from 'node:path';
 import type { ClientDuplexStream, ServiceError } from '@grpc/grpc-js';
 import { removeDataDir, startDaemon } from '../support/daemon-harness.ts';
@@ -23,6 +26,7 @@ before(async () => {
     env: {
       KB_LIMITS_MAX_DEADLINE_MS: '3000',
       KB_LIMITS_MAX_STREAMS_PER_IDENTITY: '2',
+      KB_LIMITS_MAX_CONCURRENT_STREAMS: '50',
     },
   });
   svc = d.client('service');
@@ -118,7 +122,7 @@ function openStream(): { s: ClientDuplexStream<object, object>; ended: Promise<S
   return { s, ended };
 }
 
-test('a client deadline beyond limits.maxDeadlineMs is clamped', async () => {
+test('a client deadline beyond limits.maxDeadlineMs is clamped', { timeout: 30_000 }, async () => {
   // The client asks for 10 minutes and never finishes the stream: the daemon ends it after 3 s.
   const t0 = performance.now();
   const { ended } = openStream();
@@ -129,31 +133,50 @@ test('a client deadline beyond limits.maxDeadlineMs is clamped', async () => {
   assert.ok(ms >= 2_800 && ms < 15_000, `clamped deadline hit after ${ms.toFixed(0)} ms`);
 });
 
-test('an identity holds at most maxStreamsPerIdentity open streams; another identity is unaffected', async () => {
-  const open = [openStream(), openStream()];
-  await new Promise((r) => setTimeout(r, 200));
-  const third = openStream();
-  const e = await third.ended;
-  assert.ok(e !== null, 'the third stream is refused');
-  assert.equal(e.code, GrpcCode.RESOURCE_EXHAUSTED, `code ${e.code} ${e.details}`);
-  assert.match(e.details, /open streams/);
-  const hint = Number(e.metadata.get('retry-after-ms')[0]);
-  assert.ok(Number.isFinite(hint) && hint > 0, `retry-after-ms trailer on the stream: ${hint}`);
-  // The admin identity is another caller: its stream opens (and is refused by policy, not by count).
-  const other = d.client('admin').crypto.stream('EncryptStream', { deadlineMs: 5_000 });
-  const otherEnd = new Promise<ServiceError | null>((resolve) => {
-    other.on('data', () => undefined);
-    other.on('error', (err: ServiceError) => resolve(err));
-    other.on('end', () => resolve(null));
+test(
+  'an identity holds at most maxStreamsPerIdentity open streams; another identity is unaffected',
+  { timeout: 30_000 },
+  async () => {
+    const open = [openStream(), openStream()];
+    await new Promise((r) => setTimeout(r, 200));
+    const third = openStream();
+    const e = await third.ended;
+    assert.ok(e !== null, 'the third stream is refused');
+    assert.equal(e.code, GrpcCode.RESOURCE_EXHAUSTED, `code ${e.code} ${e.details}`);
+    assert.match(e.details, /open streams/);
+    const hint = Number(e.metadata.get('retry-after-ms')[0]);
+    assert.ok(Number.isFinite(hint) && hint > 0, `retry-after-ms trailer on the stream: ${hint}`);
+    // The admin identity is another caller: its stream opens (and is refused by policy, not by count).
+    const other = d.client('admin').crypto.stream('EncryptStream', { deadlineMs: 5_000 });
+    const otherEnd = new Promise<ServiceError | null>((resolve) => {
+      other.on('data', () => undefined);
+      other.on('error', (err: ServiceError) => resolve(err));
+      other.on('end', () => resolve(null));
+    });
+    other.write({ init: { aad: Buffer.alloc(0) } });
+    other.end();
+    const oe = await otherEnd;
+    assert.notEqual(oe?.code, GrpcCode.RESOURCE_EXHAUSTED, `another identity: ${oe?.code} ${oe?.details}`);
+    // Closing one frees a slot.
+    for (const o of open) o.s.end();
+    await Promise.all(open.map((o) => o.ended));
+    const again = openStream();
+    again.s.end();
+    assert.equal(await again.ended, null, 'a stream opens again once the others closed');
+  },
+);
+
+test('the server announces limits.maxConcurrentStreams as its HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS', async () => {
+  const session = connect(`https://${d.address}`, {
+    ca: readFileSync(d.pki('ca.pem')),
+    cert: readFileSync(d.pki('service.pem')),
+    key: readFileSync(d.pki('service-key.pem')),
+    servername: 'localhost',
   });
-  other.write({ init: { aad: Buffer.alloc(0) } });
-  other.end();
-  const oe = await otherEnd;
-  assert.notEqual(oe?.code, GrpcCode.RESOURCE_EXHAUSTED, `another identity: ${oe?.code} ${oe?.details}`);
-  // Closing one frees a slot.
-  for (const o of open) o.s.end();
-  await Promise.all(open.map((o) => o.ended));
-  const again = openStream();
-  again.s.end();
-  assert.equal(await again.ended, null, 'a stream opens again once the others closed');
+  try {
+    const [settings] = (await once(session, 'remoteSettings')) as [Settings];
+    assert.equal(settings.maxConcurrentStreams, 50);
+  } finally {
+    session.close();
+  }
 });

@@ -67,7 +67,7 @@ describe('HSM worker lane: AES-GCM and ECDSA (SoftHSM2)', () => {
       reconnectInitialDelayMs: 20,
       reconnectMaxDelayMs: 200,
     });
-    root = await hsm.generateRootKey('gcm-worker-root');
+    root = await hsm.generateRootKey('gcm-worker-root', { gcm: true });
   });
   after(async () => {
     await hsm?.close();

@@ -79,7 +79,7 @@ describe('Pkcs11Hsm reconnect (SoftHSM2)', () => {
   });
 
   it('fault switch: in-flight and new calls get HSM_UNAVAILABLE, health reports it, then it recovers', async () => {
-    const root = await hsm.generateRootKey('rc-fault');
+    const root = await hsm.generateRootKey('rc-fault', { gcm: true });
     const key = randomBytes(32);
     const wrapped = await hsm.wrapKey(root, key);
     const inFlight = Array.from({ length: 200 }, (_, i) =>
@@ -152,7 +152,7 @@ describe('Pkcs11Hsm reconnect (SoftHSM2)', () => {
   });
 
   it('real fault under 1,000 in-flight calls: each succeeds or gets HSM_UNAVAILABLE, then recovery', async () => {
-    const root = await hsm.generateRootKey('rc-load');
+    const root = await hsm.generateRootKey('rc-load', { gcm: true });
     const key = randomBytes(32);
     const wrapped = await hsm.wrapKey(root, key);
     const tokens = `${token.dir}/tokens`;

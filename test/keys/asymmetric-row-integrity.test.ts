@@ -61,7 +61,9 @@ before(async () => {
     await kb.createOrg(org('acme'));
     await kb.createTenant(T.org, T.tenant);
     await kb.createCustomer(T, cust('c1'));
-    for (const [id, type, owner] of KEYS) await asym(kb).createKey(owner, id, type);
+    // 'sig' has a policy of its own (a usage limit), the others the defaults.
+    for (const [id, type, owner] of KEYS)
+      await asym(kb).createKey(owner, id, type, id === 'sig' ? { policy: { usageLimit: 1000 } } : {});
     await asym(kb).rotateKey(T, 'sig');
   } finally {
     await kb.close();
@@ -286,6 +288,30 @@ test('tamper loop: an edit of any covered column of a row is refused (tenant and
       'DECRYPTION_FAILED',
     ],
     [
+      'policy: min_dec lowered',
+      "UPDATE tenant_key_policies SET min_dec = 0 WHERE key_id = 'kem'",
+      T,
+      'kem',
+      'kem',
+      'KEY_INTEGRITY',
+    ],
+    [
+      'policy: rotation period changed',
+      "UPDATE tenant_key_policies SET rotation_period_s = 1 WHERE key_id = 'c1-sig'",
+      C1,
+      'c1-sig',
+      'sig',
+      'KEY_INTEGRITY',
+    ],
+    [
+      'policy row deleted (defaults)',
+      "DELETE FROM tenant_key_policies WHERE key_id = 'sig'",
+      T,
+      'sig',
+      'sig',
+      'KEY_INTEGRITY',
+    ],
+    [
       'wrapped flipped',
       "UPDATE tenant_keys SET wrapped = zeroblob(length(wrapped)) WHERE key_id = 'kem'",
       T,
@@ -320,6 +346,43 @@ test('the kind column is not trusted: the purpose comes from alg (bound), so edi
         .valid,
     );
     assert.equal(await codeOf(() => asym(kb).encapsulate(T, 'ed')), 'INVALID_ARGUMENT');
+  });
+});
+
+test('SetKeyPolicy seals every version again with the new policy; an edit of it in the file is refused', async () => {
+  const d = env.dataDir();
+  cpSync(base, d, { recursive: true });
+  await withBroker(d, async (kb) => {
+    const a = asym(kb);
+    const info = await a.setKeyPolicy(T, 'sig', {
+      minEncryptVersion: 2,
+      minDecryptVersion: 2,
+      usageLimit: 100,
+    });
+    assert.deepEqual([info.policy.minDecryptVersion, info.policy.usageLimit], [2, 100]);
+    assert.equal(
+      await codeOf(() => a.verify(T, 'sig', 1, { message: bytes('m'), signature: new Uint8Array(64) }, none)),
+      'VERSION_BELOW_MINIMUM',
+    );
+  });
+  await withBroker(d, async (kb) => {
+    const a = asym(kb);
+    assert.equal(
+      (await a.describeKey(T, 'sig')).policy.minDecryptVersion,
+      2,
+      'cold: the sealed policy checks',
+    );
+    const s = await a.sign(T, 'sig', bytes('m'), none);
+    assert.ok(
+      (await a.verify(T, 'sig', undefined, { message: bytes('m'), signature: s.signature }, none)).valid,
+    );
+  });
+  const db = new Database(tenantFile(d), { fileMustExist: true });
+  db.prepare("UPDATE tenant_key_policies SET min_dec = 1 WHERE key_id = 'sig'").run();
+  db.close();
+  await withBroker(d, async (kb) => {
+    const got = await uses(kb, T, 'sig', 'sig');
+    assert.deepEqual(got, all(got, 'KEY_INTEGRITY'), 'min_dec lowered back to 1 in the file');
   });
 });
 
@@ -420,7 +483,14 @@ async function downgrade(d: string): Promise<void> {
         };
         kek = unwrapCek(tek, id, new Uint8Array(c.wrapped as Buffer));
       }
-      const { secret } = unwrapRowSecret(kek, { org: 'acme', tenant: 't1' }, r);
+      const p = db.prepare('SELECT * FROM tenant_key_policies WHERE key_id = ?').get(r.keyId) as Raw;
+      const policy = {
+        rotationPeriodS: p.rotation_period_s as number,
+        usageLimit: p.usage_limit as number,
+        minEnc: p.min_enc as number,
+        minDec: p.min_dec as number,
+      };
+      const { secret } = unwrapRowSecret(kek, { org: 'acme', tenant: 't1' }, r, policy);
       const wrapVersion = r.customer === '' ? r.tekVersion : r.cekVersion;
       const legacy = wrapTenantKey(
         kek,

@@ -115,6 +115,8 @@ async function checkReceipt(r: ShredReceipt, kind: string): Promise<Record<strin
   assert.equal(body.domain, 'keybroker.shred-receipt.v1');
   assert.equal(body.signerKeySha256, keys.receiptKey.sha256);
   assert.equal(body.brokerInstance, keys.brokerInstance);
+  // Made on SoftHSM2: the receipt says the shred is only as final as the token files (H3).
+  assert.equal(body.softwareToken, true, 'a receipt made on a software token says so');
   return body;
 }
 

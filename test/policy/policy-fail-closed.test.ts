@@ -2,12 +2,15 @@
 // (review H1); a field learnt later (pending) waits for its own check; allow rules stay strict;
 // a field the RPC has nothing to do with leaves rules and ceilings alone.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { CustomerId, OrgId, TenantId } from '../../daemon/src/ids.ts';
 import type { AuthzRequest, PendingField } from '../../daemon/src/policy/authorizer.ts';
 import { loadPolicy } from '../../daemon/src/policy/policy-document.ts';
 import { PolicyEngine, evaluatePolicy } from '../../daemon/src/policy/policy-engine.ts';
 import { rpcCarries } from '../../daemon/src/policy/rpc-fields.ts';
+import { REPO_ROOT } from '../support/softhsm-token.ts';
 import { caller } from './policy-fixtures.ts';
 
 const C = 'keybroker.v1.Crypto/';
@@ -190,4 +193,48 @@ describe('fail-closed deny rules and ceilings', () => {
     assert.equal(rpcCarries(`${K}ListKeys`, 'keys'), false);
     assert.equal(rpcCarries(`${A}ListTenants`, 'customers'), false);
   });
+});
+
+describe("the README's policy example still holds", () => {
+  const readme = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('### Policy'));
+  const json = section.slice(
+    section.indexOf('```json') + 7,
+    section.indexOf('```', section.indexOf('```json') + 7),
+  );
+  const p = loadPolicy(json);
+  const t1 = { org: 'acme' as OrgId, tenant: 't1' as TenantId };
+  const svcT1 = caller('spiffe://acme/t1/svc');
+  const billing = caller('spiffe://acme/t1/billing');
+  const table: [string, AuthzRequest, boolean][] = [
+    [
+      'Decrypt at the gate (customer pending)',
+      { identity: svcT1, rpc: `${C}Decrypt`, ...t1, pending: ['customers'] },
+      true,
+    ],
+    [
+      'Decrypt of c1 data',
+      { identity: svcT1, rpc: `${C}Decrypt`, ...t1, customer: 'c1' as CustomerId },
+      true,
+    ],
+    [
+      'Decrypt of c2 data',
+      { identity: svcT1, rpc: `${C}Decrypt`, ...t1, customer: 'c2' as CustomerId },
+      false,
+    ],
+    [
+      'Encrypt for default',
+      { identity: svcT1, rpc: `${C}Encrypt`, ...t1, customer: 'default' as CustomerId },
+      true,
+    ],
+    ['billing Decrypt', { identity: billing, rpc: `${C}Decrypt`, ...t1, pending: ['customers'] }, false],
+    [
+      'Keys with an algorithm outside the ceiling',
+      { identity: svcT1, rpc: `${K}Sign`, ...t1, keyName: 'k', algorithm: 'ed25519' },
+      false,
+    ],
+  ];
+  for (const [name, req, allow] of table) {
+    it(name, () => assert.equal(evaluatePolicy(p, req).allow, allow, evaluatePolicy(p, req).reason));
+  }
 });

@@ -3,8 +3,15 @@
 // security on every tenant-level table (a query that forgets its tenant filter still sees and
 // writes only the tenant of its transaction; with no tenant set it sees and writes nothing).
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import Database from 'better-sqlite3';
 import pg from 'pg';
+import { ApprovalStore } from '../../daemon/src/policy/approvals.ts';
+import { RegistryStore } from '../../daemon/src/store/registry-store.ts';
+import { TenantStore } from '../../daemon/src/store/tenant-store.ts';
 import type { PgRegistryStore } from '../../daemon/src/store/postgres/pg-registry-store.ts';
 import { migratePg } from '../../daemon/src/store/postgres/pg-migrate.ts';
 import { TENANT_TABLES } from '../../daemon/src/store/postgres/pg-schema.ts';
@@ -82,6 +89,59 @@ describe('migrations', () => {
     await c.query('INSERT INTO schema_migrations (version, applied_at) VALUES (99, $1)', [AT]);
     await c.end();
     await assert.rejects(PostgresStore.open({ url }), /schema version 99 is newer than this build \(1\)/);
+  });
+
+  test('every SQLite table and column has its PostgreSQL twin (tenant-level ones with org and tenant added)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kb-pgschema-'));
+    const sqliteColumns = new Map<string, string[]>();
+    try {
+      const reg = RegistryStore.open(join(dir, 'registry.db'));
+      const ten = TenantStore.open(join(dir, 'tenant.db'), true);
+      new ApprovalStore({ path: join(dir, 'approvals.db') }).close();
+      const apr = new Database(join(dir, 'approvals.db'));
+      for (const db of [reg.db, ten.db, apr]) {
+        const tables = db
+          .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+          .all() as {
+          name: string;
+        }[];
+        for (const { name } of tables) {
+          const cols = (db.prepare(`PRAGMA table_info(${name})`).all() as { name: string }[]).map(
+            (c) => c.name,
+          );
+          sqliteColumns.set(name, cols.sort());
+        }
+      }
+      reg.close();
+      ten.close();
+      apr.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const url = await server.createDatabase('mig_parity');
+    const store = await PostgresStore.open({ url });
+    try {
+      const r = await store.pool.query<{ table_name: string; column_name: string }>(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public'",
+      );
+      const pgColumns = new Map<string, string[]>();
+      for (const row of r.rows)
+        pgColumns.set(row.table_name, [...(pgColumns.get(row.table_name) ?? []), row.column_name]);
+      const tenantLevel = new Set<string>(TENANT_TABLES);
+      const want = [...sqliteColumns].map(([t, cols]) => [
+        t,
+        (tenantLevel.has(t) ? [...cols, 'org', 'tenant'] : cols).sort(),
+      ]);
+      const got = [...sqliteColumns.keys()].map((t) => [t, (pgColumns.get(t) ?? []).sort()]);
+      assert.deepEqual(got, want);
+      assert.deepEqual(
+        [...pgColumns.keys()].sort(),
+        [...sqliteColumns.keys()].sort(),
+        'tables only one side has',
+      );
+    } finally {
+      await store.close();
+    }
   });
 
   test('a superuser role is refused (row-level security would not bind it)', async () => {

@@ -216,4 +216,5 @@ export async function startDaemon(o: StartOptions = {}): Promise<DaemonHandle> {
 /** Remove a data dir made by initTestDataDir. */
 export function removeDataDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
+  rmSync(`${dir}-token`, { recursive: true, force: true }); // init's token dir, outside the data dir
 }

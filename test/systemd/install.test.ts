@@ -63,7 +63,7 @@ describe('install.sh into a DESTDIR (PREFIX=/usr)', () => {
     ['etc/keybroker/keybroker.env', '0640'],
     ['etc/keybroker/softhsm2.conf', '0640'],
     ['var/lib/keybroker', '0700'],
-    ['var/lib/keybroker/softhsm/tokens', '0700'],
+    ['var/lib/keybroker-token/tokens', '0700'],
     ['var/log/keybroker', '0750'],
   ];
   for (const [path, mode] of expected) {
@@ -228,7 +228,7 @@ describe('install.sh into a DESTDIR (PREFIX=/usr)', () => {
       ['etc/keybroker/tls', '0750', 0, Number(gid)],
       ['etc/keybroker/pins', '0700', 0, 0],
       ['var/lib/keybroker', '0700', Number(uid), Number(gid)],
-      ['var/lib/keybroker/softhsm/tokens', '0700', Number(uid), Number(gid)],
+      ['var/lib/keybroker-token/tokens', '0700', Number(uid), Number(gid)],
       ['var/log/keybroker', '0750', Number(uid), Number(gid)],
     ];
     for (const [path, mode, u, g] of owners) {

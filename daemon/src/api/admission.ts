@@ -17,7 +17,7 @@ import { KbError } from '../errors.ts';
 import type { Logger } from '../obs/logger.ts';
 import type { CallerIdentity } from '../policy/authorizer.ts';
 import { DailyQuota } from '../policy/daily-quota.ts';
-import { RateLimitedError, RateLimiter } from '../policy/rate-limiter.ts';
+import { RateLimitedError, RateLimiter, type BucketSpec } from '../policy/rate-limiter.ts';
 import type { CallTarget } from './call-gate.ts';
 import { RefusalSummary, type RefusalVerdict } from './refusal-summary.ts';
 
@@ -51,7 +51,8 @@ export class Admission {
   readonly #admin: RateLimiter | undefined;
   readonly #tenants: RateLimiter | undefined;
   readonly #quota: DailyQuota | undefined;
-  readonly #refusals: RefusalSummary | undefined;
+  readonly #refusalSpec: { bucket: BucketSpec; intervalMs: number } | undefined;
+  #refusals: RefusalSummary | undefined;
   readonly #maxStreams: number;
   readonly #streams = new Map<string, number>();
 
@@ -69,16 +70,24 @@ export class Admission {
         perIdentity: { ratePerSec: r.perTenantPerSec, burst: r.perTenantBurst },
         identityScope: 'tenant',
       });
-      if (audit !== undefined)
-        this.#refusals = new RefusalSummary({
-          audit,
-          ...(log !== undefined ? { log } : {}),
-          bucket: { ratePerSec: r.refusedPerSec, burst: r.refusedBurst },
-          intervalMs: r.refusalSummaryMs,
-        });
+      this.#refusalSpec = {
+        bucket: { ratePerSec: r.refusedPerSec, burst: r.refusedBurst },
+        intervalMs: r.refusalSummaryMs,
+      };
     }
     this.#quota = r.tenantOpsPerDay > 0 ? new DailyQuota({ opsPerDay: r.tenantOpsPerDay }) : undefined;
     this.#maxStreams = cfg.limits.maxStreamsPerIdentity;
+    if (audit !== undefined) this.attach(audit, log);
+  }
+
+  /** Where refusal summaries go (the call gate's audit sink); without one, every refusal is recorded. */
+  attach(audit: AuditSink, log?: Logger): void {
+    if (this.#refusals !== undefined || this.#refusalSpec === undefined) return;
+    this.#refusals = new RefusalSummary({
+      audit,
+      ...(log !== undefined ? { log } : {}),
+      ...this.#refusalSpec,
+    });
   }
 
   /** Refuse a caller ("identity URI" or "peer:<address>") whose refused-calls budget is spent. */
@@ -126,7 +135,7 @@ export class Admission {
   }
 }
 
-/** Admission control from the config; refusal summaries go to `audit` when given. */
+/** Admission control from the config; refusal summaries go to `audit` (else the call gate's sink). */
 export function admission(cfg: Config, audit?: AuditSink, log?: Logger): Admission {
   return new Admission(cfg, audit, log);
 }

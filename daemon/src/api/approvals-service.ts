@@ -48,6 +48,7 @@ const OPS: Readonly<Record<string, ApprovalOp>> = {
   APPROVAL_OPERATION_DESTROY_TENANT: 'destroy-tenant',
   APPROVAL_OPERATION_DESTROY_CUSTOMER: 'destroy-customer',
   APPROVAL_OPERATION_ROTATE_ORG_KEY: 'rotate-oek',
+  APPROVAL_OPERATION_ISSUE_ADMIN_CERTIFICATE: 'issue-admin-certificate',
   APPROVAL_OPERATION_SET_POLICY: 'change-policy',
 };
 const OP_NAMES = new Map(Object.entries(OPS).map(([k, v]) => [v, k]));
@@ -104,6 +105,12 @@ function requestTarget(op: ApprovalOp, r: Record<string, unknown>): ApprovalTarg
       const given = r.policySha256;
       if (given !== undefined && given !== '' && given !== d)
         throw new KbError('INVALID_ARGUMENT', 'policy_sha256: not the SHA-256 of policy_json');
+      return { org, payloadDigest: d };
+    }
+    case 'issue-admin-certificate': {
+      const d = r.policySha256;
+      if (typeof d !== 'string' || !/^[0-9a-f]{64}$/.test(d))
+        throw new KbError('INVALID_ARGUMENT', 'policy_sha256: expected 64 lowercase hex digits');
       return { org, payloadDigest: d };
     }
   }

@@ -90,9 +90,11 @@ export function blindIndexService(
         Array.isArray(m.values) ? Math.min(Math.max(m.values.length, 1), limits.maxBatchItems) : 1,
       handle: async (ctx, m, facts) => {
         const values = batchItems<unknown>('values', m.values, limits.maxBatchItems);
+        const first = query(m, values[0], 'values[0]');
         let total = 0;
         const items = values.map((v, i) => {
-          const q = query(m, v, `values[${i}]`);
+          const q =
+            i === 0 ? first : { ...first, value: requiredBytes(`values[${i}]`, v, MAX_INDEX_VALUE_BYTES) };
           total += q.value.length;
           return q;
         });
@@ -101,8 +103,8 @@ export function blindIndexService(
         facts.keyName = blindIndexName(m.index);
         const results = await blindIndexesOf(broker()).computeBatch(ownTenant(ctx.identity), items);
         gate.countItems('ComputeBlindIndexBatch', results);
-        const first = results.find((r) => r.ok);
-        const primary = first?.ok ? first.value[0] : undefined;
+        const ok = results.find((r) => r.ok);
+        const primary = ok?.ok ? ok.value[0] : undefined;
         if (primary !== undefined) facts.keyVersion = primary.version;
         return {
           results: results.map((r) =>

@@ -20,6 +20,7 @@ import type { Authorizer, CallerIdentity, Decision, PendingField } from '../poli
 import type { Logger, RequestLine } from '../obs/logger.ts';
 import type { Metrics } from '../obs/metrics.ts';
 import type { Admission } from './admission.ts';
+import { customerList } from './customer-list.ts';
 import { peerIdentityOf, peerRefusal } from './peer-identity.ts';
 import type { PeerIdentity, RevocationCheck } from './peer-identity.ts';
 import { MALFORMED, OVERSIZED, TOO_MANY_FIELDS } from './proto-definitions.ts';
@@ -73,23 +74,6 @@ export interface AuditFacts {
    * cannot be written, e.g. an approval step; the intent record then stands alone.
    */
   undoIfUnrecorded?: () => void;
-}
-
-/** Most characters of the audit record's customer field (audit-record.ts FIELD_LIMITS). */
-const CUSTOMER_FIELD = 64;
-
-/** A batch's customers for the record: sorted, comma-separated, "+N" for those that do not fit. */
-export function customerList(customers: ReadonlySet<string>): string {
-  const all = [...customers].sort();
-  let out = '';
-  for (let i = 0; i < all.length; i++) {
-    const next = out === '' ? (all[i] as string) : `${out},${all[i]}`;
-    const rest = all.length - i - 1;
-    const tail = rest > 0 ? `,+${rest}` : '';
-    if (next.length + tail.length > CUSTOMER_FIELD) return out === '' ? `+${all.length}` : `${out},+${all.length - i}`;
-    out = next;
-  }
-  return out;
 }
 
 export interface UnarySpec<Req, Res> {
@@ -190,6 +174,7 @@ export class CallGate {
 
   constructor(o: CallGateOptions) {
     this.#o = o;
+    o.admit?.attach(o.audit, o.log);
   }
 
   /**
@@ -319,14 +304,17 @@ export class CallGate {
   ): Promise<KbError | undefined> {
     const customer =
       facts.customer ??
-      (facts.customers !== undefined && facts.customers.size > 0 ? customerList(facts.customers) : undefined) ??
+      (facts.customers !== undefined && facts.customers.size > 0
+        ? customerList(facts.customers)
+        : undefined) ??
       target?.customer;
     // A refusal is 'denied' whether the policy decided it or a later check (approval, role in
     // the approval store, rate limit, the customer's authorization) did; else it is an 'error'.
     const refusal = facts.refusal;
     const denied =
       (decision !== undefined && !decision.allow) ||
-      (err !== undefined && (REFUSALS.has(err.code) || refusal !== undefined));
+      (err !== undefined &&
+        (REFUSALS.has(err.code) || (refusal !== undefined && err.code === 'DECRYPTION_FAILED')));
     // A refusal after the policy allowed the call records why it was refused, not the allow rule.
     const refusedLater = denied && err !== undefined && decision?.allow === true;
     const reason =
@@ -502,7 +490,7 @@ export class CallGate {
   /** Account for a call refused before its handler (admission.ts decides how it is audited). */
   #refused(call: AnyCall, identity: CallerIdentity | undefined, rpc: string, err: KbError) {
     if (this.#o.admit === undefined) return undefined;
-    const peer = call.getPeer();
+    const peer = identity === undefined ? call.getPeer() : '';
     const caller = identity?.uri ?? `peer:${peer.slice(0, Math.max(0, peer.lastIndexOf(':'))) || peer}`;
     const v = this.#o.admit.refused(caller, rpc, err);
     return v.note === undefined ? v : { record: v.record, note: `${err.safeMessage}; ${v.note}` };
@@ -579,10 +567,16 @@ export class CallGate {
     const { pending: _pending, ...known } = target;
     const authorize = (extra: { customer?: CustomerId; keyName?: string; algorithm?: string }) =>
       this.#o.authorizer().authorize({ identity, rpc, ...known, ...extra });
+    // A batch asks once per customer, not once per item.
+    const byCustomer = new Map<CustomerId, Decision>();
     return {
       authorizeCustomer: (customer) => {
-        (facts.customers ??= new Set()).add(customer);
-        const d = authorize({ customer });
+        let d = byCustomer.get(customer);
+        if (d === undefined) {
+          (facts.customers ??= new Set()).add(customer);
+          d = authorize({ customer });
+          byCustomer.set(customer, d);
+        }
         if (!d.allow) facts.refusal = d;
         return d;
       },

@@ -3,6 +3,7 @@
  * may get which certificate; ca/certificate-authority.ts signs and records. Every call is audited
  * by the call gate, with the serial and identity in the record's reason.
  */
+import { createHash } from 'node:crypto';
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import { KbError } from '../errors.ts';
 import type { CaAlgorithm } from '../ca/ca-key.ts';
@@ -13,6 +14,8 @@ import type { KeyBrokerApi } from '../keys/key-broker-api.ts';
 import type { CallerIdentity, Role } from '../policy/authorizer.ts';
 import { roleRank } from '../policy/admin-roles.ts';
 import { normalizeSerial } from '../tls/revocation-set.ts';
+import { withApproval } from './approvals-service.ts';
+import type { Governance } from './approvals-service.ts';
 import type { CallGate } from './call-gate.ts';
 import { parseSpiffeUri } from './caller-identity.ts';
 import { checkCsr } from './certificate-request.ts';
@@ -35,8 +38,8 @@ export interface CertificatesServiceOptions {
   readonly broker: () => KeyBrokerApi;
   /** The caller's effective role (policy role bindings, else its certificate's). */
   readonly roleOf: (who: CallerIdentity) => Role | undefined;
-  /** Whether a second admin must approve sensitive operations (config policy.twoPersonRule). */
-  readonly twoPersonRule: () => boolean;
+  /** The two-person rule's approvals (issuing another admin identity); absent in unit tests. */
+  readonly governance?: Governance | undefined;
   readonly defaultLifetimeMs: number;
   readonly maxLifetimeMs: number;
 }
@@ -87,15 +90,7 @@ async function subjectOf(
     throw new KbError('PERMISSION_DENIED', 'a service may only renew its own identity');
   need(o, who, 'admin', 'issuing for another identity');
   if (id.org !== who.org) throw new KbError('PERMISSION_DENIED', "cannot issue for another org's identity");
-  if (id.tenant === undefined) {
-    // An admin identity is a trust root for the whole org: never on one admin's word alone.
-    if (o.twoPersonRule())
-      throw new KbError(
-        'APPROVAL_REQUIRED',
-        'issuing an admin identity needs the two-person rule, which Certificates does not implement yet',
-      );
-    return id;
-  }
+  if (id.tenant === undefined) return id; // an admin identity: the caller adds the approval
   await o.broker().describeTenant({ org: id.org, tenant: id.tenant }); // NOT_FOUND for no such tenant
   return id;
 }
@@ -143,16 +138,35 @@ export function certificatesService(
           );
         const csr = await checkCsr(r.csrPem);
         const subject = await subjectOf(o, ctx.identity, csr.uri, r.identity);
-        const issued = await o.ca().issue({
-          org: subject.org,
-          uri: subject.uri,
-          commonName: subject.service,
-          spki: csr.spki,
-          keyAlgorithm: csr.keyAlgorithm,
-          lifetimeMs,
-          issuedBy: ctx.identity.uri,
-        });
-        facts.reason = `issued ${issued.serial} for ${subject.uri} until ${issued.notAfter.toISOString()} (CA g${issued.generation}, ${csr.keyAlgorithm})`;
+        const run = () =>
+          o.ca().issue({
+            org: subject.org,
+            uri: subject.uri,
+            commonName: subject.service,
+            spki: csr.spki,
+            keyAlgorithm: csr.keyAlgorithm,
+            lifetimeMs,
+            issuedBy: ctx.identity.uri,
+          });
+        // An admin identity is a trust root for the whole org: never on one admin's word alone.
+        // The approval names the exact CSR (key and requested URI) by its SHA-256.
+        const newAdmin = subject.tenant === undefined && subject.uri !== ctx.identity.uri;
+        const issued = newAdmin
+          ? await withApproval(
+              o.governance,
+              ctx,
+              facts,
+              r.approvalId,
+              'issue-admin-certificate',
+              {
+                org: subject.org,
+                payloadDigest: createHash('sha256').update(String(r.csrPem)).digest('hex'),
+              },
+              run,
+            )
+          : await run();
+        const approved = facts.reason === undefined ? '' : `${facts.reason}: `;
+        facts.reason = `${approved}issued ${issued.serial} for ${subject.uri} until ${issued.notAfter.toISOString()} (CA g${issued.generation}, ${csr.keyAlgorithm})`;
         return {
           certificatePem: issued.certPem,
           caCertificatePem: issued.caPem,

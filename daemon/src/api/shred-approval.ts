@@ -8,6 +8,8 @@
  * is also covered by the HSM-signed audit checkpoints.
  */
 import { createHash } from 'node:crypto';
+import { toKbError } from '../errors.ts';
+import type { CustomerId, OrgId, TenantId } from '../ids.ts';
 import type { KeyBrokerApi, ShredReceipt } from '../keys/key-broker-api.ts';
 import type { ApprovalOp, ApprovalTarget } from '../policy/approvals.ts';
 import type { Governance } from './approvals-service.ts';
@@ -22,8 +24,13 @@ export function receiptSha256(r: ShredReceipt): string {
   return createHash('sha256').update(r.body, 'utf8').digest('hex');
 }
 
+/**
+ * The receipt's hash into the call's audit record. Written in groups of 16 hex digits: the audit
+ * log redacts any run of 32+ base64-ish characters from reasons, as possible key material.
+ */
 function noteReceipt(facts: AuditFacts, r: ShredReceipt): void {
-  facts.reason = `${facts.reason !== undefined ? `${facts.reason}; ` : ''}receipt sha256 ${receiptSha256(r)}`;
+  const grouped = receiptSha256(r).match(/.{16}/g)?.join(':') ?? '';
+  facts.reason = `${facts.reason !== undefined ? `${facts.reason}; ` : ''}receipt sha256 ${grouped}`;
 }
 
 /** Run a destroy (`run` gets the approval id to record) under `withApproval`, as described above. */
@@ -51,7 +58,7 @@ export async function withShredApproval(
       noteReceipt(facts, prior);
       return prior;
     }
-    await releaseIfCrashed(g, ctx, id, op, target);
+    await releaseIfCrashed(g, broker, ctx, id, op, target);
   }
   if (id !== undefined) executing.add(id);
   try {
@@ -69,6 +76,7 @@ export async function withShredApproval(
  */
 async function releaseIfCrashed(
   g: Governance,
+  broker: KeyBrokerApi,
   ctx: CallContext,
   id: string,
   op: ApprovalOp,
@@ -83,5 +91,20 @@ async function releaseIfCrashed(
     a.customer !== target.customer
   )
     return;
+  // Only while the target is intact: the record precedes the first destruction, so an unrecorded
+  // destroy of a live target destroyed nothing.
+  if (!(await stillActive(broker, target))) return;
   await g.approvals.release(ctx.identity, id, ctx.requestId, 'no destroy was recorded (interrupted)');
+}
+
+async function stillActive(broker: KeyBrokerApi, t: ApprovalTarget): Promise<boolean> {
+  const ref = { org: t.org as OrgId, tenant: t.tenant as TenantId };
+  try {
+    if (t.customer !== undefined) await broker.describeCustomer(ref, t.customer as CustomerId);
+    else await broker.describeTenant(ref);
+    return true;
+  } catch (err) {
+    if (toKbError(err).code === 'NOT_FOUND') return false;
+    throw err;
+  }
 }

@@ -19,6 +19,14 @@ export interface ChainTail {
   readonly torn?: { readonly offset: number; readonly bytes: Buffer };
   /** Entries since the last checkpoint among those read (a lower bound). */
   readonly sinceCheckpoint: number;
+  /** Chain hash (hex) of each entry re-verified, by seq (the last 256 at most). */
+  readonly recent: ReadonlyMap<number, string>;
+}
+
+/** Where the chain stands before a file's first entry: the genesis, or a previous segment's end. */
+export interface ChainStart {
+  readonly seq: number;
+  readonly hash: Buffer;
 }
 
 /** How many trailing entries to re-verify on open. */
@@ -31,14 +39,22 @@ function damaged(offset: number, problem: string): KbError {
   );
 }
 
-/** Read and check the tail of `path`; a missing file is an empty chain. */
-export async function readChainTail(path: string): Promise<ChainTail> {
+/**
+ * Read and check the tail of `path`, whose first entry follows `before` (default: the genesis;
+ * null: unknown, the first entry's link is not checked); a missing file is an empty chain
+ * continuing from `before`.
+ */
+export async function readChainTail(
+  path: string,
+  before: ChainStart | null = { seq: 0, hash: GENESIS_HASH },
+): Promise<ChainTail> {
+  const empty = before ?? { seq: 0, hash: GENESIS_HASH };
   let fh;
   try {
     fh = await open(path, 'r');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      return { seq: 0, hash: GENESIS_HASH, size: 0, sinceCheckpoint: 0 };
+      return { seq: empty.seq, hash: empty.hash, size: 0, sinceCheckpoint: 0, recent: new Map() };
     }
     throw err;
   }
@@ -63,9 +79,11 @@ export async function readChainTail(path: string): Promise<ChainTail> {
       pos = nl + 1;
     }
     const recent = lines.slice(-TAIL_ENTRIES);
-    let prev: Buffer | undefined = start === 0 && recent.length === lines.length ? GENESIS_HASH : undefined;
-    let prevSeq = prev === undefined ? undefined : 0;
+    let prev: Buffer | undefined =
+      before !== null && start === 0 && recent.length === lines.length ? before.hash : undefined;
+    let prevSeq = prev === undefined ? undefined : before?.seq;
     let sinceCheckpoint = 0;
+    const hashes = new Map<number, string>();
     for (const l of recent) {
       let parsed;
       if (!Buffer.from(l.text, 'utf8').equals(l.raw)) throw damaged(l.offset, 'line is not valid UTF-8');
@@ -84,11 +102,37 @@ export async function readChainTail(path: string): Promise<ChainTail> {
       }
       prev = Buffer.from(hash, 'hex');
       prevSeq = entry.seq;
+      hashes.set(entry.seq, hash);
       sinceCheckpoint = entry.type === 'checkpoint' ? 0 : sinceCheckpoint + 1;
     }
-    const base = { size: start + completeEnd, sinceCheckpoint, ...(torn ? { torn } : {}) };
-    if (prev === undefined || prevSeq === undefined) return { seq: 0, hash: GENESIS_HASH, ...base };
+    const base = { size: start + completeEnd, sinceCheckpoint, recent: hashes, ...(torn ? { torn } : {}) };
+    if (prev === undefined || prevSeq === undefined) return { seq: empty.seq, hash: empty.hash, ...base };
     return { seq: prevSeq, hash: prev, ...base };
+  } finally {
+    await fh.close();
+  }
+}
+
+/** The first entry of `path` (seq and time), or undefined for a missing or empty file. */
+export async function readFirstEntry(path: string): Promise<{ seq: number; timeMs: number } | undefined> {
+  let fh;
+  try {
+    fh = await open(path, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    const buf = Buffer.alloc(MAX_LINE_BYTES + 1);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+    const nl = buf.subarray(0, bytesRead).indexOf(0x0a);
+    if (nl < 0) return undefined;
+    try {
+      const { entry } = parseEntryLine(buf.toString('utf8', 0, nl));
+      return { seq: entry.seq, timeMs: entry.timeMs };
+    } catch (err) {
+      throw damaged(0, (err as Error).message);
+    }
   } finally {
     await fh.close();
   }

@@ -2,8 +2,9 @@
  * Reading audit files offline: lines with their byte offsets, tail, query, and the export of
  * signed checkpoints (to keep elsewhere as anchors against truncation).
  */
-import { createReadStream } from 'node:fs';
+import { createReadStream, existsSync, readdirSync } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { parseEntryLine } from './audit-parse.ts';
 import type { AuditEntry, CheckpointEntry, RecordEntry } from './audit-record.ts';
 
@@ -15,6 +16,8 @@ export interface RawLine {
   readonly complete: boolean;
   /** False when the bytes are not valid UTF-8 (`text` then holds replacement characters). */
   readonly utf8: boolean;
+  /** The segment file the line is in, when the log has more than one (offsets are per file). */
+  readonly file?: string;
 }
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
@@ -28,9 +31,43 @@ function decode(buf: Buffer): { text: string; utf8: boolean } {
   }
 }
 
-/** Stream the lines of `path` with their byte offsets. */
+const SEGMENT_SUFFIX = /^\d{12}$/;
+
+/**
+ * The files of the log at `path`, oldest first: rotated segments (`<path>.<first seq, 12
+ * digits>`), then the active file itself when it exists. The chain runs through them in order.
+ */
+export function auditSegments(path: string): string[] {
+  const dir = dirname(path);
+  const prefix = `${basename(path)}.`;
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const segments = names
+    .filter((n) => n.startsWith(prefix) && SEGMENT_SUFFIX.test(n.slice(prefix.length)))
+    .sort()
+    .map((n) => join(dir, n));
+  return existsSync(path) ? [...segments, path] : segments;
+}
+
+/** The name a segment gets when the active file is rotated: the seq of its first entry. */
+export function segmentPath(path: string, firstSeq: number): string {
+  return `${path}.${String(firstSeq).padStart(12, '0')}`;
+}
+
+/** Stream the lines of every segment of the log at `path`, in chain order, with byte offsets. */
 export async function* readAuditLines(path: string): AsyncGenerator<RawLine> {
-  yield* splitAuditLines(createReadStream(path, { highWaterMark: 1 << 20 }));
+  const files = auditSegments(path);
+  // A missing log reads as the error opening it would give.
+  if (files.length === 0) files.push(path);
+  for (const file of files) {
+    for await (const l of splitAuditLines(createReadStream(file, { highWaterMark: 1 << 20 })))
+      yield files.length > 1 ? { ...l, file } : l;
+  }
 }
 
 /** Split chunks of an audit file (a stream, or one buffer in an array) into lines with offsets. */
@@ -58,7 +95,7 @@ export async function* readAuditEntries(
   path: string,
 ): AsyncGenerator<{ entry: AuditEntry; hash: string; offset: number }> {
   for await (const l of readAuditLines(path)) {
-    if (!l.complete) throw new Error(`torn last line at byte ${l.offset}`);
+    if (!l.complete) throw new Error(`torn last line at byte ${l.offset}${l.file ? ` of ${l.file}` : ''}`);
     if (!l.utf8) throw new Error(`bad line at byte ${l.offset}: not valid UTF-8`);
     try {
       yield { ...parseEntryLine(l.text), offset: l.offset };
@@ -68,8 +105,18 @@ export async function* readAuditEntries(
   }
 }
 
-/** The last `n` entries. */
+/** The last `n` entries of the log (across segments when the active file holds fewer). */
 export async function tailAudit(path: string, n: number): Promise<AuditEntry[]> {
+  const files = auditSegments(path);
+  if (files.length === 0) files.push(path);
+  const out: AuditEntry[] = [];
+  for (let i = files.length - 1; i >= 0 && out.length < n; i--)
+    out.unshift(...(await tailFile(files[i] as string, n - out.length)));
+  return out;
+}
+
+/** The last `n` entries of one file. */
+async function tailFile(path: string, n: number): Promise<AuditEntry[]> {
   // Read backwards in blocks until n complete lines are in hand: tail of a large file stays cheap.
   const fh = await open(path, 'r');
   try {

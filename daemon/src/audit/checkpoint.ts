@@ -6,7 +6,7 @@
 import { constants, createHash, createPublicKey, generateKeyPairSync, sign, verify } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 
-/** Signs checkpoint statements. `alg` is recorded in each checkpoint and drives verification. */
+/** Signs checkpoint statements. `alg` is recorded in each checkpoint; verifiers take it from the pinned key. */
 export interface CheckpointSigner {
   /** "ecdsa-p256" | "rsa-pss-sha256-3072" | "ml-dsa-44" | "ml-dsa-65" | "ml-dsa-87". */
   readonly alg: string;
@@ -34,15 +34,33 @@ export function keyIdOf(publicKey: string | KeyObject): string {
     .digest('hex');
 }
 
-/** Check one checkpoint signature; false on any mismatch or unknown algorithm. */
+/**
+ * The checkpoint algorithm a public key verifies, from the key's own type (never from what an
+ * entry claims): undefined for a key type checkpoints are never signed with.
+ */
+export function checkpointAlgOf(publicKey: KeyObject): string | undefined {
+  const t = publicKey.asymmetricKeyType;
+  if (t === 'ec')
+    return publicKey.asymmetricKeyDetails?.namedCurve === 'prime256v1' ? 'ecdsa-p256' : undefined;
+  if (t === 'rsa' || t === 'rsa-pss') return 'rsa-pss-sha256-3072';
+  if (t === 'ml-dsa-44' || t === 'ml-dsa-65' || t === 'ml-dsa-87') return t;
+  return undefined;
+}
+
+/**
+ * Check one checkpoint signature with the algorithm the pinned key's type dictates; false when
+ * `alg` (the entry's claim) names another one, on any mismatch, or for an unknown key type.
+ */
 export function verifyCheckpointSignature(
   alg: string,
   publicKey: KeyObject,
   statement: Uint8Array,
   signature: Uint8Array,
 ): boolean {
+  const keyAlg = checkpointAlgOf(publicKey);
+  if (keyAlg === undefined || keyAlg !== alg) return false;
   try {
-    switch (alg) {
+    switch (keyAlg) {
       case 'ecdsa-p256':
         return verify('sha256', statement, publicKey, signature);
       case 'rsa-pss-sha256-3072':
@@ -56,15 +74,11 @@ export function verifyCheckpointSignature(
           },
           signature,
         );
-      case 'ml-dsa-44':
-      case 'ml-dsa-65':
-      case 'ml-dsa-87':
-        return verify(null, statement, publicKey, signature);
       default:
-        return false;
+        return verify(null, statement, publicKey, signature);
     }
   } catch {
-    // A malformed signature or a key of the wrong type is simply not a valid signature.
+    // A malformed signature is simply not a valid signature.
     return false;
   }
 }

@@ -7,16 +7,25 @@
  * Fail-closed: a write or fsync error rejects every pending append and every later one until a
  * retry probe has cut the file back to its last durable size and written a note saying what
  * happened. Chain state (seq, hash) only moves forward once a batch is durable.
+ *
+ * With a head store, every signed checkpoint is pinned outside the log, a checkpoint is written
+ * at open and at a clean close, and open refuses a log that was cut or extended while stopped
+ * (audit-head.ts). The active file is rotated by size or age into segments `<path>.<first seq>`;
+ * the chain runs on across them, and each closed segment ends with a signed checkpoint.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, open } from 'node:fs/promises';
+import { mkdir, open, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { KbError } from '../errors.ts';
 import type { AuditPosition, AuditRecordInput, AuditSink } from './audit-sink.ts';
 import { openAuditFile } from './audit-file.ts';
 import type { AuditFile, AuditFileOpener } from './audit-file.ts';
 import { lockAuditFile } from './audit-file-lock.ts';
-import { readChainTail } from './audit-file-tail.ts';
+import type { ChainTail } from './audit-file-tail.ts';
+import { openChain } from './audit-chain-open.ts';
+import type { OpenedChain } from './audit-chain-open.ts';
+import type { AuditHeadStore, PinnedHead } from './audit-head.ts';
+import { segmentPath } from './audit-reader.ts';
 import {
   FIELD_LIMITS,
   canonicalBytes,
@@ -48,6 +57,15 @@ export interface FileAuditSinkOptions {
    * waits only while event-loop turns keep adding records, so a lone call does not wait.
    */
   readonly maxLingerMs?: number;
+  /**
+   * Pins the last signed checkpoint outside the log (the registry) and checks it at open; used
+   * only with a signer.
+   */
+  readonly headStore?: AuditHeadStore;
+  /** Rotate the active file into a segment once it holds this many bytes (0 or absent: never). */
+  readonly rotateBytes?: number;
+  /** ... or once its first entry is this old (0 or absent: never). */
+  readonly rotateIntervalMs?: number;
   readonly now?: () => number;
   readonly openFile?: AuditFileOpener;
   /** Told about failures, recoveries, torn tails and checkpoint errors (for the log). */
@@ -60,6 +78,7 @@ export interface AuditSinkStats {
   readonly batches: number;
   readonly checkpoints: number;
   readonly failures: number;
+  readonly rotations: number;
   /** Entries in the last write+fsync, and how long it took. */
   readonly lastBatchSize: number;
   readonly lastCommitMs: number;
@@ -95,13 +114,23 @@ export class FileAuditSink implements AuditSink {
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
   #unlock: () => void = () => undefined;
-  #stats = { records: 0, batches: 0, checkpoints: 0, failures: 0, lastBatchSize: 0, lastCommitMs: 0 };
+  /** Seq of the active file's first entry, and when it was written (rotation). */
+  #segmentStart: number;
+  #segmentStartedAt: number | undefined;
+  /** The active file was closed by a rotation that failed before a new one was open. */
+  #reopen = false;
+  #stats = {
+    records: 0,
+    batches: 0,
+    checkpoints: 0,
+    failures: 0,
+    rotations: 0,
+    lastBatchSize: 0,
+    lastCommitMs: 0,
+  };
 
-  private constructor(
-    o: FileAuditSinkOptions,
-    file: AuditFile,
-    tail: { seq: number; hash: Buffer; size: number },
-  ) {
+  private constructor(o: FileAuditSinkOptions, file: AuditFile, chain: OpenedChain) {
+    const { tail } = chain;
     this.#o = o;
     this.#now = o.now ?? Date.now;
     this.#keyId = o.signer ? keyIdOf(o.signer.publicKeyPem) : undefined;
@@ -111,6 +140,8 @@ export class FileAuditSink implements AuditSink {
     this.#size = tail.size;
     this.#sinceCheckpoint = 0;
     this.#lastCheckpointAt = this.#now();
+    this.#segmentStart = chain.segmentStart;
+    this.#segmentStartedAt = chain.segmentStartedAt;
   }
 
   /**
@@ -120,20 +151,36 @@ export class FileAuditSink implements AuditSink {
   static async open(o: FileAuditSinkOptions): Promise<FileAuditSink> {
     await mkdir(dirname(o.path), { recursive: true, mode: 0o700 });
     const unlock = lockAuditFile(o.path);
-    let tail;
+    const headStore = o.signer ? o.headStore : undefined;
+    let chain;
     let file;
     try {
-      tail = await readChainTail(o.path);
+      chain = await openChain(o.path, headStore);
       file = await (o.openFile ?? openAuditFile)(o.path);
     } catch (err) {
       unlock();
       throw err;
     }
-    const sink = new FileAuditSink(o, file, tail);
+    const sink = new FileAuditSink(o, file, chain);
     sink.#unlock = unlock;
-    sink.#sinceCheckpoint = tail.sinceCheckpoint;
+    sink.#sinceCheckpoint = chain.tail.sinceCheckpoint;
     try {
-      await sink.#prepare(tail);
+      await sink.#prepare(chain.tail);
+      if (chain.pin !== undefined) sink.#pin(chain.pin);
+      if (chain.note !== undefined) {
+        o.onEvent?.({ kind: 'head', detail: chain.note });
+        await sink.#enqueue({
+          type: 'note',
+          timeMs: sink.#now(),
+          note: cleanText(chain.note, FIELD_LIMITS.note),
+        });
+      }
+      // Sign the chain head at every start: whatever came before is covered from now on.
+      if (o.signer && sink.#seq > 0) {
+        await sink.checkpointNow().catch((err: unknown) => {
+          o.onEvent?.({ kind: 'checkpoint-failed', detail: (err as Error).message });
+        });
+      }
     } catch (err) {
       await sink.close();
       throw err;
@@ -146,8 +193,17 @@ export class FileAuditSink implements AuditSink {
     return sink;
   }
 
+  /** Save the pin; a registry that cannot be written only weakens the next open's check. */
+  #pin(head: PinnedHead): void {
+    try {
+      this.#o.headStore?.save(head);
+    } catch (err) {
+      this.#o.onEvent?.({ kind: 'pin-failed', detail: (err as Error).message.slice(0, 200) });
+    }
+  }
+
   /** Cut a torn tail (and note it), or make a new file's directory entry durable. */
-  async #prepare(tail: Awaited<ReturnType<typeof readChainTail>>): Promise<void> {
+  async #prepare(tail: ChainTail): Promise<void> {
     if (tail.torn) {
       const digest = createHash('sha256').update(tail.torn.bytes).digest('hex');
       const note = `torn tail discarded on open: ${tail.torn.bytes.length} bytes at offset ${tail.torn.offset} (sha256 ${digest})`;
@@ -156,12 +212,7 @@ export class FileAuditSink implements AuditSink {
       await this.#enqueue({ type: 'note', timeMs: this.#now(), note });
     } else if (tail.size === 0) {
       // A new file: make its directory entry durable too, or a crash could lose the whole file.
-      const d = await open(dirname(this.#o.path), 'r');
-      try {
-        await d.sync();
-      } finally {
-        await d.close();
-      }
+      await syncDir(dirname(this.#o.path));
     }
   }
 
@@ -217,7 +268,10 @@ export class FileAuditSink implements AuditSink {
     return this.#recovering;
   }
 
-  /** Flush, write a final checkpoint when records were added since the last one, and close. */
+  /**
+   * Flush, write a final checkpoint when records were added since the last one, pin it as the
+   * clean end of the log, and close.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     if (this.#o.signer && this.#failure === undefined && this.#sinceCheckpoint > 0) {
@@ -230,8 +284,13 @@ export class FileAuditSink implements AuditSink {
     clearTimeout(this.#probe);
     await this.#flushing;
     for (const p of this.#queue.splice(0)) p.reject(new KbError('SHUTTING_DOWN'));
+    // Only a log that ends in its signed checkpoint is pinned as stopped; otherwise the next
+    // open treats what follows the last pin as a crash's unsigned tail.
+    if (this.#o.signer && this.#failure === undefined && this.#sinceCheckpoint === 0) {
+      this.#pin({ ...this.head(), state: 'stopped' });
+    }
     try {
-      await this.#file.close();
+      if (!this.#reopen) await this.#file.close();
     } finally {
       this.#unlock();
     }
@@ -258,6 +317,10 @@ export class FileAuditSink implements AuditSink {
   async #flushLoop(): Promise<void> {
     try {
       while ((this.#queue.length > 0 || this.#forceCheckpoint) && this.#failure === undefined) {
+        if (this.#rotationDue()) {
+          await this.#rotate();
+          continue;
+        }
         await this.#linger();
         const batch = this.#queue.splice(0, this.#o.maxBatch ?? 8192);
         await this.#writeBatch(batch);
@@ -326,6 +389,8 @@ export class FileAuditSink implements AuditSink {
     this.#size += data.length;
     this.#sinceCheckpoint = since;
     if (checkpoint) this.#lastCheckpointAt = checkpoint.timeMs;
+    this.#segmentStartedAt ??= this.#now();
+    if (cpPos) this.#pin({ ...cpPos, state: 'running' });
     batch.forEach((p, i) => p.resolve(positions[i] as AuditPosition));
     if (cpPos) for (const w of this.#checkpointWaiters.splice(0)) w.resolve(cpPos);
   }
@@ -371,6 +436,46 @@ export class FileAuditSink implements AuditSink {
       for (const w of this.#checkpointWaiters.splice(0)) w.reject(e);
       return undefined;
     }
+  }
+
+  #rotationDue(): boolean {
+    if (this.#size === 0) return false;
+    const bytes = this.#o.rotateBytes ?? 0;
+    const age = this.#o.rotateIntervalMs ?? 0;
+    return (
+      (bytes > 0 && this.#size >= bytes) ||
+      (age > 0 && this.#segmentStartedAt !== undefined && this.#now() - this.#segmentStartedAt >= age)
+    );
+  }
+
+  /**
+   * Close the active file with a signed checkpoint, rename it to `<path>.<first seq>` and start
+   * a new one; the next entry links to the last hash of the closed segment.
+   */
+  async #rotate(): Promise<void> {
+    if (this.#o.signer && this.#sinceCheckpoint > 0) {
+      this.#forceCheckpoint = true;
+      await this.#writeBatch([]);
+      if (this.#failure !== undefined) return;
+    }
+    const segment = segmentPath(this.#o.path, this.#segmentStart);
+    try {
+      this.#reopen = true;
+      await this.#file.close();
+      await rename(this.#o.path, segment);
+      this.#size = 0;
+      this.#segmentStart = this.#seq + 1;
+      this.#segmentStartedAt = undefined;
+      this.#file = await (this.#o.openFile ?? openAuditFile)(this.#o.path);
+      this.#reopen = false;
+      // Both names durable: a crash must find the segment and the new file, not lose either.
+      await syncDir(dirname(this.#o.path));
+    } catch (err) {
+      this.#fail(err, []);
+      return;
+    }
+    this.#stats.rotations += 1;
+    this.#o.onEvent?.({ kind: 'rotated', detail: `segment ${segment} closed at seq ${this.#seq}` });
   }
 
   #maybeTimedCheckpoint(): void {
@@ -421,6 +526,10 @@ export class FileAuditSink implements AuditSink {
     const hash = chainHash(this.#hash, canonicalBytes(entry));
     const data = Buffer.from(entryLine(entry, hash.toString('hex')), 'utf8');
     try {
+      if (this.#reopen) {
+        this.#file = await (this.#o.openFile ?? openAuditFile)(this.#o.path);
+        this.#reopen = false;
+      }
       await this.#file.truncate(this.#size);
       let off = 0;
       while (off < data.length) off += await this.#file.write(data.subarray(off));
@@ -440,5 +549,15 @@ export class FileAuditSink implements AuditSink {
     this.#failure = undefined;
     this.#o.onEvent?.({ kind: 'recovered', detail: entry.note });
     return true;
+  }
+}
+
+/** fsync a directory: a created or renamed file's name is durable only then. */
+async function syncDir(dir: string): Promise<void> {
+  const d = await open(dir, 'r');
+  try {
+    await d.sync();
+  } finally {
+    await d.close();
   }
 }

@@ -74,13 +74,12 @@ function hsmCrypto(hsm: Hsm, ref: HsmKeyRef): webcrypto.Crypto {
 }
 
 /** The key object @peculiar/x509 passes through to sign(): only its algorithm is read. */
-function hsmKeyHandle(spki: Uint8Array): webcrypto.CryptoKey {
+function hsmKeyHandle(): webcrypto.CryptoKey {
   return {
     type: 'private',
     extractable: false,
     algorithm: { name: 'ECDSA', namedCurve: 'P-256' },
     usages: ['sign'],
-    spki,
   } as unknown as webcrypto.CryptoKey;
 }
 
@@ -89,7 +88,9 @@ const labelOf = (org: string, generation: number, alg: CaAlgorithm) =>
 
 async function mldsaKey(seed: Uint8Array): Promise<CaKey> {
   const signingKey = await webcrypto.subtle.importKey('raw-seed', seed, MLDSA, false, ['sign']);
-  const spki = createPublicKey(KeyObject.from(signingKey)).export({ type: 'spki', format: 'der' });
+  // KeyObject.from() wants an extractable key; this copy only yields the public key and is dropped.
+  const scratch = await webcrypto.subtle.importKey('raw-seed', seed, MLDSA, true, ['sign']);
+  const spki = createPublicKey(KeyObject.from(scratch)).export({ type: 'spki', format: 'der' });
   return {
     algorithm: 'mldsa65',
     spki,
@@ -127,7 +128,7 @@ function ecdsaKey(hsm: Hsm, ref: HsmKeyRef, spki: Uint8Array): CaKey {
   return {
     algorithm: 'ecdsa-p256',
     spki,
-    signingKey: hsmKeyHandle(spki),
+    signingKey: hsmKeyHandle(),
     signingAlgorithm: EC_SIGN,
     crypto: hsmCrypto(hsm, ref),
   };

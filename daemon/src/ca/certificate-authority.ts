@@ -22,6 +22,8 @@ export interface CertificateAuthorityOptions {
   readonly now?: () => Date;
   /** Called after the set of trusted CA certificates or of revoked serials changed. */
   readonly onChange?: () => void;
+  /** A generation that cannot be opened is left out (not trusted, not issuing) and reported here. */
+  readonly onOpenError?: (org: string, generation: number, err: unknown) => void;
 }
 
 export interface IssueRequest {
@@ -65,11 +67,18 @@ export class CertificateAuthority {
   static async open(o: CertificateAuthorityOptions): Promise<CertificateAuthority> {
     const store = new CertificateStore(join(o.dataDir, 'certificates.db'));
     const ca = new CertificateAuthority(o, store);
-    try {
-      for (const row of store.cas()) ca.#add(await OrgCa.open(o.hsm, row));
-    } catch (err) {
-      store.close();
-      throw err;
+    for (const row of store.cas()) {
+      try {
+        ca.#add(await OrgCa.open(o.hsm, row));
+      } catch (err) {
+        // One org's broken CA must not take the daemon down: its certificates are refused
+        // (untrusted) until it is repaired or replaced by a new generation.
+        if (o.onOpenError === undefined) {
+          store.close();
+          throw err;
+        }
+        o.onOpenError(row.org, row.generation, err);
+      }
     }
     ca.#refreshRevoked();
     return ca;
@@ -115,7 +124,8 @@ export class CertificateAuthority {
   /** Make a new CA generation for `org`; it issues from now on, the older ones stay trusted. */
   createCa(org: string, algorithm: CaAlgorithm): Promise<OrgCa> {
     return this.#serial(async () => {
-      const generation = (this.cas(org).at(-1)?.generation ?? 0) + 1;
+      // Numbered after every recorded generation, opened or not: numbers are never reused.
+      const generation = this.#store.cas().filter((r) => r.org === org).length + 1;
       const { ca, row } = await OrgCa.create(this.#hsm, org, generation, algorithm, this.#now());
       this.#store.addCa(row);
       this.#add(ca);

@@ -5,6 +5,7 @@
 import 'reflect-metadata';
 import { X509Certificate as NodeX509, randomBytes } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
+import { KbError } from '../errors.ts';
 import { normalizeSerial } from '../tls/revocation-set.ts';
 import { createCaKey, openCaKey } from './ca-key.ts';
 import type { CaAlgorithm, CaKey } from './ca-key.ts';
@@ -109,8 +110,19 @@ export class OrgCa {
     return { ca, row };
   }
 
+  /**
+   * Reopen a generation. The key must be the certificate's: a wrapped seed moved from another
+   * generation (same KEK) or a mislabelled HSM key would otherwise sign under this name.
+   */
   static async open(hsm: Parameters<typeof openCaKey>[0], row: CaRow): Promise<OrgCa> {
-    return new OrgCa(row.org, row.generation, row.certPem, await openCaKey(hsm, row));
+    const key = await openCaKey(hsm, row);
+    const certSpki = Buffer.from(new x509.X509Certificate(row.certPem).publicKey.rawData);
+    if (!certSpki.equals(Buffer.from(key.spki)))
+      throw new KbError(
+        'FAILED_PRECONDITION',
+        `CA ${row.org} g${row.generation}: key does not match its certificate`,
+      );
+    return new OrgCa(row.org, row.generation, row.certPem, key);
   }
 
   /** Sign a client certificate; returns its PEM and serial. */

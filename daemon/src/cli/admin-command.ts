@@ -1,5 +1,5 @@
 /**
- * `keybroker admin <org|tenant|customer|key-policy|key-version|rotate-due> ...`: the Admin API
+ * `keybroker admin <org|tenant|customer|key-policy|key-version|rotate-due|keys> ...`: the Admin API
  * from the shell, as the data dir's admin identity (or --cert/--key). Prints JSON on stdout.
  */
 import type { Argv, CommandModule } from 'yargs';
@@ -187,6 +187,12 @@ export const adminCommand: CommandModule<object, Args> = {
               .option('customer', { type: 'string' }) as Argv<Args>,
         ),
         leaf('rotate-due', [], 'RotateDueKeys', 'run the scheduled rotation pass now'),
+        leaf(
+          'keys',
+          [],
+          'GetBrokerKeys',
+          "the broker's receipt and audit checkpoint public keys with SHA-256 fingerprints, to pin",
+        ),
         approvalCommand,
         policyCommand,
       ])

@@ -14,6 +14,7 @@ const OPS: Readonly<Record<string, string>> = {
   'destroy-customer': 'APPROVAL_OPERATION_DESTROY_CUSTOMER',
   'rotate-org-key': 'APPROVAL_OPERATION_ROTATE_ORG_KEY',
   'set-policy': 'APPROVAL_OPERATION_SET_POLICY',
+  'issue-admin-certificate': 'APPROVAL_OPERATION_ISSUE_ADMIN_CERTIFICATE',
 };
 const STATUSES = ['pending', 'approved', 'executed', 'cancelled', 'expired'] as const;
 
@@ -31,22 +32,23 @@ const request: CommandModule<Args, Args> = {
       .positional('customer', { type: 'string', describe: 'customer (destroy-customer)' })
       .option('policy-file', {
         type: 'string',
-        describe: 'set-policy: the policy document to be applied (its SHA-256 is approved)',
+        describe:
+          'set-policy: the policy document to be applied; issue-admin-certificate: the CSR (`cert csr`); its SHA-256 is approved',
       }) as Argv<Args>,
   handler: async (a) => {
     const op = str(a.operation);
     const file = str(a['policy-file']);
-    if (op === 'set-policy' && file === '') throw new Error('set-policy needs --policy-file');
+    if ((op === 'set-policy' || op === 'issue-admin-certificate') && file === '')
+      throw new Error(`${op} needs --policy-file`);
     const text = file === '' ? '' : readFileSync(file, 'utf8');
     const req = {
       operation: OPS[op],
       org: str(a.org),
       tenant: str(a.tenant),
       customer: str(a.customer),
-      policySha256:
-        text === '' ? '' : (await import('../policy/policy-change.ts')).policyDigest(text),
-      // Sent whole so the daemon validates it before an approval exists.
-      policyJson: text,
+      policySha256: text === '' ? '' : (await import('../policy/policy-change.ts')).policyDigest(text),
+      // A policy is sent whole so the daemon validates it before an approval exists.
+      policyJson: op === 'set-policy' ? text : '',
     };
     print(await runClientCall(a, 'admin', 'approvals', 'RequestApproval', req));
   },

@@ -1,15 +1,19 @@
 /**
- * `keybroker audit verify|tail|query|export-checkpoints`: offline tools over an audit file.
+ * `keybroker audit verify|tail|query|export-checkpoints|reset-head`: offline tools over an audit log.
  * verify exits 1 and names the first bad entry (seq, byte offset, what is wrong) on failure.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { exportCheckpoints, parseCheckpointExport, queryAudit, tailAudit } from '../audit/audit-reader.ts';
 import type { AuditQuery } from '../audit/audit-reader.ts';
 import type { AuditEntry } from '../audit/audit-record.ts';
 import { verifyAuditFile } from '../audit/audit-verifier.ts';
-import type { VerifyReport } from '../audit/audit-verifier.ts';
+import type { VerifyOptions, VerifyReport } from '../audit/audit-verifier.ts';
 import { mergedTimeline, verifyAuditChains } from '../audit/audit-chains.ts';
+import { keyIdOf } from '../audit/checkpoint.ts';
+import { RegistryAuditHead } from '../store/registry-audit-head.ts';
+import { RegistryStore } from '../store/registry-store.ts';
 
 const RESULTS = ['ok', 'denied', 'error', 'intent'] as const;
 
@@ -35,10 +39,44 @@ export function parseSince(v: string, now = Date.now()): number {
 const withFile = <T>(y: Argv<T>) =>
   y.option('file', { type: 'string', demandOption: true, describe: 'audit file (audit.log)' });
 
+/**
+ * The pinned checkpoint keys: each --public-key, which must match a --key-fingerprint when any
+ * is given (the fingerprint, kept apart from the log, is then the trust anchor and the PEM may
+ * be the copy beside the log). A key file in the log's own directory without a fingerprint is
+ * no anchor: whoever can rewrite the log can rewrite it, so that draws a warning.
+ */
+export function pinnedKeys(
+  file: string,
+  keyArgs: readonly string[],
+  fingerprints: readonly string[],
+): { keys: string[]; warnings: string[] } {
+  const want = new Set(fingerprints.map((f) => f.toLowerCase().replace(/:/g, '')));
+  for (const f of want)
+    if (!/^[0-9a-f]{64}$/.test(f)) throw new Error(`--key-fingerprint: expected 64 hex digits, got ${f}`);
+  const warnings: string[] = [];
+  const keys = keyArgs.map((v) => {
+    const pem = readPem(v);
+    const id = keyIdOf(pem);
+    if (want.size > 0 && !want.has(id))
+      throw new Error(
+        `--public-key ${v.startsWith('-----BEGIN') ? '(inline)' : v}: fingerprint ${id} is not pinned`,
+      );
+    if (want.size === 0 && !v.startsWith('-----BEGIN') && resolve(dirname(v)) === resolve(dirname(file)))
+      warnings.push(
+        `the checkpoint key ${v} sits beside the log, where whoever rewrites the log can replace it: ` +
+          `pin its fingerprint (--key-fingerprint ${id}) or keep a copy elsewhere`,
+      );
+    return pem;
+  });
+  if (want.size > 0 && keys.length === 0)
+    throw new Error('--key-fingerprint needs the key itself (--public-key)');
+  return { keys, warnings };
+}
+
 const verify: CommandModule = {
   command: 'verify',
   describe:
-    'check the hash chain and signed checkpoints of an audit file (or of every chain in --dir), offline',
+    'check the hash chain and signed checkpoints of an audit log (all its segments), or of every chain in --dir, offline',
   builder: (y) =>
     y
       .option('file', { type: 'string', describe: 'audit file (audit.log)' })
@@ -55,7 +93,17 @@ const verify: CommandModule = {
       .option('public-key', {
         type: 'string',
         array: true,
-        describe: 'PEM file (or PEM text) of a checkpoint key',
+        describe: 'PEM file (or PEM text) of a checkpoint key; keep a copy away from the log',
+      })
+      .option('key-fingerprint', {
+        type: 'string',
+        array: true,
+        describe: 'SHA-256 (hex) of the pinned key (logged by the daemon at start): --public-key must match',
+      })
+      .option('allow-unsigned-tail', {
+        type: 'boolean',
+        default: false,
+        describe: 'accept entries after the last signed checkpoint (after a crash) as a warning',
       })
       .option('checkpoints', { type: 'string', describe: 'exported checkpoints that must all be present' })
       .option('json', { type: 'boolean', default: false }),
@@ -65,23 +113,42 @@ const verify: CommandModule = {
       dir?: string;
       timeline: boolean;
       publicKey?: string[];
+      keyFingerprint?: string[];
+      allowUnsignedTail: boolean;
       checkpoints?: string;
       json: boolean;
     };
-    const publicKeys = (args.publicKey ?? []).map(readPem);
-    const anchors = args.checkpoints
-      ? parseCheckpointExport(readFileSync(args.checkpoints, 'utf8')).checkpoints
-      : [];
     if (args.file === undefined && args.dir === undefined) {
       process.stderr.write('keybroker audit verify: give --file or --dir\n');
       process.exitCode = 2;
       return;
     }
+    // The key-beside-the-log warning looks at the log's folder: --dir is that folder.
+    const where = args.file ?? join(args.dir as string, 'audit.log');
+    const pinned = pinnedKeys(where, args.publicKey ?? [], args.keyFingerprint ?? []);
+    const anchors = args.checkpoints
+      ? parseCheckpointExport(readFileSync(args.checkpoints, 'utf8')).checkpoints
+      : [];
     if (args.dir !== undefined) {
-      await verifyDir(args.dir, { publicKeys, anchors }, args.json, args.timeline);
+      for (const w of pinned.warnings) process.stdout.write(`warning: ${w}\n`);
+      const opts = { publicKeys: pinned.keys, anchors, requireSignedTail: !args.allowUnsignedTail };
+      await verifyDir(args.dir, opts, args.json, args.timeline);
       return;
     }
-    const r = await verifyAuditFile(args.file as string, { publicKeys, anchors });
+    const r0 = await verifyAuditFile(args.file as string, {
+      publicKeys: pinned.keys,
+      anchors,
+      requireSignedTail: !args.allowUnsignedTail,
+    });
+    const tail = r0.unsignedTail;
+    const r = {
+      ...r0,
+      warnings: [
+        ...pinned.warnings,
+        ...r0.warnings,
+        ...(r0.ok && tail ? [`unsigned tail accepted: entries ${tail.fromSeq}..${tail.toSeq}`] : []),
+      ],
+    };
     if (args.json) process.stdout.write(`${JSON.stringify(r)}\n`);
     else if (r.ok) {
       process.stdout.write(
@@ -92,7 +159,7 @@ const verify: CommandModule = {
     } else if (r.firstBad) {
       const b = r.firstBad;
       process.stdout.write(
-        `FAILED at seq ${b.seq}, byte offset ${b.offset}: ${b.problem}\n` +
+        `FAILED at seq ${b.seq}, byte offset ${b.offset}${b.file ? ` of ${b.file}` : ''}: ${b.problem}\n` +
           `  last good entry: seq ${r.head.seq} hash ${r.head.hash}\n`,
       );
     }
@@ -101,12 +168,7 @@ const verify: CommandModule = {
 };
 
 /** Every chain of a folder: one line per chain, exit 1 if any fails or none is found. */
-async function verifyDir(
-  dir: string,
-  opts: { publicKeys: string[]; anchors: ReturnType<typeof parseCheckpointExport>['checkpoints'] },
-  json: boolean,
-  timeline: boolean,
-): Promise<void> {
+async function verifyDir(dir: string, opts: VerifyOptions, json: boolean, timeline: boolean): Promise<void> {
   const chains = await verifyAuditChains(dir, opts);
   const line = (file: string, r: VerifyReport) =>
     r.ok
@@ -175,10 +237,43 @@ const exportCmd: CommandModule = {
   },
 };
 
+const resetHead: CommandModule = {
+  command: 'reset-head',
+  describe:
+    'after investigating a refused start (cut or forged tail): let the next start pin the log as it is, recording the break',
+  builder: (y) =>
+    y
+      .option('data-dir', {
+        type: 'string',
+        demandOption: true,
+        describe: 'the daemon data dir (registry.db)',
+      })
+      .option('chain', {
+        type: 'string',
+        describe: 'the chain of one worker of serve --workers (w1, w2, ...: audit-w1.log, ...)',
+      }),
+  handler: (a) => {
+    const args = a as unknown as { dataDir: string; chain?: string };
+    if (args.chain !== undefined && !/^w[1-9][0-9]{0,3}$/.test(args.chain))
+      throw new Error(`--chain: expected w1, w2, ..., got ${args.chain}`);
+    const registry = RegistryStore.open(join(args.dataDir, 'registry.db'));
+    try {
+      const was = new RegistryAuditHead(registry, args.chain).reset();
+      process.stdout.write(
+        was === undefined
+          ? 'no pinned audit head: nothing to reset\n'
+          : `pinned audit head (seq ${was.seq}, hash ${was.hash}, ${was.state}) reset: the next start pins the log as it finds it and notes the break\n`,
+      );
+    } finally {
+      registry.close();
+    }
+  },
+};
+
 /** The `audit` command group. */
 export const auditCommand: CommandModule = {
   command: 'audit <command>',
   describe: 'verify, tail, query and export the audit log',
-  builder: (y) => y.command([verify, tail, query, exportCmd]).demandCommand(1),
+  builder: (y) => y.command([verify, tail, query, exportCmd, resetHead]).demandCommand(1),
   handler: () => undefined,
 };

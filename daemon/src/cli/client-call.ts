@@ -15,14 +15,7 @@ export interface ConnArgs {
 }
 
 export type ServiceName =
-  | 'admin'
-  | 'crypto'
-  | 'approvals'
-  | 'policy'
-  | 'keys'
-  | 'certificates'
-  | 'secrets'
-  | 'blindIndexes';
+  'admin' | 'crypto' | 'approvals' | 'policy' | 'keys' | 'certificates' | 'secrets' | 'blindIndexes';
 
 /** What a connected CLI client offers: the services by name and the address it dialled. */
 export interface CliClient {

@@ -10,6 +10,8 @@ interface DoctorArgs {
   profile: string;
   'pin-file': string | undefined;
   'token-label': string | undefined;
+  'data-dir': string | undefined;
+  'softhsm-conf': string | undefined;
   json: boolean;
 }
 
@@ -37,6 +39,11 @@ export const doctorCommand: CommandModule<object, DoctorArgs> = {
       })
       .option('pin-file', { type: 'string', describe: 'file holding the user PIN (else env KB_HSM_PIN)' })
       .option('token-label', { type: 'string', describe: "overrides the profile's token selection" })
+      .option('data-dir', {
+        type: 'string',
+        describe: "the broker's data dir: warn if the SoftHSM2 token directory lies inside it",
+      })
+      .option('softhsm-conf', { type: 'string', describe: 'SoftHSM2 config (default: SOFTHSM2_CONF)' })
       .option('json', { type: 'boolean', default: false, describe: 'print the report as JSON' }),
   handler: async (args) => {
     const [{ formatReport, runDoctor }, { loadProfile }] = await Promise.all([
@@ -46,7 +53,16 @@ export const doctorCommand: CommandModule<object, DoctorArgs> = {
     const profile = loadProfile(args.profile);
     const pin = readPin(args['pin-file']);
     const label = args['token-label'];
-    const report = await runDoctor({ profile, pin, ...(label !== undefined ? { tokenLabel: label } : {}) });
+    const conf = args['softhsm-conf'];
+    // The module reads SOFTHSM2_CONF at C_Initialize: point it at the config checked.
+    if (conf !== undefined) process.env.SOFTHSM2_CONF = conf;
+    const report = await runDoctor({
+      profile,
+      pin,
+      ...(label !== undefined ? { tokenLabel: label } : {}),
+      ...(args['data-dir'] !== undefined ? { dataDir: args['data-dir'] } : {}),
+      ...(conf !== undefined ? { softhsmConf: conf } : {}),
+    });
     process.stdout.write(args.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
     if (!report.ok) process.exitCode = 1;
   },

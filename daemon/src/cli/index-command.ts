@@ -147,6 +147,48 @@ const compute: CommandModule<Args, Args> = {
   },
 };
 
+const computeBatch: CommandModule<Args, Args> = {
+  command: 'compute-batch <index> <file>',
+  describe: 'tokens of many values in one call: a file of one value a line, UTF-8 (service identity)',
+  builder: (y) =>
+    y
+      .positional('index', { type: 'string', demandOption: true })
+      .positional('file', { type: 'string', describe: 'one value a line ("-": stdin)' })
+      .option('customer', { type: 'string', default: '', describe: 'customer (default: "default")' })
+      .option('all-versions', {
+        type: 'boolean',
+        default: false,
+        describe: 'tokens of every searchable version (for queries), not only the primary',
+      }) as Argv<Args>,
+  handler: async (a) => {
+    const values = readInput(a.file)
+      .toString('utf8')
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => Buffer.from(l, 'utf8'));
+    const r = await runClientCall(a, 'service', 'blindIndexes', 'ComputeBlindIndexBatch', {
+      index: a.index,
+      values,
+      customer: a.customer,
+      allSearchableVersions: a['all-versions'],
+    });
+    const hex = (t: { version: number; token: Uint8Array }) => ({
+      version: t.version,
+      token: Buffer.from(t.token).toString('hex'),
+    });
+    print({
+      index: a.index,
+      results: (
+        r.results as { result?: { tokens: { version: number; token: Uint8Array }[] }; error?: unknown }[]
+      ).map((x) =>
+        x.result !== undefined && x.result !== null
+          ? { tokens: x.result.tokens.map(hex) }
+          : { error: x.error },
+      ),
+    });
+  },
+};
+
 export const indexCommand: CommandModule<object, Args> = {
   command: 'index <command>',
   describe: 'keyed blind indexes: define (admin) and compute tokens (service)',
@@ -157,6 +199,7 @@ export const indexCommand: CommandModule<object, Args> = {
       .command(minVersion)
       .command(list)
       .command(compute)
+      .command(computeBatch)
       .demandCommand(1) as unknown as Argv<Args>,
   handler: () => undefined,
 };

@@ -7,6 +7,8 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import type { CommandModule } from 'yargs';
 import { auditCommand } from './audit-command.ts';
+import { certCommand } from './cert-command.ts';
+import { backupCommand } from './backup-command.ts';
 import { doctorCommand } from './doctor-command.ts';
 import { adminCommand } from './admin-command.ts';
 import { dataKeyCommand } from './data-key-command.ts';
@@ -16,7 +18,10 @@ import { initCommand } from './init-command.ts';
 import { keysCommand } from './keys-command.ts';
 import { rewrapCommand } from './rewrap-command.ts';
 import { indexCommand } from './index-command.ts';
+import { restoreCommand } from './restore-command.ts';
 import { secretCommand } from './secret-command.ts';
+import { receiptCommand } from './receipt-command.ts';
+import { brokerKeysCommand } from './broker-keys-command.ts';
 import { serveCommand } from './serve-command.ts';
 
 // Each command file exports one CommandModule; add new ones to this list.
@@ -34,7 +39,12 @@ const commands: CommandModule[] = [
   keysCommand as CommandModule,
   secretCommand as CommandModule,
   indexCommand as CommandModule,
+  backupCommand as CommandModule,
+  restoreCommand as CommandModule,
   auditCommand,
+  certCommand as CommandModule,
+  brokerKeysCommand,
+  receiptCommand,
 ];
 
 await yargs(hideBin(process.argv))

@@ -82,6 +82,9 @@ export interface Config {
     readonly path: string;
     readonly checkpointEvery: number;
     readonly checkpointIntervalMs: number;
+    /** Rotate the log into a new segment at this size / age (0: never); the chain continues. */
+    readonly rotateBytes: number;
+    readonly rotateIntervalMs: number;
   };
   /** Token buckets per identity and per tenant (RESOURCE_EXHAUSTED + retry-after-ms when empty). */
   readonly rateLimit: {
@@ -207,7 +210,14 @@ export const DEFAULT_CONFIG: Config = {
   },
   lifecycle: { shutdownGraceMs: 10_000, readyFile: '' },
   log: { level: 'info' },
-  audit: { enabled: true, path: 'audit/audit.log', checkpointEvery: 10_000, checkpointIntervalMs: 60_000 },
+  audit: {
+    enabled: true,
+    path: 'audit/audit.log',
+    checkpointEvery: 10_000,
+    checkpointIntervalMs: 60_000,
+    rotateBytes: 256 * 1024 * 1024,
+    rotateIntervalMs: 0,
+  },
   rateLimit: {
     enabled: true,
     perIdentityPerSec: 20_000,
@@ -304,6 +314,8 @@ export const CONFIG_SCHEMA = obj({
     path: { type: 'string', minLength: 1, maxLength: 4096 },
     checkpointEvery: pos(100_000_000),
     checkpointIntervalMs: pos(86_400_000),
+    rotateBytes: { type: 'integer', minimum: 0, maximum: 2 ** 50 },
+    rotateIntervalMs: { type: 'integer', minimum: 0, maximum: 366 * 86_400_000 },
   }),
   rateLimit: obj({
     enabled: { type: 'boolean' },

@@ -12,10 +12,12 @@ import type { HsmProfile } from './hsm-profile.ts';
 import { inspectRootKey } from './key-inspection.ts';
 import { call } from './pkcs11-connection.ts';
 import { Pkcs11Hsm } from './pkcs11-hsm.ts';
+import { checkShredFinality } from './token-layout.ts';
 
 const P = pkcs11js;
 
-export type CheckStatus = 'pass' | 'fail' | 'skip' | 'info';
+/** `warn`: works, but weakens a guarantee (e.g. a software token): never fails the report. */
+export type CheckStatus = 'pass' | 'fail' | 'skip' | 'info' | 'warn';
 
 export interface DoctorCheck {
   readonly status: CheckStatus;
@@ -137,6 +139,10 @@ export interface DoctorOptions {
   readonly profile: HsmProfile;
   readonly pin: string;
   readonly tokenLabel?: string;
+  /** The broker's data dir: warn when the SoftHSM2 token directory lies inside it. */
+  readonly dataDir?: string;
+  /** The SoftHSM2 config (default: SOFTHSM2_CONF), to find the token directory. */
+  readonly softhsmConf?: string;
 }
 
 /** Run every check; never throws for a failed check (it becomes a `fail` line). */
@@ -179,6 +185,7 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
   }
   add('pass', 'open', `C_Initialize with CKF_OS_LOCKING_OK, token found, logged in as CKU_USER`);
   try {
+    checkShredFinality(hsm, o, add);
     const missing = checkMechanisms(hsm, profile, add);
     await roundTrips(hsm, profile, missing, add);
   } finally {
@@ -187,7 +194,7 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
   return { ok: !checks.some((c) => c.status === 'fail'), checks };
 }
 
-type Add = (status: CheckStatus, name: string, detail: string, why?: string) => void;
+export type Add = (status: CheckStatus, name: string, detail: string, why?: string) => void;
 
 /** Checks presence and flags of every required mechanism; returns the names that failed. */
 function checkMechanisms(hsm: Pkcs11Hsm, profile: HsmProfile, add: Add): Set<string> {
@@ -364,14 +371,21 @@ function verifySignature(
 
 /** The report as text, one check per line, failures with their reason. */
 export function formatReport(r: DoctorReport): string {
-  const mark: Record<CheckStatus, string> = { pass: 'PASS', fail: 'FAIL', skip: 'SKIP', info: 'INFO' };
+  const mark: Record<CheckStatus, string> = {
+    pass: 'PASS',
+    fail: 'FAIL',
+    skip: 'SKIP',
+    info: 'INFO',
+    warn: 'WARN',
+  };
   const lines = r.checks.map((c) => {
     const why = c.status === 'fail' && c.why ? `\n      why it matters: ${c.why}` : '';
     return `${mark[c.status]}  ${c.name}: ${wrapText(c.detail)}${why}`;
   });
   const n = (s: CheckStatus) => r.checks.filter((c) => c.status === s).length;
   lines.push(
-    `doctor: ${r.ok ? 'OK' : 'FAILED'} (${n('pass')} passed, ${n('fail')} failed, ${n('skip')} skipped)`,
+    `doctor: ${r.ok ? 'OK' : 'FAILED'} (${n('pass')} passed, ${n('fail')} failed, ${n('skip')} skipped` +
+      `${n('warn') > 0 ? `, ${n('warn')} warnings` : ''})`,
   );
   return `${lines.join('\n')}\n`;
 }

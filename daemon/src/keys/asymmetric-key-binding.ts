@@ -1,10 +1,12 @@
 /**
  * What ties a `tenant_keys` row to its wrapped private key (review M5): the row's public key,
- * algorithm, state, creation time and meta are hashed into the binding that the 0x13 wrap
- * authenticates (wire/wrapped-key-v1.ts), next to org, tenant, customer, KEK kind, key id and
- * versions. A row edited in the file (public key swapped, disabled version re-enabled, HSM label
- * changed, moved to another customer) no longer opens. Not covered: `uses` (a counter flushed
- * without the KEK) and the per-key policy row (tenant_key_policies).
+ * algorithm, state, creation time and meta, and its key's policy (rotation period, usage limit,
+ * minimum versions: `tenant_key_policies`, defaults when absent), are hashed into the binding
+ * that the 0x13 wrap authenticates (wire/wrapped-key-v1.ts), next to org, tenant, customer, KEK
+ * kind, key id and versions. A row edited in the file (public key swapped, disabled version
+ * re-enabled, HSM label changed, moved to another customer, minimum version lowered) no longer
+ * opens; the broker's own state and policy changes seal the rows again. Not covered: `uses` (a
+ * counter flushed without the KEK) and the unread `kind` column.
  */
 import { createHash } from 'node:crypto';
 import {
@@ -17,7 +19,7 @@ import {
   type BoundKeyIdentity,
 } from '../wire/wrapped-key-v1.ts';
 import { decryptionFailed } from '../errors.ts';
-import type { TenantRow } from '../store/registry-rows.ts';
+import type { PolicyRow, TenantRow } from '../store/registry-rows.ts';
 import { purposeOf, type AsymmetricKeyRow } from './asymmetric-key-store.ts';
 import type { Hierarchy } from './hierarchy.ts';
 
@@ -44,9 +46,10 @@ function canonicalMeta(meta: AsymmetricKeyRow['meta']): string {
   );
 }
 
-/** SHA-256 over the row fields the wrap does not name itself. */
-export function rowBinding(r: AsymmetricKeyRow): Uint8Array {
+/** SHA-256 over the row fields the wrap does not name itself, and the key's policy. */
+export function rowBinding(r: AsymmetricKeyRow, p: PolicyRow): Uint8Array {
   const h = createHash('sha256');
+  const policy = `${p.rotationPeriodS}/${p.usageLimit}/${p.minEnc}/${p.minDec}`;
   for (const f of [
     DOMAIN,
     purposeOf(r.type),
@@ -55,13 +58,18 @@ export function rowBinding(r: AsymmetricKeyRow): Uint8Array {
     r.state,
     r.createdAt,
     canonicalMeta(r.meta),
+    policy,
   ])
     field(h, f);
   return new Uint8Array(h.digest());
 }
 
 /** The 0x13 identity of a row of tenant `t`. */
-export function boundIdentity(t: { org: string; tenant: string }, r: AsymmetricKeyRow): BoundKeyIdentity {
+export function boundIdentity(
+  t: { org: string; tenant: string },
+  r: AsymmetricKeyRow,
+  p: PolicyRow,
+): BoundKeyIdentity {
   const tenantLevel = r.customer === '';
   return {
     org: t.org,
@@ -71,7 +79,7 @@ export function boundIdentity(t: { org: string; tenant: string }, r: AsymmetricK
     keyId: r.keyId,
     keyVersion: r.version,
     kekVersion: tenantLevel ? r.tekVersion : r.cekVersion,
-    binding: rowBinding(r),
+    binding: rowBinding(r, p),
   };
 }
 
@@ -91,9 +99,10 @@ export function wrapRowSecret(
   kek: Uint8Array,
   t: { org: string; tenant: string },
   r: AsymmetricKeyRow,
+  p: PolicyRow,
   secret: Uint8Array,
 ): Uint8Array {
-  return wrapBoundKey(kek, boundIdentity(t, r), secret);
+  return wrapBoundKey(kek, boundIdentity(t, r, p), secret);
 }
 
 /**
@@ -104,10 +113,11 @@ export function unwrapRowSecret(
   kek: Uint8Array,
   t: { org: string; tenant: string },
   r: AsymmetricKeyRow,
+  p: PolicyRow,
 ): { secret: Uint8Array; legacy: boolean } {
   switch (wrappedTypeOf(r.wrapped)) {
     case WrappedType.boundTenantKey:
-      return { secret: unwrapBoundKey(kek, boundIdentity(t, r), r.wrapped), legacy: false };
+      return { secret: unwrapBoundKey(kek, boundIdentity(t, r, p), r.wrapped), legacy: false };
     case WrappedType.tenantKey: {
       const id = {
         org: t.org,
@@ -131,11 +141,12 @@ export function unwrapRowSecret(
 export function rewrapRowUnderTek(
   t: { org: string; tenant: string },
   r: AsymmetricKeyRow,
+  p: PolicyRow,
   oldTek: Uint8Array,
   newTek: Uint8Array,
   next: number,
 ): { keyId: string; version: number; tekVersion: number; wrapped: Uint8Array } {
-  const { secret, legacy } = unwrapRowSecret(oldTek, t, r);
+  const { secret, legacy } = unwrapRowSecret(oldTek, t, r, p);
   try {
     const wrapped = legacy
       ? wrapTenantKey(
@@ -143,7 +154,7 @@ export function rewrapRowUnderTek(
           { org: t.org, tenant: t.tenant, keyId: r.keyId, keyVersion: r.version, tekVersion: next },
           secret,
         )
-      : wrapRowSecret(newTek, t, { ...r, tekVersion: next }, secret);
+      : wrapRowSecret(newTek, t, { ...r, tekVersion: next }, p, secret);
     return { keyId: r.keyId, version: r.version, tekVersion: next, wrapped };
   } finally {
     secret.fill(0);

@@ -47,7 +47,7 @@ export class AsymmetricKeyLoader {
           const kek = await rowKekCopy(this.#h, t, r);
           let secret: Uint8Array;
           try {
-            secret = unwrapRowSecret(kek, t, r).secret;
+            secret = unwrapRowSecret(kek, t, r, AsymmetricKeyStore.policy(this.#h.store(t), r.keyId)).secret;
           } finally {
             kek.fill(0);
           }

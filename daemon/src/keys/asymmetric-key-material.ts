@@ -245,11 +245,27 @@ export class LoadedKey {
   destroy(): void {
     this.#evicted = true;
     if (this.#pins === 0) this.#free();
+    else if (this.#freed === undefined) {
+      // Evicted while an operation still uses it: freed when that settles (see draining()).
+      this.#freed = new Promise<void>((r) => (this.#resolveFreed = r));
+      LoadedKey.#draining.add(this.#freed);
+      void this.#freed.then(() => LoadedKey.#draining.delete(this.#freed as Promise<void>));
+    }
   }
+
+  /** Keys evicted while in use, freed once their operation settles: a shred waits for them. */
+  static draining(): Promise<void> {
+    return Promise.all([...LoadedKey.#draining]).then(() => undefined);
+  }
+
+  static readonly #draining = new Set<Promise<void>>();
+  #freed: Promise<void> | undefined;
+  #resolveFreed: (() => void) | undefined;
 
   #free(): void {
     if (this.#destroyed) return;
     this.#destroyed = true;
+    this.#resolveFreed?.();
     this.seed?.destroy();
     for (const h of this.#handles.values()) h.destroy();
     this.#handles.clear();

@@ -90,16 +90,18 @@ export class AsymmetricKeyVersions {
    * NOT_FOUND), each checked against its wrapped private key first (KEY_INTEGRITY if edited).
    */
   async rows(t: TenantRow, keyId: string, customer: string): Promise<AsymmetricKeyRow[]> {
-    const { rows } = this.#rows.get(this.#h.store(t), asymmetricKeyId(keyId));
+    const { rows, policy } = this.#rows.get(this.#h.store(t), asymmetricKeyId(keyId));
     if (rows.length === 0 || (rows[0] as AsymmetricKeyRow).customer !== customer)
       throw new KbError('NOT_FOUND', 'key');
-    await this.#verifier.verify(t, rows);
+    await this.#verifier.verify(t, rows, policy);
     return [...rows];
   }
 
-  /** Check rows read directly from the store (JWKS, listings) before they are used. */
-  verifyRows(t: TenantRow, rows: readonly AsymmetricKeyRow[]): Promise<void> {
-    return this.#verifier.verify(t, rows);
+  /** Check rows read directly from the store (JWKS, listings), each with its key's policy, before use. */
+  async verifyRows(t: TenantRow, rows: readonly AsymmetricKeyRow[]): Promise<void> {
+    const byKey = new Map<string, AsymmetricKeyRow[]>();
+    for (const r of rows) byKey.set(r.keyId, [...(byKey.get(r.keyId) ?? []), r]);
+    for (const [keyId, list] of byKey) await this.#verifier.verify(t, list, this.policy(t, keyId));
   }
 
   policy(t: TenantRow, keyId: string): PolicyRow {
@@ -250,9 +252,15 @@ export class AsymmetricKeyVersions {
           createdAt: this.#h.d.now().toISOString(),
           meta: g.hsmLabel !== undefined ? { hsmLabel: g.hsmLabel } : {},
         };
-        // 0x13: the public key and metadata are bound to the wrapped private key (review M5).
-        const wrapped = wrapRowSecret(kek, t, row, g.secret.expose());
         const s = this.#h.store(this.owner(ref).t);
+        // 0x13: the public key, metadata and key policy are bound to the wrapped private key (M5).
+        const wrapped = wrapRowSecret(
+          kek,
+          t,
+          row,
+          policy ?? AsymmetricKeyStore.policy(s, keyId),
+          g.secret.expose(),
+        );
         s.tx(() => {
           AsymmetricKeyStore.insert(s, { ...row, wrapped });
           if (policy !== undefined) AsymmetricKeyStore.setPolicy(s, keyId, policy);
@@ -278,9 +286,11 @@ export class AsymmetricKeyVersions {
       const { t, customer } = this.owner(ref);
       const rows = await this.rows(t, keyId, customer);
       const primary = (rows[rows.length - 1] as AsymmetricKeyRow).version;
-      const merged = mergePolicy(this.policy(t, keyId), policy as Partial<KeyPolicy>, primary);
-      AsymmetricKeyStore.setPolicy(this.#h.store(t), asymmetricKeyId(keyId), merged);
-      return this.info(t, rows);
+      const current = this.policy(t, keyId);
+      const merged = mergePolicy(current, policy as Partial<KeyPolicy>, primary);
+      // Every version is bound to the policy: sealed again with it, in one transaction.
+      await this.#verifier.rebindPolicy(t, rows, current, merged);
+      return this.info(t, await this.rows(t, keyId, customer));
     });
   }
 
@@ -299,7 +309,7 @@ export class AsymmetricKeyVersions {
         throw new KbError('FAILED_PRECONDITION', 'the primary version cannot be disabled; rotate first');
       const state = enabled ? 'enabled' : 'disabled';
       // The state is part of the row's binding: the wrap is sealed again with it.
-      if (r.state !== state) await this.#verifier.rebindState(t, r, state);
+      if (r.state !== state) await this.#verifier.rebindState(t, r, this.policy(t, keyId), state);
       if (!enabled) this.#evict(t, r.keyId, version);
       return this.info(t, await this.rows(t, keyId, customer));
     });
@@ -309,7 +319,7 @@ export class AsymmetricKeyVersions {
     const { t, customer } = this.owner(ref);
     const byId = new Map<string, AsymmetricKeyRow[]>();
     const mine = AsymmetricKeyStore.all(this.#h.store(t)).filter((r) => r.customer === customer);
-    await this.#verifier.verify(t, mine);
+    await this.verifyRows(t, mine);
     for (const r of mine) {
       const list = byId.get(r.keyId) ?? [];
       list.push(r);

@@ -17,7 +17,7 @@ import { DEFAULT_ASYMMETRIC_KEY_LIMITS, type AsymmetricKeyLimits } from './asymm
 import { AsymmetricKeyLoader } from './asymmetric-key-loader.ts';
 import { AsymmetricKeyUsage } from './asymmetric-key-usage.ts';
 import { AsymmetricKeyVersions, customerShredKey } from './asymmetric-key-versions.ts';
-import type { AsymmetricRuntime } from './asymmetric-key-material.ts';
+import { LoadedKey, type AsymmetricRuntime } from './asymmetric-key-material.ts';
 import {
   boxKem,
   decapsulateManyWith,
@@ -365,7 +365,10 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
       const e = this.#customerKeys.take(ref.org, ref.tenant, customer);
       if (e !== undefined) this.#dropLoaded(e);
     }
-    // Evictions were posted to the workers as keys were freed; this round trip waits for them.
+    // Keys evicted while an operation used them are freed when it settles (bounded: operations
+    // are CPU-bound and short); their worker evictions are posted then. Then one round trip to
+    // every worker waits for all evictions posted so far.
+    await Promise.race([LoadedKey.draining(), new Promise((r) => setTimeout(r, 10_000).unref())]);
     await this.#rt.pool?.evictKeys([]);
   }
 

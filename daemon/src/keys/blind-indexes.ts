@@ -112,7 +112,7 @@ export function blindIndexToken(
   value: Uint8Array,
 ): Uint8Array {
   const input = normalizeIndexInput(value, v.normalization);
-  return new Uint8Array(createHmac('sha256', key).update(input).digest().subarray(0, v.outputBytes));
+  return createHmac('sha256', key).update(input).digest().subarray(0, v.outputBytes);
 }
 
 function checkParams(p: BlindIndexParams): number {
@@ -121,10 +121,16 @@ function checkParams(p: BlindIndexParams): number {
   return normalizationBits(p.normalization);
 }
 
-/** A call's derived keys and definitions, shared by a batch's items. */
-interface CallMemo {
-  readonly keys: Map<string, KeyObject>;
-  readonly versions: Map<string, readonly BlindIndexVersionRow[]>;
+/** What a call needs for the items of one (index, customer, versions): the keys, newest first. */
+interface Plan {
+  readonly customer: string;
+  readonly keys: readonly { readonly v: BlindIndexVersionRow; readonly key: KeyObject }[];
+}
+
+/** The plan an item shares with others of its call; undefined for names the plan would refuse. */
+function planKey(q: BlindIndexQuery): string | undefined {
+  if (typeof q.index !== 'string') return undefined;
+  return `${q.index}\u0000${q.customer ?? ''}\u0000${q.allSearchable ? 1 : 0}`;
 }
 
 export class BlindIndexes {
@@ -224,66 +230,105 @@ export class BlindIndexes {
 
   // --- data plane ---
   compute(ref: TenantRef, q: BlindIndexQuery): Promise<BlindIndexToken[]> {
-    return this.#guard(ref, () => this.#compute(ref, q, { keys: new Map(), versions: new Map() }));
+    return this.#guard(ref, async () => {
+      const plans = new Map<string, Promise<Plan>>();
+      const out = this.#tokens(await this.#planOf(ref, q, plans), q.value);
+      this.#stillThere(ref, plans);
+      return out;
+    });
   }
 
-  /** Per-item user errors (unknown index, bad value); anything else fails the call. */
+  /**
+   * Per-item user errors (unknown index, bad value); anything else fails the call. Items of one
+   * (index, customer, versions) share one plan: one definition read and one key derivation per
+   * version, so an item costs its normalization and HMAC (no await once its plan is made).
+   */
   computeBatch(ref: TenantRef, qs: readonly BlindIndexQuery[]): Promise<ItemResult<BlindIndexToken[]>[]> {
     return this.#guard(ref, async () => {
-      const memo: CallMemo = { keys: new Map(), versions: new Map() };
+      const plans = new Map<string, Promise<Plan>>();
       const out: ItemResult<BlindIndexToken[]>[] = [];
       for (const q of qs) {
         try {
-          out.push({ ok: true, value: await this.#compute(ref, q, memo) });
+          const key = planKey(q);
+          const made = key === undefined ? undefined : plans.get(key);
+          // A settled plan is reused synchronously; a new one is made (and awaited) once.
+          const plan =
+            made !== undefined && this.#settled.has(made)
+              ? this.#settled.get(made)
+              : await this.#planOf(ref, q, plans);
+          out.push({ ok: true, value: this.#tokens(plan as Plan, q.value) });
         } catch (err) {
           const e = toKbError(err);
           if (!e.isUserError) throw e;
           out.push({ ok: false, error: e });
         }
       }
+      this.#stillThere(ref, plans);
       return out;
     });
   }
 
-  async #compute(ref: TenantRef, q: BlindIndexQuery, memo: CallMemo): Promise<BlindIndexToken[]> {
+  /** Settled plans by their promise (weak: they go with the call's map). */
+  readonly #settled = new WeakMap<Promise<Plan>, Plan>();
+
+  /** The plan of `q`'s (index, customer, versions), made once per call. */
+  #planOf(ref: TenantRef, q: BlindIndexQuery, plans: Map<string, Promise<Plan>>): Promise<Plan> {
+    const key = planKey(q);
+    if (key === undefined) return Promise.reject(new KbError('INVALID_ARGUMENT', 'bad index or customer'));
+    let p = plans.get(key);
+    if (p === undefined) {
+      const made = this.#makePlan(ref, q);
+      p = made;
+      plans.set(key, made);
+      made.then(
+        (plan) => this.#settled.set(made, plan),
+        () => undefined,
+      );
+    }
+    return p;
+  }
+
+  async #makePlan(ref: TenantRef, q: BlindIndexQuery): Promise<Plan> {
     const name = blindIndexName(q.index);
-    if (!(q.value instanceof Uint8Array) || q.value.length > MAX_INDEX_VALUE_BYTES)
-      throw new KbError('TOO_LARGE', `value over ${MAX_INDEX_VALUE_BYTES} bytes`);
     const customer = q.customer ?? DEFAULT_CUSTOMER;
     const t = this.#servingTenant(ref);
     const c = this.#h.customerRow(t, customer);
     if (!c || c.state !== 'active') throw new KbError('NOT_FOUND', 'customer');
     if (!c.enabled) throw new KbError('DISABLED', 'customer');
     const s = this.#h.store(t);
-    let versions = memo.versions.get(name);
-    if (versions === undefined) {
-      const idx = getBlindIndex(s, name);
-      if (!idx) throw new KbError('NOT_FOUND', 'blind index');
-      // Newest first: the primary's token is always tokens[0].
-      versions = listBlindIndexVersions(s, name)
-        .filter((v) => v.version >= idx.minVersion && v.version <= idx.primaryVersion)
-        .reverse();
-      memo.versions.set(name, versions);
+    const idx = getBlindIndex(s, name);
+    if (!idx) throw new KbError('NOT_FOUND', 'blind index');
+    // Newest first: the primary's token is always tokens[0].
+    const searchable = listBlindIndexVersions(s, name)
+      .filter((v) => v.version >= idx.minVersion && v.version <= idx.primaryVersion)
+      .reverse();
+    const versions = q.allSearchable ? searchable : searchable.slice(0, 1);
+    const keys: { v: BlindIndexVersionRow; key: KeyObject }[] = [];
+    for (const v of versions) {
+      const cekVersion = pinBlindIndexCek(s, name, v.version, customer, c.primaryCek);
+      // As for data under it: a disabled CEK version refuses the tokens derived from it.
+      if (this.#h.disabledCeks(t, customer).has(cekVersion)) throw new KbError('DISABLED', 'key version');
+      const info = blindIndexKeyInfo(t.org, t.tenant, customer, cekVersion, name, v);
+      keys.push({ v, key: await cekSubkey(this.#h, t, customer, cekVersion, info) });
     }
-    const wanted = q.allSearchable ? versions : versions.slice(0, 1);
-    const out: BlindIndexToken[] = [];
-    for (const v of wanted) {
-      const memoKey = `${customer}\u0000${name}\u0000${v.version}`;
-      let key = memo.keys.get(memoKey);
-      if (key === undefined) {
-        const cekVersion = pinBlindIndexCek(s, name, v.version, customer, c.primaryCek);
-        // As for data under it: a disabled CEK version refuses the tokens derived from it.
-        if (this.#h.disabledCeks(t, customer).has(cekVersion)) throw new KbError('DISABLED', 'key version');
-        const info = blindIndexKeyInfo(t.org, t.tenant, customer, cekVersion, name, v);
-        key = await cekSubkey(this.#h, t, customer, cekVersion, info);
-        memo.keys.set(memoKey, key);
-      }
-      out.push({ version: v.version, token: blindIndexToken(key, v, q.value) });
+    return { customer, keys };
+  }
+
+  #tokens(plan: Plan, value: Uint8Array): BlindIndexToken[] {
+    if (!(value instanceof Uint8Array) || value.length > MAX_INDEX_VALUE_BYTES)
+      throw new KbError('TOO_LARGE', `value over ${MAX_INDEX_VALUE_BYTES} bytes`);
+    return plan.keys.map(({ v, key }) => ({ version: v.version, token: blindIndexToken(key, v, value) }));
+  }
+
+  /** A customer or tenant shredded while this ran must not get tokens. */
+  #stillThere(ref: TenantRef, plans: Map<string, Promise<Plan>>): void {
+    const t = this.#h.activeTenant(ref.org, ref.tenant);
+    for (const p of plans.values()) {
+      const plan = this.#settled.get(p);
+      if (plan === undefined) continue;
+      const c = this.#h.customerRow(t, plan.customer);
+      if (!c || c.state !== 'active') throw new KbError('NOT_FOUND', 'customer');
     }
-    // A customer or tenant shredded while this ran must not get tokens.
-    const still = this.#h.customerRow(this.#h.activeTenant(ref.org, ref.tenant), customer);
-    if (!still || still.state !== 'active') throw new KbError('NOT_FOUND', 'customer');
-    return out;
   }
 
   #store(ref: TenantRef): TenantStore {

@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { decryptionFailed, KbError } from '../errors.ts';
 import type { Hsm, HsmKeyRef } from '../hsm/hsm.ts';
+import type { PolicyRow } from '../store/registry-rows.ts';
 import type { OrgRow, RegistryStore, TenantRow } from '../store/registry-store.ts';
 import { StaleOekError } from '../store/registry-store.ts';
 import type { CustomerRow } from '../store/tenant-store.ts';
@@ -276,6 +277,8 @@ export class Hierarchy {
     const ceks = store.listAllCeks();
     // Customer keys are wrapped under a CEK, not the TEK: a TEK rotation does not touch them.
     const keys = AsymmetricKeyStore.all(store).filter((r) => r.customer === '');
+    // Read now: the rows are bound to their key's policy, and the handle may close while we await.
+    const policies = new Map(keys.map((r) => [r.keyId, AsymmetricKeyStore.policy(store, r.keyId)]));
     const newTek = await this.tekCopy(t.org, t.tenant, next);
     try {
       const cekOut = [];
@@ -296,7 +299,7 @@ export class Hierarchy {
       for (const r of keys) {
         const oldTek = await this.tekCopy(t.org, t.tenant, r.tekVersion);
         try {
-          keyOut.push(rewrapRowUnderTek(t, r, oldTek, newTek, next));
+          keyOut.push(rewrapRowUnderTek(t, r, policies.get(r.keyId) as PolicyRow, oldTek, newTek, next));
         } finally {
           oldTek.fill(0);
         }

@@ -1,7 +1,8 @@
 /**
  * The open data-plane streams (EncryptStream/DecryptStream), by tenant and customer, so a shred
  * can abort them before its receipt is signed: an aborted stream zeroes its derived key and
- * refuses every later chunk. A stream leaves the set when it finishes, fails or is aborted.
+ * refuses every later chunk. A stream leaves the set when it finishes, fails or is aborted; one
+ * its caller abandons is held only weakly, so it never keeps the stream (or its key) alive.
  */
 import { KbError } from '../errors.ts';
 
@@ -11,24 +12,33 @@ export interface LiveStream {
   abort(): void;
 }
 
-/** A tracked stream's chunk wrapper (see LiveStreams.track). */
+/** A tracked stream's chunk wrapper (see LiveStreams.track); holds its entry alive. */
 export interface TrackedStream {
   run<R>(fn: () => R, last: boolean): R;
 }
 
 export class LiveStreams {
-  /** tenantKey -> its open streams. */
-  readonly #byTenant = new Map<string, Set<LiveStream>>();
+  /** tenantKey -> weak references to its open streams. */
+  readonly #byTenant = new Map<string, Set<WeakRef<LiveStream>>>();
+  /** Drops the reference of a stream its caller abandoned (collected without finishing). */
+  readonly #gone = new FinalizationRegistry<{ tenantKey: string; ref: WeakRef<LiveStream> }>((h) =>
+    this.#remove(h.tenantKey, h.ref),
+  );
 
-  /** Register an open stream of `tenantKey`; the returned function removes it. */
+  /** Register an open stream of `tenantKey` (held weakly); the returned function removes it. */
   add(tenantKey: string, s: LiveStream): () => void {
     let set = this.#byTenant.get(tenantKey);
     if (set === undefined) {
       set = new Set();
       this.#byTenant.set(tenantKey, set);
     }
-    set.add(s);
-    return () => this.#remove(tenantKey, s);
+    const ref = new WeakRef(s);
+    set.add(ref);
+    this.#gone.register(s, { tenantKey, ref }, ref);
+    return () => {
+      this.#gone.unregister(ref);
+      this.#remove(tenantKey, ref);
+    };
   }
 
   /**
@@ -37,16 +47,18 @@ export class LiveStreams {
    */
   track(tenantKey: string, customer: string, abort: () => void): TrackedStream {
     let aborted = false;
-    const remove = this.add(tenantKey, {
+    const entry: LiveStream = {
       customer,
       abort: () => {
         aborted = true;
         abort();
       },
-    });
+    };
+    const remove = this.add(tenantKey, entry);
     return {
       run: <R>(fn: () => R, last: boolean): R => {
-        if (aborted) throw new KbError('NOT_FOUND', 'tenant or customer');
+        // `entry` is referenced here, so the set's weak reference lives as long as the stream.
+        if (aborted || entry.customer !== customer) throw new KbError('NOT_FOUND', 'tenant or customer');
         try {
           const r = fn();
           if (last) remove();
@@ -64,9 +76,12 @@ export class LiveStreams {
     const set = this.#byTenant.get(tenantKey);
     if (set === undefined) return 0;
     let n = 0;
-    for (const s of [...set]) {
-      if (customer !== undefined && s.customer !== customer) continue;
-      set.delete(s);
+    for (const ref of [...set]) {
+      const s = ref.deref();
+      if (s !== undefined && customer !== undefined && s.customer !== customer) continue;
+      set.delete(ref);
+      if (s === undefined) continue;
+      this.#gone.unregister(ref);
       s.abort();
       n++;
     }
@@ -74,17 +89,17 @@ export class LiveStreams {
     return n;
   }
 
-  /** Open streams in all (for tests and metrics). */
+  /** Streams registered and not yet collected (for tests and metrics). */
   get size(): number {
     let n = 0;
-    for (const set of this.#byTenant.values()) n += set.size;
+    for (const set of this.#byTenant.values()) for (const ref of set) if (ref.deref() !== undefined) n++;
     return n;
   }
 
-  #remove(tenantKey: string, s: LiveStream): void {
+  #remove(tenantKey: string, ref: WeakRef<LiveStream>): void {
     const set = this.#byTenant.get(tenantKey);
     if (set === undefined) return;
-    set.delete(s);
+    set.delete(ref);
     if (set.size === 0) this.#byTenant.delete(tenantKey);
   }
 }

@@ -51,14 +51,22 @@ export class ShredIntentRunner {
     customer: string | null,
     opts: ShredOptions,
   ): Promise<ShredReceipt> {
-    const id = this.#intents.insert({
-      kind,
-      org: ref.org,
-      tenant: ref.tenant,
-      customer,
-      approvalId: opts.approvalId ?? null,
-      requestedAt: this.#h.d.now().toISOString(),
-    });
+    // A destroy of this target that is recorded and unfinished (e.g. it failed half-way): join it.
+    const same = this.#intents
+      .listPending()
+      .find(
+        (i) => i.kind === kind && i.org === ref.org && i.tenant === ref.tenant && i.customer === customer,
+      );
+    const id =
+      same?.id ??
+      this.#intents.insert({
+        kind,
+        org: ref.org,
+        tenant: ref.tenant,
+        customer,
+        approvalId: opts.approvalId ?? null,
+        requestedAt: this.#h.d.now().toISOString(),
+      });
     this.#h.markShredPending(ref.org, ref.tenant, customer);
     const r = await this.#runOnce(this.#intents.get(id) as ShredIntentRow);
     if (r === undefined) throw new KbError('NOT_FOUND', kind);
@@ -100,6 +108,8 @@ export class ShredIntentRunner {
         this.#asym?.afterCustomerShred(ref, customer);
       }
     } finally {
+      // Still pending with its target gone: another destroy of the same target shredded it.
+      if (this.#intents.get(i.id)?.state === 'pending' && !this.#targetActive(i)) this.#intents.abandon(i.id);
       if (this.#intents.get(i.id)?.state !== 'pending')
         this.#h.clearShredPending(i.org, i.tenant, i.customer);
     }

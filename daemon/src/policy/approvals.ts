@@ -15,12 +15,14 @@ import { highestRole } from './admin-roles.ts';
 import type { CallerIdentity, Role } from './authorizer.ts';
 
 /** Operations that need a second admin. */
-export type ApprovalOp = 'destroy-tenant' | 'destroy-customer' | 'rotate-oek' | 'change-policy';
+export type ApprovalOp =
+  'destroy-tenant' | 'destroy-customer' | 'rotate-oek' | 'change-policy' | 'issue-admin-certificate';
 export const APPROVAL_OPS: readonly ApprovalOp[] = [
   'destroy-tenant',
   'destroy-customer',
   'rotate-oek',
   'change-policy',
+  'issue-admin-certificate',
 ];
 
 /** What an approval is for; execution must present exactly the same target. */
@@ -28,7 +30,10 @@ export interface ApprovalTarget {
   readonly org: string;
   readonly tenant?: string;
   readonly customer?: string;
-  /** For change-policy: SHA-256 (hex) of the new policy text, so the approved text is the one applied. */
+  /**
+   * SHA-256 (hex) of what exactly is approved: the new policy text (change-policy), the CSR PEM
+   * (issue-admin-certificate).
+   */
   readonly payloadDigest?: string;
 }
 
@@ -100,7 +105,7 @@ interface Row {
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS approvals (
   id TEXT PRIMARY KEY,
-  op TEXT NOT NULL CHECK (op IN ('destroy-tenant','destroy-customer','rotate-oek','change-policy')),
+  op TEXT NOT NULL CHECK (op IN ('destroy-tenant','destroy-customer','rotate-oek','change-policy','issue-admin-certificate')),
   org TEXT NOT NULL, tenant TEXT, customer TEXT, payload_digest TEXT,
   requester TEXT NOT NULL,
   requested_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,
@@ -111,6 +116,25 @@ CREATE INDEX IF NOT EXISTS approvals_org_status ON approvals (org, status);
 CREATE INDEX IF NOT EXISTS approvals_org_requested ON approvals (org, requested_at);
 CREATE INDEX IF NOT EXISTS approvals_expires ON approvals (expires_at);
 `;
+
+/**
+ * A file made before 'issue-admin-certificate' existed has the narrower CHECK on `op`: SQLite
+ * cannot alter a CHECK, so the table is copied into the current shape once, in one transaction.
+ */
+function widenOpCheck(db: Database.Database): void {
+  const row = db
+    .prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'approvals'")
+    .get() as { sql: string } | undefined;
+  if (row === undefined || row.sql.includes("'issue-admin-certificate'")) return;
+  db.transaction(() => {
+    db.exec('ALTER TABLE approvals RENAME TO approvals_old');
+    for (const idx of ['approvals_org_status', 'approvals_org_requested', 'approvals_expires'])
+      db.exec(`DROP INDEX IF EXISTS ${idx}`);
+    db.exec(SCHEMA);
+    db.exec('INSERT INTO approvals SELECT * FROM approvals_old');
+    db.exec('DROP TABLE approvals_old');
+  })();
+}
 
 function fromRow(r: Row): Approval {
   return {
@@ -165,6 +189,7 @@ export class ApprovalStore {
     // Several broker processes (serve --workers) share this file: wait for a writer, do not fail.
     this.#db.pragma('busy_timeout = 5000');
     this.#db.exec(SCHEMA);
+    widenOpCheck(this.#db);
     this.prune();
   }
 
@@ -188,8 +213,11 @@ export class ApprovalStore {
     const rpc = `${RPC}RequestApproval`;
     if (!APPROVAL_OPS.includes(op)) throw new KbError('INVALID_ARGUMENT', 'unknown approval operation');
     await this.#requireAdmin(who, target.org, rpc, requestId, op);
-    if (op === 'change-policy' && !/^[0-9a-f]{64}$/.test(target.payloadDigest ?? '')) {
-      throw new KbError('INVALID_ARGUMENT', 'change-policy needs payloadDigest (SHA-256 hex of the policy)');
+    if (
+      (op === 'change-policy' || op === 'issue-admin-certificate') &&
+      !/^[0-9a-f]{64}$/.test(target.payloadDigest ?? '')
+    ) {
+      throw new KbError('INVALID_ARGUMENT', `${op} needs payloadDigest (SHA-256 hex of the policy or CSR)`);
     }
     this.prune();
     const now = this.#now();

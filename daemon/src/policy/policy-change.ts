@@ -47,7 +47,8 @@ export async function applyApprovedPolicy(c: PolicyChange): Promise<PolicySwap &
   );
   try {
     c.persist?.(c.text);
-    const swap = c.section === undefined ? c.store.replace(c.text) : c.store.replaceSection(c.section, c.text);
+    const swap =
+      c.section === undefined ? c.store.replace(c.text) : c.store.replaceSection(c.section, c.text);
     return { ...swap, step };
   } catch (err) {
     // Not applied (the file could not be written): the approval can be used again.

@@ -70,6 +70,25 @@ CREATE TABLE shred_intents (
 CREATE INDEX shred_intents_by_approval ON shred_intents (approval_id);
 `,
   },
+  {
+    // The audit log's pinned head (audit/audit-head.ts): the last signed checkpoint, kept apart
+    // from the log so a cut or forged tail is found at the next open.
+    version: 3,
+    sql: `
+CREATE TABLE audit_head (
+  id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('running','stopped','reset')), updated_at TEXT NOT NULL);
+`,
+  },
+  {
+    // serve --workers: each worker's audit chain (audit-w1.log, ...) has its own pinned head.
+    version: 4,
+    sql: `
+CREATE TABLE audit_chain_heads (
+  chain TEXT PRIMARY KEY, seq INTEGER NOT NULL, hash TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('running','stopped','reset')), updated_at TEXT NOT NULL);
+`,
+  },
 ];
 
 /** Thrown inside a transaction when the OEK a TEK was wrapped under is no longer the primary. */
