@@ -18,6 +18,8 @@ import { workerAuditPath, workerCount } from '../../daemon/src/cluster/worker-co
 import { DEFAULT_CONFIG } from '../../daemon/src/config/config-schema.ts';
 import type { Config } from '../../daemon/src/config/config-schema.ts';
 import { KbError } from '../../daemon/src/errors.ts';
+import { RegistryAuditHead } from '../../daemon/src/store/registry-audit-head.ts';
+import { RegistryStore } from '../../daemon/src/store/registry-store.ts';
 
 test('workerCount: auto is the cores, integers 1..1024, anything else refused', () => {
   const cases: [string | number, number | 'throws'][] = [
@@ -210,6 +212,33 @@ test('auditChainFiles: the single-process chain and every worker chain, in worke
       ['audit.log', 'audit-w1.log', 'audit-w2.log', 'audit-w10.log'],
     );
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('RegistryAuditHead: the single log and each worker chain keep their own pinned head', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kb-heads-'));
+  const reg = RegistryStore.open(join(dir, 'registry.db'));
+  try {
+    const single = new RegistryAuditHead(reg);
+    const w1 = new RegistryAuditHead(reg, 'w1');
+    const w2 = new RegistryAuditHead(reg, 'w2');
+    const heads = [
+      [single, { seq: 10, hash: 'a'.repeat(64), state: 'running' }],
+      [w1, { seq: 20, hash: 'b'.repeat(64), state: 'stopped' }],
+      [w2, { seq: 30, hash: 'c'.repeat(64), state: 'running' }],
+    ] as const;
+    for (const [h] of heads) assert.equal(h.load(), undefined, 'nothing pinned yet');
+    for (const [h, v] of heads) h.save(v);
+    for (const [h, v] of heads) assert.deepEqual(h.load(), v, 'each reads back its own head');
+    w2.save({ seq: 31, hash: 'd'.repeat(64), state: 'stopped' });
+    assert.deepEqual(w1.load(), heads[1][1], 'w2 moving does not move w1');
+    assert.deepEqual(single.load(), heads[0][1], 'nor the single log');
+    assert.equal(w1.reset()?.seq, 20);
+    assert.equal(w1.load()?.state, 'reset');
+    assert.equal(w2.load()?.state, 'stopped', 'a reset is per chain');
+  } finally {
+    reg.close();
     rmSync(dir, { recursive: true, force: true });
   }
 });
