@@ -5,15 +5,10 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import { exportCheckpoints, parseCheckpointExport, queryAudit, tailAudit } from '../audit/audit-reader.ts';
+import { keyIdOf } from '../audit/checkpoint.ts';
 import type { AuditQuery } from '../audit/audit-reader.ts';
 import type { AuditEntry } from '../audit/audit-record.ts';
-import { verifyAuditFile } from '../audit/audit-verifier.ts';
 import type { VerifyOptions, VerifyReport } from '../audit/audit-verifier.ts';
-import { mergedTimeline, verifyAuditChains } from '../audit/audit-chains.ts';
-import { keyIdOf } from '../audit/checkpoint.ts';
-import { RegistryAuditHead } from '../store/registry-audit-head.ts';
-import { RegistryStore } from '../store/registry-store.ts';
 
 const RESULTS = ['ok', 'denied', 'error', 'intent'] as const;
 
@@ -127,7 +122,9 @@ const verify: CommandModule = {
     const where = args.file ?? join(args.dir as string, 'audit.log');
     const pinned = pinnedKeys(where, args.publicKey ?? [], args.keyFingerprint ?? []);
     const anchors = args.checkpoints
-      ? parseCheckpointExport(readFileSync(args.checkpoints, 'utf8')).checkpoints
+      ? (await import('../audit/audit-reader.ts')).parseCheckpointExport(
+          readFileSync(args.checkpoints, 'utf8'),
+        ).checkpoints
       : [];
     if (args.dir !== undefined) {
       for (const w of pinned.warnings) process.stdout.write(`warning: ${w}\n`);
@@ -135,7 +132,9 @@ const verify: CommandModule = {
       await verifyDir(args.dir, opts, args.json, args.timeline);
       return;
     }
-    const r0 = await verifyAuditFile(args.file as string, {
+    const r0 = await (
+      await import('../audit/audit-verifier.ts')
+    ).verifyAuditFile(args.file as string, {
       publicKeys: pinned.keys,
       anchors,
       requireSignedTail: !args.allowUnsignedTail,
@@ -169,6 +168,8 @@ const verify: CommandModule = {
 
 /** Every chain of a folder: one line per chain, exit 1 if any fails or none is found. */
 async function verifyDir(dir: string, opts: VerifyOptions, json: boolean, timeline: boolean): Promise<void> {
+  // Loaded here, like the other subcommands' modules: `audit --help` needs none of them.
+  const { mergedTimeline, verifyAuditChains } = await import('../audit/audit-chains.ts');
   const chains = await verifyAuditChains(dir, opts);
   const line = (file: string, r: VerifyReport) =>
     r.ok
@@ -193,7 +194,7 @@ const tail: CommandModule = {
     const args = a as unknown as { file: string; n: number };
     if (!Number.isInteger(args.n) || args.n < 1 || args.n > 1_000_000)
       throw new Error('-n must be in [1, 1000000]');
-    for (const e of await tailAudit(args.file, args.n))
+    for (const e of await (await import('../audit/audit-reader.ts')).tailAudit(args.file, args.n))
       process.stdout.write(`${JSON.stringify(printable(e))}\n`);
   },
 };
@@ -220,7 +221,7 @@ const query: CommandModule = {
     if (typeof args.result === 'string') q.result = args.result as (typeof RESULTS)[number];
     if (typeof args.since === 'string') q.sinceMs = parseSince(args.since);
     if (typeof args.limit === 'number') q.limit = args.limit;
-    for (const e of await queryAudit(String(args.file), q))
+    for (const e of await (await import('../audit/audit-reader.ts')).queryAudit(String(args.file), q))
       process.stdout.write(`${JSON.stringify(printable(e))}\n`);
   },
 };
@@ -231,7 +232,7 @@ const exportCmd: CommandModule = {
   builder: (y) => withFile(y).option('out', { type: 'string', describe: 'output file (default stdout)' }),
   handler: async (a) => {
     const args = a as unknown as { file: string; out?: string };
-    const text = `${JSON.stringify(await exportCheckpoints(args.file), null, 2)}\n`;
+    const text = `${JSON.stringify(await (await import('../audit/audit-reader.ts')).exportCheckpoints(args.file), null, 2)}\n`;
     if (args.out) writeFileSync(args.out, text, { mode: 0o644 });
     else process.stdout.write(text);
   },
@@ -252,13 +253,18 @@ const resetHead: CommandModule = {
         type: 'string',
         describe: 'the chain of one worker of serve --workers (w1, w2, ...: audit-w1.log, ...)',
       }),
-  handler: (a) => {
+  handler: async (a) => {
     const args = a as unknown as { dataDir: string; chain?: string };
     if (args.chain !== undefined && !/^w[1-9][0-9]{0,3}$/.test(args.chain))
       throw new Error(`--chain: expected w1, w2, ..., got ${args.chain}`);
-    const registry = RegistryStore.open(join(args.dataDir, 'registry.db'));
+    const registry = (await import('../store/registry-store.ts')).RegistryStore.open(
+      join(args.dataDir, 'registry.db'),
+    );
     try {
-      const was = new RegistryAuditHead(registry, args.chain).reset();
+      const was = new (await import('../store/registry-audit-head.ts')).RegistryAuditHead(
+        registry,
+        args.chain,
+      ).reset();
       process.stdout.write(
         was === undefined
           ? 'no pinned audit head: nothing to reset\n'

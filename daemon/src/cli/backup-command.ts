@@ -5,8 +5,6 @@
  * epoch). No HSM access and no PIN needed; the backup holds neither. Prints the manifest summary.
  */
 import type { CommandModule } from 'yargs';
-import { loadConfig } from '../config/load-config.ts';
-import { backupDataDir } from '../store/online-backup.ts';
 
 interface Args {
   config: string;
@@ -25,8 +23,10 @@ export const backupCommand: CommandModule<object, Args> = {
       })
       .option('out', { type: 'string', demandOption: true, describe: 'new or empty backup directory' }),
   handler: async (a) => {
-    const cfg = loadConfig(a.config);
-    const m = await backupDataDir({
+    const cfg = (await import('../config/load-config.ts')).loadConfig(a.config);
+    const m = await (
+      await import('../store/online-backup.ts')
+    ).backupDataDir({
       dataDir: cfg.dataDir,
       outDir: a.out,
       hsm: { profile: cfg.hsm.profile, tokenLabel: cfg.hsm.tokenLabel },

@@ -8,10 +8,9 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { Argv, CommandModule } from 'yargs';
-import { CLIENT_OPTIONS } from '../config/client-config.ts';
-import { makeKeyAndCsr } from '../tls/csr-builder.ts';
+import { CLIENT_OPTIONS } from '../config/client-options.ts';
 import type { CsrAlgorithm } from '../tls/csr-builder.ts';
-import { runClientCall } from './admin-command.ts';
+import { runClientCall } from './client-call.ts';
 
 type Args = Parameters<typeof runClientCall>[0] & Record<string, unknown>;
 
@@ -47,7 +46,9 @@ async function issueTo(a: Args, as: 'admin' | 'service', identity: string, certO
   const csrFile = typeof a['csr-file'] === 'string' ? a['csr-file'] : undefined;
   const made =
     csrFile === undefined
-      ? await makeKeyAndCsr(a.algorithm as CsrAlgorithm, identity === '' ? undefined : identity)
+      ? await (
+          await import('../tls/csr-builder.ts')
+        ).makeKeyAndCsr(a.algorithm as CsrAlgorithm, identity === '' ? undefined : identity)
       : { keyPem: undefined, csrPem: readFileSync(csrFile, 'utf8') };
   const hours = typeof a['lifetime-hours'] === 'number' ? a['lifetime-hours'] : 0;
   const r = await runClientCall(a, as, 'certificates', 'IssueCertificate', {
@@ -100,7 +101,9 @@ const csr: CommandModule<Args, Args> = {
         describe: 'the new key (0600)',
       }) as Argv<Args>,
   handler: async (a) => {
-    const { keyPem, csrPem } = await makeKeyAndCsr(a.algorithm as CsrAlgorithm, String(a.identity));
+    const { keyPem, csrPem } = await (
+      await import('../tls/csr-builder.ts')
+    ).makeKeyAndCsr(a.algorithm as CsrAlgorithm, String(a.identity));
     writeAtomically(String(a['key-out']), keyPem, 0o600);
     writeAtomically(String(a['csr-out']), csrPem, 0o644);
     print({ csr: a['csr-out'], key: a['key-out'] });

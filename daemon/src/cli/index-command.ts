@@ -5,9 +5,9 @@
  * as JSON (hex), newest version first. Definitions print as JSON.
  */
 import type { Argv, CommandModule } from 'yargs';
-import { CLIENT_OPTIONS } from '../config/client-config.ts';
-import { runClientCall } from './admin-command.ts';
-import { readInput } from './encrypt-command.ts';
+import { CLIENT_OPTIONS } from '../config/client-options.ts';
+import { runClientCall } from './client-call.ts';
+import { readInput } from './io.ts';
 
 interface Args extends Record<string, unknown> {
   'data-dir'?: string;

@@ -13,7 +13,6 @@ import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs
 import { basename, join, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { orgId, tenantId } from '../ids.ts';
-import { isInside } from '../hsm/token-layout.ts';
 import type { PkiAlgorithm } from '../tls/dev-pki.ts';
 
 const REPO_ROOT = resolve(import.meta.dirname, '../../..');
@@ -71,7 +70,10 @@ export async function initDataDir(a: Args): Promise<InitResult> {
   if (tenant === 'admin') throw new Error('--tenant: "admin" is reserved');
   // Outside the data dir, so a backup of the data dir never carries the root keys (H3).
   const tokenDir = resolve(a['token-dir'] ?? `${dir}-token`);
-  if (isInside(tokenDir, dir) || isInside(dir, tokenDir))
+  if (
+    (await import('../hsm/token-layout.ts')).isInside(tokenDir, dir) ||
+    (await import('../hsm/token-layout.ts')).isInside(dir, tokenDir)
+  )
     throw new Error(`--token-dir ${tokenDir} must lie outside the data dir ${dir} (and not contain it)`);
   // --force starts over: the old key store would not match a new token.
   if (a.force && existsSync(configFile)) {

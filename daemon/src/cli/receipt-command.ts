@@ -8,7 +8,6 @@
 import { readFileSync } from 'node:fs';
 import type { CommandModule } from 'yargs';
 import type { ShredReceipt } from '../keys/key-broker-api.ts';
-import { checkShredReceipt } from '../keys/receipt-verifier.ts';
 import type { TrustedReceiptKey } from '../keys/receipt-verifier.ts';
 
 interface Args {
@@ -38,12 +37,15 @@ const verifyCommand: CommandModule<object, Args> = {
           throw new Error('give exactly one of --key or --fingerprint (the pinned receipt key)');
         return true;
       }),
-  handler: (a) => {
+  handler: async (a) => {
     const trusted: TrustedReceiptKey =
       a.key !== undefined
         ? { publicKeyPem: readFileSync(a.key, 'utf8') }
         : { sha256: a.fingerprint as string };
-    const c = checkShredReceipt(readReceipt(a.receipt), trusted);
+    const c = (await import('../keys/receipt-verifier.ts')).checkShredReceipt(
+      readReceipt(a.receipt),
+      trusted,
+    );
     if (c.ok) {
       const body = JSON.parse(readReceipt(a.receipt).body) as Record<string, unknown>;
       process.stdout.write(

@@ -7,10 +7,6 @@
  * daemon stopped, then start the daemon on the restored dir.
  */
 import type { CommandModule } from 'yargs';
-import { loadConfig, readHsmPin } from '../config/load-config.ts';
-import { loadProfile } from '../hsm/hsm-profile.ts';
-import { Pkcs11Hsm } from '../hsm/pkcs11-hsm.ts';
-import { restoreBackup } from '../keys/restore-backup.ts';
 
 interface Args {
   dir: string;
@@ -31,19 +27,23 @@ export const restoreCommand: CommandModule<object, Args> = {
       })
       .option('target', { type: 'string', describe: "data dir to restore into (default: the config's)" }),
   handler: async (a) => {
-    const cfg = loadConfig(a.config);
+    const cfg = (await import('../config/load-config.ts')).loadConfig(a.config);
     const h = cfg.hsm;
     if (h.softhsmConf !== '') process.env.SOFTHSM2_CONF = h.softhsmConf;
-    let profile = loadProfile(h.profile);
+    let profile = (await import('../hsm/hsm-profile.ts')).loadProfile(h.profile);
     if (h.module !== '') profile = { ...profile, module: { ...profile.module, paths: [h.module] } };
-    const hsm = await Pkcs11Hsm.open({
+    const hsm = await (
+      await import('../hsm/pkcs11-hsm.ts')
+    ).Pkcs11Hsm.open({
       profile,
-      pin: readHsmPin(cfg),
+      pin: (await import('../config/load-config.ts')).readHsmPin(cfg),
       tokenLabel: h.tokenLabel,
       probeIntervalMs: 0,
     });
     try {
-      const r = await restoreBackup({
+      const r = await (
+        await import('../keys/restore-backup.ts')
+      ).restoreBackup({
         backupDir: a.dir,
         dataDir: a.target ?? cfg.dataDir,
         hsm,

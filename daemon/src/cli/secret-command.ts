@@ -6,9 +6,9 @@
  * the other commands print JSON metadata.
  */
 import type { Argv, CommandModule } from 'yargs';
-import { CLIENT_OPTIONS } from '../config/client-config.ts';
-import { runClientCall } from './admin-command.ts';
-import { readInput, writeOutput } from './encrypt-command.ts';
+import { CLIENT_OPTIONS } from '../config/client-options.ts';
+import { runClientCall } from './client-call.ts';
+import { readInput, writeOutput } from './io.ts';
 
 interface Args extends Record<string, unknown> {
   'data-dir'?: string;

@@ -112,7 +112,8 @@ export function blindIndexToken(
   value: Uint8Array,
 ): Uint8Array {
   const input = normalizeIndexInput(value, v.normalization);
-  return createHmac('sha256', key).update(input).digest().subarray(0, v.outputBytes);
+  const mac = createHmac('sha256', key).update(input).digest();
+  return v.outputBytes === mac.length ? mac : mac.subarray(0, v.outputBytes);
 }
 
 function checkParams(p: BlindIndexParams): number {
@@ -247,16 +248,27 @@ export class BlindIndexes {
     return this.#guard(ref, async () => {
       const plans = new Map<string, Promise<Plan>>();
       const out: ItemResult<BlindIndexToken[]>[] = [];
+      let last: { q: BlindIndexQuery; plan: Plan } | undefined;
       for (const q of qs) {
         try {
-          const key = planKey(q);
-          const made = key === undefined ? undefined : plans.get(key);
-          // A settled plan is reused synchronously; a new one is made (and awaited) once.
-          const plan =
-            made !== undefined && this.#settled.has(made)
-              ? this.#settled.get(made)
-              : await this.#planOf(ref, q, plans);
-          out.push({ ok: true, value: this.#tokens(plan as Plan, q.value) });
+          // Items of a batch mostly share index and customer: the last plan, without a lookup.
+          let plan =
+            last !== undefined &&
+            last.q.index === q.index &&
+            last.q.customer === q.customer &&
+            last.q.allSearchable === q.allSearchable
+              ? last.plan
+              : undefined;
+          if (plan === undefined) {
+            const key = planKey(q);
+            const made = key === undefined ? undefined : plans.get(key);
+            // A settled plan is reused synchronously; a new one is made (and awaited) once.
+            plan =
+              (made !== undefined ? this.#settled.get(made) : undefined) ??
+              (await this.#planOf(ref, q, plans));
+            last = { q, plan };
+          }
+          out.push({ ok: true, value: this.#tokens(plan, q.value) });
         } catch (err) {
           const e = toKbError(err);
           if (!e.isUserError) throw e;

@@ -7,10 +7,11 @@
  * tenants are marked destroyed (never served) and their files removed; the report names them.
  * Every other tenant opens as it was.
  */
-import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Hsm } from '../hsm/hsm.ts';
+import { writeFilesDurably } from '../store/durable-files.ts';
 import { REGISTRY_FILE, verifyBackup } from '../store/online-backup.ts';
 import type { BackupManifest } from '../store/online-backup.ts';
 
@@ -41,11 +42,15 @@ export async function restoreBackup(o: {
     throw new Error(`${o.dataDir} already holds a registry: restore into an empty data dir`);
   if (existsSync(join(o.dataDir, 'tenants')) && readdirSync(join(o.dataDir, 'tenants')).length > 0)
     throw new Error(`${o.dataDir} already holds tenant files: restore into an empty data dir`);
-  for (const f of manifest.files) {
-    const to = join(o.dataDir, f.path);
-    mkdirSync(dirname(to), { recursive: true, mode: 0o700 });
-    copyFileSync(join(o.backupDir, f.path), to);
-  }
+  // Private (0600), never over an existing file, and durable before the registry is touched;
+  // in groups, so memory stays bounded with many tenant files.
+  for (let i = 0; i < manifest.files.length; i += 256)
+    await writeFilesDurably(
+      manifest.files.slice(i, i + 256).map((f) => ({
+        path: join(o.dataDir, f.path),
+        bytes: readFileSync(join(o.backupDir, f.path)),
+      })),
+    );
   const db = new Database(join(o.dataDir, REGISTRY_FILE), { fileMustExist: true });
   try {
     const oeks = db
