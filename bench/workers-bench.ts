@@ -202,7 +202,7 @@ function summary(rows: Row[], meta: Record<string, unknown>): string {
       .slice(0, 1)
       .map(
         () =>
-          'The server used well under one core per worker: it was not CPU-bound here (a busy machine, and with the audit on each call's fsync, set the pace), so "vs 1 worker" measures parallel audit chains and scheduler share, not the ceiling of N cores.\n',
+          'The server used well under one core per worker: it was not CPU-bound here (a busy machine, and with the audit on the fsync of each call, set the pace), so "vs 1 worker" measures parallel audit chains and scheduler share, not the ceiling of N cores.\n',
       ),
   ];
   return lines.join('\n');
