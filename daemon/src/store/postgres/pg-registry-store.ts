@@ -345,6 +345,19 @@ export class PgRegistryStore {
     });
   }
 
+  // --- broker metadata ---
+  /** A broker_meta value, set to `make()` on first use (a broker racing for it gets the winner's). */
+  async metaValue(name: string, make: () => string): Promise<string> {
+    const [had] = await this.#rows('SELECT value FROM broker_meta WHERE name = $1', [name]);
+    if (had) return had.value as string;
+    await this.#run('INSERT INTO broker_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING', [
+      name,
+      make(),
+    ]);
+    const [r] = await this.#rows('SELECT value FROM broker_meta WHERE name = $1', [name]);
+    return r?.value as string;
+  }
+
   // --- broker keys ---
   async getBrokerKey(name: string): Promise<{ hsmLabel: string; alg: string; spki: Uint8Array } | undefined> {
     const [r] = await this.#rows('SELECT * FROM broker_keys WHERE name = $1', [name]);
