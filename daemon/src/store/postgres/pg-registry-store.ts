@@ -35,6 +35,11 @@ export class PgRegistryStore {
     });
   }
 
+  /** SQL as given, on this store's connection or transaction (pg-shred-intents.ts etc. use it). */
+  async query(sql: string, values: unknown[] = []): Promise<PgRaw[]> {
+    return await this.#rows(sql, values);
+  }
+
   async #rows(sql: string, values: unknown[] = []): Promise<PgRaw[]> {
     return (await this.#db.query<PgRaw>(sql, values)).rows;
   }
