@@ -55,4 +55,3 @@ export interface KeyBrokerCluster {
   /** Before a shred receipt is signed: every other live process has dropped the shredded keys. */
   readonly beforeReceipt: (scope: { org: string; tenant: string; customer?: string }) => Promise<void>;
 }
-
