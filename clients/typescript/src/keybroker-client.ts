@@ -62,7 +62,16 @@ export interface CallOptions {
 
 /** What a call was told, for callers that count or log attempts. */
 export interface CallObserver {
-  (event: { rpc: RpcName; broker: string; attempt: number; code: number | 'ok' }): void;
+  (event: {
+    rpc: RpcName;
+    broker: string;
+    attempt: number;
+    code: number | 'ok';
+    /** The broker's retry-after-ms trailer, when it sent one. */
+    retryAfterMs?: number;
+    /** The wait before the next attempt, when there is one. */
+    waitMs?: number;
+  }): void;
 }
 
 type Unary = (
@@ -199,7 +208,7 @@ export class KeybrokerClient {
         return res as RpcTypes[K]['res'];
       } catch (err) {
         const e = err as ServiceError;
-        this.observer?.({ rpc, broker: this.addresses[b] as string, attempt, code: e.code });
+        const event = { rpc, broker: this.addresses[b] as string, attempt, code: e.code };
         let floor = 0;
         let retryable = false;
         if (e.code === status.UNAVAILABLE) {
@@ -211,11 +220,17 @@ export class KeybrokerClient {
           retryable = after !== undefined;
           floor = after ?? 0;
         }
-        if (!retryable || attempt >= retry.maxAttempts) throw e;
+        const after = retryAfterMs(e);
+        const last = !retryable || attempt >= retry.maxAttempts;
         // Another broker is tried at once; the same one again after a backoff.
         const other = tried.size < this.#pool.size && e.code === status.UNAVAILABLE;
         const wait = other ? 0 : backoffMs(attempt, retry, floor);
-        if (Date.now() + wait >= deadline) throw e;
+        this.observer?.({
+          ...event,
+          ...(after !== undefined ? { retryAfterMs: after } : {}),
+          ...(last ? {} : { waitMs: wait }),
+        });
+        if (last || Date.now() + wait >= deadline) throw e;
         if (wait > 0) await sleep(wait);
         if (!other) tried.clear();
       }
