@@ -5,6 +5,7 @@
  * bytes with the same limits. The record format is in envelope-format.ts.
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import type { ServiceError } from '@grpc/grpc-js';
 import { DataKeyCache } from './data-key-cache.ts';
@@ -43,6 +44,7 @@ export class EnvelopeEncryptor {
   readonly #enc: DataKeyCache;
   readonly #dec: DataKeyCache;
   readonly #inflight = new Map<string, Promise<GenerateDataKeyResponse>>();
+  readonly #unwrapping = new Map<string, Promise<Buffer>>();
 
   constructor(client: KeybrokerClient, limits: DataKeyCacheLimits = {}, now?: () => number) {
     this.#client = client;
@@ -90,23 +92,25 @@ export class EnvelopeEncryptor {
     const { header, headerBytes, sealed } = decodeRecord(record);
     const id = `${header.keyContext.toString('base64')}\0${header.wrappedKey.toString('base64')}`;
     const plainBytes = sealed.length - TAG_BYTES;
-    const hit = this.#dec.take(id, plainBytes);
-    if (hit !== undefined) {
-      this.stats.decryptHits++;
-      return open(hit.key, header.nonce, headerBytes, sealed, o.aad);
+    for (;;) {
+      const hit = this.#dec.take(id, plainBytes);
+      if (hit !== undefined) {
+        this.stats.decryptHits++;
+        return open(hit.key, header.nonce, headerBytes, sealed, o.aad);
+      }
+      const pending = this.#unwrapping.get(id);
+      if (pending === undefined) break;
+      // Another record of this data key is being unwrapped: wait, then take it from the cache.
+      await pending.catch(() => undefined);
     }
+    const unwrap = this.#unwrap(header.wrappedKey, header.keyContext);
+    this.#unwrapping.set(id, unwrap);
     let key: Buffer;
     try {
-      key = (
-        await this.#client.crypto.decryptDataKey({ wrappedKey: header.wrappedKey, aad: header.keyContext })
-      ).plaintextKey;
-    } catch (err) {
-      // A wrapped key or context that was changed is the record's fault, said the same way as a bad tag.
-      const code = (err as ServiceError).code;
-      if (code === status.INVALID_ARGUMENT || code === status.NOT_FOUND) throw new EnvelopeError();
-      throw err;
+      key = await unwrap;
+    } finally {
+      this.#unwrapping.delete(id);
     }
-    this.stats.unwrapped++;
     try {
       const plaintext = open(key, header.nonce, headerBytes, sealed, o.aad);
       // Only a key that opened a record is cached.
@@ -117,7 +121,20 @@ export class EnvelopeEncryptor {
     }
   }
 
-  /** Drop (and zero) every cached key. */
+  async #unwrap(wrappedKey: Buffer, keyContext: Buffer): Promise<Buffer> {
+    try {
+      const r = await this.#client.crypto.decryptDataKey({ wrappedKey, aad: keyContext });
+      this.stats.unwrapped++;
+      return r.plaintextKey;
+    } catch (err) {
+      // A wrapped key or context that was changed is the record's fault, said the same way as a bad tag.
+      const code = (err as ServiceError).code;
+      if (code === status.INVALID_ARGUMENT || code === status.NOT_FOUND) throw new EnvelopeError();
+      throw err;
+    }
+  }
+
+  /** Drop every cached key. */
   clear(): void {
     this.#enc.clear();
     this.#dec.clear();
@@ -125,7 +142,7 @@ export class EnvelopeEncryptor {
 }
 
 function seal(
-  key: Buffer,
+  key: Buffer | KeyObject,
   wrappedKey: Buffer,
   keyContext: Buffer,
   plaintext: Uint8Array,
@@ -138,7 +155,13 @@ function seal(
   return Buffer.concat([header, c.update(plaintext), c.final(), c.getAuthTag()]);
 }
 
-function open(key: Buffer, nonce: Buffer, headerBytes: Buffer, sealed: Buffer, aad?: Uint8Array): Buffer {
+function open(
+  key: Buffer | KeyObject,
+  nonce: Buffer,
+  headerBytes: Buffer,
+  sealed: Buffer,
+  aad?: Uint8Array,
+): Buffer {
   try {
     const d = createDecipheriv('aes-256-gcm', key, nonce, { authTagLength: TAG_BYTES });
     d.setAAD(Buffer.concat([headerBytes, aad ?? EMPTY]));
