@@ -180,9 +180,15 @@ describe('the extractor', () => {
     },
     {
       name: 'an illustrative block and other languages are skipped',
-      md: ['<!-- illustrative -->', '```sh', 'keybroker admin org list|create', '```', '```ts', 'keybroker x', '```'].join(
-        '\n',
-      ),
+      md: [
+        '<!-- illustrative -->',
+        '```sh',
+        'keybroker admin org list|create',
+        '```',
+        '```ts',
+        'keybroker x',
+        '```',
+      ].join('\n'),
       want: [],
     },
     {
@@ -226,7 +232,14 @@ describe('every command shown in README.md and docs/*.md parses', () => {
     const failures = shown
       .map((s, i) => ({ s, r: results[i]! }))
       .filter(({ r }) => r.code !== 0)
-      .map(({ s, r }) => `${s.file}:${s.line}: keybroker ${s.args.join(' ')}\n    ${r.stderr.trim().split('\n').pop()}`);
-    assert.deepEqual(failures, [], `commands that do not parse (fix them or mark the block ${ILLUSTRATIVE}):`);
+      .map(
+        ({ s, r }) =>
+          `${s.file}:${s.line}: keybroker ${s.args.join(' ')}\n    ${r.stderr.trim().split('\n').pop()}`,
+      );
+    assert.deepEqual(
+      failures,
+      [],
+      `commands that do not parse (fix them or mark the block ${ILLUSTRATIVE}):`,
+    );
   });
 });
