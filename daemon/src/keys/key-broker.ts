@@ -9,7 +9,7 @@ import type { Hsm } from '../hsm/hsm.ts';
 import { customerId, orgId, tenantId } from '../ids.ts';
 import type { CustomerId, KeyVersion, OrgId, TenantRef } from '../ids.ts';
 import { RegistryStore, StaleOekError } from '../store/registry-store.ts';
-import type { ShredRow, TenantRow } from '../store/registry-store.ts';
+import type { TenantRow } from '../store/registry-store.ts';
 import { TenantStorePool } from '../store/tenant-store-pool.ts';
 import { DataPlane } from './data-plane.ts';
 import { GatedHsm } from './gated-hsm.ts';
@@ -19,7 +19,7 @@ import { KeyCache } from './key-cache.ts';
 import { customerInfo, defaultPolicy, orgInfo, tenantInfo } from './key-info.ts';
 import { KeyedMutex } from './keyed-mutex.ts';
 import { LiveStreams } from './live-streams.ts';
-import { tenantKey } from './hierarchy.ts';
+import { purgeShredded } from './shred-purge.ts';
 import { publishedKey, ReceiptSigner } from './receipt-signer.ts';
 import { ShredEpochRunner } from './shred-epoch.ts';
 import { Shredder } from './shredder.ts';
@@ -131,7 +131,7 @@ export class KeyBroker implements Api.KeyBrokerApi {
     this.#signer = new ReceiptSigner(hsm, registry);
     this.#auditKeyPem = o.auditCheckpointKeyPem;
     this.#shred = new Shredder(this.#h, tenantLock, epochs, this.#signer, this.#usage, o.auditHead, (s) =>
-      this.#purgeShredded(s),
+      purgeShredded(this.#h, this.#streams, this.asymmetric, s),
     );
     this.#defaultPeriodS = o.defaultRotationPeriodSeconds ?? defaultPolicy().rotationPeriodS;
     this.#life = new Lifecycle(
@@ -473,30 +473,6 @@ export class KeyBroker implements Api.KeyBrokerApi {
       this.#h.d.pool.closeAll();
       this.#h.d.registry.close();
     }
-  }
-
-  /**
-   * Before a shred's receipt: evict the shredded keys again (a cold load that started before the
-   * shred is refused by the cache generation, this catches anything else), abort open streams
-   * and wait for the PQC workers to drop their copies. The receipt is signed only after this.
-   */
-  async #purgeShredded(s: ShredRow): Promise<void> {
-    const ref = { org: orgId(s.org), tenant: tenantId(s.tenant) };
-    const k = tenantKey(s.org, s.tenant);
-    if (s.kind === 'tenant') {
-      this.#h.evictTenant(s.org, s.tenant);
-      this.#streams.abort(k);
-      await this.asymmetric?.purgeShredded(ref);
-      return;
-    }
-    const customer = s.customer as string;
-    const t = this.#h.tenantRow(s.org, s.tenant);
-    if (t) this.#h.evictCustomer(t, customer);
-    // Every TEK of the tenant: the old versions wrapped the customer's CEKs (the current one
-    // reloads on the next use).
-    this.#h.evictTeks(s.org, s.tenant);
-    this.#streams.abort(k, customer);
-    await this.asymmetric?.purgeShredded(ref, customer);
   }
 
   #active(ref: TenantRef): TenantRow {
