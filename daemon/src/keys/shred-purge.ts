@@ -17,20 +17,38 @@ export async function purgeShredded(
   asym: AsymmetricKeys | undefined,
   s: ShredRow,
 ): Promise<void> {
-  const ref = { org: orgId(s.org), tenant: tenantId(s.tenant) };
-  const k = tenantKey(s.org, s.tenant);
-  if (s.kind === 'tenant') {
-    h.evictTenant(s.org, s.tenant);
+  await purgeScope(
+    h,
+    streams,
+    asym,
+    s.org,
+    s.tenant,
+    s.kind === 'tenant' ? undefined : (s.customer as string),
+  );
+}
+
+/** The same for a tenant, or one customer of it (also what another process's shred asks of this one). */
+export async function purgeScope(
+  h: Hierarchy,
+  streams: LiveStreams,
+  asym: AsymmetricKeys | undefined,
+  org: string,
+  tenant: string,
+  customer: string | undefined,
+): Promise<void> {
+  const ref = { org: orgId(org), tenant: tenantId(tenant) };
+  const k = tenantKey(org, tenant);
+  if (customer === undefined) {
+    h.evictTenant(org, tenant);
     streams.abort(k);
     await asym?.purgeShredded(ref);
     return;
   }
-  const customer = s.customer as string;
-  const t = h.tenantRow(s.org, s.tenant);
+  const t = h.tenantRow(org, tenant);
   if (t) h.evictCustomer(t, customer);
   // Every TEK of the tenant: the old versions wrapped the customer's CEKs (the current one
   // reloads on its next use).
-  h.evictTeks(s.org, s.tenant);
+  h.evictTeks(org, tenant);
   streams.abort(k, customer);
   await asym?.purgeShredded(ref, customer);
 }
