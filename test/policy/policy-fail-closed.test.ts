@@ -195,8 +195,8 @@ describe('fail-closed deny rules and ceilings', () => {
   });
 });
 
-describe("the README's policy example still holds", () => {
-  const readme = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
+describe("the security model's policy example still holds", () => {
+  const readme = readFileSync(join(REPO_ROOT, 'docs/security-model.md'), 'utf8');
   const section = readme.slice(readme.indexOf('### Policy'));
   const json = section.slice(
     section.indexOf('```json') + 7,

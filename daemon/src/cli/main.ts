@@ -47,21 +47,28 @@ const commands: CommandModule[] = [
   receiptCommand,
 ];
 
-await yargs(hideBin(process.argv))
-  .scriptName('keybroker')
-  .command(commands)
-  .demandCommand(1, 'name a command (see --help)')
-  .strict()
-  // No yargs --version: `admin key-version --version N` names a key version.
-  .version(false)
-  .help()
-  .fail((msg, err, y) => {
-    if (err) {
-      process.stderr.write(`keybroker: ${err.message}\n`);
-      process.exit(1);
-    }
-    y.showHelp();
-    process.stderr.write(`\nkeybroker: ${msg}\n`);
-    process.exit(2);
-  })
-  .parseAsync();
+/** The CLI's parser over `args`; `test/docs/commands.test.ts` parses documented commands with it. */
+export function buildCli(args: string[]) {
+  return (
+    yargs(args)
+      .scriptName('keybroker')
+      .command(commands)
+      .demandCommand(1, 'name a command (see --help)')
+      .strict()
+      // No yargs --version: `admin key-version --version N` names a key version.
+      .version(false)
+      .help()
+      .fail((msg, err, y) => {
+        if (err) {
+          process.stderr.write(`keybroker: ${err.message}\n`);
+          process.exit(1);
+        }
+        y.showHelp();
+        process.stderr.write(`\nkeybroker: ${msg}\n`);
+        process.exit(2);
+      })
+  );
+}
+
+// Run only as the program, not when a test imports the parser.
+if (import.meta.main) await buildCli(hideBin(process.argv)).parseAsync();
