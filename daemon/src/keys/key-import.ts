@@ -36,6 +36,7 @@ export const MAX_IMPORT_JOB_TTL_S = 7 * 24 * 3600;
 export const MAX_OPEN_IMPORT_JOBS = 100;
 /** Largest wrapped import blob: RSA ciphertext + KWP of the largest PKCS#8 key accepted. */
 export const MAX_IMPORT_BLOB_BYTES = 16 * 1024;
+export type { ImportWrapping };
 const JOB_ID = /^ij-[0-9a-f]{32}$/;
 const BINDING_DOMAIN = 'keybroker import job v1';
 
