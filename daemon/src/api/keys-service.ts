@@ -443,28 +443,33 @@ export function keysService(
       },
       triesCost,
     ),
-    CreateImportJob: unary<
-      KeyMsg & { algorithm: string; wrapping?: string; ttlSeconds?: number }
-    >('CreateImportJob', async (ctx, m) => {
-      const j = await asym().createImportJob(
-        me(ctx.identity, m),
-        asymmetricKeyId(m.keyId),
-        keyAlgorithmField(m.algorithm),
-        importWrappingField(m.wrapping),
-        m.ttlSeconds === undefined || m.ttlSeconds === 0 ? undefined : m.ttlSeconds,
-      );
-      return {
-        jobId: j.jobId,
-        publicKey: j.publicKey,
-        wrapping: importWrappingEnum(j.wrapping),
-        expireTime: j.expiresAt,
-        kdfInfo: j.kdfInfo,
-      };
-    }),
+    CreateImportJob: unary<KeyMsg & { algorithm: string; wrapping?: string; ttlSeconds?: number }>(
+      'CreateImportJob',
+      async (ctx, m) => {
+        const j = await asym().createImportJob(
+          me(ctx.identity, m),
+          asymmetricKeyId(m.keyId),
+          keyAlgorithmField(m.algorithm),
+          importWrappingField(m.wrapping),
+          m.ttlSeconds === undefined || m.ttlSeconds === 0 ? undefined : m.ttlSeconds,
+        );
+        return {
+          jobId: j.jobId,
+          publicKey: j.publicKey,
+          wrapping: importWrappingEnum(j.wrapping),
+          expireTime: j.expiresAt,
+          kdfInfo: j.kdfInfo,
+        };
+      },
+    ),
     ImportKey: unary<KeyMsg & { jobId?: unknown; wrappedKey?: unknown; publicKey?: unknown }>(
       'ImportKey',
       async (ctx, m, facts) => {
-        const publicKey = bytesField('public_key', m.publicKey ?? new Uint8Array(0), KEYS_BOUNDS.importPublicKey);
+        const publicKey = bytesField(
+          'public_key',
+          m.publicKey ?? new Uint8Array(0),
+          KEYS_BOUNDS.importPublicKey,
+        );
         const k = await asym().importKey(
           me(ctx.identity, m),
           importJobId(m.jobId),

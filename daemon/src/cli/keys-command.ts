@@ -25,7 +25,15 @@ const ALGORITHMS = [
   'ed25519',
   'ecdsa-p256',
 ] as const;
-const IMPORTABLE = ['ml-kem-768', 'ml-kem-1024', 'x-wing', 'ml-dsa-44', 'ml-dsa-65', 'ml-dsa-87', 'ed25519'] as const;
+const IMPORTABLE = [
+  'ml-kem-768',
+  'ml-kem-1024',
+  'x-wing',
+  'ml-dsa-44',
+  'ml-dsa-65',
+  'ml-dsa-87',
+  'ed25519',
+] as const;
 const FORMATS = ['raw', 'spki-der', 'spki-pem', 'jwk'] as const;
 
 const str = (v: unknown): string => (typeof v === 'string' ? v : '');
@@ -355,7 +363,11 @@ const LEAVES: readonly Leaf[] = [
           default: 'ml-kem-768',
           describe: 'ML-KEM-768 + AES-KWP, or RSA-OAEP-3072-SHA256 + AES-KWP',
         })
-        .option('ttl-seconds', { type: 'number', default: 0, describe: 'job lifetime (0: 24 h)' }) as Argv<Args>,
+        .option('ttl-seconds', {
+          type: 'number',
+          default: 0,
+          describe: 'job lifetime (0: 24 h)',
+        }) as Argv<Args>,
     run: async (a) =>
       emit(
         a,

@@ -87,7 +87,12 @@ export interface AsymmetricKeyApi {
     ttlSeconds?: number,
   ): Promise<ImportJob>;
   /** Open, check and store an imported private key; the job is used up. */
-  importKey(ref: KeyOwner, jobId: string, wrappedKey: Uint8Array, publicKey?: Uint8Array): Promise<AsymmetricKeyInfo>;
+  importKey(
+    ref: KeyOwner,
+    jobId: string,
+    wrappedKey: Uint8Array,
+    publicKey?: Uint8Array,
+  ): Promise<AsymmetricKeyInfo>;
   /** The key a job imports, for authorisation before the call runs; undefined when unknown. Never throws. */
   importJobTarget(ref: KeyOwner, jobId: unknown): { keyId: string; type: AsymmetricKeyType } | undefined;
   /** The tenant-level keys, or with `ref.customer` that customer's keys. */

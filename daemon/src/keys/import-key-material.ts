@@ -45,17 +45,24 @@ function fromPkcs8(
     k = createPrivateKey({ key: Buffer.from(der), format: 'der', type: 'pkcs8' });
   } catch (err) {
     void err; // OpenSSL's reason may quote the encoding: the caller gets the check's name only
-    throw bad(`not a ${type} seed or a valid PKCS#8 ${type} key (an inconsistent seed and expanded key fail here too)`);
+    throw bad(
+      `not a ${type} seed or a valid PKCS#8 ${type} key (an inconsistent seed and expanded key fail here too)`,
+    );
   }
-  if (k.asymmetricKeyType !== type) throw bad(`PKCS#8 key is ${k.asymmetricKeyType ?? 'unknown'}, not ${type}`);
+  if (k.asymmetricKeyType !== type)
+    throw bad(`PKCS#8 key is ${k.asymmetricKeyType ?? 'unknown'}, not ${type}`);
   let seed: Uint8Array;
   try {
     seed = new Uint8Array(k.export({ format: 'raw-seed' }));
   } catch (err) {
     void err;
-    throw bad('an expanded key without its seed cannot be imported; export the seed (or seed and expanded key)');
+    throw bad(
+      'an expanded key without its seed cannot be imported; export the seed (or seed and expanded key)',
+    );
   }
-  const len = type.startsWith('ml-kem') ? KEM_LENGTHS[type as KemAlgorithm].secretKey : SIG_LENGTHS[type as SigAlgorithm].secretKey;
+  const len = type.startsWith('ml-kem')
+    ? KEM_LENGTHS[type as KemAlgorithm].secretKey
+    : SIG_LENGTHS[type as SigAlgorithm].secretKey;
   // Seed-and-expanded form: the expanded key is the DER's last `len` bytes (an OCTET STRING inside
   // the SEQUENCE { seed, expandedKey }); a seed-only DER is shorter than one expanded key.
   return { seed, expanded: der.length > len + seed.length ? der.subarray(der.length - len) : undefined };
@@ -90,9 +97,13 @@ function derive(
       const kem = type.startsWith('ml-kem');
       const lengths = kem ? KEM_LENGTHS[type as KemAlgorithm] : SIG_LENGTHS[type as SigAlgorithm];
       if (bytes.length === lengths.secretKey)
-        throw bad('an expanded key without its seed cannot be imported; export the seed (or seed and expanded key)');
+        throw bad(
+          'an expanded key without its seed cannot be imported; export the seed (or seed and expanded key)',
+        );
       const { seed, expanded } =
-        bytes.length === lengths.seed ? { seed: Uint8Array.from(bytes), expanded: undefined } : fromPkcs8(type, bytes);
+        bytes.length === lengths.seed
+          ? { seed: Uint8Array.from(bytes), expanded: undefined }
+          : fromPkcs8(type, bytes);
       const kp = rt.openssl.generateKeyPair(type, seed);
       try {
         const dk = kp.secretKey.expose();
@@ -101,7 +112,8 @@ function derive(
           const ok = kem
             ? mlKemHashCheck(type as KemAlgorithm, expanded)
             : mlDsaSecretKeyCheck(type as SigAlgorithm, expanded, kp.publicKey);
-          if (!ok) throw bad(`expanded key fails the ${kem ? 'FIPS 203 hash/modulus' : 'FIPS 204'} key check`);
+          if (!ok)
+            throw bad(`expanded key fails the ${kem ? 'FIPS 203 hash/modulus' : 'FIPS 204'} key check`);
           if (!equal(expanded, dk)) throw bad('expanded key does not match its seed');
         }
         const derivedOk = kem
@@ -135,7 +147,8 @@ function derive(
           void err;
           throw bad('not a 32-byte Ed25519 seed or a PKCS#8 Ed25519 key');
         }
-        if (k.asymmetricKeyType !== 'ed25519') throw bad(`PKCS#8 key is ${k.asymmetricKeyType ?? 'unknown'}, not ed25519`);
+        if (k.asymmetricKeyType !== 'ed25519')
+          throw bad(`PKCS#8 key is ${k.asymmetricKeyType ?? 'unknown'}, not ed25519`);
         seed = new Uint8Array(k.export({ format: 'raw-private' }));
       }
       return { secret: new SecretBytes(seed), publicKey: ed25519PublicKey(ed25519PrivateKey(seed)) };

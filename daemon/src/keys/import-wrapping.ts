@@ -24,7 +24,10 @@ import { decryptionFailed } from '../errors.ts';
 import type { ImportWrapping } from '../store/import-job-rows.ts';
 import { subkeyInfo } from './cek-subkey.ts';
 
-export const IMPORT_WRAPPINGS: readonly ImportWrapping[] = ['ml-kem-768-aes-kwp', 'rsa-oaep-3072-sha256-aes-kwp'];
+export const IMPORT_WRAPPINGS: readonly ImportWrapping[] = [
+  'ml-kem-768-aes-kwp',
+  'rsa-oaep-3072-sha256-aes-kwp',
+];
 const KWP_IV = Buffer.from('a65959a6', 'hex');
 const KEM_CT_BYTES = 1088;
 const RSA_CT_BYTES = 384;
@@ -86,7 +89,11 @@ export function unwrapImport(
   try {
     if (w === 'ml-kem-768-aes-kwp') {
       if (blob.length <= KEM_CT_BYTES) throw decryptionFailed();
-      const sk = createPrivateKey({ key: Buffer.from(secret), format: 'raw-seed', asymmetricKeyType: 'ml-kem-768' });
+      const sk = createPrivateKey({
+        key: Buffer.from(secret),
+        format: 'raw-seed',
+        asymmetricKeyType: 'ml-kem-768',
+      });
       const ss = decapsulate(sk, blob.subarray(0, KEM_CT_BYTES));
       try {
         kek = new Uint8Array(hkdfSync('sha256', ss, new Uint8Array(0), importKdfInfo(binding), 32));
@@ -111,4 +118,3 @@ export function unwrapImport(
     kek?.fill(0);
   }
 }
-
