@@ -256,17 +256,34 @@ describe('refused keys: nothing stored', () => {
         bad[2400 - 40] = (bad[2400 - 40] as number) ^ 1; // inside H(ek), bytes 2336..2367
         return pkcs8('ml-kem-768', 'both', k.seed, bad);
       },
-      re: /imported private key/,
+      re: /fails the FIPS 203/,
     },
     {
-      name: 'ML-DSA expanded key not matching its seed (tr altered)',
+      name: 'ML-DSA expanded key failing the FIPS 204 check (tr altered)',
       alg: 'ml-dsa-87',
       payload: (k) => {
         const bad = Uint8Array.from(k.expanded as Uint8Array);
         bad[70] = (bad[70] as number) ^ 0x80;
         return pkcs8('ml-dsa-87', 'both', k.seed, bad);
       },
-      re: /imported private key/,
+      re: /fails the FIPS 204/,
+    },
+    {
+      name: 'ML-DSA expanded key failing the FIPS 204 check (s1 coefficient out of range)',
+      alg: 'ml-dsa-65',
+      payload: (k) => {
+        const bad = Uint8Array.from(k.expanded as Uint8Array);
+        bad[200] = 0xff; // eta = 4: a 4-bit packed value of 15 is outside [0, 8]
+        return pkcs8('ml-dsa-65', 'both', k.seed, bad);
+      },
+      re: /fails the FIPS 204/,
+    },
+    {
+      name: 'ML-KEM expanded key of another seed (consistent in itself)',
+      alg: 'ml-kem-1024',
+      payload: (k) =>
+        pkcs8('ml-kem-1024', 'both', k.seed, externalKey('ml-kem-1024', edPublic).expanded as Uint8Array),
+      re: /does not match its seed/,
     },
     {
       name: 'ML-DSA seed of a wrong length',
@@ -441,9 +458,9 @@ test('destroy tenant: a restored backup opens neither the imported key nor an op
       'DECRYPTION_FAILED',
       'imported signature key from the backup',
     );
-    assert.notEqual(
+    assert.equal(
       await codeOf(() => asym(old).importKey(T, open3.jobId, pendingBlob)),
-      'no error',
+      'DECRYPTION_FAILED',
       'open job from the backup',
     );
     assert.equal(await codeOf(() => asym(old).describeKey(T, 'pending')), 'NOT_FOUND');

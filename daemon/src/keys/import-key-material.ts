@@ -35,37 +35,49 @@ const bad = (why: string) => new KbError('INVALID_ARGUMENT', `imported private k
 
 const equal = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
 
-/** A PKCS#8 key of `type`, its seed and the expanded key it carried (if any). */
-function fromPkcs8(
-  type: KemAlgorithm | SigAlgorithm,
+/**
+ * The seed and expanded key of a seed-and-expanded PKCS#8 key (its tail is SEQUENCE { OCTET
+ * STRING seed, OCTET STRING expandedKey }), read before OpenSSL parses it so that the FIPS checks
+ * name what is wrong; undefined for any other shape.
+ */
+function bothForm(
   der: Uint8Array,
-): { seed: Uint8Array; expanded: Uint8Array | undefined } {
+  seedLen: number,
+  len: number,
+): { seed: Uint8Array; expanded: Uint8Array } | undefined {
+  const e = der.length - len; // expanded key: 04 82 hi lo <len bytes>
+  const sd = e - 4 - seedLen; // seed: 04 <seedLen> <seedLen bytes>
+  if (
+    sd < 2 ||
+    der[e - 4] !== 0x04 ||
+    der[e - 3] !== 0x82 ||
+    der[e - 2] !== len >> 8 ||
+    der[e - 1] !== (len & 0xff)
+  )
+    return undefined;
+  if (der[sd - 2] !== 0x04 || der[sd - 1] !== seedLen) return undefined;
+  return { seed: der.subarray(sd, sd + seedLen), expanded: der.subarray(e) };
+}
+
+/** The seed of a PKCS#8 key of `type` (seed-only or seed-and-expanded; the caller checked the latter). */
+function seedOfPkcs8(type: KemAlgorithm | SigAlgorithm, der: Uint8Array): Uint8Array {
   let k: KeyObject;
   try {
     k = createPrivateKey({ key: Buffer.from(der), format: 'der', type: 'pkcs8' });
   } catch (err) {
     void err; // OpenSSL's reason may quote the encoding: the caller gets the check's name only
-    throw bad(
-      `not a ${type} seed or a valid PKCS#8 ${type} key (an inconsistent seed and expanded key fail here too)`,
-    );
+    throw bad(`not a ${type} seed or a valid PKCS#8 ${type} key`);
   }
   if (k.asymmetricKeyType !== type)
     throw bad(`PKCS#8 key is ${k.asymmetricKeyType ?? 'unknown'}, not ${type}`);
-  let seed: Uint8Array;
   try {
-    seed = new Uint8Array(k.export({ format: 'raw-seed' }));
+    return new Uint8Array(k.export({ format: 'raw-seed' }));
   } catch (err) {
     void err;
     throw bad(
       'an expanded key without its seed cannot be imported; export the seed (or seed and expanded key)',
     );
   }
-  const len = type.startsWith('ml-kem')
-    ? KEM_LENGTHS[type as KemAlgorithm].secretKey
-    : SIG_LENGTHS[type as SigAlgorithm].secretKey;
-  // Seed-and-expanded form: the expanded key is the DER's last `len` bytes (an OCTET STRING inside
-  // the SEQUENCE { seed, expandedKey }); a seed-only DER is shorter than one expanded key.
-  return { seed, expanded: der.length > len + seed.length ? der.subarray(der.length - len) : undefined };
 }
 
 /** The seed and the derived public key of an imported key of `type`; the input is not consumed. */
@@ -100,10 +112,13 @@ function derive(
         throw bad(
           'an expanded key without its seed cannot be imported; export the seed (or seed and expanded key)',
         );
-      const { seed, expanded } =
+      const both =
+        bytes.length > lengths.secretKey ? bothForm(bytes, lengths.seed, lengths.secretKey) : undefined;
+      const expanded = both?.expanded;
+      const seed =
         bytes.length === lengths.seed
-          ? { seed: Uint8Array.from(bytes), expanded: undefined }
-          : fromPkcs8(type, bytes);
+          ? Uint8Array.from(bytes)
+          : Uint8Array.from(both?.seed ?? seedOfPkcs8(type, bytes));
       const kp = rt.openssl.generateKeyPair(type, seed);
       try {
         const dk = kp.secretKey.expose();
@@ -115,6 +130,8 @@ function derive(
           if (!ok)
             throw bad(`expanded key fails the ${kem ? 'FIPS 203 hash/modulus' : 'FIPS 204'} key check`);
           if (!equal(expanded, dk)) throw bad('expanded key does not match its seed');
+          // The rest of the DER (version, algorithm identifier) as OpenSSL reads it.
+          if (!equal(seedOfPkcs8(type, bytes), seed)) throw bad('PKCS#8 seed does not match');
         }
         const derivedOk = kem
           ? mlKemModulusCheck(type as KemAlgorithm, kp.publicKey) && mlKemHashCheck(type as KemAlgorithm, dk)

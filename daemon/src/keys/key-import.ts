@@ -9,7 +9,7 @@
  * no job) and by any call of the tenant after it expired. Key bytes never leave this layer.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { KbError } from '../errors.ts';
+import { KbError, decryptionFailed } from '../errors.ts';
 import {
   countImportJobs,
   deleteExpiredImportJobs,
@@ -178,7 +178,13 @@ export class KeyImport {
       takeImportJob(s, jobId);
       throw new KbError('FAILED_PRECONDITION', 'import job expired');
     }
-    const tek = await this.#h.tekCopy(t.org, t.tenant, row.tekVersion);
+    // A TEK that no longer unwraps (the tenant's files restored after its shred) is the opaque
+    // error, as for any stored key (asymmetric-key-loader.ts); an HSM outage says so.
+    const tek = await this.#h.tekCopy(t.org, t.tenant, row.tekVersion).catch((err: unknown) => {
+      if (err instanceof KbError && (err.code === 'HSM_UNAVAILABLE' || err.code === 'SHUTTING_DOWN'))
+        throw err;
+      throw decryptionFailed(err);
+    });
     let jobSecret: Uint8Array;
     try {
       jobSecret = unwrapBoundKey(tek, jobIdentity(t, row), row.wrapped);
