@@ -53,6 +53,8 @@ import {
   runDataPlaneSelfTest,
 } from './wire/data-plane-self-test.ts';
 import { Gauge } from 'prom-client';
+import { ClusterWorker } from './cluster/cluster-worker.ts';
+import { workerConfig, workerIdentity } from './cluster/worker-config.ts';
 
 export interface DaemonOptions {
   readonly configPath?: string;
@@ -103,6 +105,8 @@ class Daemon {
   #opening: 'HSM' | 'audit log' | 'key store' = 'HSM';
   #instrumented: InstrumentedHsm | undefined;
   #poll: NodeJS.Timeout | undefined;
+  /** This process's part in `serve --workers N` (undefined: the only process). */
+  readonly worker: ClusterWorker | undefined;
 
   readonly loggers: Loggers;
 
@@ -115,6 +119,8 @@ class Daemon {
   ) {
     const log = loggers.log;
     this.#envPin = start.envPin;
+    const wid = workerIdentity(o.env ?? process.env);
+    this.worker = wid === undefined ? undefined : new ClusterWorker(wid, cfg.dataDir);
     this.policy = policy;
     this.engine = new PolicyEngine(policy, { fipsMode: cfg.policy.fipsMode });
     this.authorizer = this.engine;
@@ -157,16 +163,19 @@ class Daemon {
       shuttingDown: () => this.shuttingDown,
       admit,
       revoked: (issuer, serial) => this.revocations.has(issuer, serial),
+      ...(this.worker !== undefined ? { brokerId: this.worker.id } : {}),
     });
     const governance = {
       approvals: this.approvals,
       policy,
       fipsMode: () => this.engine.fipsMode,
       twoPersonRule: () => this.cfg.policy.twoPersonRule,
-      persistPolicy: (text: string, section?: string) =>
-        section === undefined
+      persistPolicy: async (text: string, section?: string) => {
+        await (section === undefined
           ? writePolicyFileDurably(policyPath(this.cfg), text)
-          : writeOrgPolicyFile(sectionsDir(this.cfg), section, text),
+          : writeOrgPolicyFile(sectionsDir(this.cfg), section, text));
+        this.worker?.policyChanged();
+      },
       operatorOrg: () => this.cfg.policy.operatorOrg,
     };
     this.api = new ApiServer({
@@ -240,6 +249,16 @@ class Daemon {
         this.set({ stat: 'healthy' }, st.healthy ? 1 : 0);
       },
     });
+  }
+
+  /** The broker itself (not the cluster's announcing wrapper), for the cluster worker. */
+  rawBroker: KeyBroker | undefined;
+
+  /** Re-read the policy file and sections another worker of the cluster wrote. */
+  async reloadPolicy(): Promise<void> {
+    const pf = policyPath(this.cfg);
+    if (this.cfg.policy.file !== '' || existsSync(pf)) await this.policy.reloadFromFile(pf);
+    else this.policy.useSectionsDir(sectionsDir(this.cfg));
   }
 
   brokerOrThrow(): KeyBrokerApi {
@@ -358,6 +377,7 @@ class Daemon {
       logger: this.log,
       auditHead: () => this.audit.head(),
       auditCheckpointKeyPem: () => this.#auditKeyPem,
+      ...(this.worker !== undefined ? { cluster: this.worker.keyBrokerCluster() } : {}),
       ...(this.pqc !== undefined
         ? {
             pqc: {
@@ -380,7 +400,8 @@ class Daemon {
       await broker.close();
       throw err;
     }
-    this.broker = broker;
+    this.rawBroker = broker;
+    this.broker = this.worker?.coherent(broker) ?? broker;
     this.#reportStrayFiles(broker);
   }
 
@@ -427,7 +448,7 @@ class Daemon {
     const sink = await FileAuditSink.open({
       path: a.path,
       signer,
-      headStore: new RegistryAuditHead(this.#auditRegistry),
+      headStore: new RegistryAuditHead(this.#auditRegistry, this.worker?.id),
       checkpointEvery: a.checkpointEvery,
       checkpointIntervalMs: a.checkpointIntervalMs,
       rotateBytes: a.rotateBytes,
@@ -480,7 +501,7 @@ class Daemon {
     // manager's own reload state and left the unit stuck in "reloading" (2 runs in ~30).
     // READY=1 is harmless in every state; STATUS= says when the reload finished.
     try {
-      const next = loadConfig(this.configPath, this.env);
+      const next = workerConfig(loadConfig(this.configPath, this.env), workerIdentity(this.env));
       const crls = await loadCrlFile(next.tls.crlFile, next.tls.caFile);
       this.creds.reload(next.tls, crls.tlsCrls ?? []);
       this.#useCrls(crls);
@@ -543,7 +564,10 @@ function sectionsDir(cfg: Config): string {
 
 /** Run the daemon until a signal stops it; resolves with the exit code. */
 export async function runDaemon(o: DaemonOptions): Promise<number> {
-  const cfg = loadConfig(o.configPath, o.env ?? process.env);
+  const cfg = workerConfig(
+    loadConfig(o.configPath, o.env ?? process.env),
+    workerIdentity(o.env ?? process.env),
+  );
   const unserved = unservedStoreBackend(cfg);
   if (unserved !== undefined) throw new ConfigError(unserved);
   // Out of the environment before any worker or child process is started (they would inherit it).
@@ -607,6 +631,13 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     }
   }
   await d.start();
+  d.worker?.attach({
+    log,
+    registry: d.metrics.registry,
+    readiness: () => d.readiness(),
+    broker: () => d.rawBroker,
+    reloadPolicy: () => d.reloadPolicy(),
+  });
   return new Promise<number>((resolve) => {
     let stopping = false;
     const onStop = (sig: string) => {

@@ -9,11 +9,12 @@
  * - an approval step whose record cannot be written is undone (E5): the approval stays pending.
  */
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { after, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { adminService } from '../../daemon/src/api/admin-service.ts';
 import { approvalsService } from '../../daemon/src/api/approvals-service.ts';
 import type { Governance } from '../../daemon/src/api/approvals-service.ts';
@@ -26,6 +27,7 @@ import { ApprovalStore } from '../../daemon/src/policy/approvals.ts';
 import { DEFAULT_POLICY_TEXT, defaultPolicy } from '../../daemon/src/policy/default-policy.ts';
 import { PolicyEngine } from '../../daemon/src/policy/policy-engine.ts';
 import { PolicyStore } from '../../daemon/src/policy/policy-store.ts';
+import { createDevCa } from '../../daemon/src/tls/dev-pki.ts';
 
 const GRPC_OK = 0;
 const GRPC_DEADLINE_EXCEEDED = 4;
@@ -88,6 +90,16 @@ class EffectBroker {
 const dir = mkdtempSync(join(tmpdir(), 'kb-audit-effect-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
+/** Real client certificates (DER) of the two admins: the gate parses the peer certificate. */
+const certs = new Map<string, Buffer>();
+before(async () => {
+  const ca = await createDevCa('audit-effect test CA', 'ecdsa-p256');
+  for (const who of ['alice', 'bob']) {
+    const p = await ca.issue({ commonName: who, uris: [`spiffe://acme/admin/${who}`], usage: 'client' });
+    certs.set(who, Buffer.from(new X509Certificate(p.certPem).raw));
+  }
+});
+
 type Handler = (call: object, cb: (err: { code: number } | null, res?: unknown) => void) => void;
 
 function setup(name: string) {
@@ -132,8 +144,9 @@ function setup(name: string) {
         sendMetadata() {},
         getAuthContext: () => ({
           sslPeerCertificate: {
-            raw: Buffer.from(who),
+            raw: certs.get(who),
             subjectaltname: `URI:spiffe://acme/admin/${who}`,
+            ext_key_usage: ['1.3.6.1.5.5.7.3.2'],
             valid_from: 'Jan  1 00:00:00 2020 GMT',
             valid_to: 'Jan  1 00:00:00 2099 GMT',
           },

@@ -41,7 +41,11 @@ const compute = async (c: KeybrokerClient, req: R) => {
 };
 
 before(async () => {
-  d = await startDaemon({ init: { org: 'acme', tenant: 'alpha' } });
+  d = await startDaemon({
+    init: { org: 'acme', tenant: 'alpha' },
+    // The test replaces the daemon-wide policy: acme is the operator org.
+    env: { KB_POLICY_OPERATOR_ORG: 'acme' },
+  });
   admin = d.client('admin');
   svc = d.client('service');
   await admin.admin.unary('CreateTenant', { org: 'acme', tenant: 'beta' });

@@ -134,8 +134,11 @@ test('a real receipt verifies under the pinned key (gRPC + CLI); a receipt signe
   // The audit record of the destroy names the receipt's hash (covered by the signed checkpoints).
   const hash = createHash('sha256').update(receipt.body).digest('hex');
   const records = await queryAudit(join(d.dataDir, 'audit/audit.log'), {});
-  const rec = records.find((x) => x.rpc === 'keybroker.v1.Admin/DestroyTenant' && x.tenant === 'doomed');
-  assert.ok(rec, 'the DestroyTenant record');
+  // The outcome record (the intent record before it cannot know the receipt).
+  const rec = records.find(
+    (x) => x.rpc === 'keybroker.v1.Admin/DestroyTenant' && x.tenant === 'doomed' && x.result === 'ok',
+  );
+  assert.ok(rec, 'the DestroyTenant outcome record');
   assert.ok(
     rec.reason?.includes(`receipt sha256 ${hash.match(/.{16}/g)?.join(':')}`),
     `the record names the receipt hash: ${rec.reason}`,

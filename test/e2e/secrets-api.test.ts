@@ -27,7 +27,11 @@ const VALUE2 = 'second-canary-value-88ad';
 const te = (s: string) => Buffer.from(s);
 
 before(async () => {
-  d = await startDaemon({ init: { org: 'acme', tenant: 'alpha' } });
+  d = await startDaemon({
+    init: { org: 'acme', tenant: 'alpha' },
+    // The test replaces the daemon-wide policy: acme is the operator org.
+    env: { KB_POLICY_OPERATOR_ORG: 'acme' },
+  });
   admin = d.client('admin');
   svc = d.client('service');
   await admin.admin.unary('CreateTenant', { org: 'acme', tenant: 'beta' });

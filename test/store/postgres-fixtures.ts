@@ -82,12 +82,40 @@ export async function seedTenant(store: PostgresStore, org: string, tenant: stri
   await store.registry.insertTenant(tenantRow(org, tenant), tekRow(org, tenant));
 }
 
-/** A tenant with one customer (CEK 1), one tenant-level key and its policy, in every tenant table. */
+/**
+ * A tenant with one customer (CEK 1), one tenant-level key and its policy, a blind index (version
+ * 1, pinned to the customer's CEK 1) and a secret with one version: a row in every tenant table.
+ */
 export async function seedTenantRows(store: PostgresStore, org: string, tenant: string): Promise<void> {
   await seedTenant(store, org, tenant);
+  const customer = `c-${tenant}`;
   await store.withTenant(org, tenant, async (t) => {
-    await t.insertCustomer(customerRow(`c-${tenant}`), cekRow(`c-${tenant}`));
+    await t.insertCustomer(customerRow(customer), cekRow(customer));
     await t.insertKey(keyRow(`k-${tenant}`));
     await t.setKeyPolicy(`k-${tenant}`, policy);
+    const scope = [org, tenant];
+    await t.query(
+      'INSERT INTO blind_indexes (org, tenant, name, primary_version, min_version, created_at) VALUES ($1, $2, $3, 1, 1, $4)',
+      [...scope, 'email', AT],
+    );
+    await t.query(
+      `INSERT INTO blind_index_versions (org, tenant, name, version, normalization, output_bytes, created_at)
+         VALUES ($1, $2, $3, 1, 0, 16, $4)`,
+      [...scope, 'email', AT],
+    );
+    await t.query(
+      'INSERT INTO blind_index_ceks (org, tenant, name, version, customer, cek_version) VALUES ($1, $2, $3, 1, $4, 1)',
+      [...scope, 'email', customer],
+    );
+    await t.query(
+      `INSERT INTO secrets (org, tenant, customer, name, current_version, max_versions, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, 1, 10, $5, $5)`,
+      [...scope, customer, 'db-password', AT],
+    );
+    await t.query(
+      `INSERT INTO secret_versions (org, tenant, customer, name, version, cek_version, blob, state, created_at)
+         VALUES ($1, $2, $3, $4, 1, 1, $5, 'active', $6)`,
+      [...scope, customer, 'db-password', bytes(`secret:${tenant}`), AT],
+    );
   });
 }

@@ -14,7 +14,7 @@ import { RegistryStore } from '../../daemon/src/store/registry-store.ts';
 import { TenantStore } from '../../daemon/src/store/tenant-store.ts';
 import type { PgRegistryStore } from '../../daemon/src/store/postgres/pg-registry-store.ts';
 import { migratePg } from '../../daemon/src/store/postgres/pg-migrate.ts';
-import { TENANT_TABLES } from '../../daemon/src/store/postgres/pg-schema.ts';
+import { PG_MIGRATIONS, TENANT_TABLES } from '../../daemon/src/store/postgres/pg-schema.ts';
 import { PostgresStore } from '../../daemon/src/store/postgres/postgres-store.ts';
 import { startPostgres } from '../support/postgres-server.ts';
 import type { PostgresServer } from '../support/postgres-server.ts';
@@ -71,13 +71,44 @@ describe('migrations', () => {
     const url = await server.createDatabase('mig_store');
     const stores = await Promise.all([1, 2, 3].map(() => PostgresStore.open({ url })));
     try {
-      for (const s of stores) assert.equal(s.schemaVersion, 1);
-      assert.deepEqual(await versions(url), [1]);
+      for (const s of stores) assert.equal(s.schemaVersion, 2);
+      assert.deepEqual(await versions(url), [1, 2]);
       const again = await PostgresStore.open({ url });
       await again.close();
-      assert.deepEqual(await versions(url), [1]);
+      assert.deepEqual(await versions(url), [1, 2]);
     } finally {
       await Promise.all(stores.map((s) => s.close()));
+    }
+  });
+
+  test("a version-1 database is upgraded in place: its rows stay, the approvals op CHECK takes 'issue-admin-certificate'", async () => {
+    const url = await server.createDatabase('mig_upgrade');
+    const approval = (id: string, op: string) =>
+      pool.query(
+        `INSERT INTO approvals (id, op, org, requester, requested_at, expires_at, status)
+           VALUES ($1, $2, 'o1', 'alice', 1, 2, 'pending')`,
+        [id, op],
+      );
+    const pool = new pg.Pool({ connectionString: url });
+    try {
+      assert.equal(await migratePg(pool, PG_MIGRATIONS.slice(0, 1)), 1);
+      await approval('a1', 'change-policy');
+      await assert.rejects(approval('a2', 'issue-admin-certificate'), /approvals_op_check/);
+      const store = await PostgresStore.open({ url });
+      await store.close();
+      assert.deepEqual(await versions(url), [1, 2]);
+      await approval('a2', 'issue-admin-certificate');
+      await assert.rejects(approval('a3', 'no-such-op'), /approvals_op_check/);
+      const r = await pool.query<{ id: string; op: string }>('SELECT id, op FROM approvals ORDER BY id');
+      assert.deepEqual(
+        r.rows.map((x) => [x.id, x.op]),
+        [
+          ['a1', 'change-policy'],
+          ['a2', 'issue-admin-certificate'],
+        ],
+      );
+    } finally {
+      await pool.end();
     }
   });
 
@@ -88,7 +119,7 @@ describe('migrations', () => {
     await c.connect();
     await c.query('INSERT INTO schema_migrations (version, applied_at) VALUES (99, $1)', [AT]);
     await c.end();
-    await assert.rejects(PostgresStore.open({ url }), /schema version 99 is newer than this build \(1\)/);
+    await assert.rejects(PostgresStore.open({ url }), /schema version 99 is newer than this build \(2\)/);
   });
 
   test('every SQLite table and column has its PostgreSQL twin (tenant-level ones with org and tenant added)', async () => {
@@ -193,6 +224,11 @@ describe('row-level security', () => {
     }
   });
 
+  /** Tenant tables whose rows reference another tenant table's (by foreign key). */
+  const REFERENCING: Partial<Record<(typeof TENANT_TABLES)[number], readonly string[]>> = {
+    customers: ['cek_versions'],
+    blind_indexes: ['blind_index_versions'],
+  };
   for (const table of TENANT_TABLES) {
     test(`${table}: an unfiltered SELECT in tenant o1/A's transaction returns only o1/A's rows`, async () => {
       const rows = await store.withTenant('o1', 'A', (t) => t.query(`SELECT org, tenant FROM ${table}`));
@@ -213,7 +249,7 @@ describe('row-level security', () => {
         store.withTenant('o1', 'A', async (t) => {
           await t.query(`UPDATE ${table} SET org = org`);
           // Rows referencing this table's go first (also unfiltered), or the foreign key refuses.
-          if (table === 'customers') await t.query('DELETE FROM cek_versions');
+          for (const child of REFERENCING[table] ?? []) await t.query(`DELETE FROM ${child}`);
           const gone = await t.query(`DELETE FROM ${table} RETURNING org, tenant`);
           assert.ok(gone.length > 0);
           assert.deepEqual(
@@ -259,10 +295,37 @@ describe('row-level security', () => {
               VALUES ('o1', 'B', 'k-x', 0, 0, 1, 1)`,
     },
     {
+      name: 'blind_indexes',
+      sql: `INSERT INTO blind_indexes (org, tenant, name, primary_version, min_version, created_at)
+              VALUES ('o1', 'B', 'phone', 1, 1, '${AT}')`,
+    },
+    {
+      name: 'blind_index_versions',
+      sql: `INSERT INTO blind_index_versions (org, tenant, name, version, normalization, output_bytes, created_at)
+              VALUES ('o1', 'B', 'email', 2, 0, 16, '${AT}')`,
+    },
+    {
+      name: 'blind_index_ceks',
+      sql: `INSERT INTO blind_index_ceks (org, tenant, name, version, customer, cek_version)
+              VALUES ('o2', 'A', 'email', 1, 'c-x', 1)`,
+    },
+    {
+      name: 'secrets',
+      sql: `INSERT INTO secrets (org, tenant, customer, name, current_version, max_versions, created_at, updated_at)
+              VALUES ('o1', 'B', 'c-B', 'stolen', 1, 10, '${AT}', '${AT}')`,
+    },
+    {
+      name: 'secret_versions',
+      sql: `INSERT INTO secret_versions (org, tenant, customer, name, version, cek_version, blob, state, created_at)
+              VALUES ('o1', 'B', 'c-B', 'db-password', 2, 1, '\\x00', 'active', '${AT}')`,
+    },
+    {
       name: 'move a row to tenant B (UPDATE)',
       sql: "UPDATE cek_versions SET tenant = 'B', customer = 'c-B'",
     },
     { name: 'move a row to org o2 (UPDATE)', sql: "UPDATE tenant_key_policies SET org = 'o2'" },
+    { name: 'move a secret version to tenant B (UPDATE)', sql: "UPDATE secret_versions SET tenant = 'B'" },
+    { name: 'move a blind-index pin to org o2 (UPDATE)', sql: "UPDATE blind_index_ceks SET org = 'o2'" },
   ];
   for (const c of foreignInserts) {
     test(`in o1/A's transaction, writing another tenant's row is refused: ${c.name}`, async () => {

@@ -14,6 +14,7 @@ import { TenantStore } from '../../daemon/src/store/tenant-store.ts';
 import type { PgRegistryStore } from '../../daemon/src/store/postgres/pg-registry-store.ts';
 import type { PgTenantStore } from '../../daemon/src/store/postgres/pg-tenant-store.ts';
 import type { TenantKeyVersionRow } from '../../daemon/src/store/postgres/pg-rows.ts';
+import { TENANT_TABLES } from '../../daemon/src/store/postgres/pg-schema.ts';
 import { PostgresStore } from '../../daemon/src/store/postgres/postgres-store.ts';
 import { startPostgres } from '../support/postgres-server.ts';
 import type { PostgresServer } from '../support/postgres-server.ts';
@@ -25,6 +26,7 @@ import {
   oekRow,
   orgRow,
   seedTenant,
+  seedTenantRows,
   tekRow,
   tenantRow,
 } from './postgres-fixtures.ts';
@@ -140,6 +142,8 @@ async function registryScript(r: RegistryStore | PgRegistryStore): Promise<Log> 
   );
   await step(log, 'getBrokerKey', () => r.getBrokerKey('receipt'));
   await step(log, 'getBrokerKey missing', () => r.getBrokerKey('other'));
+  await step(log, 'metaValue first use', () => r.metaValue('instance', () => 'id-1'));
+  await step(log, 'metaValue kept', () => r.metaValue('instance', () => 'id-2'));
   return log;
 }
 
@@ -303,25 +307,56 @@ describe('PostgresStore mirrors the SQLite stores', () => {
   });
 
   test('purge deletes every tenant-level row of one tenant and none of another', async () => {
-    await seedTenant(store, 'p-org', 'a');
-    await seedTenant(store, 'p-org', 'b');
-    for (const tn of ['a', 'b']) {
-      await store.withTenant('p-org', tn, async (t) => {
-        await t.insertCustomer(customerRow('c'), cekRow('c'));
-        await t.insertKey(keyRow('k'));
-        await t.setKeyPolicy('k', { rotationPeriodS: 1, usageLimit: 0, minEnc: 1, minDec: 1 });
-      });
-    }
+    await seedTenantRows(store, 'p-org', 'a');
+    await seedTenantRows(store, 'p-org', 'b');
     await store.withTenant('p-org', 'a', (t) => t.purge());
     const count = (tn: string) =>
-      store.withTenant('p-org', tn, async (t) => [
-        (await t.listCustomers()).length,
-        (await t.listAllCeks()).length,
-        (await t.allKeys()).length,
-        (await t.periodicKeys()).length,
-      ]);
-    assert.deepEqual(await count('a'), [0, 0, 0, 0]);
-    assert.deepEqual(await count('b'), [1, 1, 1, 1]);
+      store.withTenant('p-org', tn, async (t) => {
+        const n: Record<string, unknown> = {};
+        for (const table of TENANT_TABLES)
+          n[table] = (await t.query(`SELECT COUNT(*)::int AS n FROM ${table}`))[0]?.n;
+        return n;
+      });
+    assert.deepEqual(await count('a'), Object.fromEntries(TENANT_TABLES.map((x) => [x, 0])));
+    assert.deepEqual(await count('b'), Object.fromEntries(TENANT_TABLES.map((x) => [x, 1])));
+  });
+
+  test("destroyCustomer also deletes the customer's secrets and blind-index pins, not another's", async () => {
+    await seedTenantRows(store, 'd-org', 'a');
+    const left = await store.withTenant('d-org', 'a', async (t) => {
+      await t.insertCustomer(customerRow('keep'), cekRow('keep'));
+      await t.query(
+        `INSERT INTO secrets (org, tenant, customer, name, current_version, max_versions, created_at, updated_at)
+           VALUES ('d-org', 'a', 'keep', 's', 1, 1, $1, $1)`,
+        [AT],
+      );
+      await t.query(
+        `INSERT INTO secret_versions (org, tenant, customer, name, version, cek_version, blob, state, created_at)
+           VALUES ('d-org', 'a', 'keep', 's', 1, 1, NULL, 'destroyed', $1)`,
+        [AT],
+      );
+      await t.query(
+        `INSERT INTO blind_index_ceks (org, tenant, name, version, customer, cek_version)
+           VALUES ('d-org', 'a', 'email', 1, 'keep', 1)`,
+      );
+      await t.destroyCustomer('c-a');
+      const out: Record<string, unknown> = {};
+      for (const table of ['secrets', 'secret_versions', 'blind_index_ceks'])
+        out[table] = (await t.query(`SELECT customer FROM ${table} ORDER BY customer`)).map(
+          (r) => r.customer,
+        );
+      // The index definitions are the tenant's, not the customer's: they stay.
+      for (const table of ['blind_indexes', 'blind_index_versions'])
+        out[table] = (await t.query(`SELECT COUNT(*)::int AS n FROM ${table}`))[0]?.n;
+      return out;
+    });
+    assert.deepEqual(left, {
+      secrets: ['keep'],
+      secret_versions: ['keep'],
+      blind_index_ceks: ['keep'],
+      blind_indexes: 1,
+      blind_index_versions: 1,
+    });
   });
 });
 

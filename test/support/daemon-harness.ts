@@ -44,6 +44,8 @@ export interface StartOptions {
   /** Wait for the "ready" line (default true); false waits for "listening" only. */
   readonly waitReady?: boolean;
   readonly timeoutMs?: number;
+  /** `serve --workers N` (N > 1: a cluster primary; waits for "cluster listening"/"cluster ready"). */
+  readonly workers?: number;
 }
 
 export interface LogLine {
@@ -182,7 +184,14 @@ export async function startDaemon(o: StartOptions = {}): Promise<DaemonHandle> {
   const dataDir = o.dataDir ?? (await initTestDataDir(o.init));
   const proc = spawn(
     process.execPath,
-    [...DAEMON_NODE_FLAGS, CLI, 'serve', '--config', join(dataDir, 'keybroker.json')],
+    [
+      ...DAEMON_NODE_FLAGS,
+      CLI,
+      'serve',
+      '--config',
+      join(dataDir, 'keybroker.json'),
+      ...(o.workers !== undefined ? ['--workers', String(o.workers)] : []),
+    ],
     {
       env: {
         ...process.env,
@@ -195,10 +204,12 @@ export async function startDaemon(o: StartOptions = {}): Promise<DaemonHandle> {
     },
   );
   const d = new DaemonHandle(dataDir, proc);
-  const listening = await d.waitFor((l) => l.msg === 'listening', o.timeoutMs);
+  const many = o.workers !== undefined && o.workers > 1;
+  const listening = await d.waitFor((l) => l.msg === (many ? 'cluster listening' : 'listening'), o.timeoutMs);
   d.grpcPort = Number(listening.grpcPort);
   d.metricsPort = Number(listening.metricsPort);
-  if (o.waitReady !== false) await d.waitFor((l) => l.msg === 'ready', o.timeoutMs);
+  if (o.waitReady !== false)
+    await d.waitFor((l) => l.msg === (many ? 'cluster ready' : 'ready'), o.timeoutMs);
   return d;
 }
 

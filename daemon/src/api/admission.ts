@@ -2,8 +2,8 @@
  * Admission control, as configured under `rateLimit` and `limits`. The call gate asks in this order:
  *  1. `throttle` (first, before any validation or authorisation): a caller whose budget of refused
  *     calls is spent is refused at once (see refusal-summary.ts);
- *  2. `beforeAuthorization`: the caller's own bucket, per identity — data-plane calls (Crypto, the
- *     data operations of Keys) from one bucket, control-plane calls (Admin, Approvals, Policy, key
+ *  2. `beforeAuthorization`: the caller's own bucket, per identity — data-plane calls (Crypto,
+ *     BlindIndexes, Secrets, the data operations of Keys) from one bucket, control-plane calls (Admin, Approvals, Policy, key
  *     management) from a separate admin bucket;
  *  3. `afterAuthorization`: for allowed data-plane calls only, the tenant's bucket and daily quota.
  *     Admin calls never spend a tenant's budget, so a tenant that hammers its limit or used its
@@ -37,9 +37,16 @@ const KEYS_DATA_OPS: ReadonlySet<string> = new Set([
   'OpenBox',
 ]);
 
+/** Services whose every RPC is a tenant service's data-plane call. */
+const DATA_SERVICES = [
+  'keybroker.v1.Crypto/',
+  'keybroker.v1.BlindIndexes/',
+  'keybroker.v1.Secrets/',
+] as const;
+
 /** Whether an RPC ("keybroker.v1.Service/Method") is a data-plane call, charged to its tenant. */
 export function isDataPlane(rpc: string): boolean {
-  if (rpc.startsWith('keybroker.v1.Crypto/')) return true;
+  if (DATA_SERVICES.some((s) => rpc.startsWith(s))) return true;
   return rpc.startsWith('keybroker.v1.Keys/') && KEYS_DATA_OPS.has(rpc.slice('keybroker.v1.Keys/'.length));
 }
 

@@ -16,6 +16,8 @@ export interface ClientOptions {
   /** TLS server name to verify (defaults to the host of `address`). */
   readonly serverName?: string;
   readonly maxMessageBytes?: number;
+  /** Extra grpc-js channel options (e.g. a connection of its own: grpc.use_local_subchannel_pool). */
+  readonly channelOptions?: Readonly<Record<string, string | number>>;
 }
 
 /** Read client credentials from PEM files. */
@@ -115,6 +117,7 @@ export function connectKeybroker(o: ClientOptions): {
     'grpc.max_send_message_length': max,
     'grpc-node.flow_control_window': 8 * 1024 * 1024,
     ...(serverName !== undefined ? { 'grpc.ssl_target_name_override': serverName } : {}),
+    ...o.channelOptions,
   };
   const make = (name: string) => {
     const C = pkg.keybroker.v1[name];

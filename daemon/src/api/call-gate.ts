@@ -110,6 +110,8 @@ export interface CallGateOptions {
   readonly admit?: Admission | undefined;
   /** Revoked client certificates, asked on every call (open connections included). */
   readonly revoked?: RevocationCheck | undefined;
+  /** This broker process among several (`serve --workers`): sent as `x-broker-id`. */
+  readonly brokerId?: string;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
@@ -475,6 +477,7 @@ export class CallGate {
     this.#finish(rpc, begun, identity, target, err);
     const md = new Metadata();
     md.set('x-request-id', begun.requestId);
+    if (this.#o.brokerId !== undefined) md.set('x-broker-id', this.#o.brokerId);
     if (err === undefined) {
       call.sendMetadata(md);
       return callback(null, result as Res);
@@ -506,6 +509,7 @@ export class CallGate {
     const facts: AuditFacts = {};
     const md = new Metadata();
     md.set('x-request-id', begun.requestId);
+    if (this.#o.brokerId !== undefined) md.set('x-broker-id', this.#o.brokerId);
     let reached = false;
     let release: (() => void) | undefined;
     try {

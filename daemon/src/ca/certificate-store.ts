@@ -103,6 +103,7 @@ export class CertificateStore {
     this.#db = new Database(path);
     this.#db.pragma('journal_mode = WAL');
     this.#db.pragma('synchronous = FULL');
+    this.#db.pragma('busy_timeout = 5000'); // shared by the processes of serve --workers
     this.#db.exec(SCHEMA);
   }
 

@@ -8,6 +8,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { keyIdOf } from '../audit/checkpoint.ts';
 import type { AuditQuery } from '../audit/audit-reader.ts';
 import type { AuditEntry } from '../audit/audit-record.ts';
+import type { VerifyOptions, VerifyReport } from '../audit/audit-verifier.ts';
 
 const RESULTS = ['ok', 'denied', 'error', 'intent'] as const;
 
@@ -69,9 +70,21 @@ export function pinnedKeys(
 
 const verify: CommandModule = {
   command: 'verify',
-  describe: 'check the hash chain and signed checkpoints of an audit log (all its segments), offline',
+  describe:
+    'check the hash chain and signed checkpoints of an audit log (all its segments), or of every chain in --dir, offline',
   builder: (y) =>
-    withFile(y)
+    y
+      .option('file', { type: 'string', describe: 'audit file (audit.log)' })
+      .option('dir', {
+        type: 'string',
+        describe: 'audit folder: verify every chain in it (audit.log, and audit-wN.log of serve --workers)',
+      })
+      .option('timeline', {
+        type: 'boolean',
+        default: false,
+        describe: 'with --dir: also print every entry of all chains merged by time (JSON lines)',
+      })
+      .conflicts('file', 'dir')
       .option('public-key', {
         type: 'string',
         array: true,
@@ -91,22 +104,37 @@ const verify: CommandModule = {
       .option('json', { type: 'boolean', default: false }),
   handler: async (a) => {
     const args = a as unknown as {
-      file: string;
+      file?: string;
+      dir?: string;
+      timeline: boolean;
       publicKey?: string[];
       keyFingerprint?: string[];
       allowUnsignedTail: boolean;
       checkpoints?: string;
       json: boolean;
     };
-    const pinned = pinnedKeys(args.file, args.publicKey ?? [], args.keyFingerprint ?? []);
+    if (args.file === undefined && args.dir === undefined) {
+      process.stderr.write('keybroker audit verify: give --file or --dir\n');
+      process.exitCode = 2;
+      return;
+    }
+    // The key-beside-the-log warning looks at the log's folder: --dir is that folder.
+    const where = args.file ?? join(args.dir as string, 'audit.log');
+    const pinned = pinnedKeys(where, args.publicKey ?? [], args.keyFingerprint ?? []);
     const anchors = args.checkpoints
       ? (await import('../audit/audit-reader.ts')).parseCheckpointExport(
           readFileSync(args.checkpoints, 'utf8'),
         ).checkpoints
       : [];
+    if (args.dir !== undefined) {
+      for (const w of pinned.warnings) process.stdout.write(`warning: ${w}\n`);
+      const opts = { publicKeys: pinned.keys, anchors, requireSignedTail: !args.allowUnsignedTail };
+      await verifyDir(args.dir, opts, args.json, args.timeline);
+      return;
+    }
     const r0 = await (
       await import('../audit/audit-verifier.ts')
-    ).verifyAuditFile(args.file, {
+    ).verifyAuditFile(args.file as string, {
       publicKeys: pinned.keys,
       anchors,
       requireSignedTail: !args.allowUnsignedTail,
@@ -137,6 +165,26 @@ const verify: CommandModule = {
     if (!r.ok) process.exitCode = 1;
   },
 };
+
+/** Every chain of a folder: one line per chain, exit 1 if any fails or none is found. */
+async function verifyDir(dir: string, opts: VerifyOptions, json: boolean, timeline: boolean): Promise<void> {
+  // Loaded here, like the other subcommands' modules: `audit --help` needs none of them.
+  const { mergedTimeline, verifyAuditChains } = await import('../audit/audit-chains.ts');
+  const chains = await verifyAuditChains(dir, opts);
+  const line = (file: string, r: VerifyReport) =>
+    r.ok
+      ? `OK ${file}: ${r.entries} entries (${r.records} records, ${r.checkpointsVerified} signatures verified), head seq ${r.head.seq}`
+      : `FAILED ${file}: at seq ${r.firstBad?.seq ?? '?'}, byte offset ${r.firstBad?.offset ?? '?'}: ${r.firstBad?.problem ?? 'unknown'}`;
+  if (json) process.stdout.write(`${JSON.stringify(chains)}\n`);
+  else for (const c of chains) process.stdout.write(`${line(c.file, c.report)}\n`);
+  if (chains.length === 0) process.stdout.write(`no audit chains in ${dir}\n`);
+  if (chains.length === 0 || chains.some((c) => !c.report.ok)) process.exitCode = 1;
+  if (timeline)
+    for (const { file, entry } of await mergedTimeline(chains.map((c) => c.file)))
+      process.stdout.write(
+        `${JSON.stringify({ chain: file.slice(dir.length).replace(/^\//, ''), ...printable(entry) })}\n`,
+      );
+}
 
 const tail: CommandModule = {
   command: 'tail',
@@ -195,18 +243,28 @@ const resetHead: CommandModule = {
   describe:
     'after investigating a refused start (cut or forged tail): let the next start pin the log as it is, recording the break',
   builder: (y) =>
-    y.option('data-dir', {
-      type: 'string',
-      demandOption: true,
-      describe: 'the daemon data dir (registry.db)',
-    }),
+    y
+      .option('data-dir', {
+        type: 'string',
+        demandOption: true,
+        describe: 'the daemon data dir (registry.db)',
+      })
+      .option('chain', {
+        type: 'string',
+        describe: 'the chain of one worker of serve --workers (w1, w2, ...: audit-w1.log, ...)',
+      }),
   handler: async (a) => {
-    const args = a as unknown as { dataDir: string };
+    const args = a as unknown as { dataDir: string; chain?: string };
+    if (args.chain !== undefined && !/^w[1-9][0-9]{0,3}$/.test(args.chain))
+      throw new Error(`--chain: expected w1, w2, ..., got ${args.chain}`);
     const registry = (await import('../store/registry-store.ts')).RegistryStore.open(
       join(args.dataDir, 'registry.db'),
     );
     try {
-      const was = new (await import('../store/registry-audit-head.ts')).RegistryAuditHead(registry).reset();
+      const was = new (await import('../store/registry-audit-head.ts')).RegistryAuditHead(
+        registry,
+        args.chain,
+      ).reset();
       process.stdout.write(
         was === undefined
           ? 'no pinned audit head: nothing to reset\n'

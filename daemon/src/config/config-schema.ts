@@ -128,6 +128,8 @@ export interface Config {
    * Where state lives: `sqlite` (the registry and one file per tenant under dataDir) or
    * `postgres` (one database for every broker; not yet served: config/store-backend.ts).
    */
+  /** `serve --workers`: broker processes on one port (1: one process; 'auto': one per core). */
+  readonly serve: { readonly workers: number | 'auto' | string };
   readonly store: {
     readonly backend: 'sqlite' | 'postgres';
     readonly postgres: {
@@ -238,6 +240,7 @@ export const DEFAULT_CONFIG: Config = {
     operatorOrg: '',
   },
   ca: { defaultLifetimeMs: 86_400_000, maxLifetimeMs: 7 * 86_400_000 },
+  serve: { workers: '1' },
   store: { backend: 'sqlite', postgres: { url: '', tlsCaFile: '', passwordFile: '' } },
   bootstrap: { org: '', tenants: [] },
   pqc: {
@@ -336,6 +339,14 @@ export const CONFIG_SCHEMA = obj({
     operatorOrg: { anyOf: [{ const: '' }, { type: 'string', pattern: NAME }] },
   }),
   ca: obj({ defaultLifetimeMs: pos(366 * 86_400_000), maxLifetimeMs: pos(366 * 86_400_000) }),
+  serve: obj({
+    workers: {
+      anyOf: [
+        { type: 'integer', minimum: 1, maximum: 1024 },
+        { type: 'string', pattern: '^(auto|[1-9][0-9]{0,3})$' },
+      ],
+    },
+  }),
   store: obj({
     backend: { enum: ['sqlite', 'postgres'] },
     postgres: obj({

@@ -70,6 +70,8 @@ export class AsymmetricKeyVersions {
   /** The caller's tenant: active, enabled, in an enabled org. */
   tenant(ref: TenantRef): TenantRow {
     const t = this.#h.activeTenant(ref.org, ref.tenant);
+    // A destroy is recorded (some keys may be gone already): the tenant is gone for its callers.
+    if (this.#h.shredPending(ref.org, ref.tenant)) throw new KbError('NOT_FOUND', 'tenant');
     const o = this.#h.orgRow(ref.org);
     if (!o || !o.enabled || !t.enabled) throw new KbError('DISABLED', 'tenant');
     return t;
@@ -80,7 +82,8 @@ export class AsymmetricKeyVersions {
     const t = this.tenant(ref);
     if (ref.customer === undefined) return { t, customer: '' };
     const c = this.#h.customerRow(t, ref.customer);
-    if (!c || c.state !== 'active') throw new KbError('NOT_FOUND', 'customer');
+    if (!c || c.state !== 'active' || this.#h.shredPending(ref.org, ref.tenant, ref.customer))
+      throw new KbError('NOT_FOUND', 'customer');
     if (!c.enabled) throw new KbError('DISABLED', 'customer');
     return { t, customer: ref.customer };
   }

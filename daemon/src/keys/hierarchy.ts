@@ -74,6 +74,13 @@ export class Hierarchy {
   forgetOrg(org: string): void {
     this.#orgs.delete(org);
   }
+  /** Drop every cached row and OEK handle (serve --workers: the backstop of a missed invalidation). */
+  forgetAll(): void {
+    this.#orgs.clear();
+    this.#oekRefs.clear();
+    this.#tenants.clear();
+    this.#customers.clear();
+  }
 
   // --- destroys recorded but not yet shredded (shred-intent-runner.ts) ---
   markShredPending(org: string, tenant: string, customer: string | null): void {

@@ -9,7 +9,7 @@ import type { Hsm } from '../hsm/hsm.ts';
 import { customerId, orgId, tenantId } from '../ids.ts';
 import type { CustomerId, KeyVersion, OrgId, TenantRef } from '../ids.ts';
 import { RegistryStore, StaleOekError } from '../store/registry-store.ts';
-import type { ShredRow, TenantRow } from '../store/registry-store.ts';
+import type { TenantRow, ShredRow } from '../store/registry-store.ts';
 import { TenantStorePool } from '../store/tenant-store-pool.ts';
 import { DataPlane } from './data-plane.ts';
 import { GatedHsm } from './gated-hsm.ts';
@@ -19,7 +19,7 @@ import { KeyCache } from './key-cache.ts';
 import { customerInfo, defaultPolicy, orgInfo, tenantInfo } from './key-info.ts';
 import { KeyedMutex } from './keyed-mutex.ts';
 import { LiveStreams } from './live-streams.ts';
-import { tenantKey } from './hierarchy.ts';
+import { purgeScope, purgeShredded } from './shred-purge.ts';
 import { publishedKey, ReceiptSigner } from './receipt-signer.ts';
 import { ShredEpochRunner } from './shred-epoch.ts';
 import { Shredder } from './shredder.ts';
@@ -71,6 +71,20 @@ export interface KeyBrokerOptions {
   readonly rotationScanMs?: number;
   /** Tenant asymmetric keys (post-quantum, Ed25519, HSM ECDSA); absent: `asymmetric` is undefined. */
   readonly pqc?: AsymmetricKeysOptions;
+  /** Several broker processes on one data dir (serve --workers); absent: a single process. */
+  readonly cluster?: KeyBrokerCluster;
+}
+
+/** What a broker among several processes needs from the others (see daemon/src/cluster/). */
+export interface KeyBrokerCluster {
+  /** Whether this process runs the singletons (shred resume at open, the shred retry timer). */
+  readonly singletons: () => boolean;
+  /** Run a shred, epoch or OEK rotation while no other process runs one. */
+  readonly exclusive: <T>(fn: () => Promise<T>) => Promise<T>;
+  /** A write the API did not ask for (the data plane rotating a CEK at its usage limit). */
+  readonly changed: (scope: { org: string; tenant: string; customer?: string }) => void;
+  /** Before a shred receipt is signed: every other live process has dropped the shredded keys. */
+  readonly beforeReceipt: (scope: { org: string; tenant: string; customer?: string }) => Promise<void>;
 }
 
 const NOOP_LOG: KeyBrokerLogger = { info: () => {}, warn: () => {}, error: () => {} };
@@ -100,10 +114,12 @@ export class KeyBroker implements Api.KeyBrokerApi {
   readonly #streams = new LiveStreams();
   #closed = false;
   #resuming = false;
+  readonly #cluster: KeyBrokerCluster | undefined;
   #lastHsmError = 0;
 
   private constructor(o: KeyBrokerOptions, registry: RegistryStore) {
     const clock = o.clock ?? (() => new Date());
+    this.#cluster = o.cluster;
     this.#log = o.logger ?? NOOP_LOG;
     this.#cache = new KeyCache({
       ttlMs: o.cache?.ttlMs ?? 5 * 60_000,
@@ -146,7 +162,10 @@ export class KeyBroker implements Api.KeyBrokerApi {
     this.#dp = new DataPlane(
       this.#h,
       this.#usage,
-      (t, c, v) => this.#life.rotateCekIfPrimary(t, c, v),
+      (t, c, v) =>
+        this.#life
+          .rotateCekIfPrimary(t, c, v)
+          .finally(() => this.#cluster?.changed({ org: t.org, tenant: t.tenant, customer: c })),
       this.#streams,
     );
     this.#batch = new BatchRunner();
@@ -163,8 +182,7 @@ export class KeyBroker implements Api.KeyBrokerApi {
     const registry = RegistryStore.open(join(o.dataDir, 'registry.db'));
     const kb = new KeyBroker(o, registry);
     try {
-      await kb.#intents.resume();
-      await kb.#shred.resume();
+      if (o.cluster === undefined || o.cluster.singletons()) await kb.resumeUnfinished();
     } catch (err) {
       kb.#log.error(
         { err: toKbError(err).detail },
@@ -183,16 +201,58 @@ export class KeyBroker implements Api.KeyBrokerApi {
     // A shred whose epoch failed (e.g. HSM outage) is retried until it completes.
     every(o.shredRetryMs ?? 60_000, () => {
       if (kb.#closed || kb.#resuming || (!kb.#shred.hasUnfinished && !kb.#intents.hasPending)) return;
+      if (o.cluster !== undefined && !o.cluster.singletons()) return;
       kb.#resuming = true;
-      kb.#intents
-        .resume()
-        .then(() => kb.#shred.resume())
+      kb.resumeUnfinished()
         .catch((err: unknown) => kb.#log.warn({ err: toKbError(err).detail }, 'shred retry failed'))
         .finally(() => (kb.#resuming = false));
     });
+    // Several processes: another one's write reaches this one by invalidation; should one be
+    // missed, cached rows live at most one key-cache TTL (key bytes of a version never change).
+    if (o.cluster !== undefined) every(o.cache?.ttlMs ?? 5 * 60_000, () => kb.#h.forgetAll());
     if (o.rotationScanMs && o.rotationScanMs > 0)
       every(o.rotationScanMs, () => void kb.rotateDueKeys().catch(() => undefined));
     return kb;
+  }
+
+  /** Finish recorded destroys, shreds and epochs (at open, by the retry timer, by a new leader). */
+  resumeUnfinished(): Promise<void> {
+    return this.#exclusive(async () => {
+      await this.#intents.resume();
+      await this.#shred.resume();
+    });
+  }
+
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.#cluster === undefined ? fn() : this.#cluster.exclusive(fn);
+  }
+
+  /**
+   * Another process changed `scope` (rotation, version state, policy, enablement): forget the
+   * cached rows, so the next call reads them again. Key bytes of a version never change, so
+   * cached keys stay; the shredded ones go through dropShredded.
+   */
+  invalidate(scope: { org: string; tenant?: string; customer?: string }): void {
+    if (this.#closed) return;
+    const reg = this.#h.d.registry;
+    this.#h.forgetOrg(scope.org);
+    for (const k of reg.listOeks(scope.org)) this.#h.forgetOek(scope.org, k.version);
+    const tenants =
+      scope.tenant !== undefined ? [this.#h.tenantRow(scope.org, scope.tenant)] : reg.listTenants(scope.org);
+    for (const t of tenants) {
+      if (t === undefined) continue;
+      this.#h.forgetTenant(t.org, t.tenant);
+      // The asymmetric row cache serves while this generation holds; another process's writes
+      // do not move it, so move it here (an open file only: a closed one is read afresh).
+      if (this.#h.d.pool.isOpen(t.fileName)) this.#h.store(t).keysChanged();
+    }
+  }
+
+  /** Another process shredded `scope`: zero its keys here now (before its receipt is signed). */
+  async dropShredded(scope: { org: string; tenant: string; customer?: string }): Promise<void> {
+    if (this.#closed) return;
+    this.invalidate(scope);
+    await this.#purgeLocal(scope.org, scope.tenant, scope.customer);
   }
 
   /** The start log names the keys to pin (receipts, audit checkpoints): one publication channel. */
@@ -310,7 +370,7 @@ export class KeyBroker implements Api.KeyBrokerApi {
     return this.#guard(() => this.#life.setCustomerEnabled(this.#active(ref), customerId(customer), enabled));
   }
   rotateOrgKey(org: OrgId): Promise<Api.OrgInfo> {
-    return this.#guard(() => this.#life.rotateOrgKey(orgId(org)));
+    return this.#guard(() => this.#exclusive(() => this.#life.rotateOrgKey(orgId(org))));
   }
   rotateTenantKey(ref: TenantRef): Promise<Api.TenantInfo> {
     return this.#guard(() => this.#life.rotateTenantKey(this.#active(ref)));
@@ -353,17 +413,19 @@ export class KeyBroker implements Api.KeyBrokerApi {
   // until done: see shred-intent-runner.ts.
   destroyTenant(ref: TenantRef, opts?: Api.ShredOptions): Promise<Api.ShredReceipt> {
     const r = { org: orgId(ref.org), tenant: tenantId(ref.tenant) };
-    return this.#guard(() => this.#intents.destroyTenant(r, opts));
+    return this.#guard(() => this.#exclusive(() => this.#intents.destroyTenant(r, opts)));
   }
   destroyCustomer(ref: TenantRef, customer: CustomerId, opts?: Api.ShredOptions): Promise<Api.ShredReceipt> {
     const r = { org: orgId(ref.org), tenant: tenantId(ref.tenant) };
-    return this.#guard(() => this.#intents.destroyCustomer(r, customerId(customer), opts));
+    return this.#guard(() =>
+      this.#exclusive(() => this.#intents.destroyCustomer(r, customerId(customer), opts)),
+    );
   }
   shredReceiptForApproval(
     approvalId: string,
     target: { org: string; tenant: string; customer?: string },
   ): Promise<Api.ShredReceipt | undefined> {
-    return this.#guard(() => this.#intents.receiptForApproval(approvalId, target));
+    return this.#guard(() => this.#exclusive(() => this.#intents.receiptForApproval(approvalId, target)));
   }
   brokerKeys(): Promise<Api.BrokerKeys> {
     return this.#guard(async () => {
@@ -476,27 +538,21 @@ export class KeyBroker implements Api.KeyBrokerApi {
   }
 
   /**
-   * Before a shred's receipt: evict the shredded keys again (a cold load that started before the
-   * shred is refused by the cache generation, this catches anything else), abort open streams
-   * and wait for the PQC workers to drop their copies. The receipt is signed only after this.
+   * Before a shred's receipt (shred-purge.ts): no copy of the shredded keys in this process, and
+   * with several workers none in any other (each acknowledges dropping them).
    */
   async #purgeShredded(s: ShredRow): Promise<void> {
-    const ref = { org: orgId(s.org), tenant: tenantId(s.tenant) };
-    const k = tenantKey(s.org, s.tenant);
-    if (s.kind === 'tenant') {
-      this.#h.evictTenant(s.org, s.tenant);
-      this.#streams.abort(k);
-      await this.asymmetric?.purgeShredded(ref);
-      return;
-    }
-    const customer = s.customer as string;
-    const t = this.#h.tenantRow(s.org, s.tenant);
-    if (t) this.#h.evictCustomer(t, customer);
-    // Every TEK of the tenant: the old versions wrapped the customer's CEKs (the current one
-    // reloads on the next use).
-    this.#h.evictTeks(s.org, s.tenant);
-    this.#streams.abort(k, customer);
-    await this.asymmetric?.purgeShredded(ref, customer);
+    const customer = s.kind === 'tenant' ? undefined : (s.customer as string);
+    await purgeShredded(this.#h, this.#streams, this.asymmetric, s);
+    await this.#cluster?.beforeReceipt({
+      org: s.org,
+      tenant: s.tenant,
+      ...(customer !== undefined ? { customer } : {}),
+    });
+  }
+
+  #purgeLocal(org: string, tenant: string, customer: string | undefined): Promise<void> {
+    return purgeScope(this.#h, this.#streams, this.asymmetric, org, tenant, customer);
   }
 
   #active(ref: TenantRef): TenantRow {

@@ -107,8 +107,10 @@ export class ReceiptSigner {
 
   /** This broker's instance id (random, made once, kept in the registry), named in receipts. */
   instanceId(): string {
-    return this.#registry.metaValue('instance-id', () => `kb-${randomBytes(8).toString('hex')}`);
+    this.#instance ??= this.#registry.metaValue('instance-id', () => `kb-${randomBytes(8).toString('hex')}`);
+    return this.#instance;
   }
+  #instance: string | undefined;
 
   /**
    * Sign a receipt body. The signer adds, under the signature, the domain string, the signing

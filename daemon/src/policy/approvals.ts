@@ -186,6 +186,8 @@ export class ApprovalStore {
     this.#db = new Database(o.path);
     this.#db.pragma('journal_mode = WAL');
     this.#db.pragma('synchronous = FULL');
+    // Several broker processes (serve --workers) share this file: wait for a writer, do not fail.
+    this.#db.pragma('busy_timeout = 5000');
     this.#db.exec(SCHEMA);
     widenOpCheck(this.#db);
     this.prune();

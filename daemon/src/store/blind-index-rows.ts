@@ -22,13 +22,13 @@ export interface BlindIndexVersionRow {
 }
 
 type Raw = Record<string, unknown>;
-const indexOf = (r: Raw): BlindIndexRow => ({
+export const indexOf = (r: Raw): BlindIndexRow => ({
   name: r.name as string,
   primaryVersion: r.primary_version as number,
   minVersion: r.min_version as number,
   createdAt: r.created_at as string,
 });
-const versionOf = (r: Raw): BlindIndexVersionRow => ({
+export const versionOf = (r: Raw): BlindIndexVersionRow => ({
   name: r.name as string,
   version: r.version as number,
   normalization: r.normalization as number,

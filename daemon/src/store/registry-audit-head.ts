@@ -14,18 +14,34 @@ export interface AuditHeadRow {
 
 export class RegistryAuditHead {
   readonly #r: RegistryStore;
+  /** A worker's chain (serve --workers: "w1", ...); undefined: the single process's log. */
+  readonly #chain: string | undefined;
 
-  constructor(registry: RegistryStore) {
+  constructor(registry: RegistryStore, chain?: string) {
     this.#r = registry;
+    this.#chain = chain;
   }
 
   load(): AuditHeadRow | undefined {
-    const row = this.#r.st('SELECT seq, hash, state FROM audit_head WHERE id = 1').get() as
-      AuditHeadRow | undefined;
+    const row = (
+      this.#chain === undefined
+        ? this.#r.st('SELECT seq, hash, state FROM audit_head WHERE id = 1').get()
+        : this.#r.st('SELECT seq, hash, state FROM audit_chain_heads WHERE chain = ?').get(this.#chain)
+    ) as AuditHeadRow | undefined;
     return row === undefined ? undefined : { seq: row.seq, hash: row.hash, state: row.state };
   }
 
   save(head: AuditHeadRow): void {
+    if (this.#chain !== undefined) {
+      this.#r
+        .st(
+          `INSERT INTO audit_chain_heads (chain, seq, hash, state, updated_at) VALUES (?, ?, ?, ?, ?)
+           ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, hash = excluded.hash,
+             state = excluded.state, updated_at = excluded.updated_at`,
+        )
+        .run(this.#chain, head.seq, head.hash, head.state, new Date().toISOString());
+      return;
+    }
     this.#r
       .st(
         `INSERT INTO audit_head (id, seq, hash, state, updated_at) VALUES (1, ?, ?, ?, ?)

@@ -80,6 +80,15 @@ CREATE TABLE audit_head (
   state TEXT NOT NULL CHECK (state IN ('running','stopped','reset')), updated_at TEXT NOT NULL);
 `,
   },
+  {
+    // serve --workers: each worker's audit chain (audit-w1.log, ...) has its own pinned head.
+    version: 4,
+    sql: `
+CREATE TABLE audit_chain_heads (
+  chain TEXT PRIMARY KEY, seq INTEGER NOT NULL, hash TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('running','stopped','reset')), updated_at TEXT NOT NULL);
+`,
+  },
 ];
 
 /** Thrown inside a transaction when the OEK a TEK was wrapped under is no longer the primary. */

@@ -26,7 +26,7 @@ export interface SecretVersionRow {
 }
 
 type Raw = Record<string, unknown>;
-const secretOf = (r: Raw): SecretRow => ({
+export const secretOf = (r: Raw): SecretRow => ({
   customer: r.customer as string,
   name: r.name as string,
   currentVersion: r.current_version as number,
@@ -34,7 +34,7 @@ const secretOf = (r: Raw): SecretRow => ({
   createdAt: r.created_at as string,
   updatedAt: r.updated_at as string,
 });
-const versionOf = (r: Raw): SecretVersionRow => ({
+export const versionOf = (r: Raw): SecretVersionRow => ({
   customer: r.customer as string,
   name: r.name as string,
   version: r.version as number,

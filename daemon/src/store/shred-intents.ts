@@ -27,7 +27,7 @@ export interface ShredIntentRow {
   readonly shredId: number | null;
 }
 
-const intentOf = (r: Raw): ShredIntentRow => ({
+export const intentOf = (r: Raw): ShredIntentRow => ({
   id: r.id as number,
   kind: r.kind as ShredIntentRow['kind'],
   org: r.org as string,

@@ -35,6 +35,11 @@ export class PgRegistryStore {
     });
   }
 
+  /** SQL as given, on this store's connection or transaction (pg-shred-intents.ts etc. use it). */
+  async query(sql: string, values: unknown[] = []): Promise<PgRaw[]> {
+    return await this.#rows(sql, values);
+  }
+
   async #rows(sql: string, values: unknown[] = []): Promise<PgRaw[]> {
     return (await this.#db.query<PgRaw>(sql, values)).rows;
   }
@@ -343,6 +348,19 @@ export class PgRegistryStore {
         detail,
       });
     });
+  }
+
+  // --- broker metadata ---
+  /** A broker_meta value, set to `make()` on first use (a broker racing for it gets the winner's). */
+  async metaValue(name: string, make: () => string): Promise<string> {
+    const [had] = await this.#rows('SELECT value FROM broker_meta WHERE name = $1', [name]);
+    if (had) return had.value as string;
+    await this.#run('INSERT INTO broker_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING', [
+      name,
+      make(),
+    ]);
+    const [r] = await this.#rows('SELECT value FROM broker_meta WHERE name = $1', [name]);
+    return r?.value as string;
   }
 
   // --- broker keys ---

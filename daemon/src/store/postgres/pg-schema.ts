@@ -10,7 +10,17 @@
 import type { Migration } from '../migrations.ts';
 
 /** Tenant-level tables: row-level security on each (tests check the list against the catalog). */
-export const TENANT_TABLES = ['customers', 'cek_versions', 'tenant_keys', 'tenant_key_policies'] as const;
+export const TENANT_TABLES = [
+  'customers',
+  'cek_versions',
+  'tenant_keys',
+  'tenant_key_policies',
+  'blind_indexes',
+  'blind_index_versions',
+  'blind_index_ceks',
+  'secrets',
+  'secret_versions',
+] as const;
 
 export const PG_MIGRATIONS: readonly Migration[] = [
   {
@@ -98,6 +108,74 @@ CREATE POLICY tenant_isolation ON tenant_keys
 ALTER TABLE tenant_key_policies ENABLE ROW LEVEL SECURITY;
 ALTER TABLE tenant_key_policies FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON tenant_key_policies
+  USING (org = current_setting('keybroker.org', true) AND tenant = current_setting('keybroker.tenant', true))
+  WITH CHECK (org = current_setting('keybroker.org', true) AND tenant = current_setting('keybroker.tenant', true));
+`,
+  },
+  {
+    // Registry migrations 2 and 3 (broker_meta, shred_intents, audit_head), the approvals op
+    // 'issue-admin-certificate' (policy/approvals.ts), and tenant-store migration 4 (blind indexes,
+    // secrets) as tenant-level tables with (org, tenant) leading every key.
+    version: 2,
+    sql: `
+CREATE TABLE broker_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE shred_intents (
+  id INTEGER GENERATED ALWAYS AS IDENTITY PRIMARY KEY, kind TEXT NOT NULL CHECK (kind IN ('tenant','customer')),
+  org TEXT NOT NULL, tenant TEXT NOT NULL, customer TEXT, approval_id TEXT,
+  state TEXT NOT NULL CHECK (state IN ('pending','started','abandoned')),
+  requested_at TEXT NOT NULL, shred_id INTEGER);
+CREATE INDEX shred_intents_by_approval ON shred_intents (approval_id);
+CREATE TABLE audit_head (
+  id INTEGER PRIMARY KEY CHECK (id = 1), seq BIGINT NOT NULL, hash TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('running','stopped','reset')), updated_at TEXT NOT NULL);
+ALTER TABLE approvals DROP CONSTRAINT approvals_op_check, ADD CONSTRAINT approvals_op_check
+  CHECK (op IN ('destroy-tenant','destroy-customer','rotate-oek','change-policy','issue-admin-certificate'));
+
+CREATE TABLE blind_indexes (
+  org TEXT NOT NULL, tenant TEXT NOT NULL, name TEXT NOT NULL, primary_version INTEGER NOT NULL,
+  min_version INTEGER NOT NULL, created_at TEXT NOT NULL,
+  PRIMARY KEY (org, tenant, name), FOREIGN KEY (org, tenant) REFERENCES tenants(org, tenant));
+CREATE TABLE blind_index_versions (
+  org TEXT NOT NULL, tenant TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,
+  normalization INTEGER NOT NULL, output_bytes INTEGER NOT NULL, created_at TEXT NOT NULL,
+  PRIMARY KEY (org, tenant, name, version), FOREIGN KEY (org, tenant, name) REFERENCES blind_indexes(org, tenant, name));
+CREATE TABLE blind_index_ceks (
+  org TEXT NOT NULL, tenant TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL, customer TEXT NOT NULL,
+  cek_version INTEGER NOT NULL,
+  PRIMARY KEY (org, tenant, name, version, customer), FOREIGN KEY (org, tenant) REFERENCES tenants(org, tenant));
+CREATE TABLE secrets (
+  org TEXT NOT NULL, tenant TEXT NOT NULL, customer TEXT NOT NULL, name TEXT NOT NULL,
+  current_version INTEGER NOT NULL, max_versions INTEGER NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+  PRIMARY KEY (org, tenant, customer, name), FOREIGN KEY (org, tenant) REFERENCES tenants(org, tenant));
+CREATE TABLE secret_versions (
+  org TEXT NOT NULL, tenant TEXT NOT NULL, customer TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,
+  cek_version INTEGER NOT NULL, blob BYTEA, state TEXT NOT NULL CHECK (state IN ('active','deleted','destroyed')),
+  created_at TEXT NOT NULL,
+  PRIMARY KEY (org, tenant, customer, name, version), FOREIGN KEY (org, tenant) REFERENCES tenants(org, tenant));
+
+ALTER TABLE blind_indexes ENABLE ROW LEVEL SECURITY;
+ALTER TABLE blind_indexes FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON blind_indexes
+  USING (org = current_setting('keybroker.org', true) AND tenant = current_setting('keybroker.tenant', true))
+  WITH CHECK (org = current_setting('keybroker.org', true) AND tenant = current_setting('keybroker.tenant', true));
+ALTER TABLE blind_index_versions ENABLE ROW LEVEL SECURITY;
+ALTER TABLE blind_index_versions FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON blind_index_versions
+  USING (org = current_setting('keybroker.org', true) AND tenant = current_setting('keybroker.tenant', true))
+  WITH CHECK (org = current_setting('keybroker.org', true) AND tenant = current_setting('keybroker.tenant', true));
+ALTER TABLE blind_index_ceks ENABLE ROW LEVEL SECURITY;
+ALTER TABLE blind_index_ceks FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON blind_index_ceks
+  USING (org = current_setting('keybroker.org', true) AND tenant = current_setting('keybroker.tenant', true))
+  WITH CHECK (org = current_setting('keybroker.org', true) AND tenant = current_setting('keybroker.tenant', true));
+ALTER TABLE secrets ENABLE ROW LEVEL SECURITY;
+ALTER TABLE secrets FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON secrets
+  USING (org = current_setting('keybroker.org', true) AND tenant = current_setting('keybroker.tenant', true))
+  WITH CHECK (org = current_setting('keybroker.org', true) AND tenant = current_setting('keybroker.tenant', true));
+ALTER TABLE secret_versions ENABLE ROW LEVEL SECURITY;
+ALTER TABLE secret_versions FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON secret_versions
   USING (org = current_setting('keybroker.org', true) AND tenant = current_setting('keybroker.tenant', true))
   WITH CHECK (org = current_setting('keybroker.org', true) AND tenant = current_setting('keybroker.tenant', true));
 `,

@@ -180,6 +180,10 @@ export class PgTenantStore {
       [customer],
     );
     await this.#rows('DELETE FROM tenant_keys WHERE org = $1 AND tenant = $2 AND customer = $3', [customer]);
+    // Its secrets and blind-index pins (unreadable without the CEKs anyway).
+    for (const table of ['secret_versions', 'secrets', 'blind_index_ceks']) {
+      await this.#rows(`DELETE FROM ${table} WHERE org = $1 AND tenant = $2 AND customer = $3`, [customer]);
+    }
     await this.#rows(
       "UPDATE customers SET state = 'destroyed', enabled = false WHERE org = $1 AND tenant = $2 AND customer = $3",
       [customer],
@@ -188,7 +192,18 @@ export class PgTenantStore {
   }
   /** Delete every tenant-level row of this tenant (its shred; the SQLite backend deletes the file). */
   async purge(): Promise<void> {
-    for (const table of ['tenant_key_policies', 'tenant_keys', 'cek_versions', 'customers']) {
+    const tables = [
+      'secret_versions',
+      'secrets',
+      'blind_index_ceks',
+      'blind_index_versions',
+      'blind_indexes',
+      'tenant_key_policies',
+      'tenant_keys',
+      'cek_versions',
+      'customers',
+    ];
+    for (const table of tables) {
       await this.#rows(`DELETE FROM ${table} WHERE org = $1 AND tenant = $2`);
     }
   }

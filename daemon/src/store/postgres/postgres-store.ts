@@ -15,8 +15,10 @@
  * - API: async mirrors of the SQLite stores with the same method names and row types:
  *   `registry` (PgRegistryStore) for registry rows, `withTenant(org, tenant, fn)` for one
  *   tenant's rows in one transaction (PgTenantStore, which also reaches the registry in that
- *   transaction). Coherence and leadership helpers: PgNotifier (LISTEN/NOTIFY) and
- *   PgAdvisoryLease (pg_try_advisory_lock on a dedicated connection).
+ *   transaction). The store files beside those get pg-* twins taking one of them:
+ *   pg-blind-index-rows.ts, pg-secret-rows.ts (PgTenantStore), pg-shred-intents.ts and
+ *   pg-registry-audit-head.ts (PgRegistryStore). Coherence and leadership helpers: PgNotifier
+ *   (LISTEN/NOTIFY) and PgAdvisoryLease (pg_try_advisory_lock on a dedicated connection).
  * - Not here yet: the keys layer still calls the SQLite stores synchronously; `serve` refuses
  *   store.backend=postgres until it is wired (config/store-backend.ts).
  */
