@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '.runtime/**', '.data/**', 'dist/**', 'bench/results/**'] },
+  { ignores: ['node_modules/**', '.runtime/**', '.data/**', 'dist/**', 'bench/results/**', 'clients/*/dist/**', 'clients/*/node_modules/**', 'clients/*/proto/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -10,7 +10,7 @@ import { loadProfile } from '../daemon/src/hsm/hsm-profile.ts';
 import { Pkcs11Hsm } from '../daemon/src/hsm/pkcs11-hsm.ts';
 import type { CustomerId, OrgId, TenantId, TenantRef } from '../daemon/src/ids.ts';
 import { KeyBroker } from '../daemon/src/keys/key-broker.ts';
-import type { KeyBrokerOptions } from '../daemon/src/keys/key-broker.ts';
+import type { KeyBrokerOptions } from '../daemon/src/keys/key-broker-options.ts';
 import { createTestToken } from '../test/support/softhsm-token.ts';
 import type { TestToken } from '../test/support/softhsm-token.ts';
 import { spawn } from 'node:child_process';

@@ -28,11 +28,28 @@ kb_apt() {
 # Only the tests need PostgreSQL (the store backend's tests start throwaway servers from Debian's
 # binaries); `dev.sh run` on the embedded default never installs it. Called from dev.sh test.
 kb_apt_test() {
+  kb_promtool
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && return
   kb_log "installing apt packages for the tests: postgresql"
   local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+}
+
+# promtool from Debian's prometheus package checks systemd/monitoring/ in the tests. Only the
+# binary is extracted into .runtime/tools: installing the package would start a Prometheus server.
+kb_promtool() {
+  [ -x "$RT/tools/promtool" ] && return
+  kb_log "extracting promtool from Debian's prometheus package"
+  local tmp; tmp="$(mktemp -d)"
+  if ! (cd "$tmp" && apt-get download -qq prometheus 2>/dev/null); then
+    local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    (cd "$tmp" && apt-get download -qq prometheus 2>/dev/null)
+  fi
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/x"
+  mkdir -p "$RT/tools" && cp "$tmp/x/usr/bin/promtool" "$RT/tools/promtool"
+  rm -rf "$tmp"
 }
 
 kb_runtime() {

@@ -26,6 +26,7 @@ import { KeyBroker } from './keys/key-broker.ts';
 import type { AsymmetricRuntime } from './keys/asymmetric-key-material.ts';
 import { startAsymmetricRuntime } from './keys/asymmetric-runtime-start.ts';
 import type { KeyBrokerApi } from './keys/key-broker-api.ts';
+import { certificateExpiries } from './obs/certificate-expiry.ts';
 import { HealthServer } from './obs/health-server.ts';
 import type { Readiness } from './obs/health-server.ts';
 import { InstrumentedHsm } from './obs/instrumented-hsm.ts';
@@ -145,6 +146,8 @@ class Daemon {
       brokerStats: () => (this.broker as { stats?: () => BrokerStats } | undefined)?.stats?.(),
       ready: () => this.readiness().ready,
       degraded: () => this.readiness().degraded,
+      certificates: () =>
+        certificateExpiries(this.cfg.tls.certFile, this.certAuthority?.trustedCaPems() ?? []),
     });
     this.#governanceMetrics();
     this.ops = new HealthServer(this.metrics.registry, () => this.readiness());

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { KeyBroker } from '../../daemon/src/keys/key-broker.ts';
-import type { KeyBrokerOptions } from '../../daemon/src/keys/key-broker.ts';
+import type { KeyBrokerOptions } from '../../daemon/src/keys/key-broker-options.ts';
 import { KeyCache } from '../../daemon/src/keys/key-cache.ts';
 import { FakeHsm } from '../support/fake-hsm.ts';
 import { bytes, codeOf, cust, org, ref, text } from './harness.ts';

@@ -11,7 +11,7 @@ import { Pkcs11Hsm } from '../../daemon/src/hsm/pkcs11-hsm.ts';
 import type { CustomerId, OrgId, TenantId, TenantRef } from '../../daemon/src/ids.ts';
 import { AsymmetricRuntime } from '../../daemon/src/keys/asymmetric-key-material.ts';
 import { KeyBroker } from '../../daemon/src/keys/key-broker.ts';
-import type { KeyBrokerOptions } from '../../daemon/src/keys/key-broker.ts';
+import type { KeyBrokerOptions } from '../../daemon/src/keys/key-broker-options.ts';
 import { LiboqsEngine } from '../../daemon/src/pqc/liboqs-engine.ts';
 import { OpenSslEngine } from '../../daemon/src/pqc/openssl-engine.ts';
 import { DEFAULT_PQC_ROUTING, PqcRouter, type PqcRoutingConfig } from '../../daemon/src/pqc/pqc-router.ts';

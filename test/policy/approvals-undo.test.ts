@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { AuditPosition, AuditRecordInput, AuditSink } from '../../daemon/src/audit/audit-sink.ts';
 import { ApprovalStore } from '../../daemon/src/policy/approvals.ts';
-import type { ApprovalTarget } from '../../daemon/src/policy/approvals.ts';
+import type { ApprovalTarget } from '../../daemon/src/policy/approval.ts';
 import { caller } from './policy-fixtures.ts';
 
 const alice = caller('spiffe://acme/admin/alice', ['admin']);

@@ -11,7 +11,7 @@ import { verifyAuditFile } from '../../daemon/src/audit/audit-verifier.ts';
 import { FileAuditSink } from '../../daemon/src/audit/file-audit-sink.ts';
 import { KbError } from '../../daemon/src/errors.ts';
 import { ApprovalStore } from '../../daemon/src/policy/approvals.ts';
-import type { ApprovalTarget } from '../../daemon/src/policy/approvals.ts';
+import type { ApprovalTarget } from '../../daemon/src/policy/approval.ts';
 import { caller } from './policy-fixtures.ts';
 
 const alice = caller('spiffe://acme/admin/alice', ['admin']);

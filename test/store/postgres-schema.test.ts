@@ -71,11 +71,11 @@ describe('migrations', () => {
     const url = await server.createDatabase('mig_store');
     const stores = await Promise.all([1, 2, 3].map(() => PostgresStore.open({ url })));
     try {
-      for (const s of stores) assert.equal(s.schemaVersion, 2);
-      assert.deepEqual(await versions(url), [1, 2]);
+      for (const s of stores) assert.equal(s.schemaVersion, 3);
+      assert.deepEqual(await versions(url), [1, 2, 3]);
       const again = await PostgresStore.open({ url });
       await again.close();
-      assert.deepEqual(await versions(url), [1, 2]);
+      assert.deepEqual(await versions(url), [1, 2, 3]);
     } finally {
       await Promise.all(stores.map((s) => s.close()));
     }
@@ -96,7 +96,7 @@ describe('migrations', () => {
       await assert.rejects(approval('a2', 'issue-admin-certificate'), /approvals_op_check/);
       const store = await PostgresStore.open({ url });
       await store.close();
-      assert.deepEqual(await versions(url), [1, 2]);
+      assert.deepEqual(await versions(url), [1, 2, 3]);
       await approval('a2', 'issue-admin-certificate');
       await assert.rejects(approval('a3', 'no-such-op'), /approvals_op_check/);
       const r = await pool.query<{ id: string; op: string }>('SELECT id, op FROM approvals ORDER BY id');
@@ -119,7 +119,7 @@ describe('migrations', () => {
     await c.connect();
     await c.query('INSERT INTO schema_migrations (version, applied_at) VALUES (99, $1)', [AT]);
     await c.end();
-    await assert.rejects(PostgresStore.open({ url }), /schema version 99 is newer than this build \(2\)/);
+    await assert.rejects(PostgresStore.open({ url }), /schema version 99 is newer than this build \(3\)/);
   });
 
   test('every SQLite table and column has its PostgreSQL twin (tenant-level ones with org and tenant added)', async () => {

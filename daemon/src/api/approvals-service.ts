@@ -14,10 +14,10 @@ import {
   type Approval,
   type ApprovalOp,
   type ApprovalStep,
-  type ApprovalStore,
   type ApprovalTarget,
   type ShownApprovalStatus,
-} from '../policy/approvals.ts';
+} from '../policy/approval.ts';
+import type { ApprovalStore } from '../policy/approvals.ts';
 import { policyDigest, validatePolicyFor } from '../policy/policy-change.ts';
 import type { PolicyStore } from '../policy/policy-store.ts';
 import type { AuditFacts, CallContext, CallGate, CallTarget } from './call-gate.ts';

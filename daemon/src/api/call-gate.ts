@@ -4,7 +4,6 @@
  * Handlers only see calls that were authenticated and allowed, and only throw KbError.
  */
 import { randomUUID } from 'node:crypto';
-import { TLSSocket } from 'node:tls';
 import { Metadata, status as GrpcCode } from '@grpc/grpc-js';
 import type {
   ServerDuplexStream,
@@ -15,14 +14,17 @@ import type {
 } from '@grpc/grpc-js';
 import { KbError, toKbError } from '../errors.ts';
 import type { CustomerId, OrgId, TenantId } from '../ids.ts';
-import type { AuditRecordInput, AuditSink } from '../audit/audit-sink.ts';
+import type { AuditSink } from '../audit/audit-sink.ts';
 import type { Authorizer, CallerIdentity, Decision, PendingField } from '../policy/authorizer.ts';
 import type { Logger, RequestLine } from '../obs/logger.ts';
 import type { Metrics } from '../obs/metrics.ts';
 import type { Admission } from './admission.ts';
-import { customerList } from './customer-list.ts';
-import { peerIdentityOf, peerRefusal } from './peer-identity.ts';
-import type { PeerIdentity, RevocationCheck } from './peer-identity.ts';
+import { CallAuditor } from './call-auditor.ts';
+import { callContext } from './call-context.ts';
+import { abortCall, withDeadline } from './call-deadline.ts';
+import type { AnyCall, Begun } from './call-deadline.ts';
+import { PeerIdentityCache } from './peer-identity-cache.ts';
+import type { RevocationCheck } from './peer-identity.ts';
 import { MALFORMED, OVERSIZED, TOO_MANY_FIELDS } from './proto-definitions.ts';
 
 /** What an allowed handler gets to know about its call. */
@@ -115,65 +117,15 @@ export interface CallGateOptions {
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
-/** Error codes that mean "refused" in the audit record (result 'denied'). */
-const REFUSALS: ReadonlySet<string> = new Set([
-  'PERMISSION_DENIED',
-  'APPROVAL_REQUIRED',
-  'ALGORITHM_NOT_ALLOWED',
-  'RATE_LIMITED',
-]);
-
-type AnyCall = ServerUnaryCall<unknown, unknown> | ServerDuplexStream<unknown, unknown>;
-
-interface Begun {
-  readonly started: number;
-  readonly requestId: string;
-  readonly deadline: number;
-  readonly timer: NodeJS.Timeout;
-  readonly call: AnyCall;
-  readonly onCancel: () => void;
-  /** Why the call was abandoned (deadline or cancel), once it was. */
-  reason: Error | undefined;
-  /** Made on first use of ctx.signal (streams use it; unary handlers do not). */
-  ac: AbortController | undefined;
-  /** Rejects the handler race in withDeadline while one runs. */
-  onAbort: ((reason: Error) => void) | undefined;
-}
-
-/** Abandon a call: the handler race rejects and ctx.signal (if anyone holds it) aborts. */
-function abortCall(b: Begun, reason: Error): void {
-  if (b.reason !== undefined) return;
-  b.reason = reason;
-  b.ac?.abort(reason);
-  b.onAbort?.(reason);
-}
-
-/** Throw when the caller has cancelled or its deadline has passed (the timer may not have run yet). */
-function throwIfAbandoned(b: Begun): void {
-  if (b.reason === undefined && Date.now() >= b.deadline) abortCall(b, new KbError('DEADLINE_EXCEEDED'));
-  if (b.reason !== undefined) throw b.reason;
-}
-
-/**
- * The TLS socket a call arrived on. grpc-js does not expose it, so this walks its call chain
- * (ServerUnaryCall -> interceptors -> base call -> HTTP/2 stream -> session -> socket); if the
- * internals ever change it returns undefined and identities are simply parsed per call.
- */
-function socketOf(call: AnyCall): TLSSocket | undefined {
-  let c = (call as unknown as { call?: unknown }).call as
-    { nextCall?: unknown; stream?: unknown } | undefined;
-  for (let i = 0; i < 16 && c !== undefined && c.nextCall !== undefined; i++) c = c.nextCall as typeof c;
-  const socket = (c?.stream as { session?: { socket?: unknown } } | undefined)?.session?.socket;
-  return socket instanceof TLSSocket ? socket : undefined;
-}
-
 export class CallGate {
   readonly #o: CallGateOptions;
-  /** Identity per TLS connection (a WeakMap: it goes with the socket). */
-  readonly #identities = new WeakMap<TLSSocket, PeerIdentity | KbError>();
+  readonly #identities: PeerIdentityCache;
+  readonly #auditor: CallAuditor;
 
   constructor(o: CallGateOptions) {
     this.#o = o;
+    this.#identities = new PeerIdentityCache(o.log, o.metrics, o.revoked);
+    this.#auditor = new CallAuditor(o.audit, o.log);
     o.admit?.attach(o.audit, o.log);
   }
 
@@ -250,34 +202,7 @@ export class CallGate {
 
   #identify(call: AnyCall): CallerIdentity {
     if (this.#o.shuttingDown()) throw new KbError('SHUTTING_DOWN');
-    // Parsing the peer certificate costs ~0.5 ms of CPU (getPeerCertificate builds the whole
-    // chain as JS objects), so it is done once per TLS connection and kept with the socket.
-    const socket = socketOf(call);
-    let known = socket === undefined ? undefined : this.#identities.get(socket);
-    if (known === undefined) {
-      this.#o.metrics.identityParses.inc();
-      try {
-        known = peerIdentityOf(call.getAuthContext().sslPeerCertificate);
-      } catch (err) {
-        known = this.#refuse(socket, toKbError(err), call);
-      }
-      if (socket !== undefined && !(known instanceof KbError)) this.#identities.set(socket, known);
-    }
-    if (known instanceof KbError) throw known;
-    // The connection outlives the handshake: expiry and revocation are checked on every call.
-    const refusal = peerRefusal(known, Date.now(), this.#o.revoked);
-    if (refusal !== undefined) throw this.#refuse(socket, refusal, call);
-    return known.identity;
-  }
-
-  /** Remember a refused certificate for its connection and log why (once per connection). */
-  #refuse(socket: TLSSocket | undefined, err: KbError, call: AnyCall): KbError {
-    if (socket !== undefined) this.#identities.set(socket, err);
-    this.#o.log.warn(
-      { err: err.safeMessage, detail: err.detail, peer: call.getPeer() },
-      'client certificate refused',
-    );
-    return err;
+    return this.#identities.identify(call);
   }
 
   #authorize(rpc: string, identity: CallerIdentity, target: CallTarget): Decision {
@@ -288,108 +213,6 @@ export class CallGate {
   #enforce(decision: Decision): void {
     if (!decision.allow) {
       throw new KbError(decision.code ?? 'PERMISSION_DENIED', undefined, { detail: decision.reason });
-    }
-  }
-
-  async #audit(
-    rpc: string,
-    requestId: string,
-    identity: CallerIdentity | undefined,
-    target: CallTarget | undefined,
-    facts: AuditFacts,
-    err: KbError | undefined,
-    decision: Decision | undefined,
-    note?: string,
-    intent = false,
-  ): Promise<KbError | undefined> {
-    const customer =
-      facts.customer ??
-      (facts.customers !== undefined && facts.customers.size > 0
-        ? customerList(facts.customers)
-        : undefined) ??
-      target?.customer;
-    // A refusal is 'denied' whether the policy decided it or a later check (approval, role in
-    // the approval store, rate limit, the customer's authorization) did; else it is an 'error'.
-    const refusal = facts.refusal;
-    const denied =
-      (decision !== undefined && !decision.allow) ||
-      (err !== undefined &&
-        (REFUSALS.has(err.code) || (refusal !== undefined && err.code === 'DECRYPTION_FAILED')));
-    // A refusal after the policy allowed the call records why it was refused, not the allow rule.
-    const refusedLater = denied && err !== undefined && decision?.allow === true;
-    const reason =
-      note ??
-      facts.reason ??
-      (refusedLater
-        ? (refusal?.reason ?? err.safeMessage)
-        : refusal !== undefined && decision?.allow === true
-          ? `allowed; some items refused (${refusal.reason})`
-          : decision?.reason);
-    // Assigned field by field rather than spread: this runs for every call.
-    const record: { -readonly [K in keyof AuditRecordInput]: AuditRecordInput[K] } = {
-      time: new Date(),
-      requestId,
-      identity: identity?.uri ?? 'unauthenticated',
-      rpc,
-      result: intent ? 'intent' : err === undefined ? 'ok' : denied ? 'denied' : 'error',
-    };
-    if (target?.org !== undefined) record.org = target.org;
-    if (target?.tenant !== undefined) record.tenant = target.tenant;
-    if (customer !== undefined) record.customer = customer;
-    if (facts.keyName !== undefined) record.keyName = facts.keyName;
-    if (facts.keyVersion !== undefined) record.keyVersion = facts.keyVersion;
-    if (err !== undefined) record.code = err.code;
-    if (reason !== undefined) record.reason = reason;
-    try {
-      await this.#o.audit.append(record);
-      return undefined;
-    } catch (auditErr) {
-      // Fail-closed: without a durable record the call fails, whatever its own outcome.
-      this.#o.log.error(
-        { requestId, rpc, err: toKbError(auditErr).detail ?? String(auditErr) },
-        'audit append failed',
-      );
-      return new KbError('AUDIT_UNAVAILABLE');
-    }
-  }
-
-  /**
-   * Before a mutating handler runs: refuse while the audit log is unhealthy or the caller has
-   * already given up, then make the `intent` record durable (fail-closed: no record, no effect).
-   */
-  async #intent(
-    rpc: string,
-    begun: Begun,
-    identity: CallerIdentity,
-    target: CallTarget,
-    decision: Decision,
-  ): Promise<void> {
-    const h = this.#o.audit.health();
-    if (!h.ok) throw new KbError('AUDIT_UNAVAILABLE', undefined, { detail: h.reason ?? 'unhealthy' });
-    throwIfAbandoned(begun);
-    const err = await this.#audit(
-      rpc,
-      begun.requestId,
-      identity,
-      target,
-      {},
-      undefined,
-      decision,
-      undefined,
-      true,
-    );
-    if (err !== undefined) throw err;
-    // The intent write may have outlasted the deadline: nothing has happened yet, so refuse.
-    throwIfAbandoned(begun);
-  }
-
-  /** The outcome record of a call that changed state failed: undo what can be undone. */
-  #undo(rpc: string, requestId: string, facts: AuditFacts): void {
-    if (facts.undoIfUnrecorded === undefined) return;
-    try {
-      facts.undoIfUnrecorded();
-    } catch (err) {
-      this.#o.log.error({ requestId, rpc, err: toKbError(err).detail ?? String(err) }, 'undo failed');
     }
   }
 
@@ -455,7 +278,7 @@ export class CallGate {
       this.#o.admit?.afterAuthorization(rpc, target, cost);
       reached = true;
       if (spec.mutating === true) {
-        await this.#intent(rpc, begun, identity, target, decision);
+        await this.#auditor.intent(rpc, begun, identity, target, decision);
         // Not raced against the deadline: abandoning a destroy half-way, or recording it as
         // failed while it completes, would make the log disagree with what happened.
         result = await spec.handle(this.#context(rpc, begun, identity, target, facts), req, facts);
@@ -471,8 +294,17 @@ export class CallGate {
     const v = reached || err === undefined ? undefined : this.#refused(call, identity, rpc, err);
     let auditErr: KbError | undefined;
     if (v?.record !== false)
-      auditErr = await this.#audit(rpc, begun.requestId, identity, target, facts, err, decision, v?.note);
-    if (auditErr !== undefined && err === undefined) this.#undo(rpc, begun.requestId, facts);
+      auditErr = await this.#auditor.append(
+        rpc,
+        begun.requestId,
+        identity,
+        target,
+        facts,
+        err,
+        decision,
+        v?.note,
+      );
+    if (auditErr !== undefined && err === undefined) this.#auditor.undo(rpc, begun.requestId, facts);
     err = auditErr ?? err;
     this.#finish(rpc, begun, identity, target, err);
     const md = new Metadata();
@@ -523,7 +355,7 @@ export class CallGate {
       release = this.#o.admit?.openStream(identity);
       reached = true;
       // Fail-closed for streams too: the opening is on record before any output is sent.
-      const openErr = await this.#audit(
+      const openErr = await this.#auditor.append(
         rpc,
         begun.requestId,
         identity,
@@ -544,7 +376,9 @@ export class CallGate {
     }
     const v = reached || err === undefined ? undefined : this.#refused(call as AnyCall, identity, rpc, err);
     if (v?.record !== false)
-      err = (await this.#audit(rpc, begun.requestId, identity, target, facts, err, decision, v?.note)) ?? err;
+      err =
+        (await this.#auditor.append(rpc, begun.requestId, identity, target, facts, err, decision, v?.note)) ??
+        err;
     this.#finish(rpc, begun, identity, target, err);
     if (err === undefined) call.end();
     else {
@@ -560,48 +394,7 @@ export class CallGate {
     target: CallTarget,
     facts: AuditFacts,
   ): CallContext {
-    if (begun.reason !== undefined) throw begun.reason;
-    const root = this.#o.log;
-    let log: Logger | undefined;
-    // The gate's target without its pending fields: these checks supply them.
-    const { pending: _pending, ...known } = target;
-    const authorize = (extra: { customer?: CustomerId; keyName?: string; algorithm?: string }) =>
-      this.#o.authorizer().authorize({ identity, rpc, ...known, ...extra });
-    // A batch asks once per customer, not once per item.
-    const byCustomer = new Map<CustomerId, Decision>();
-    return {
-      authorizeCustomer: (customer) => {
-        let d = byCustomer.get(customer);
-        if (d === undefined) {
-          (facts.customers ??= new Set()).add(customer);
-          d = authorize({ customer });
-          byCustomer.set(customer, d);
-        }
-        if (!d.allow) facts.refusal = d;
-        return d;
-      },
-      mayUseKey: (keyName, algorithm) => {
-        const d = authorize(algorithm === undefined ? { keyName } : { keyName, algorithm });
-        // FIPS mode refuses using a key, not seeing it: then the rules on its name decide.
-        return d.allow || (d.code === 'ALGORITHM_NOT_ALLOWED' && authorize({ keyName }).allow);
-      },
-      requestId: begun.requestId,
-      rpc,
-      identity,
-      // Made on first use: most calls never log beyond their request line.
-      get log() {
-        return (log ??= root.child({ requestId: begun.requestId }));
-      },
-      deadline: begun.deadline,
-      // Made on first use too: only streaming handlers watch the signal.
-      get signal() {
-        if (begun.ac === undefined) {
-          begun.ac = new AbortController();
-          if (begun.reason !== undefined) begun.ac.abort(begun.reason);
-        }
-        return begun.ac.signal;
-      },
-    };
+    return callContext(() => this.#o.authorizer(), this.#o.log, rpc, begun, identity, target, facts);
   }
 }
 
@@ -609,22 +402,4 @@ export class CallGate {
 function setRetryAfter(md: Metadata, err: KbError): void {
   const retry = (err as { retryAfterMs?: unknown }).retryAfterMs;
   if (typeof retry === 'number' && Number.isFinite(retry)) md.set('retry-after-ms', String(retry));
-}
-
-/** Settle with `work`, or with the abort reason when the call is abandoned first. */
-function withDeadline<T>(work: Promise<T>, begun: Begun): Promise<T> {
-  if (begun.reason !== undefined) return Promise.reject(begun.reason);
-  return new Promise<T>((resolve, reject) => {
-    begun.onAbort = reject;
-    work.then(
-      (v) => {
-        begun.onAbort = undefined;
-        resolve(v);
-      },
-      (e: unknown) => {
-        begun.onAbort = undefined;
-        reject(e instanceof Error ? e : new Error(String(e)));
-      },
-    );
-  });
 }

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { toKbError } from '../errors.ts';
 import type { CustomerId, OrgId, TenantId } from '../ids.ts';
 import type { KeyBrokerApi, ShredReceipt } from '../keys/key-broker-api.ts';
-import type { ApprovalOp, ApprovalTarget } from '../policy/approvals.ts';
+import type { ApprovalOp, ApprovalTarget } from '../policy/approval.ts';
 import type { Governance } from './approvals-service.ts';
 import { withApproval } from './approvals-service.ts';
 import type { AuditFacts, CallContext } from './call-gate.ts';

@@ -35,3 +35,13 @@ export const openAuditFile: AuditFileOpener = async (path) => {
     close: () => fh.close(),
   };
 };
+
+/** fsync a directory: a created or renamed file's name is durable only then. */
+export async function syncDir(dir: string): Promise<void> {
+  const d = await open(dir, 'r');
+  try {
+    await d.sync();
+  } finally {
+    await d.close();
+  }
+}

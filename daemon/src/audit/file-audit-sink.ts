@@ -14,77 +14,24 @@
  * the chain runs on across them, and each closed segment ends with a signed checkpoint.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, open, rename } from 'node:fs/promises';
+import { mkdir, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { KbError } from '../errors.ts';
 import type { AuditPosition, AuditRecordInput, AuditSink } from './audit-sink.ts';
-import { openAuditFile } from './audit-file.ts';
-import type { AuditFile, AuditFileOpener } from './audit-file.ts';
+import { auditBatch, resumeNote } from './audit-batch.ts';
+import { openAuditFile, syncDir } from './audit-file.ts';
+import type { AuditFile } from './audit-file.ts';
 import { lockAuditFile } from './audit-file-lock.ts';
 import type { ChainTail } from './audit-file-tail.ts';
 import { openChain } from './audit-chain-open.ts';
 import type { OpenedChain } from './audit-chain-open.ts';
-import type { AuditHeadStore, PinnedHead } from './audit-head.ts';
+import type { PinnedHead } from './audit-head.ts';
 import { segmentPath } from './audit-reader.ts';
-import {
-  FIELD_LIMITS,
-  canonicalBytes,
-  chainHash,
-  cleanText,
-  entryLine,
-  recordFromInput,
-} from './audit-record.ts';
-import type { AuditEntry, UnsequencedEntry } from './audit-record.ts';
-import { checkpointStatement, keyIdOf } from './checkpoint.ts';
-import type { CheckpointSigner } from './checkpoint.ts';
-
-export interface FileAuditSinkOptions {
-  readonly path: string;
-  /** Signs checkpoints; without one, no checkpoints are written. */
-  readonly signer?: CheckpointSigner;
-  /** Checkpoint after this many entries (default 10,000) ... */
-  readonly checkpointEvery?: number;
-  /** ... or this long after the last one if anything was appended since (default 60 s). */
-  readonly checkpointIntervalMs?: number;
-  /** How often a failed sink probes the disk again (default 1 s). */
-  readonly retryIntervalMs?: number;
-  /** Most records per write+fsync (default 8,192). */
-  readonly maxBatch?: number;
-  /** Most appends waiting for the disk (default 100,000); beyond, appends fail (AUDIT_UNAVAILABLE). */
-  readonly maxPending?: number;
-  /**
-   * Longest a batch waits for more records before its write+fsync (default 2 ms; 0 = never): it
-   * waits only while event-loop turns keep adding records, so a lone call does not wait.
-   */
-  readonly maxLingerMs?: number;
-  /**
-   * Pins the last signed checkpoint outside the log (the registry) and checks it at open; used
-   * only with a signer.
-   */
-  readonly headStore?: AuditHeadStore;
-  /** Rotate the active file into a segment once it holds this many bytes (0 or absent: never). */
-  readonly rotateBytes?: number;
-  /** ... or once its first entry is this old (0 or absent: never). */
-  readonly rotateIntervalMs?: number;
-  readonly now?: () => number;
-  readonly openFile?: AuditFileOpener;
-  /** Told about failures, recoveries, torn tails and checkpoint errors (for the log). */
-  readonly onEvent?: (event: { kind: string; detail: string }) => void;
-}
-
-/** What `FileAuditSink.stats()` reports (counters since open). */
-export interface AuditSinkStats {
-  readonly records: number;
-  readonly batches: number;
-  readonly checkpoints: number;
-  readonly failures: number;
-  readonly rotations: number;
-  /** Entries in the last write+fsync, and how long it took. */
-  readonly lastBatchSize: number;
-  readonly lastCommitMs: number;
-  readonly pending: number;
-  readonly healthy: boolean;
-}
+import { FIELD_LIMITS, cleanText, recordFromInput } from './audit-record.ts';
+import type { UnsequencedEntry } from './audit-record.ts';
+import { keyIdOf } from './checkpoint.ts';
+import { checkpointEntry } from './checkpoint-entry.ts';
+import type { AuditSinkStats, FileAuditSinkOptions } from './file-audit-sink-options.ts';
 
 interface Pending {
   readonly entry: UnsequencedEntry;
@@ -350,26 +297,15 @@ export class FileAuditSink implements AuditSink {
   }
 
   async #writeBatch(batch: Pending[]): Promise<void> {
-    let seq = this.#seq;
-    let hash = this.#hash;
-    const lines: string[] = [];
-    const positions: AuditPosition[] = [];
-    const push = (e: UnsequencedEntry): AuditPosition => {
-      seq += 1;
-      const entry = { ...e, seq } as AuditEntry;
-      hash = chainHash(hash, canonicalBytes(entry));
-      const h = hash.toString('hex');
-      lines.push(entryLine(entry, h));
-      return { seq, hash: h };
-    };
     let since = this.#sinceCheckpoint;
-    const checkpoint = await this.#checkpointFor(seq, hash);
-    const cpPos = checkpoint ? push(checkpoint) : undefined;
+    const checkpoint = await this.#checkpointFor(this.#seq, this.#hash);
+    const entries = batch.map((p) => p.entry);
+    if (checkpoint) entries.unshift(checkpoint);
+    if (entries.length === 0) return;
+    const { data, positions, seq, hash } = auditBatch(this.#seq, this.#hash, entries);
+    const cpPos = checkpoint ? positions.shift() : undefined;
     if (checkpoint) since = 0;
-    for (const p of batch) positions.push(push(p.entry));
-    if (lines.length === 0) return;
     since += batch.length;
-    const data = Buffer.from(lines.join(''), 'utf8');
     const t0 = performance.now();
     try {
       let off = 0;
@@ -382,7 +318,7 @@ export class FileAuditSink implements AuditSink {
     this.#stats.batches += 1;
     this.#stats.records += batch.length;
     this.#stats.checkpoints += checkpoint ? 1 : 0;
-    this.#stats.lastBatchSize = lines.length;
+    this.#stats.lastBatchSize = entries.length;
     this.#stats.lastCommitMs = performance.now() - t0;
     this.#seq = seq;
     this.#hash = hash;
@@ -413,19 +349,10 @@ export class FileAuditSink implements AuditSink {
       this.#sinceCheckpoint >= (this.#o.checkpointEvery ?? 10_000) ||
       (this.#sinceCheckpoint > 0 && now - this.#lastCheckpointAt >= (this.#o.checkpointIntervalMs ?? 60_000));
     if (!due || (!forced && now < this.#checkpointRetryAt)) return undefined;
-    const coveredHash = hash.toString('hex');
     try {
-      const sig = await signer.sign(checkpointStatement(seq, coveredHash, now));
+      const entry = await checkpointEntry(signer, this.#keyId, seq, hash, now);
       this.#checkpointError = undefined;
-      return {
-        type: 'checkpoint',
-        timeMs: now,
-        coveredSeq: seq,
-        coveredHash,
-        alg: cleanText(signer.alg, FIELD_LIMITS.alg),
-        keyId: this.#keyId,
-        signature: Buffer.from(sig).toString('base64'),
-      };
+      return entry;
     } catch (err) {
       // Checkpoints add evidence but records stay chained without them: keep serving, say so in
       // health, and retry after the probe interval rather than on every batch.
@@ -517,14 +444,7 @@ export class FileAuditSink implements AuditSink {
     if (this.#failure === undefined) return true;
     if (this.#closed) return false;
     const reason = this.#failure;
-    const entry = {
-      type: 'note' as const,
-      seq: this.#seq + 1,
-      timeMs: this.#now(),
-      note: cleanText(`audit resumed after failure: ${reason}`, FIELD_LIMITS.note),
-    };
-    const hash = chainHash(this.#hash, canonicalBytes(entry));
-    const data = Buffer.from(entryLine(entry, hash.toString('hex')), 'utf8');
+    const { entry, hash, data } = resumeNote(this.#seq, this.#hash, reason, this.#now());
     try {
       if (this.#reopen) {
         this.#file = await (this.#o.openFile ?? openAuditFile)(this.#o.path);
@@ -549,15 +469,5 @@ export class FileAuditSink implements AuditSink {
     this.#failure = undefined;
     this.#o.onEvent?.({ kind: 'recovered', detail: entry.note });
     return true;
-  }
-}
-
-/** fsync a directory: a created or renamed file's name is durable only then. */
-async function syncDir(dir: string): Promise<void> {
-  const d = await open(dir, 'r');
-  try {
-    await d.sync();
-  } finally {
-    await d.close();
   }
 }

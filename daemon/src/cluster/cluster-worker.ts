@@ -6,7 +6,8 @@
 import { join } from 'node:path';
 import type { Registry } from 'prom-client';
 import { KbError, toKbError } from '../errors.ts';
-import type { KeyBroker, KeyBrokerCluster } from '../keys/key-broker.ts';
+import type { KeyBroker } from '../keys/key-broker.ts';
+import type { KeyBrokerCluster } from '../keys/key-broker-options.ts';
 import type { Logger } from '../obs/logger.ts';
 import type { Readiness } from '../obs/health-server.ts';
 import { isKbMessage } from './cluster-messages.ts';

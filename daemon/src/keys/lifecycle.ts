@@ -11,7 +11,7 @@ import { deriveTek, wrapCek } from '../wire/wrapped-key-v1.ts';
 import type { Hierarchy } from './hierarchy.ts';
 import { tenantKey } from './hierarchy.ts';
 import type { CustomerInfo, KeyInfo, KeyPolicy, OrgInfo, TenantInfo } from './key-broker-api.ts';
-import type { KeyBrokerLogger } from './key-broker.ts';
+import type { KeyBrokerLogger } from './key-broker-options.ts';
 import {
   customerInfo,
   customerKeyInfo,

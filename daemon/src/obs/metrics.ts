@@ -3,6 +3,7 @@
  * encrypt); tenant names are never labels (unbounded cardinality), RPC and status are.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { CertificateExpiry } from './certificate-expiry.ts';
 
 /** Optional counters the key hierarchy may expose; read at scrape time. */
 export interface BrokerStats {
@@ -18,6 +19,8 @@ export interface MetricsSources {
   brokerStats(): BrokerStats | undefined;
   ready(): boolean;
   degraded(): boolean;
+  /** Certificates to renew in time (server TLS certificate, org CAs). */
+  certificates?(): readonly CertificateExpiry[];
 }
 
 const LATENCY_BUCKETS = [
@@ -97,6 +100,19 @@ export class Metrics {
           if (v !== undefined) this.set(v);
         },
       });
+    new Gauge({
+      name: 'keybroker_certificate_not_after_seconds',
+      help: 'notAfter (Unix seconds) of the server TLS certificate and of each org CA',
+      labelNames: ['cert', 'subject'],
+      registers,
+      collect() {
+        const certs = sources.certificates?.();
+        if (certs === undefined) return;
+        this.reset();
+        for (const c of certs)
+          this.set({ cert: c.cert, subject: c.subject }, Math.floor(c.notAfterMs / 1000));
+      },
+    });
     gauge('keybroker_ready', '1 when ready to serve (HSM reachable, stores open)', () => +sources.ready());
     gauge('keybroker_degraded', '1 while the HSM is away and cached keys serve', () => +sources.degraded());
     gauge(

@@ -10,68 +10,22 @@
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { KbError } from '../errors.ts';
-import type { AuditPosition, AuditRecordInput, AuditSink } from '../audit/audit-sink.ts';
+import type { AuditSink } from '../audit/audit-sink.ts';
 import { highestRole } from './admin-roles.ts';
+import { APPROVAL_OPS, DEFAULT_APPROVAL_RETENTION_MS } from './approval.ts';
+import type {
+  Approval,
+  ApprovalOp,
+  ApprovalStatus,
+  ApprovalStep,
+  ApprovalTarget,
+  ShownApprovalStatus,
+} from './approval.ts';
+import { approvalStepRecord } from './approval-audit.ts';
+import type { StepRecord } from './approval-audit.ts';
+import { SCHEMA, fromRow, widenOpCheck } from './approval-table.ts';
+import type { Row } from './approval-table.ts';
 import type { CallerIdentity, Role } from './authorizer.ts';
-
-/** Operations that need a second admin. */
-export type ApprovalOp =
-  'destroy-tenant' | 'destroy-customer' | 'rotate-oek' | 'change-policy' | 'issue-admin-certificate';
-export const APPROVAL_OPS: readonly ApprovalOp[] = [
-  'destroy-tenant',
-  'destroy-customer',
-  'rotate-oek',
-  'change-policy',
-  'issue-admin-certificate',
-];
-
-/** What an approval is for; execution must present exactly the same target. */
-export interface ApprovalTarget {
-  readonly org: string;
-  readonly tenant?: string;
-  readonly customer?: string;
-  /**
-   * SHA-256 (hex) of what exactly is approved: the new policy text (change-policy), the CSR PEM
-   * (issue-admin-certificate).
-   */
-  readonly payloadDigest?: string;
-}
-
-export type ApprovalStatus = 'pending' | 'approved' | 'executed' | 'cancelled';
-/** What a caller sees: pending or approved past its window shows as expired (the store keeps the last real state). */
-export type ShownApprovalStatus = ApprovalStatus | 'expired';
-
-/** The status `a` shows at `now`. */
-export function shownStatus(a: Approval, now: number): ShownApprovalStatus {
-  return (a.status === 'pending' || a.status === 'approved') && now >= a.expiresAt ? 'expired' : a.status;
-}
-
-/** Default retention of an approval after its window ends: 90 days (every step stays in the audit log). */
-export const DEFAULT_APPROVAL_RETENTION_MS = 90 * 86_400_000;
-
-export interface Approval extends ApprovalTarget {
-  readonly id: string;
-  readonly op: ApprovalOp;
-  readonly requester: string;
-  readonly requestedAt: number;
-  readonly expiresAt: number;
-  readonly status: ApprovalStatus;
-  readonly approver?: string;
-  readonly approvedAt?: number;
-  readonly executedAt?: number;
-}
-
-/** A step's outcome: the approval and the audit record written for it. */
-export interface ApprovalStep {
-  readonly approval: Approval;
-  readonly record: AuditRecordInput;
-  readonly position?: AuditPosition;
-  /**
-   * Reverts this step when its record could not be written by whoever writes it (the daemon's
-   * call gate); compare-and-set, so false when a later step has changed the approval since.
-   */
-  readonly undo: () => boolean;
-}
 
 export interface ApprovalStoreOptions {
   /** SQLite file path (":memory:" only in unit tests: it does not survive a restart). */
@@ -86,86 +40,7 @@ export interface ApprovalStoreOptions {
   readonly roleOf?: (who: CallerIdentity) => Role | undefined;
 }
 
-interface Row {
-  id: string;
-  op: ApprovalOp;
-  org: string;
-  tenant: string | null;
-  customer: string | null;
-  payload_digest: string | null;
-  requester: string;
-  requested_at: number;
-  expires_at: number;
-  status: ApprovalStatus;
-  approver: string | null;
-  approved_at: number | null;
-  executed_at: number | null;
-}
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS approvals (
-  id TEXT PRIMARY KEY,
-  op TEXT NOT NULL CHECK (op IN ('destroy-tenant','destroy-customer','rotate-oek','change-policy','issue-admin-certificate')),
-  org TEXT NOT NULL, tenant TEXT, customer TEXT, payload_digest TEXT,
-  requester TEXT NOT NULL,
-  requested_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,
-  status TEXT NOT NULL CHECK (status IN ('pending','approved','executed','cancelled')),
-  approver TEXT, approved_at INTEGER, executed_at INTEGER
-) STRICT;
-CREATE INDEX IF NOT EXISTS approvals_org_status ON approvals (org, status);
-CREATE INDEX IF NOT EXISTS approvals_org_requested ON approvals (org, requested_at);
-CREATE INDEX IF NOT EXISTS approvals_expires ON approvals (expires_at);
-`;
-
-/**
- * A file made before 'issue-admin-certificate' existed has the narrower CHECK on `op`: SQLite
- * cannot alter a CHECK, so the table is copied into the current shape once, in one transaction.
- */
-function widenOpCheck(db: Database.Database): void {
-  const row = db
-    .prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'approvals'")
-    .get() as { sql: string } | undefined;
-  if (row === undefined || row.sql.includes("'issue-admin-certificate'")) return;
-  db.transaction(() => {
-    db.exec('ALTER TABLE approvals RENAME TO approvals_old');
-    for (const idx of ['approvals_org_status', 'approvals_org_requested', 'approvals_expires'])
-      db.exec(`DROP INDEX IF EXISTS ${idx}`);
-    db.exec(SCHEMA);
-    db.exec('INSERT INTO approvals SELECT * FROM approvals_old');
-    db.exec('DROP TABLE approvals_old');
-  })();
-}
-
-function fromRow(r: Row): Approval {
-  return {
-    id: r.id,
-    op: r.op,
-    org: r.org,
-    ...(r.tenant === null ? {} : { tenant: r.tenant }),
-    ...(r.customer === null ? {} : { customer: r.customer }),
-    ...(r.payload_digest === null ? {} : { payloadDigest: r.payload_digest }),
-    requester: r.requester,
-    requestedAt: r.requested_at,
-    expiresAt: r.expires_at,
-    status: r.status,
-    ...(r.approver === null ? {} : { approver: r.approver }),
-    ...(r.approved_at === null ? {} : { approvedAt: r.approved_at }),
-    ...(r.executed_at === null ? {} : { executedAt: r.executed_at }),
-  };
-}
-
 const RPC = 'keybroker.v1.Approvals/';
-
-interface StepRecord {
-  readonly who: CallerIdentity;
-  readonly rpc: string;
-  readonly requestId: string;
-  readonly result: 'ok' | 'denied';
-  readonly code?: AuditRecordInput['code'];
-  readonly reason: string;
-  readonly approval?: Approval;
-  readonly org?: string;
-}
 
 export class ApprovalStore {
   readonly #db: Database.Database;
@@ -509,7 +384,7 @@ export class ApprovalStore {
     reason: string,
     undo: () => boolean,
   ): Promise<ApprovalStep> {
-    const record = this.#input({ who, rpc, requestId, result, reason, approval });
+    const record = approvalStepRecord(this.#now(), { who, rpc, requestId, result, reason, approval });
     if (this.#audit === undefined) return { approval, record, undo };
     try {
       const position = await this.#audit.append(record);
@@ -522,24 +397,7 @@ export class ApprovalStore {
     }
   }
 
-  #input(r: StepRecord): AuditRecordInput {
-    const a = r.approval;
-    const org = a?.org ?? r.org;
-    return {
-      time: new Date(this.#now()),
-      requestId: r.requestId,
-      identity: r.who.uri,
-      ...(org === undefined ? {} : { org }),
-      ...(a?.tenant === undefined ? {} : { tenant: a.tenant }),
-      rpc: r.rpc,
-      ...(a?.customer === undefined ? {} : { customer: a.customer }),
-      result: r.result,
-      ...(r.code === undefined ? {} : { code: r.code }),
-      reason: r.reason,
-    };
-  }
-
   async #record(r: StepRecord): Promise<void> {
-    if (this.#audit !== undefined) await this.#audit.append(this.#input(r));
+    if (this.#audit !== undefined) await this.#audit.append(approvalStepRecord(this.#now(), r));
   }
 }

@@ -5,7 +5,8 @@
  */
 import { createHash } from 'node:crypto';
 import { toKbError } from '../errors.ts';
-import type { ApprovalStore, ApprovalStep } from './approvals.ts';
+import type { ApprovalStep } from './approval.ts';
+import type { ApprovalStore } from './approvals.ts';
 import type { CallerIdentity } from './authorizer.ts';
 import { loadOrgSection } from './org-policy.ts';
 import { loadPolicy } from './policy-document.ts';

@@ -180,4 +180,13 @@ CREATE POLICY tenant_isolation ON secret_versions
   WITH CHECK (org = current_setting('keybroker.org', true) AND tenant = current_setting('keybroker.tenant', true));
 `,
   },
+  {
+    // Per-chain pinned audit heads (registry migration 4: one chain per worker of serve --workers).
+    version: 3,
+    sql: `
+CREATE TABLE audit_chain_heads (
+  chain TEXT PRIMARY KEY, seq BIGINT NOT NULL, hash TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('running','stopped','reset')), updated_at TEXT NOT NULL);
+`,
+  },
 ];
