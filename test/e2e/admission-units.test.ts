@@ -66,6 +66,8 @@ test('data plane vs control plane, by RPC', () => {
     ['keybroker.v1.Admin/CreateBlindIndex', false],
     ['keybroker.v1.Keys/CreateKey', false],
     ['keybroker.v1.Keys/RotateKey', false],
+    ['keybroker.v1.Keys/CreateImportJob', false],
+    ['keybroker.v1.Keys/ImportKey', false],
     ['keybroker.v1.Admin/SetTenantEnabled', false],
     ['keybroker.v1.Admin/DescribeTenant', false],
     ['keybroker.v1.Approvals/ApproveRequest', false],

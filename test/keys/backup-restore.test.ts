@@ -70,7 +70,7 @@ describe('backup while serving', () => {
     assert.ok(writes > 0, 'writes ran during the backup');
     assert.equal(m.files.length, 4, `files: ${m.files.map((f) => f.path).join(', ')}`);
     assert.equal(m.registrySchemaVersion, 4);
-    assert.equal(m.tenantSchemaVersion, 4);
+    assert.equal(m.tenantSchemaVersion, 5);
     assert.equal(m.hsm.tokenLabel, env.token.label);
     assert.deepEqual(
       m.hsm.oekLabels.map((k) => k.org),

@@ -156,7 +156,7 @@ test('options from the config connect a PostgresStore to a real server', async (
     try {
       const r = await store.pool.query<{ app: string }>("SELECT current_setting('application_name') AS app");
       assert.equal(r.rows[0]?.app, 'kb-cfg');
-      assert.equal(store.schemaVersion, 3);
+      assert.equal(store.schemaVersion, 4);
     } finally {
       await store.close();
     }

@@ -117,5 +117,10 @@ export async function seedTenantRows(store: PostgresStore, org: string, tenant: 
          VALUES ($1, $2, $3, $4, 1, 1, $5, 'active', $6)`,
       [...scope, customer, 'db-password', bytes(`secret:${tenant}`), AT],
     );
+    await t.query(
+      `INSERT INTO import_jobs (org, tenant, job_id, customer, key_id, alg, wrapping, tek_version, wrapped,
+         public_key, created_at, expires_at) VALUES ($1, $2, $3, '', 'legacy', 'ml-dsa-65', 'ml-kem-768', 1, $4, $5, $6, $6)`,
+      [...scope, `job-${tenant}`, bytes(`job:${tenant}`), bytes('pk'), AT],
+    );
   });
 }

@@ -69,13 +69,13 @@ describe('migrations', () => {
 
   test('the store schema: brokers opening at once apply it exactly once; reopening changes nothing', async () => {
     const url = await server.createDatabase('mig_store');
-    const stores = await Promise.all([1, 2, 3].map(() => PostgresStore.open({ url })));
+    const stores = await Promise.all([1, 2, 3, 4].map(() => PostgresStore.open({ url })));
     try {
-      for (const s of stores) assert.equal(s.schemaVersion, 3);
-      assert.deepEqual(await versions(url), [1, 2, 3]);
+      for (const s of stores) assert.equal(s.schemaVersion, 4);
+      assert.deepEqual(await versions(url), [1, 2, 3, 4]);
       const again = await PostgresStore.open({ url });
       await again.close();
-      assert.deepEqual(await versions(url), [1, 2, 3]);
+      assert.deepEqual(await versions(url), [1, 2, 3, 4]);
     } finally {
       await Promise.all(stores.map((s) => s.close()));
     }
@@ -96,7 +96,7 @@ describe('migrations', () => {
       await assert.rejects(approval('a2', 'issue-admin-certificate'), /approvals_op_check/);
       const store = await PostgresStore.open({ url });
       await store.close();
-      assert.deepEqual(await versions(url), [1, 2, 3]);
+      assert.deepEqual(await versions(url), [1, 2, 3, 4]);
       await approval('a2', 'issue-admin-certificate');
       await assert.rejects(approval('a3', 'no-such-op'), /approvals_op_check/);
       const r = await pool.query<{ id: string; op: string }>('SELECT id, op FROM approvals ORDER BY id');
@@ -119,7 +119,7 @@ describe('migrations', () => {
     await c.connect();
     await c.query('INSERT INTO schema_migrations (version, applied_at) VALUES (99, $1)', [AT]);
     await c.end();
-    await assert.rejects(PostgresStore.open({ url }), /schema version 99 is newer than this build \(3\)/);
+    await assert.rejects(PostgresStore.open({ url }), /schema version 99 is newer than this build \(4\)/);
   });
 
   test('every SQLite table and column has its PostgreSQL twin (tenant-level ones with org and tenant added)', async () => {
@@ -318,6 +318,12 @@ describe('row-level security', () => {
       name: 'secret_versions',
       sql: `INSERT INTO secret_versions (org, tenant, customer, name, version, cek_version, blob, state, created_at)
               VALUES ('o1', 'B', 'c-B', 'db-password', 2, 1, '\\x00', 'active', '${AT}')`,
+    },
+    {
+      name: 'import_jobs',
+      sql: `INSERT INTO import_jobs (org, tenant, job_id, customer, key_id, alg, wrapping, tek_version, wrapped,
+              public_key, created_at, expires_at)
+              VALUES ('o1', 'B', 'job-x', '', 'k', 'ml-dsa-65', 'ml-kem-768', 1, '\\x00', '\\x00', '${AT}', '${AT}')`,
     },
     {
       name: 'move a row to tenant B (UPDATE)',

@@ -77,6 +77,8 @@ export const RETRY_CLASS: Record<RpcName, RetryClass> = {
   'Keys.DecapsulateBatch': 'idempotent',
   'Keys.SealBox': 'idempotent',
   'Keys.OpenBox': 'idempotent',
+  'Keys.CreateImportJob': 'mutation',
+  'Keys.ImportKey': 'mutation',
   'Policy.GetPolicy': 'idempotent',
   'Policy.SetPolicy': 'mutation',
   'Secrets.PutSecret': 'mutation',

@@ -2,6 +2,7 @@
 import { KbError } from '../errors.ts';
 import type { AsymmetricKeyInfo } from '../keys/asymmetric-key-api.ts';
 import type { AsymmetricKeyType } from '../keys/asymmetric-key-store.ts';
+import type { ImportWrapping } from '../keys/key-import.ts';
 
 const ALGORITHMS: Readonly<Record<string, AsymmetricKeyType>> = {
   KEY_ALGORITHM_ML_KEM_768: 'ml-kem-768',
@@ -53,4 +54,23 @@ export function asymmetricKeyMessage(k: AsymmetricKeyInfo): object {
 /** A per-item user error as an ItemError message. */
 export function itemErrorMessage(err: KbError): object {
   return { code: err.status, reason: err.code, message: err.safeMessage };
+}
+
+const WRAPPINGS: Readonly<Record<string, ImportWrapping>> = {
+  IMPORT_WRAPPING_UNSPECIFIED: 'ml-kem-768-aes-kwp',
+  IMPORT_WRAPPING_ML_KEM_768_AES_KWP: 'ml-kem-768-aes-kwp',
+  IMPORT_WRAPPING_RSA_OAEP_3072_SHA256_AES_KWP: 'rsa-oaep-3072-sha256-aes-kwp',
+};
+
+/** The ImportWrapping enum name of a request (absent: ML-KEM-768 + AES-KWP). */
+export function importWrappingField(v: unknown): ImportWrapping {
+  const w = v === undefined ? 'ml-kem-768-aes-kwp' : typeof v === 'string' ? WRAPPINGS[v] : undefined;
+  if (w === undefined) throw new KbError('INVALID_ARGUMENT', 'wrapping must be an ImportWrapping');
+  return w;
+}
+
+export function importWrappingEnum(w: ImportWrapping): string {
+  return w === 'ml-kem-768-aes-kwp'
+    ? 'IMPORT_WRAPPING_ML_KEM_768_AES_KWP'
+    : 'IMPORT_WRAPPING_RSA_OAEP_3072_SHA256_AES_KWP';
 }

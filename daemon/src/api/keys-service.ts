@@ -13,12 +13,15 @@ import type { AsymmetricKeyType } from '../keys/asymmetric-key-store.ts';
 import { DEFAULT_ASYMMETRIC_KEY_LIMITS } from '../keys/asymmetric-key-limits.ts';
 import { asymmetricKeyId } from '../keys/asymmetric-keys.ts';
 import type { KeyBrokerApi } from '../keys/key-broker-api.ts';
+import { importJobId, MAX_IMPORT_BLOB_BYTES } from '../keys/key-import.ts';
 import type { CallerIdentity } from '../policy/authorizer.ts';
 import { publicKeyToJwk, publicKeyToPem, publicKeyToSpki } from '../pqc/public-key-export.ts';
 import type { CallGate, CallTarget, UnarySpec } from './call-gate.ts';
 import { ownTenant } from './caller-identity.ts';
 import {
   asymmetricKeyMessage,
+  importWrappingEnum,
+  importWrappingField,
   itemErrorMessage,
   keyAlgorithmEnum,
   keyAlgorithmField,
@@ -41,6 +44,8 @@ const LIFECYCLE: ReadonlySet<string> = new Set([
   'SetAsymmetricKeyPolicy',
   'RotateKey',
   'SetAsymmetricKeyVersionEnabled',
+  'CreateImportJob',
+  'ImportKey',
 ]);
 /** Bounds of the fields only this service has. */
 export const KEYS_BOUNDS = {
@@ -54,6 +59,8 @@ export const KEYS_BOUNDS = {
   kemCiphertext: 2048,
   /** enc (at most 1120) + tag, on top of the plaintext bound. */
   boxOverhead: 2048,
+  /** An expected public key of an import (X-Wing 1216 B, ML-DSA-87 2592 B). */
+  importPublicKey: 4096,
   /** Pool batches carry at most 1024 items. */
   batchItems: 1024,
 } as const;
@@ -106,6 +113,15 @@ export function keysService(
       ...(alg !== undefined ? { algorithm: policyAlgorithm(alg) } : {}),
     };
   };
+  /** ImportKey names a job, not a key: the authoriser sees the key and algorithm the job imports. */
+  const importTarget = (id: CallerIdentity, m: KeyMsg & { jobId?: unknown }): KeysTarget => {
+    const t = target(id, { customer: m.customer, keyId: '' } as KeyMsg);
+    if (id.tenant === undefined) return t;
+    const customer = optionalCustomer(m.customer);
+    const own = { org: id.org, tenant: id.tenant, ...(customer !== undefined ? { customer } : {}) };
+    const job = asym().importJobTarget(own, m.jobId);
+    return job === undefined ? t : { ...t, keyName: job.keyId, algorithm: policyAlgorithm(job.type) };
+  };
   const unary = <Req extends KeyMsg>(
     name: string,
     handle: UnarySpec<Req, object>['handle'],
@@ -114,7 +130,11 @@ export function keysService(
     gate.unary<Req, object>(RPC + name, {
       // ListKeys and GetJwks name no key: each listed key is authorized by name (and filtered).
       target: (id, req) =>
-        KEY_LISTS.has(name) ? { ...target(id, req), pending: ['keys'] } : target(id, req),
+        KEY_LISTS.has(name)
+          ? { ...target(id, req), pending: ['keys'] }
+          : name === 'ImportKey'
+            ? importTarget(id, req as KeyMsg & { jobId?: unknown })
+            : target(id, req),
       mutating: LIFECYCLE.has(name),
       ...(cost !== undefined ? { cost } : {}),
       // Every record names the key (validated by target() before the handler runs).
@@ -422,6 +442,44 @@ export function keysService(
         return { plaintext: r.plaintext, keyVersion: r.version };
       },
       triesCost,
+    ),
+    CreateImportJob: unary<KeyMsg & { algorithm: string; wrapping?: string; ttlSeconds?: number }>(
+      'CreateImportJob',
+      async (ctx, m) => {
+        const j = await asym().createImportJob(
+          me(ctx.identity, m),
+          asymmetricKeyId(m.keyId),
+          keyAlgorithmField(m.algorithm),
+          importWrappingField(m.wrapping),
+          m.ttlSeconds === undefined || m.ttlSeconds === 0 ? undefined : m.ttlSeconds,
+        );
+        return {
+          jobId: j.jobId,
+          publicKey: j.publicKey,
+          wrapping: importWrappingEnum(j.wrapping),
+          expireTime: j.expiresAt,
+          kdfInfo: j.kdfInfo,
+        };
+      },
+    ),
+    ImportKey: unary<KeyMsg & { jobId?: unknown; wrappedKey?: unknown; publicKey?: unknown }>(
+      'ImportKey',
+      async (ctx, m, facts) => {
+        const publicKey = bytesField(
+          'public_key',
+          m.publicKey ?? new Uint8Array(0),
+          KEYS_BOUNDS.importPublicKey,
+        );
+        const k = await asym().importKey(
+          me(ctx.identity, m),
+          importJobId(m.jobId),
+          bytesField('wrapped_key', m.wrappedKey, MAX_IMPORT_BLOB_BYTES),
+          publicKey.length > 0 ? publicKey : undefined,
+        );
+        facts.keyName = k.keyId;
+        facts.keyVersion = k.primaryVersion;
+        return keyMsg(k);
+      },
     ),
   };
 }

@@ -25,6 +25,15 @@ const ALGORITHMS = [
   'ed25519',
   'ecdsa-p256',
 ] as const;
+const IMPORTABLE = [
+  'ml-kem-768',
+  'ml-kem-1024',
+  'x-wing',
+  'ml-dsa-44',
+  'ml-dsa-65',
+  'ml-dsa-87',
+  'ed25519',
+] as const;
 const FORMATS = ['raw', 'spki-der', 'spki-pem', 'jwk'] as const;
 
 const str = (v: unknown): string => (typeof v === 'string' ? v : '');
@@ -341,6 +350,55 @@ const LEAVES: readonly Leaf[] = [
           aad: bytesOpt(a.aad),
         }),
         'plaintext',
+      ),
+  },
+  {
+    command: `import-job ${KEY}`,
+    describe: 'start a key import: a one-time wrapping public key (--out writes it raw)',
+    options: (y) =>
+      out(customer(y))
+        .option('alg', { choices: IMPORTABLE, demandOption: true, describe: 'algorithm of the imported key' })
+        .option('wrapping', {
+          choices: ['ml-kem-768', 'rsa-oaep-3072'] as const,
+          default: 'ml-kem-768',
+          describe: 'ML-KEM-768 + AES-KWP, or RSA-OAEP-3072-SHA256 + AES-KWP',
+        })
+        .option('ttl-seconds', {
+          type: 'number',
+          default: 0,
+          describe: 'job lifetime (0: 24 h)',
+        }) as Argv<Args>,
+    run: async (a) =>
+      emit(
+        a,
+        await keysCall(a, 'CreateImportJob', {
+          ...base(a),
+          algorithm: algorithmEnum(str(a.alg)),
+          wrapping:
+            a.wrapping === 'rsa-oaep-3072'
+              ? 'IMPORT_WRAPPING_RSA_OAEP_3072_SHA256_AES_KWP'
+              : 'IMPORT_WRAPPING_ML_KEM_768_AES_KWP',
+          ttlSeconds: num(a['ttl-seconds']),
+        }),
+        'publicKey',
+      ),
+  },
+  {
+    command: 'import <job-id> [file]',
+    describe: 'import a private key wrapped to an import job (from a file or stdin)',
+    options: (y) =>
+      customer(y).option('public-key', {
+        type: 'string',
+        describe: 'file with the raw public key the import must match',
+      }) as Argv<Args>,
+    run: async (a) =>
+      printJson(
+        await keysCall(a, 'ImportKey', {
+          jobId: str(a['job-id']),
+          customer: str(a.customer),
+          wrappedKey: readInput(str(a.file)),
+          publicKey: str(a['public-key']) === '' ? Buffer.alloc(0) : readFileSync(str(a['public-key'])),
+        }),
       ),
   },
 ];

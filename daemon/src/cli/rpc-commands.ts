@@ -75,4 +75,6 @@ export const RPC_COMMANDS: Readonly<Record<string, string>> = {
   'Keys/DecapsulateBatch': 'keys decapsulate-batch',
   'Keys/SealBox': 'keys seal',
   'Keys/OpenBox': 'keys open',
+  'Keys/CreateImportJob': 'keys import-job',
+  'Keys/ImportKey': 'keys import',
 };

@@ -3,6 +3,8 @@
  * As for KeyBrokerApi, the TenantRef comes from the authenticated identity (a customer may be
  * named in the request); all errors are KbError. Private keys never leave: no method returns one.
  */
+import type { ImportWrapping } from '../store/import-job-rows.ts';
+import type { ImportJob } from './key-import.ts';
 import type { CustomerId, TenantRef } from '../ids.ts';
 import type { Jwk } from '../pqc/public-key-export.ts';
 import type { AsymmetricKeyType } from './asymmetric-key-store.ts';
@@ -76,6 +78,23 @@ export interface AsymmetricKeyApi {
     type: AsymmetricKeyType,
     opts?: CreateKeyOptions,
   ): Promise<AsymmetricKeyInfo>;
+  /** A one-time wrapping key for importing key `keyId` of `type` (key-import.ts). */
+  createImportJob(
+    ref: KeyOwner,
+    keyId: string,
+    type: AsymmetricKeyType,
+    wrapping: ImportWrapping,
+    ttlSeconds?: number,
+  ): Promise<ImportJob>;
+  /** Open, check and store an imported private key; the job is used up. */
+  importKey(
+    ref: KeyOwner,
+    jobId: string,
+    wrappedKey: Uint8Array,
+    publicKey?: Uint8Array,
+  ): Promise<AsymmetricKeyInfo>;
+  /** The key a job imports, for authorisation before the call runs; undefined when unknown. Never throws. */
+  importJobTarget(ref: KeyOwner, jobId: unknown): { keyId: string; type: AsymmetricKeyType } | undefined;
   /** The tenant-level keys, or with `ref.customer` that customer's keys. */
   listKeys(ref: KeyOwner): Promise<readonly AsymmetricKeyInfo[]>;
   describeKey(ref: KeyOwner, keyId: string): Promise<AsymmetricKeyInfo>;

@@ -11,7 +11,7 @@ import type { TenantRef } from '../ids.ts';
 import type { PolicyRow, TenantRow } from '../store/registry-rows.ts';
 import type * as Api from './asymmetric-key-api.ts';
 import { checkNewVersion, type AsymmetricKeyLimits } from './asymmetric-key-limits.ts';
-import { generateKey, type AsymmetricRuntime } from './asymmetric-key-material.ts';
+import { generateKey, type AsymmetricRuntime, type GeneratedKey } from './asymmetric-key-material.ts';
 import {
   AsymmetricKeyStore,
   DEFAULT_ASYMMETRIC_POLICY,
@@ -202,6 +202,36 @@ export class AsymmetricKeyVersions {
     });
   }
 
+  /**
+   * Store an imported key (key-import.ts, checked there) like a generated one: a new key (version
+   * 1), or a new primary version of the owner's key of the same type. `material` is consumed.
+   */
+  async importVersion(
+    ref: Api.KeyOwner,
+    keyId: string,
+    type: AsymmetricKeyType,
+    material: GeneratedKey,
+  ): Promise<Api.AsymmetricKeyInfo> {
+    return this.#lock.run(tenantKey(ref.org, ref.tenant), async () => {
+      try {
+        const { t, customer } = this.owner(ref);
+        const existing = AsymmetricKeyStore.versions(this.#h.store(t), keyId);
+        const last = existing[existing.length - 1];
+        if (last !== undefined && last.customer !== customer) throw new KbError('ALREADY_EXISTS', 'key');
+        if (last !== undefined && last.type !== type)
+          throw new KbError('FAILED_PRECONDITION', `key exists with another algorithm (${last.type})`);
+        if (last !== undefined) await this.rows(t, keyId, customer); // its rows must be intact
+        const version = (last?.version ?? 0) + 1;
+        const policy = last === undefined ? { ...DEFAULT_ASYMMETRIC_POLICY } : undefined;
+        await this.#addVersion(ref, keyId, version, type, false, policy, material);
+        const o = this.owner(ref);
+        return this.info(o.t, await this.rows(o.t, keyId, o.customer));
+      } finally {
+        material.secret.destroy();
+      }
+    });
+  }
+
   /** Rotate only if `fromVersion` is still the primary (concurrent callers share one rotation). */
   async #rotateIfPrimary(ref: Api.KeyOwner, keyId: string, fromVersion: number): Promise<void> {
     await this.#lock.run(tenantKey(ref.org, ref.tenant), async () => {
@@ -225,13 +255,14 @@ export class AsymmetricKeyVersions {
     type: AsymmetricKeyType,
     hsmEcdsa: boolean,
     policy?: PolicyRow,
+    given?: GeneratedKey,
   ): Promise<void> {
     if (this.shredding.has(tenantKey(ref.org, ref.tenant))) throw new KbError('NOT_FOUND', 'tenant');
     if (ref.customer !== undefined && this.shredding.has(customerShredKey(ref, ref.customer)))
       throw new KbError('NOT_FOUND', 'customer');
     const inHsm = hsmEcdsa || type === 'ecdsa-p256';
     checkNewVersion(this.#h.store(this.owner(ref).t), this.#limits, keyId, version, inHsm);
-    const g = await generateKey(this.#rt, this.#hsm, type, inHsm);
+    const g = given ?? (await generateKey(this.#rt, this.#hsm, type, inHsm));
     try {
       const { t, customer } = this.owner(ref);
       const c = customer === '' ? undefined : this.#h.customerRow(t, customer);

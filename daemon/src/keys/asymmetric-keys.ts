@@ -47,6 +47,8 @@ import type { KeyedMutex } from './keyed-mutex.ts';
 import { addScheduledRotation } from './lifecycle.ts';
 import { LoadedCustomerKeys, type CustomerKeys } from './loaded-customer-keys.ts';
 import { shredKeysOf, type ShredKeys } from './shredder.ts';
+import { KeyImport, type ImportJob } from './key-import.ts';
+import type { ImportWrapping } from '../store/import-job-rows.ts';
 
 export interface AsymmetricKeysOptions {
   readonly runtime: AsymmetricRuntime;
@@ -67,6 +69,7 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
   readonly #usage: AsymmetricKeyUsage;
   readonly #v: AsymmetricKeyVersions;
   readonly #customerKeys = new LoadedCustomerKeys();
+  readonly #import: KeyImport;
 
   constructor(h: Hierarchy, lock: KeyedMutex, hsm: Hsm, o: AsymmetricKeysOptions) {
     this.#h = h;
@@ -86,6 +89,7 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
       (t, id, v) => this.#keys.evict(t, id, v),
       o.limits ?? DEFAULT_ASYMMETRIC_KEY_LIMITS,
     );
+    this.#import = new KeyImport(h, o.runtime, this.#v);
     // The broker's rotation scan (Lifecycle.rotateDueKeys) rotates due asymmetric keys too.
     addScheduledRotation(h, (now, org) => this.#v.rotateDueKeys(now, org));
   }
@@ -127,6 +131,28 @@ export class AsymmetricKeys implements Api.AsymmetricKeyApi {
   describeKey(ref: Api.KeyOwner, keyId: string): Promise<Api.AsymmetricKeyInfo> {
     return this.#v.describeKey(ref, keyId);
   }
+  // --- import (key-import.ts) ---
+  createImportJob(
+    ref: Api.KeyOwner,
+    keyId: string,
+    type: AsymmetricKeyType,
+    wrapping: ImportWrapping,
+    ttlSeconds?: number,
+  ): Promise<ImportJob> {
+    return this.#import.createJob(ref, keyId, type, wrapping, ttlSeconds);
+  }
+  importKey(
+    ref: Api.KeyOwner,
+    jobId: string,
+    wrappedKey: Uint8Array,
+    publicKey?: Uint8Array,
+  ): Promise<Api.AsymmetricKeyInfo> {
+    return this.#import.importKey(ref, jobId, wrappedKey, publicKey);
+  }
+  importJobTarget(ref: Api.KeyOwner, jobId: unknown): { keyId: string; type: AsymmetricKeyType } | undefined {
+    return this.#import.jobTarget(ref, jobId);
+  }
+
   /** Scheduled rotation (also run by the broker's rotation scan). */
   rotateDueKeys(now: Date): Promise<{ rotated: number; failed: number }> {
     return this.#v.rotateDueKeys(now);

@@ -67,6 +67,17 @@ CREATE TABLE secret_versions (
   PRIMARY KEY (customer, name, version));
 `,
   },
+  {
+    version: 5,
+    sql: `
+-- Key import jobs (keys/key-import.ts): a one-time wrapping key pair per job, its private key
+-- wrapped under the TEK (0x13, bound to the job's fields); the row goes after one import or at expiry.
+CREATE TABLE import_jobs (
+  job_id TEXT PRIMARY KEY, customer TEXT NOT NULL, key_id TEXT NOT NULL, alg TEXT NOT NULL,
+  wrapping TEXT NOT NULL, tek_version INTEGER NOT NULL, wrapped BLOB NOT NULL, public_key BLOB NOT NULL,
+  created_at TEXT NOT NULL, expires_at TEXT NOT NULL);
+`,
+  },
 ];
 
 export interface CustomerRow {

@@ -26,6 +26,11 @@ export type BlindIndexNormalization =
 
 export type CaAlgorithm = 'CA_ALGORITHM_UNSPECIFIED' | 'CA_ALGORITHM_ECDSA_P256' | 'CA_ALGORITHM_ML_DSA_65';
 
+export type ImportWrapping =
+  | 'IMPORT_WRAPPING_UNSPECIFIED'
+  | 'IMPORT_WRAPPING_ML_KEM_768_AES_KWP'
+  | 'IMPORT_WRAPPING_RSA_OAEP_3072_SHA256_AES_KWP';
+
 export type KeyAlgorithm =
   | 'KEY_ALGORITHM_UNSPECIFIED'
   | 'KEY_ALGORITHM_ML_KEM_768'
@@ -200,6 +205,22 @@ export interface CreateCustomerRequest {
 
 export interface CreateCustomerResponse {
   customer: Customer;
+}
+
+export interface CreateImportJobRequest {
+  keyId: string;
+  algorithm: KeyAlgorithm;
+  wrapping: ImportWrapping;
+  ttlSeconds: number;
+  customer: string;
+}
+
+export interface CreateImportJobResponse {
+  jobId: string;
+  publicKey: Buffer;
+  wrapping: ImportWrapping;
+  expireTime: string;
+  kdfInfo: Buffer;
 }
 
 export interface CreateKeyRequest {
@@ -553,6 +574,17 @@ export interface GetSecretResponse {
   value: Buffer;
   version: number;
   createTime: string;
+}
+
+export interface ImportKeyRequest {
+  jobId: string;
+  wrappedKey: Buffer;
+  publicKey: Buffer;
+  customer: string;
+}
+
+export interface ImportKeyResponse {
+  key: AsymmetricKey;
 }
 
 export interface IssueCertificateRequest {
@@ -1104,6 +1136,8 @@ export const RPC_TABLE = {
     DecapsulateBatch: { stream: false },
     SealBox: { stream: false },
     OpenBox: { stream: false },
+    CreateImportJob: { stream: false },
+    ImportKey: { stream: false },
   },
   Policy: {
     GetPolicy: { stream: false },
@@ -1194,6 +1228,8 @@ export interface RpcTypes {
   'Keys.DecapsulateBatch': { req: DecapsulateBatchRequest; res: DecapsulateBatchResponse };
   'Keys.SealBox': { req: SealBoxRequest; res: SealBoxResponse };
   'Keys.OpenBox': { req: OpenBoxRequest; res: OpenBoxResponse };
+  'Keys.CreateImportJob': { req: CreateImportJobRequest; res: CreateImportJobResponse };
+  'Keys.ImportKey': { req: ImportKeyRequest; res: ImportKeyResponse };
   'Policy.GetPolicy': { req: GetPolicyRequest; res: GetPolicyResponse };
   'Policy.SetPolicy': { req: SetPolicyRequest; res: SetPolicyResponse };
   'Secrets.PutSecret': { req: PutSecretRequest; res: PutSecretResponse };

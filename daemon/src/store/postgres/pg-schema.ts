@@ -20,6 +20,7 @@ export const TENANT_TABLES = [
   'blind_index_ceks',
   'secrets',
   'secret_versions',
+  'import_jobs',
 ] as const;
 
 export const PG_MIGRATIONS: readonly Migration[] = [
@@ -187,6 +188,22 @@ CREATE POLICY tenant_isolation ON secret_versions
 CREATE TABLE audit_chain_heads (
   chain TEXT PRIMARY KEY, seq BIGINT NOT NULL, hash TEXT NOT NULL,
   state TEXT NOT NULL CHECK (state IN ('running','stopped','reset')), updated_at TEXT NOT NULL);
+`,
+  },
+  {
+    // Key import jobs (tenant migration 5): a one-time wrapping key per job, wrapped under the TEK.
+    version: 4,
+    sql: `
+CREATE TABLE import_jobs (
+  org TEXT NOT NULL, tenant TEXT NOT NULL, job_id TEXT NOT NULL, customer TEXT NOT NULL, key_id TEXT NOT NULL,
+  alg TEXT NOT NULL, wrapping TEXT NOT NULL, tek_version INTEGER NOT NULL, wrapped BYTEA NOT NULL,
+  public_key BYTEA NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL,
+  PRIMARY KEY (org, tenant, job_id), FOREIGN KEY (org, tenant) REFERENCES tenants(org, tenant));
+ALTER TABLE import_jobs ENABLE ROW LEVEL SECURITY;
+ALTER TABLE import_jobs FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON import_jobs
+  USING (org = current_setting('keybroker.org', true) AND tenant = current_setting('keybroker.tenant', true))
+  WITH CHECK (org = current_setting('keybroker.org', true) AND tenant = current_setting('keybroker.tenant', true));
 `,
   },
 ];

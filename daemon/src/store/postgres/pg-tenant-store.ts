@@ -193,6 +193,7 @@ export class PgTenantStore {
   /** Delete every tenant-level row of this tenant (its shred; the SQLite backend deletes the file). */
   async purge(): Promise<void> {
     const tables = [
+      'import_jobs',
       'secret_versions',
       'secrets',
       'blind_index_ceks',
