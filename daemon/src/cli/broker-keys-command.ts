@@ -8,6 +8,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CommandModule } from 'yargs';
+import { openConfiguredHsm } from './offline-hsm.ts';
 import type { BrokerKeys } from '../keys/key-broker-api.ts';
 
 interface Args {
@@ -16,26 +17,14 @@ interface Args {
 
 /** Open the HSM and the registry of `configFile`; write and return the broker's public keys. */
 export async function writeBrokerKeyFiles(configFile: string): Promise<BrokerKeys> {
-  const cfg = (await import('../config/load-config.ts')).loadConfig(configFile);
-  const h = cfg.hsm;
-  if (h.softhsmConf !== '') process.env.SOFTHSM2_CONF = h.softhsmConf;
-  let profile = (await import('../hsm/hsm-profile.ts')).loadProfile(h.profile);
-  if (h.module !== '') profile = { ...profile, module: { ...profile.module, paths: [h.module] } };
-  const hsm = await (
-    await import('../hsm/pkcs11-hsm.ts')
-  ).Pkcs11Hsm.open({
-    profile,
-    pin: (await import('../config/load-config.ts')).readHsmPin(cfg),
-    tokenLabel: h.tokenLabel,
-    probeIntervalMs: 0,
-  });
+  const { cfg, hsm } = await openConfiguredHsm(configFile);
   try {
-    const audit = cfg.audit.enabled
-      ? (await (await import('../audit/hsm-checkpoint-signer.ts')).hsmCheckpointSigner(hsm)).publicKeyPem
-      : undefined;
-    const kb = await (
-      await import('../keys/key-broker.ts')
-    ).KeyBroker.open({ hsm, dataDir: cfg.dataDir, auditCheckpointKeyPem: () => audit });
+    const [{ hsmCheckpointSigner }, { KeyBroker }] = await Promise.all([
+      import('../audit/hsm-checkpoint-signer.ts'),
+      import('../keys/key-broker.ts'),
+    ]);
+    const audit = cfg.audit.enabled ? (await hsmCheckpointSigner(hsm)).publicKeyPem : undefined;
+    const kb = await KeyBroker.open({ hsm, dataDir: cfg.dataDir, auditCheckpointKeyPem: () => audit });
     try {
       const keys = await kb.brokerKeys();
       writeFileSync(join(cfg.dataDir, 'receipt-key.pem'), keys.receiptKey.publicKeyPem);

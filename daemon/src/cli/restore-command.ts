@@ -7,6 +7,7 @@
  * daemon stopped, then start the daemon on the restored dir.
  */
 import type { CommandModule } from 'yargs';
+import { openConfiguredHsm } from './offline-hsm.ts';
 
 interface Args {
   dir: string;
@@ -27,19 +28,8 @@ export const restoreCommand: CommandModule<object, Args> = {
       })
       .option('target', { type: 'string', describe: "data dir to restore into (default: the config's)" }),
   handler: async (a) => {
-    const cfg = (await import('../config/load-config.ts')).loadConfig(a.config);
+    const { cfg, hsm } = await openConfiguredHsm(a.config);
     const h = cfg.hsm;
-    if (h.softhsmConf !== '') process.env.SOFTHSM2_CONF = h.softhsmConf;
-    let profile = (await import('../hsm/hsm-profile.ts')).loadProfile(h.profile);
-    if (h.module !== '') profile = { ...profile, module: { ...profile.module, paths: [h.module] } };
-    const hsm = await (
-      await import('../hsm/pkcs11-hsm.ts')
-    ).Pkcs11Hsm.open({
-      profile,
-      pin: (await import('../config/load-config.ts')).readHsmPin(cfg),
-      tokenLabel: h.tokenLabel,
-      probeIntervalMs: 0,
-    });
     try {
       const r = await (
         await import('../keys/restore-backup.ts')
