@@ -383,7 +383,10 @@ test('each worker keeps its own audit chain; audit verify --dir checks both and 
   const timeline = lines
     .filter((l) => l.startsWith('{'))
     .map((l) => JSON.parse(l) as { chain: string; time: string });
-  assert.ok(new Set(timeline.map((t) => t.chain)).size >= 2, 'the timeline has entries of both chains');
+  assert.ok(
+    new Set(timeline.map((t) => t.chain)).size >= 2,
+    `the timeline has entries of both chains: ${lines.filter((l) => !l.startsWith('{')).join(' | ')}`,
+  );
   const times = timeline.map((t) => Date.parse(t.time));
   assert.deepEqual(
     times,
