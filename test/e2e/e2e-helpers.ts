@@ -20,6 +20,8 @@ export function runCli(...args: string[]): SpawnSyncReturns<string> {
   return spawnSync(process.execPath, [join(REPO_ROOT, 'daemon/src/cli/main.ts'), ...args], {
     encoding: 'utf8',
     timeout: 60_000,
+    // `audit verify --timeline` of a busy log prints megabytes (the default 1 MiB kills the child).
+    maxBuffer: 64 * 1024 * 1024,
   });
 }
 
